@@ -1,0 +1,348 @@
+"""Load a JSON or TOML config (the v0 schema keeps working), validate it, report errors by key path.
+
+Sections owned by a source or a channel are declared in that source's or channel's module (its
+``Settings`` model); this module composes them, so adding a platform never edits this file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+)
+
+DEFAULT_DB = "./mrt_state.sqlite3"
+
+
+class ConfigError(Exception):
+    """An unusable config. ``problems`` are lines of the form ``key.path: what is wrong``."""
+
+    def __init__(self, problems: list[str], path: Path | None = None) -> None:
+        self.problems = problems
+        self.path = path
+        where = f"{path}: " if path else ""
+        super().__init__(where + "; ".join(problems))
+
+    def report(self) -> str:
+        """A message for a terminal: one problem per line."""
+        head = f"invalid config {self.path}" if self.path else "invalid config"
+        return head + ":\n" + "\n".join(f"  {p}" for p in self.problems)
+
+
+class StrictModel(BaseModel):
+    """A config section: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StateConfig(StrictModel):
+    sqlite_path: str = DEFAULT_DB
+
+
+class DeliveryConfig(StrictModel):
+    """Outbox delivery (R1/R2)."""
+
+    workers: int = Field(2, ge=1, le=64)
+    max_attempts: int = Field(10, ge=1, le=1000)
+    backoff_initial_seconds: float = Field(5.0, gt=0)
+    backoff_max_seconds: float = Field(3600.0, gt=0)
+    request_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    lease_seconds: float = Field(120.0, ge=5)
+    jitter: float = Field(0.2, ge=0, le=0.9)
+
+
+class HostPolicy(StrictModel):
+    """Per-host HTTP limits; every source on the host shares them (S1/S2)."""
+
+    max_concurrency: int | None = Field(None, ge=1, le=64)
+    min_interval_seconds: float | None = Field(None, ge=0)
+    timeout_seconds: float | None = Field(None, gt=0, le=600)
+
+
+class HttpConfig(StrictModel):
+    user_agent: str = "model-release-tracker/1.0 (+https://github.com/)"
+    timeout_seconds: float = Field(20.0, gt=0, le=600)
+    max_retries: int = Field(3, ge=0, le=10)
+    max_inline_wait_seconds: float = Field(10.0, ge=0, le=600)
+    max_response_bytes: int = Field(20_000_000, ge=10_000)
+    hosts: dict[str, HostPolicy] = Field(default_factory=dict)
+
+
+class SchedulerConfig(StrictModel):
+    poll_workers: int = Field(4, ge=1, le=64)
+    jitter_seconds: float | None = Field(None, ge=0)
+    max_backoff_seconds: float = Field(900.0, ge=1)
+    shutdown_timeout_seconds: float = Field(5.0, ge=0.5, le=120)
+
+
+class LogConfig(StrictModel):
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ConfigBase(StrictModel):
+    """The fixed part of the schema; ``sources``, ``notify`` and ``rules`` are added on load."""
+
+    poll_interval_seconds: float = Field(300.0, ge=1)
+    watch_keywords: list[str] = Field(default_factory=list)
+    state: StateConfig = Field(default_factory=StateConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @field_validator("watch_keywords")
+    @classmethod
+    def _keywords_not_blank(cls, value: list[str]) -> list[str]:
+        for i, word in enumerate(value):
+            if not word.strip():
+                raise ValueError(f"item {i} is blank")
+        return value
+
+
+@cache
+def root_model() -> type[StrictModel]:
+    """The full config model: the fixed part plus every registered source and channel section."""
+    from mrt_engine import notify, sources
+    from mrt_engine.rules.model import RuleConfig
+
+    source_fields: dict[str, Any] = {
+        name: (kind.settings | None, None) for name, kind in sources.kinds().items()
+    }
+    channel_fields: dict[str, Any] = {
+        name: (kind.settings | None, None) for name, kind in notify.kinds().items()
+    }
+    sources_model = create_model("SourcesConfig", __base__=StrictModel, **source_fields)
+    notify_model = create_model("NotifyConfig", __base__=StrictModel, **channel_fields)
+    return create_model(
+        "Config",
+        __base__=ConfigBase,
+        sources=(sources_model, Field(default_factory=sources_model)),
+        notify=(notify_model, Field(default_factory=notify_model)),
+        rules=(list[RuleConfig], Field(default_factory=list)),
+    )
+
+
+class Config:
+    """A validated config, with the file it came from."""
+
+    def __init__(self, model: Any, path: Path | None) -> None:
+        self.model = model
+        self.path = path
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+    @property
+    def db_path(self) -> Path:
+        """``state.sqlite_path``; a relative path is taken from the config file's directory."""
+        raw = Path(self.model.state.sqlite_path).expanduser()
+        if raw.is_absolute() or self.path is None:
+            return raw
+        return (self.path.parent / raw).resolve()
+
+    def source_sections(self) -> dict[str, Any]:
+        """Configured source sections by platform name (unset ones omitted)."""
+        sections = self.model.sources
+        return {
+            name: getattr(sections, name)
+            for name in type(sections).model_fields
+            if getattr(sections, name) is not None
+        }
+
+    def channel_sections(self) -> dict[str, Any]:
+        """Configured channel sections by channel name (unset ones omitted)."""
+        sections = self.model.notify
+        return {
+            name: getattr(sections, name)
+            for name in type(sections).model_fields
+            if getattr(sections, name) is not None
+        }
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, parse and validate a config file. Raises :class:`ConfigError`."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {file}"], file) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read {file}: {exc}"], file) from None
+    data = parse_text(text, file)
+    return validate(data, file)
+
+
+def parse_text(text: str, file: Path | None = None) -> dict[str, Any]:
+    """JSON for ``.json`` files, TOML for ``.toml``; otherwise whichever parses."""
+    suffix = file.suffix.lower() if file else ""
+    if suffix == ".toml":
+        return _parse_toml(text, file)
+    if suffix == ".json":
+        return _parse_json(text, file)
+    try:
+        return _parse_json(text, file)
+    except ConfigError:
+        return _parse_toml(text, file)
+
+
+def _parse_json(text: str, file: Path | None) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            [f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}"], file
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"the top level must be an object, got {type(data).__name__}"], file)
+    return data
+
+
+def _parse_toml(text: str, file: Path | None) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"TOML syntax error: {exc}"], file) from None
+
+
+def validate(data: dict[str, Any], file: Path | None = None) -> Config:
+    """Validate parsed config data against the full schema."""
+    model = root_model()
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, model, data), file) from None
+    problems = _cross_checks(parsed)
+    if problems:
+        raise ConfigError(problems, file)
+    return Config(parsed, file)
+
+
+def _cross_checks(parsed: Any) -> list[str]:
+    """Checks that span sections: rule names unique, routed channels configured."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    channels = {name for name in type(parsed.notify).model_fields if getattr(parsed.notify, name)}
+    for i, rule in enumerate(parsed.rules):
+        if rule.name in seen:
+            problems.append(
+                f'rules[{i}].name: duplicate rule name "{rule.name}" (see rules[{seen[rule.name]}])'
+            )
+        seen.setdefault(rule.name, i)
+        for j, channel in enumerate(rule.channels or ()):
+            if channel not in channels:
+                known = ", ".join(sorted(channels)) or "none configured"
+                problems.append(
+                    f'rules[{i}].channels[{j}]: channel "{channel}" is not configured under notify ({known})'
+                )
+    if parsed.delivery.backoff_initial_seconds > parsed.delivery.backoff_max_seconds:
+        problems.append(
+            "delivery.backoff_initial_seconds: must not exceed delivery.backoff_max_seconds"
+        )
+    return problems
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    """``('sources', 'github', 'repos', 1)`` -> ``sources.github.repos[1]``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "union[")) or part in ("list", "dict"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "list": "a list",
+    "dict": "a table/object",
+    "model": "a table/object",
+}
+
+
+def format_errors(exc: ValidationError, model: type[BaseModel], data: Any) -> list[str]:
+    """One line per pydantic error: the key path and what is wrong, in an operator's words."""
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = key_path(loc)
+        kind = err["type"]
+        given = err.get("input")
+        if kind == "missing":
+            message = "required key is missing"
+        elif kind == "extra_forbidden":
+            message = "unknown key" + _suggest(loc, model)
+        elif kind.endswith("_type") or kind.endswith("_parsing"):
+            wanted = next((w for k, w in _TYPE_WORDS.items() if kind.startswith(k)), None)
+            message = f"expected {wanted}, got {_show(given)}" if wanted else err["msg"]
+        elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+            op = {
+                "greater_than_equal": ">=",
+                "greater_than": ">",
+                "less_than_equal": "<=",
+                "less_than": "<",
+            }[kind]
+            bound = next(iter(err.get("ctx", {}).values()), "?")
+            message = f"must be {op} {bound}, got {_show(given)}"
+        elif kind == "literal_error":
+            expected = err.get("ctx", {}).get("expected", "")
+            message = f"expected one of {expected}, got {_show(given)}"
+        elif kind == "value_error":
+            message = str(err.get("ctx", {}).get("error", err["msg"]))
+        elif kind == "too_short" and isinstance(given, list) and not given:
+            message = "must not be empty"
+        else:
+            message = err["msg"]
+        lines.append(f"{path}: {message}")
+    return lines
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _suggest(loc: tuple[Any, ...], model: type[BaseModel]) -> str:
+    """`` (did you mean "repos"?)`` when the unknown key is close to a known one."""
+    fields: dict[str, Any] | None = model.model_fields
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        info = (fields or {}).get(part)
+        if info is None:
+            return ""
+        current = _model_of(info.annotation)
+        fields = current.model_fields if current else None
+    if not fields:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(fields), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel inside ``X | None`` or ``list[X]``, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found:
+            return found
+    return None

@@ -1,0 +1,281 @@
+"""The outbox (R1/R2): claim due deliveries under a lease, record every attempt, retry or dead-letter.
+
+A claim writes an ``in_flight`` attempt in the same transaction as the lease, so a process killed
+mid-send leaves evidence: the next engine marks such attempts ``interrupted`` (the message may
+have gone out) and sends the delivery again (at-least-once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from mrt_engine.delivery.backoff import retry_delay
+from mrt_engine.notify.base import SendResult
+from mrt_engine.notify.message import MessageContext
+from mrt_engine.secrets import redact
+from mrt_engine.store.db import Store
+from mrt_engine.timeutil import Clock, from_store, to_store, utcnow
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "engine stopped during the send; the message may or may not have been delivered"
+DUE_STATUSES = ("pending", "retrying")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this worker now owns until it completes or the lease expires."""
+
+    delivery_id: int
+    attempt_id: int
+    channel: str
+    attempt_number: int  # 1 for the first try
+    context: MessageContext
+
+
+@dataclass
+class OutboxPolicy:
+    max_attempts: int = 10
+    backoff_initial: float = 5.0
+    backoff_max: float = 3600.0
+    jitter: float = 0.2
+    lease_seconds: float = 120.0
+
+
+class Outbox:
+    """Claim/complete/recover over the ``delivery`` and ``attempt`` tables."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        owner: str,
+        policy: OutboxPolicy | None = None,
+        clock: Clock = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.owner = owner
+        self.policy = policy or OutboxPolicy()
+        self.clock = clock
+        self.rng = rng or random.Random()
+
+    # ------------------------------------------------------------------ claiming
+    def claim(
+        self,
+        channels: Collection[str],
+        *,
+        limit: int = 1,
+        worker: str = "",
+        exclude: Collection[int] = (),
+    ) -> list[Claim]:
+        """Lease up to ``limit`` due deliveries for ``channels``, highest priority first."""
+        if not channels:
+            return []
+        now = self.clock()
+        now_s = to_store(now)
+        lease_s = to_store(now + timedelta(seconds=self.policy.lease_seconds))
+        chan_marks = ",".join("?" * len(channels))
+        params: list = [*DUE_STATUSES, now_s, now_s, *channels]
+        skip = ""
+        if exclude:
+            skip = f" AND id NOT IN ({','.join('?' * len(exclude))})"
+            params.extend(exclude)
+        params.append(limit)
+        with self.store.write():
+            cursor = self.store.db.cursor()
+            cursor.execute(
+                "SELECT id, channel, attempts FROM delivery"
+                " WHERE status IN (?,?) AND next_attempt_at <= ?"
+                " AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
+                f" AND channel IN ({chan_marks}){skip}"
+                " ORDER BY priority DESC, next_attempt_at, id LIMIT ?",
+                params,
+            )
+            rows = cursor.fetchall()
+            claims: list[Claim] = []
+            for delivery_id, channel, attempts in rows:
+                cursor.execute(
+                    "UPDATE delivery SET lease_owner = ?, lease_expires_at = ?, updated_at = ?"
+                    " WHERE id = ?",
+                    (self.owner, lease_s, now_s, delivery_id),
+                )
+                cursor.execute(
+                    "INSERT INTO attempt (delivery_id, started_at, outcome, worker)"
+                    " VALUES (?, ?, 'in_flight', ?)",
+                    (delivery_id, now_s, f"{self.owner}/{worker}" if worker else self.owner),
+                )
+                attempt_id = cursor.lastrowid
+                context = message_context(cursor, delivery_id)
+                claims.append(Claim(delivery_id, attempt_id, channel, attempts + 1, context))
+        return claims
+
+    # ------------------------------------------------------------------ completing
+    def complete(self, claim: Claim, result: SendResult, duration_ms: int) -> str:
+        """Record the attempt and move the delivery on; returns its new status."""
+        now = self.clock()
+        now_s = to_store(now)
+        error = redact(result.error)[:1000] if result.error else None
+        reply = redact(result.reply)[:1000] if result.reply else None
+        attempts = claim.attempt_number
+        if result.ok:
+            status, next_at, sent_at, last_error = "sent", None, now_s, None
+        elif result.permanent or attempts >= self.policy.max_attempts:
+            status, next_at, sent_at, last_error = "dead", None, None, error
+        else:
+            delay = retry_delay(
+                attempts,
+                initial=self.policy.backoff_initial,
+                maximum=self.policy.backoff_max,
+                jitter=self.policy.jitter,
+                rng=self.rng,
+            )
+            status, sent_at, last_error = "retrying", None, error
+            next_at = to_store(now + timedelta(seconds=delay))
+        with self.store.write():
+            cursor = self.store.db.cursor()
+            cursor.execute(
+                "UPDATE attempt SET outcome = ?, finished_at = ?, duration_ms = ?, http_status = ?,"
+                " reply = ?, error = ? WHERE id = ?",
+                (
+                    "sent" if result.ok else "failed",
+                    now_s,
+                    duration_ms,
+                    result.http_status,
+                    reply,
+                    error,
+                    claim.attempt_id,
+                ),
+            )
+            cursor.execute(
+                "UPDATE delivery SET status = ?, attempts = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
+                " sent_at = COALESCE(?, sent_at), last_error = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                (status, attempts, next_at, sent_at, last_error, now_s, claim.delivery_id),
+            )
+        if status == "dead":
+            log.error(
+                "delivery %d to %s is dead after %d attempt(s): %s",
+                claim.delivery_id,
+                claim.channel,
+                attempts,
+                error,
+            )
+        elif status == "retrying":
+            log.warning(
+                "delivery %d to %s failed (attempt %d), retrying at %s: %s",
+                claim.delivery_id,
+                claim.channel,
+                attempts,
+                next_at,
+                error,
+            )
+        return status
+
+    # ------------------------------------------------------------------ recovery
+    def recover(self) -> int:
+        """At start, with the engine lock held: take back every claim a dead engine left."""
+        return self._release(owner=None)
+
+    def release(self) -> int:
+        """At stop: hand back this engine's claims; sends still in flight count as interrupted."""
+        return self._release(owner=self.owner)
+
+    def _release(self, owner: str | None) -> int:
+        now_s = to_store(self.clock())
+        with self.store.write():
+            cursor = self.store.db.cursor()
+            where = "" if owner is None else " AND (worker = ? OR worker LIKE ?)"
+            params: list = [now_s, INTERRUPTED]
+            if owner is not None:
+                params += [owner, f"{owner}/%"]
+            cursor.execute(
+                "UPDATE attempt SET outcome = 'interrupted', finished_at = ?, error = ?"
+                f" WHERE outcome = 'in_flight'{where}",
+                params,
+            )
+            interrupted = cursor.rowcount
+            lease_where = "lease_owner IS NOT NULL" if owner is None else "lease_owner = ?"
+            cursor.execute(
+                "UPDATE delivery SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+                f" WHERE {lease_where}",
+                [now_s] if owner is None else [now_s, owner],
+            )
+            released = cursor.rowcount
+        if interrupted:
+            log.warning(
+                "%d send(s) were in flight when an engine stopped; they will be retried",
+                interrupted,
+            )
+        return released
+
+    def next_due(self, channels: Collection[str]) -> datetime | None:
+        """When the earliest pending/retrying delivery for ``channels`` becomes due."""
+        if not channels:
+            return None
+        marks = ",".join("?" * len(channels))
+        cursor = self.store.db.execute_sql(
+            f"SELECT MIN(next_attempt_at) FROM delivery WHERE status IN (?,?) AND channel IN ({marks})",
+            [*DUE_STATUSES, *channels],
+        )
+        value = cursor.fetchone()[0]
+        return from_store(value) if value else None
+
+
+def message_context(cursor, delivery_id: int) -> MessageContext:
+    """Everything a channel needs to render the message of one delivery."""
+    cursor.execute(
+        "SELECT e.id, e.event_type, e.source_key, e.resource_id, e.title, e.url, e.fingerprint,"
+        " e.summary, e.author, e.labels, e.occurred_at, a.rules, a.tags, a.priority"
+        " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
+        " WHERE d.id = ?",
+        (delivery_id,),
+    )
+    (
+        event_id,
+        event_type,
+        source_key,
+        resource_id,
+        title,
+        url,
+        fingerprint,
+        summary,
+        author,
+        labels,
+        occurred_at,
+        rules,
+        tags,
+        priority,
+    ) = cursor.fetchone()
+    rule_names: Sequence[str] = json.loads(rules or "[]")
+    reasons: list[str] = []
+    if rule_names:
+        cursor.execute(
+            "SELECT rule, reason FROM rule_hit WHERE event_id = ? AND suppressed = 0 ORDER BY id",
+            (event_id,),
+        )
+        by_rule: dict[str, str] = {}
+        for rule, reason in cursor.fetchall():
+            by_rule[rule] = reason  # the latest evaluation wins (replay after a rule change)
+        reasons = [by_rule.get(r, "") for r in rule_names]
+    return MessageContext(
+        event_type=event_type,
+        source_key=source_key,
+        resource_id=resource_id,
+        title=title,
+        url=url,
+        fingerprint=fingerprint,
+        summary=summary,
+        author=author,
+        labels=tuple(json.loads(labels or "[]")),
+        rules=tuple(rule_names),
+        reasons=tuple(reasons),
+        tags=tuple(json.loads(tags or "[]")),
+        priority=priority,
+        occurred_at=from_store(occurred_at),
+    )

@@ -1,0 +1,154 @@
+"""Delivery workers: threads that drain the outbox, each channel with its own workers.
+
+Channels are independent: a WeLink outage (or a slow SMTP server) never holds e-mail back,
+because every channel has its own threads and its rows retry on their own schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from mrt_engine.delivery.outbox import Claim, Outbox
+from mrt_engine.notify.base import Channel, Outgoing, SendResult
+from mrt_engine.secrets import redact
+
+log = logging.getLogger(__name__)
+
+IDLE_CHECK_SECONDS = 0.5
+
+
+@dataclass
+class DeliveryPass:
+    """What one ``--once`` delivery pass did."""
+
+    attempted: int = 0
+    sent: int = 0
+    failed: int = 0
+    statuses: dict[int, str] = field(default_factory=dict)
+
+
+def send_claim(outbox: Outbox, channels: Mapping[str, Channel], claim: Claim) -> str:
+    """Send one claimed delivery, record the attempt, return the delivery's new status."""
+    channel = channels.get(claim.channel)
+    t0 = time.monotonic()
+    if channel is None:
+        result = SendResult(ok=False, error=f"channel {claim.channel!r} is not configured")
+    else:
+        try:
+            result = channel.send(Outgoing(claim.delivery_id, claim.attempt_number, claim.context))
+        except Exception as exc:  # a channel bug is a failed attempt, never a lost alert
+            log.exception(
+                "channel %s raised while sending delivery %d", claim.channel, claim.delivery_id
+            )
+            result = SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
+    duration_ms = int((time.monotonic() - t0) * 1000)
+    return outbox.complete(claim, result, duration_ms)
+
+
+class DeliveryWorkers:
+    """``workers`` threads per channel, woken by new alerts or by their next due time."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        channels: Mapping[str, Channel],
+        *,
+        workers: int,
+        stop: threading.Event,
+    ) -> None:
+        self.outbox = outbox
+        self.channels = dict(channels)
+        self.workers = workers
+        self.stop = stop
+        self.wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for name in self.channels:
+            for i in range(self.workers):
+                thread = threading.Thread(
+                    target=self._run,
+                    args=(name, f"{name}-{i + 1}"),
+                    name=f"deliver-{name}-{i + 1}",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
+
+    def notify(self) -> None:
+        """New work was committed: wake idle workers now instead of at their next check."""
+        self.wake.set()
+
+    def _run(self, channel: str, worker: str) -> None:
+        while not self.stop.is_set():
+            try:
+                claims = self._claim_if_due(channel, worker)
+            except Exception:
+                log.exception("delivery worker %s could not read the outbox", worker)
+                self.stop.wait(2.0)
+                continue
+            if not claims:
+                if self.wake.wait(IDLE_CHECK_SECONDS):
+                    self.wake.clear()
+                continue
+            for claim in claims:
+                try:
+                    send_claim(self.outbox, self.channels, claim)
+                except Exception:
+                    # The lease expires and another worker retries; the attempt stays in_flight.
+                    log.exception(
+                        "delivery worker %s could not record delivery %d", worker, claim.delivery_id
+                    )
+
+    def _claim_if_due(self, channel: str, worker: str) -> list[Claim]:
+        due = self.outbox.next_due([channel])
+        if due is None or due > self.outbox.clock():
+            return []
+        return self.outbox.claim([channel], limit=1, worker=worker)
+
+    def join(self, timeout: float) -> bool:
+        """Wait for workers to finish their current send; ``True`` if all stopped in time."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+        return not any(t.is_alive() for t in self._threads)
+
+    def deliver_due_once(self) -> DeliveryPass:
+        """Attempt every due delivery once (``--once``), each channel concurrently."""
+        report = DeliveryPass()
+        lock = threading.Lock()
+        tried: set[int] = set()  # shared, so no delivery is tried twice in one pass
+
+        def drain(channel: str) -> None:
+            while not self.stop.is_set():
+                with lock:
+                    exclude = list(tried)
+                claims = self.outbox.claim(
+                    [channel], limit=1, worker=f"{channel}-once", exclude=exclude
+                )
+                if not claims:
+                    return
+                for claim in claims:
+                    with lock:
+                        tried.add(claim.delivery_id)
+                    status = send_claim(self.outbox, self.channels, claim)
+                    with lock:
+                        report.attempted += 1
+                        report.statuses[claim.delivery_id] = status
+                        if status == "sent":
+                            report.sent += 1
+                        else:
+                            report.failed += 1
+
+        jobs = [c for c in self.channels for _ in range(self.workers)]
+        if not jobs:
+            return report
+        with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="deliver-once") as pool:
+            for future in [pool.submit(drain, c) for c in jobs]:
+                future.result()
+        return report

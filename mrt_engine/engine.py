@@ -1,0 +1,379 @@
+"""The Engine: wires store, scheduler, sources, rules and delivery; start, stop, or run once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets as pysecrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from mrt_engine import notify, sources
+from mrt_engine.config import Config, ConfigError
+from mrt_engine.delivery.outbox import Outbox, OutboxPolicy
+from mrt_engine.delivery.worker import DeliveryPass, DeliveryWorkers
+from mrt_engine.http import HttpClient
+from mrt_engine.notify.base import Channel, ChannelContext
+from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state
+from mrt_engine.rules.matcher import RuleSet
+from mrt_engine.secrets import SecretResolver
+from mrt_engine.sources.base import BuildContext, Source
+from mrt_engine.store.db import Store, open_store
+from mrt_engine.store.lock import EngineLock
+from mrt_engine.store.models import SourceState as SourceStateRow
+from mrt_engine.timeutil import Clock, utcnow
+
+log = logging.getLogger(__name__)
+
+CONTROL_INTERVAL_SECONDS = 1.0
+
+
+def compile_rules(config: Config) -> RuleSet:
+    """The config's rules (and v0 ``watch_keywords``), routed to the configured channel names."""
+    return RuleSet.compile(config.rules, list(config.channel_sections()), config.watch_keywords)
+
+
+@dataclass
+class Components:
+    """What the engine is made of, built from a config and the environment."""
+
+    sources: list[Source]
+    channels: dict[str, Channel]
+    rules: RuleSet
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_components(
+    config: Config, environ: Mapping[str, str], clock: Clock = utcnow
+) -> Components:
+    """Build sources, channels and rules; every missing required secret is reported at once."""
+    resolver = SecretResolver(environ)
+    ctx = BuildContext(
+        default_interval=config.poll_interval_seconds,
+        secrets=resolver,
+        clock=clock,
+        environ=environ,
+    )
+    built_sources: list[Source] = []
+    kinds = sources.kinds()
+    for name, settings in config.source_sections().items():
+        built_sources.extend(kinds[name].build(settings, ctx))
+    channel_ctx = ChannelContext(
+        secrets=resolver, request_timeout=config.delivery.request_timeout_seconds
+    )
+    channels: dict[str, Channel] = {}
+    channel_kinds = notify.kinds()
+    for name, settings in config.channel_sections().items():
+        channel = channel_kinds[name].build(settings, channel_ctx)
+        if channel is not None:
+            channels[name] = channel
+    if resolver.errors:
+        raise ConfigError(resolver.errors, config.path)
+    keys = [s.key for s in built_sources]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ConfigError(
+            [f"sources: the same source key is configured twice: {', '.join(duplicates)}"],
+            config.path,
+        )
+    warnings = list(resolver.warnings)
+    rules = compile_rules(config)
+    if not built_sources:
+        warnings.append("no sources are configured: nothing will be polled")
+    if not rules.rules:
+        warnings.append(
+            "no rules and no watch_keywords: events are recorded but nothing is notified"
+        )
+    if not channels:
+        warnings.append("no channels under notify: alerts are recorded but not sent")
+    return Components(built_sources, channels, rules, warnings)
+
+
+class Engine:
+    """One running tracker over one store."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        environ: Mapping[str, str] | None = None,
+        clock: Clock = utcnow,
+        http_transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.components = build_components(
+            config, os.environ if environ is None else environ, clock
+        )
+        self.stop_event = threading.Event()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{pysecrets.token_hex(3)}"
+        self.http = HttpClient(
+            config.http, stop=self.stop_event, clock=clock, transport=http_transport
+        )
+        for source in self.components.sources:
+            self.http.set_host_defaults(source.host, sources.kinds()[source.platform].host_defaults)
+        self.lock = EngineLock(config.db_path)
+        self.store: Store | None = None
+        self.pipeline: Pipeline | None = None
+        self.outbox: Outbox | None = None
+        self.workers: DeliveryWorkers | None = None
+        self.scheduler: BackgroundScheduler | None = None
+        self._source_locks = {s.key: threading.Lock() for s in self.components.sources}
+        self._active_polls = 0
+        self._active_lock = threading.Condition()
+        self._stopped = threading.Event()
+
+    @property
+    def sources(self) -> list[Source]:
+        return self.components.sources
+
+    @property
+    def channels(self) -> dict[str, Channel]:
+        return self.components.channels
+
+    @property
+    def rules(self) -> RuleSet:
+        return self.components.rules
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> None:
+        """Take the store (refusing if another engine holds it) and recover what a crash left."""
+        for warning in self.components.warnings:
+            log.warning("%s", warning)
+        self.config.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()
+        try:
+            self.store = open_store(self.config.db_path)
+        except BaseException:
+            self.lock.release()
+            raise
+        delivery = self.config.delivery
+        self.outbox = Outbox(
+            self.store,
+            owner=self.owner,
+            policy=OutboxPolicy(
+                max_attempts=delivery.max_attempts,
+                backoff_initial=delivery.backoff_initial_seconds,
+                backoff_max=delivery.backoff_max_seconds,
+                jitter=delivery.jitter,
+                lease_seconds=delivery.lease_seconds,
+            ),
+            clock=self.clock,
+        )
+        released = self.outbox.recover()
+        if released:
+            log.warning("took back %d delivery claim(s) left by a previous engine", released)
+        self.pipeline = Pipeline(
+            self.store,
+            self.http,
+            self.rules,
+            clock=self.clock,
+            max_backoff_seconds=self.config.scheduler.max_backoff_seconds,
+        )
+        now = self.clock()
+        for source in self.sources:
+            ensure_state(self.store, source, now)
+        self.workers = DeliveryWorkers(
+            self.outbox, self.channels, workers=delivery.workers, stop=self.stop_event
+        )
+        log.info(
+            "engine %s opened %s: %d source(s), %d channel(s), %d rule(s)",
+            self.owner,
+            self.config.db_path,
+            len(self.sources),
+            len(self.channels),
+            len(self.rules.rules),
+        )
+
+    def run_once(self) -> int:
+        """Poll every source once, attempt every due delivery once. Exit status 0 or 1."""
+        self.open()
+        try:
+            outcomes = self.poll_all()
+            report = self.deliver_once()
+        finally:
+            self.close()
+        failed_sources = [o for o in outcomes if o.failed]
+        for o in failed_sources:
+            log.error("source %s: %s", o.source_key, o.error)
+        log.info(
+            "once: %d source(s) polled, %d failed; %d delivery attempt(s), %d sent, %d failed",
+            len(outcomes),
+            len(failed_sources),
+            report.attempted,
+            report.sent,
+            report.failed,
+        )
+        return 1 if failed_sources or report.failed else 0
+
+    def poll_all(self) -> list[PollOutcome]:
+        """Poll every source once, concurrently (bounded by ``scheduler.poll_workers``)."""
+        workers = max(1, min(self.config.scheduler.poll_workers, len(self.sources)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
+            return list(pool.map(self.poll_source, self.sources))
+
+    def deliver_once(self) -> DeliveryPass:
+        assert self.workers is not None
+        return self.workers.deliver_due_once()
+
+    def poll_source(self, source: Source, force: bool = False) -> PollOutcome:
+        """One poll of ``source``; never two at once for one source."""
+        assert self.pipeline is not None
+        lock = self._source_locks[source.key]
+        if not lock.acquire(blocking=False):
+            return PollOutcome(source.key, "busy", error="a poll of this source is running")
+        with self._active_lock:
+            self._active_polls += 1
+        try:
+            if self.stop_event.is_set():
+                return PollOutcome(source.key, "discarded", error="engine stopping")
+            outcome = self.pipeline.poll(source, force=force)
+            if outcome.alerts_created and self.workers is not None:
+                self.workers.notify()
+            return outcome
+        finally:
+            lock.release()
+            with self._active_lock:
+                self._active_polls -= 1
+                self._active_lock.notify_all()
+
+    def start(self) -> None:
+        """Run in the background: the scheduler polls, the workers deliver."""
+        if self.store is None:
+            self.open()
+        assert self.workers is not None
+        scheduler = BackgroundScheduler(
+            executors={"default": SchedulerPool(self.config.scheduler.poll_workers + 1)},
+            timezone="UTC",
+        )
+        now = self.clock()
+        for i, source in enumerate(self.sources):
+            jitter = self.config.scheduler.jitter_seconds
+            if jitter is None:
+                jitter = min(source.interval * 0.1, 30.0)
+            scheduler.add_job(
+                self.poll_source,
+                IntervalTrigger(seconds=source.interval, jitter=jitter or None, timezone="UTC"),
+                args=[source],
+                id=source.key,
+                name=f"poll {source.key}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(int(source.interval), 1),
+                # Spread the first polls a little so a restart does not burst every host.
+                next_run_time=now + timedelta(milliseconds=50 * i),
+            )
+        scheduler.add_job(
+            self._control,
+            IntervalTrigger(seconds=CONTROL_INTERVAL_SECONDS, timezone="UTC"),
+            id="control",
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler = scheduler
+        scheduler.start()
+        self.workers.start()
+        log.info("engine running: %d source(s) scheduled", len(self.sources))
+
+    def _control(self) -> None:
+        """Pick up operator requests written to the store (poll now), from any process."""
+        if self.store is None or self.scheduler is None or self.stop_event.is_set():
+            return
+        try:
+            requested = list(
+                SourceStateRow.select(SourceStateRow.source_key).where(
+                    SourceStateRow.poll_requested_at.is_null(False)
+                )
+            )
+        except Exception:
+            log.exception("control: cannot read poll requests")
+            return
+        by_key = {s.key: s for s in self.sources}
+        for row in requested:
+            source = by_key.get(row.source_key)
+            if source is None:
+                continue
+            with self.store.write():
+                SourceStateRow.update(poll_requested_at=None).where(
+                    SourceStateRow.source_key == row.source_key
+                ).execute()
+            self.scheduler.add_job(
+                self.poll_source, args=[source, True], id=f"{source.key}:now", replace_existing=True
+            )
+
+    def stop(self) -> None:
+        """Stop cleanly: finish the transaction in flight, release leases, close. Idempotent."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        budget = self.config.scheduler.shutdown_timeout_seconds
+        deadline = time.monotonic() + budget
+        log.info("engine stopping")
+        self.stop_event.set()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        with self._active_lock:
+            # Polls in their commit finish it; polls still fetching see the stop and discard.
+            self._active_lock.wait_for(
+                lambda: self._active_polls == 0, timeout=max(deadline - time.monotonic() - 1.0, 0.5)
+            )
+        if self._active_polls:
+            # A request still waiting on a slow upstream: close the client to cut it short.
+            self.http.close()
+            with self._active_lock:
+                self._active_lock.wait_for(
+                    lambda: self._active_polls == 0,
+                    timeout=max(deadline - time.monotonic() - 0.5, 0.2),
+                )
+        if self.workers is not None:
+            self.workers.join(max(deadline - time.monotonic() - 0.3, 0.1))
+        self.close()
+
+    def close(self) -> None:
+        if self.outbox is not None and self.store is not None:
+            try:
+                self.outbox.release()
+            except Exception:
+                log.exception("could not release delivery leases (the next engine will)")
+        self.http.close()
+        for channel in self.channels.values():
+            channel.close()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        self.lock.release()
+
+    def run_forever(self) -> int:
+        """Daemon mode: run until SIGTERM or SIGINT, then stop cleanly. Exit status 0."""
+        self._install_signal_handlers()
+        self.start()
+        try:
+            while not self.stop_event.wait(1.0):
+                pass
+        finally:
+            self.stop()
+        log.info("engine stopped")
+        return 0
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            if self.stop_event.is_set():
+                log.warning("already stopping")
+                return
+            log.info("received %s", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)

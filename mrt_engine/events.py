@@ -1,0 +1,57 @@
+"""TrackerEvent, the one shape every source produces, and its fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(slots=True)
+class TrackerEvent:
+    """Something an upstream published, normalised (v0-architecture §7.1)."""
+
+    source: str  # platform: github, huggingface, ...
+    source_key: str  # the cursor it came from: github:vllm-project/vllm:issues
+    resource_type: str  # repo_issue, repo_pr, model, ...
+    resource_id: str  # vllm-project/vllm, deepseek-ai/DeepSeek-V3, ...
+    event_type: str  # issue_opened, pr_merged, model_updated, ...
+    event_id: str  # changes exactly when the user should hear again
+    title: str
+    observed_at: datetime
+    summary: str = ""
+    url: str = ""
+    author: str = ""
+    labels: tuple[str, ...] = ()
+    occurred_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+    _fingerprint: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of ``source|resource_type|resource_id|event_type|event_id``."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint_of(
+                self.source, self.resource_type, self.resource_id, self.event_type, self.event_id
+            )
+        return self._fingerprint
+
+    @property
+    def org(self) -> str:
+        """The owner part of ``resource_id`` (``vllm-project`` of ``vllm-project/vllm``)."""
+        return self.resource_id.split("/", 1)[0]
+
+
+def fingerprint_of(
+    source: str, resource_type: str, resource_id: str, event_type: str, event_id: str
+) -> str:
+    """The idempotency key of an event (DESIGN.md "Fingerprint")."""
+    joined = "|".join((source, resource_type, resource_id, event_type, event_id))
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()
+
+
+def stable_event_id(*parts: object) -> str:
+    """An event_id for upstream items that carry none: a short hash of fields that identify it."""
+    joined = "\x1f".join("" if p is None else str(p) for p in parts)
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:24]

@@ -1,0 +1,172 @@
+"""WeLink group robot webhook (v0-usage.md §3.5).
+
+``POST <webhook>?token=..&channel=standard`` with ``{"messageType": "text", "content": {"text":
+...}, "timeStamp": <ms>, "uuid": <new each call>, "isAt", "isAtAll", "atAccounts"}``. The text
+is 1..500 characters and must contain ``@userid`` (or ``@all``) for a mention to highlight, so
+the mentions are put in front of it. Success is ``{"code": "0"}``; WeLink's error codes are
+58404 (robot not found), 58500 (service error), 58601 (bad parameters), 58602 (robot disabled).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import Field, field_validator, model_validator
+
+from mrt_engine.config import StrictModel
+from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
+from mrt_engine.notify.message import TemplateError, compile_template, render
+from mrt_engine.secrets import Secret, redact, redact_url
+from mrt_engine.text import excerpt
+
+MAX_TEXT = 500
+MAX_AT_ACCOUNTS = 10
+# The same message cannot succeed by retrying: it is malformed. Robot missing/disabled is an
+# operator fix, so those are retried with backoff like a server error.
+PERMANENT_CODES = {"58601"}
+KNOWN_CODES = {
+    "58404": "robot does not exist",
+    "58500": "WeLink service error",
+    "58601": "invalid parameters",
+    "58602": "robot is not enabled",
+}
+
+
+class WeLinkSettings(StrictModel):
+    """``notify.welink``."""
+
+    webhook_env: str = "WELINK_WEBHOOK_URL"
+    is_at: bool | None = None  # default: true when at_accounts is not empty
+    is_at_all: bool = False
+    at_accounts: list[str] = Field(default_factory=list)
+    template: str | None = None
+    timeout_seconds: float | None = Field(None, gt=0, le=120)
+
+    @field_validator("at_accounts")
+    @classmethod
+    def _at_most_ten(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_AT_ACCOUNTS:
+            raise ValueError(f"WeLink accepts at most {MAX_AT_ACCOUNTS} accounts, got {len(value)}")
+        for account in value:
+            if not account.strip() or any(c.isspace() for c in account):
+                raise ValueError(f"invalid userid {account!r}")
+        return value
+
+    @field_validator("template")
+    @classmethod
+    def _template_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compile_template(value)
+            except TemplateError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _is_at_needs_accounts(self) -> WeLinkSettings:
+        if self.is_at and not self.at_accounts:
+            raise ValueError("is_at is true but at_accounts is empty (WeLink requires both)")
+        return self
+
+
+class WeLinkChannel(Channel):
+    name = "welink"
+
+    def __init__(self, settings: WeLinkSettings, webhook: Secret, timeout: float) -> None:
+        self.settings = settings
+        self.webhook = webhook
+        self.is_at = settings.is_at if settings.is_at is not None else bool(settings.at_accounts)
+        self._client = httpx.Client(timeout=settings.timeout_seconds or timeout)
+
+    def describe(self) -> str:
+        return f"WeLink webhook {redact_url(self.webhook.reveal())}"
+
+    def mentions(self) -> str:
+        parts = []
+        if self.settings.is_at_all:
+            parts.append("@all")
+        if self.is_at:
+            parts.extend(f"@{a}" for a in self.settings.at_accounts)
+        return (" ".join(parts) + " ") if parts else ""
+
+    def payload(self, outgoing: Outgoing) -> dict:
+        prefix = self.mentions()
+        text = prefix + render(outgoing.context, MAX_TEXT - len(prefix), self.settings.template)
+        body: dict = {
+            "messageType": "text",
+            "content": {"text": text[:MAX_TEXT] or "(empty)"},
+            "timeStamp": int(time.time() * 1000),
+            "uuid": uuid.uuid4().hex,  # WeLink: regenerate before every call
+            "isAt": self.is_at,
+            "isAtAll": self.settings.is_at_all,
+        }
+        if self.is_at:
+            body["atAccounts"] = list(self.settings.at_accounts)
+        return body
+
+    def send(self, outgoing: Outgoing) -> SendResult:
+        body = self.payload(outgoing)
+        try:
+            response = self._client.post(
+                self.webhook.reveal(),
+                content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                headers={"Content-Type": "application/json", "Accept-Charset": "UTF-8"},
+            )
+        except httpx.HTTPError as exc:
+            return SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
+        reply = excerpt(response.text, 300)
+        if response.status_code != 200:
+            permanent = response.status_code in (400, 413, 422)
+            return SendResult(
+                ok=False,
+                http_status=response.status_code,
+                reply=redact(reply),
+                error=f"HTTP {response.status_code} from WeLink",
+                permanent=permanent,
+            )
+        try:
+            answer = response.json()
+        except ValueError:
+            return SendResult(
+                ok=False, http_status=200, reply=redact(reply), error="WeLink answered non-JSON"
+            )
+        code = str(answer.get("code")) if isinstance(answer, dict) else None
+        if code == "0":
+            return SendResult(ok=True, http_status=200, reply=redact(reply))
+        message = answer.get("message") if isinstance(answer, dict) else None
+        meaning = KNOWN_CODES.get(code or "", "unknown code")
+        return SendResult(
+            ok=False,
+            http_status=200,
+            reply=redact(reply),
+            error=f"WeLink code {code} ({meaning}): {excerpt(message or '', 160)}",
+            permanent=code in PERMANENT_CODES,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def build(settings: WeLinkSettings, ctx: ChannelContext) -> Channel | None:
+    webhook = ctx.secrets.get(
+        settings.webhook_env,
+        where="notify.welink.webhook_env",
+        what="the WeLink group robot webhook URL with token and channel",
+        required=True,
+    )
+    if webhook is None:
+        return None
+    parts = urlsplit(webhook.reveal())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        ctx.secrets.errors.append(
+            f"notify.welink.webhook_env: {settings.webhook_env} does not hold an http(s) URL"
+        )
+        return None
+    return WeLinkChannel(settings, webhook, ctx.request_timeout)
+
+
+KIND = ChannelKind(name="welink", settings=WeLinkSettings, build=build)

@@ -1,0 +1,478 @@
+"""Operator actions (F3): resend, requeue dead, replay, reset cursor, pause/resume/poll now.
+
+The CLI and the console call these; none of them sends or polls itself. Each writes rows that
+the running engine picks up (a delivery due now, a poll request), and an audit row saying who
+did what, with the before and after. Where it makes sense they are idempotent: requeueing twice
+queues once, replaying twice enqueues nothing the second time.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+from peewee import fn
+
+from mrt_engine.events import TrackerEvent
+from mrt_engine.pipeline import insert_alerts
+from mrt_engine.rules.matcher import Decision, RuleSet
+from mrt_engine.store.db import Store
+from mrt_engine.store.models import Alert, Audit, Delivery, Event, SourceState
+from mrt_engine.text import clean
+from mrt_engine.timeutil import Clock, github_time, to_store, utcnow
+
+
+class OperationError(Exception):
+    """The operation cannot be done as asked (unknown id, bad argument). One clear line."""
+
+
+@dataclass
+class OpResult:
+    """What an operation did."""
+
+    message: str
+    changed: int = 0
+    before: Any = None
+    after: Any = None
+
+
+def actor_name(via: str) -> str:
+    """``alice@host via cli``: who the audit log says acted."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} via {via}"
+
+
+def _audit(
+    action: str,
+    target: str,
+    actor: str,
+    before: Any,
+    after: Any,
+    now: datetime,
+    detail: str | None = None,
+) -> None:
+    Audit.create(
+        at=now, actor=actor, action=action, target=target, before=before, after=after, detail=detail
+    )
+
+
+def _delivery_state(row: Delivery) -> dict[str, Any]:
+    return {
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": to_store(row.next_attempt_at),
+        "lease_owner": row.lease_owner,
+    }
+
+
+# ---------------------------------------------------------------------- resend
+def resend_delivery(
+    store: Store, delivery_id: int, *, actor: str, clock: Clock = utcnow
+) -> OpResult:
+    """Queue one delivery to be sent again now (sent, dead or retrying), with a fresh retry budget."""
+    now = clock()
+    with store.write():
+        row = Delivery.get_or_none(Delivery.id == delivery_id)
+        if row is None:
+            raise OperationError(f"there is no delivery {delivery_id}")
+        if row.lease_owner and row.lease_expires_at and row.lease_expires_at > now:
+            return OpResult(f"delivery {delivery_id} is being sent right now; nothing changed")
+        if row.status == "pending" and row.next_attempt_at <= now:
+            return OpResult(f"delivery {delivery_id} is already queued; nothing changed")
+        before = _delivery_state(row)
+        Delivery.update(
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        ).where(Delivery.id == delivery_id).execute()
+        after = _delivery_state(Delivery.get_by_id(delivery_id))
+        _audit("resend", f"delivery:{delivery_id}", actor, before, after, now)
+    return OpResult(
+        f"delivery {delivery_id} ({row.channel}) queued to send again", 1, before, after
+    )
+
+
+def requeue_dead(
+    store: Store, *, channel: str | None = None, actor: str, clock: Clock = utcnow
+) -> OpResult:
+    """Move every dead delivery (of ``channel``) back to the queue with a fresh retry budget."""
+    now = clock()
+    with store.write():
+        query = Delivery.select(Delivery.id).where(Delivery.status == "dead")
+        if channel:
+            query = query.where(Delivery.channel == channel)
+        ids = [r.id for r in query]
+        if not ids:
+            where = f" for channel {channel}" if channel else ""
+            return OpResult(f"no dead deliveries{where}; nothing changed")
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            Delivery.update(
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+            ).where(Delivery.id.in_(chunk)).execute()
+        _audit(
+            "requeue_dead",
+            f"channel:{channel or '*'}",
+            actor,
+            {"status": "dead", "deliveries": ids},
+            {"status": "pending", "deliveries": ids},
+            now,
+        )
+    return OpResult(
+        f"{len(ids)} dead deliver{'y' if len(ids) == 1 else 'ies'} queued to send again", len(ids)
+    )
+
+
+def resend_event(
+    store: Store,
+    event_id: int,
+    channel: str,
+    *,
+    channels: Sequence[str],
+    actor: str,
+    clock: Clock = utcnow,
+) -> OpResult:
+    """Send one event to ``channel``: resend its delivery there, or create one (and an alert)."""
+    if channel not in channels:
+        raise OperationError(
+            f"channel {channel!r} is not configured ({', '.join(channels) or 'none'})"
+        )
+    now = clock()
+    with store.read():
+        event = Event.get_or_none(Event.id == event_id)
+        if event is None:
+            raise OperationError(f"there is no event {event_id}")
+        alert = Alert.get_or_none(Alert.event == event)
+        existing = None
+        if alert is not None:
+            existing = Delivery.get_or_none(
+                (Delivery.alert == alert) & (Delivery.channel == channel)
+            )
+        delivery_id = existing.id if existing is not None else None
+    if delivery_id is not None:
+        return resend_delivery(store, delivery_id, actor=actor, clock=clock)
+    with store.write():
+        now_s = to_store(now)
+        if alert is None:
+            alert = Alert.create(
+                event=event, rules=[], priority=0, tags=[], origin="manual", created_at=now
+            )
+        cursor = store.db.cursor()
+        insert_alerts(
+            cursor, [], [(alert.id, channel, "pending", 0, alert.priority, now_s, now_s, now_s)]
+        )
+        created = Delivery.get((Delivery.alert == alert) & (Delivery.channel == channel))
+        _audit(
+            "resend",
+            f"event:{event_id}",
+            actor,
+            None,
+            {"alert": alert.id, "delivery": created.id, "channel": channel},
+            now,
+        )
+    return OpResult(
+        f"event {event_id} queued to {channel} (delivery {created.id})",
+        1,
+        None,
+        {"delivery": created.id},
+    )
+
+
+# ---------------------------------------------------------------------- replay
+def tracker_event(row: Event) -> TrackerEvent:
+    """A stored event back in the shape rules evaluate."""
+    return TrackerEvent(
+        source=row.source,
+        source_key=row.source_key,
+        resource_type=row.resource_type,
+        resource_id=row.resource_id,
+        event_type=row.event_type,
+        event_id=row.event_id,
+        title=row.title,
+        summary=row.summary,
+        url=row.url,
+        author=row.author,
+        labels=tuple(row.labels or ()),
+        occurred_at=row.occurred_at,
+        observed_at=row.observed_at,
+        _fingerprint=row.fingerprint,
+    )
+
+
+@dataclass
+class ReplayItem:
+    event_id: int
+    title: str
+    source_key: str
+    event_type: str
+    channels: tuple[str, ...]
+    rules: tuple[str, ...]
+
+
+@dataclass
+class ReplayPlan:
+    """What a replay enqueues (or, dry, would enqueue)."""
+
+    scanned: int = 0
+    matched: int = 0
+    items: list[ReplayItem] = field(default_factory=list)
+    dry_run: bool = True
+
+    @property
+    def deliveries(self) -> int:
+        return sum(len(i.channels) for i in self.items)
+
+
+def _window(since: datetime, until: datetime | None, source: str | None) -> Iterator[Event]:
+    when = fn.COALESCE(Event.occurred_at, Event.observed_at)
+    query = Event.select().where(when >= to_store(since))
+    if until is not None:
+        query = query.where(when <= to_store(until))
+    query = query.order_by(Event.id)
+    last = 0
+    while True:
+        batch = list(query.where(Event.id > last).limit(1000))
+        if not batch:
+            return
+        for row in batch:
+            if source is None or fnmatchcase(row.source_key, source):
+                yield row
+        last = batch[-1].id
+
+
+def plan_replay(
+    rules: RuleSet,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    source: str | None = None,
+    channel: str | None = None,
+) -> tuple[ReplayPlan, list[tuple[Event, Decision, tuple[str, ...]]]]:
+    """Evaluate stored events in the window with ``rules``; find (event, channel) never enqueued."""
+    plan = ReplayPlan()
+    work: list[tuple[Event, Decision, tuple[str, ...]]] = []
+    for row in _window(since, until, source):
+        plan.scanned += 1
+        decision = rules.evaluate(tracker_event(row))
+        if not decision.notify:
+            continue
+        targets = [c for c in decision.channels if channel is None or c == channel]
+        if not targets:
+            continue
+        plan.matched += 1
+        alert = Alert.get_or_none(Alert.event == row.id)
+        have = set()
+        if alert is not None:
+            have = {
+                d.channel for d in Delivery.select(Delivery.channel).where(Delivery.alert == alert)
+            }
+        missing = tuple(c for c in targets if c not in have)
+        if not missing:
+            continue
+        plan.items.append(
+            ReplayItem(
+                row.id,
+                clean(row.title),
+                clean(row.source_key),
+                row.event_type,
+                missing,
+                decision.notify_rules,
+            )
+        )
+        work.append((row, decision, missing))
+    return plan, work
+
+
+def replay(
+    store: Store,
+    rules: RuleSet,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    source: str | None = None,
+    channel: str | None = None,
+    dry_run: bool = False,
+    actor: str,
+    clock: Clock = utcnow,
+) -> ReplayPlan:
+    """Re-evaluate stored events with the current rules and enqueue what now matches and was
+    never enqueued for that channel. ``dry_run`` only reports it."""
+    if until is not None and until < since:
+        raise OperationError("--until is before --since")
+    with store.write() if not dry_run else store.read():
+        plan, work = plan_replay(rules, since=since, until=until, source=source, channel=channel)
+        plan.dry_run = dry_run
+        if dry_run:
+            return plan
+        now = clock()
+        now_s = to_store(now)
+        cursor = store.db.cursor()
+        for row, decision, missing in work:
+            alert = Alert.get_or_none(Alert.event == row.id)
+            for hit in decision.hits:
+                cursor.execute(
+                    "INSERT INTO rule_hit (event_id, rule, action, priority, reason, suppressed, origin,"
+                    " evaluated_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        row.id,
+                        hit.rule,
+                        hit.action,
+                        hit.priority,
+                        hit.reason,
+                        int(hit.suppressed),
+                        "replay",
+                        now_s,
+                    ),
+                )
+            if alert is None:
+                alert = Alert.create(
+                    event=row.id,
+                    rules=list(decision.notify_rules),
+                    priority=decision.priority,
+                    tags=list(decision.tags),
+                    origin="replay",
+                    created_at=now,
+                )
+            insert_alerts(
+                cursor,
+                [],
+                [
+                    (alert.id, c, "pending", 0, decision.priority, now_s, now_s, now_s)
+                    for c in missing
+                ],
+            )
+        _audit(
+            "replay",
+            f"since={to_store(since)} until={to_store(until) or '-'} source={source or '*'} channel={channel or '*'}",
+            actor,
+            None,
+            {"events": len(plan.items), "deliveries": plan.deliveries, "scanned": plan.scanned},
+            now,
+        )
+    return plan
+
+
+# ---------------------------------------------------------------------- cursors and sources
+def _source_row(source_key: str) -> SourceState:
+    row = SourceState.get_or_none(SourceState.source_key == source_key)
+    if row is None:
+        known = (
+            ", ".join(r.source_key for r in SourceState.select(SourceState.source_key))
+            or "none yet"
+        )
+        raise OperationError(f"there is no source key {source_key!r} (known: {known})")
+    return row
+
+
+def _cursor_state(row: SourceState) -> dict[str, Any]:
+    return {
+        "cursor": row.cursor,
+        "baseline_done": bool(row.baseline_done),
+        "etag": row.etag,
+        "last_modified": row.last_modified,
+    }
+
+
+def reset_cursor(
+    store: Store,
+    source_key: str,
+    *,
+    to: datetime | None = None,
+    initial: bool = False,
+    actor: str,
+    clock: Clock = utcnow,
+) -> OpResult:
+    """Move a cursor: ``to`` a time (the next poll reports what changed after it), or back to
+    ``initial`` (the next poll takes a new baseline). The old value goes to the audit log."""
+    if initial == (to is not None):
+        raise OperationError("give exactly one of --to TIME or --initial")
+    now = clock()
+    with store.write():
+        row = _source_row(source_key)
+        before = _cursor_state(row)
+        if initial:
+            cursor, baseline_done = None, False
+        else:
+            assert to is not None
+            cursor, baseline_done = {"since": github_time(to)}, True
+        SourceState.update(
+            cursor=cursor,
+            baseline_done=baseline_done,
+            etag=None,
+            last_modified=None,
+            validated_url=None,
+            backoff_until=None,
+            version=SourceState.version + 1,
+            updated_at=now,
+        ).where(SourceState.source_key == source_key).execute()
+        after = _cursor_state(_source_row(source_key))
+        _audit("cursor_reset", f"source:{source_key}", actor, before, after, now)
+    what = "its initial state (next poll takes a new baseline)" if initial else github_time(to)  # type: ignore[arg-type]
+    return OpResult(
+        f"cursor of {source_key} reset to {what}; old value: {json.dumps(before['cursor'])}",
+        1,
+        before,
+        after,
+    )
+
+
+def set_paused(
+    store: Store, source_key: str, paused: bool, *, actor: str, clock: Clock = utcnow
+) -> OpResult:
+    now = clock()
+    with store.write():
+        row = _source_row(source_key)
+        if bool(row.paused) == paused:
+            return OpResult(
+                f"{source_key} is already {'paused' if paused else 'running'}; nothing changed"
+            )
+        SourceState.update(paused=paused, updated_at=now).where(
+            SourceState.source_key == source_key
+        ).execute()
+        _audit(
+            "pause" if paused else "resume",
+            f"source:{source_key}",
+            actor,
+            {"paused": not paused},
+            {"paused": paused},
+            now,
+        )
+    return OpResult(f"{source_key} {'paused' if paused else 'resumed'}", 1)
+
+
+def request_poll(store: Store, source_key: str, *, actor: str, clock: Clock = utcnow) -> OpResult:
+    """Ask the running engine to poll ``source_key`` now (it checks every second)."""
+    now = clock()
+    with store.write():
+        _source_row(source_key)
+        SourceState.update(poll_requested_at=now).where(
+            SourceState.source_key == source_key
+        ).execute()
+        _audit(
+            "poll_now",
+            f"source:{source_key}",
+            actor,
+            None,
+            {"poll_requested_at": to_store(now)},
+            now,
+        )
+    return OpResult(
+        f"poll of {source_key} requested; the running engine picks it up within a second", 1
+    )

@@ -1,0 +1,424 @@
+"""One poll of one source, committed as one transaction.
+
+Fetching happens outside the transaction (it may take seconds). Then, under one write lock:
+new events (every one, matched or not), their rule hits, alerts with one outbox row per channel,
+the new cursor and validators, and the poll's metrics commit together or not at all. A failed
+poll commits only its error (consecutive failures, backoff) and leaves the cursor where it was.
+
+If an operator changed the cursor while the fetch was under way (``cursor reset``), the state's
+version no longer matches and the poll is discarded; the next poll starts from the new cursor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from mrt_engine.events import TrackerEvent
+from mrt_engine.http import FetchError, HttpClient, PollSession, RateLimited, Stopped, Validators
+from mrt_engine.rules.matcher import Decision, RuleSet
+from mrt_engine.secrets import redact
+from mrt_engine.sources.base import PollResult, Source, SourceState
+from mrt_engine.store.db import Store
+from mrt_engine.store.models import SourceState as SourceStateRow
+from mrt_engine.timeutil import Clock, to_store, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 1000
+
+
+class ConcurrentChange(Exception):
+    """The source state changed during the poll (an operator reset the cursor)."""
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """What one poll did, for logs, ``--once`` exit codes and tests."""
+
+    source_key: str
+    status: str  # ok | not_modified | error | backing_off | paused | busy | discarded
+    events_fetched: int = 0
+    events_new: int = 0
+    events_matched: int = 0
+    alerts_created: int = 0
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """The source is failing: this poll failed, or it is still backing off from failures."""
+        return self.status in ("error", "backing_off")
+
+
+def ensure_state(store: Store, source: Source, now: datetime) -> SourceStateRow:
+    """The source's state row, created on first sight."""
+    row = SourceStateRow.get_or_none(SourceStateRow.source_key == source.key)
+    if row is not None:
+        return row
+    with store.write():
+        SourceStateRow.insert(
+            source_key=source.key, platform=source.platform, updated_at=now, next_poll_at=now
+        ).on_conflict_ignore().execute()
+    return SourceStateRow.get(SourceStateRow.source_key == source.key)
+
+
+def source_state_of(row: SourceStateRow) -> SourceState:
+    return SourceState(
+        cursor=row.cursor,
+        validators=Validators(row.etag, row.last_modified),
+        validated_url=row.validated_url,
+        baseline_done=row.baseline_done,
+    )
+
+
+class Pipeline:
+    """Polls sources and commits what they found."""
+
+    def __init__(
+        self,
+        store: Store,
+        http: HttpClient,
+        rules: RuleSet,
+        *,
+        clock: Clock = utcnow,
+        max_backoff_seconds: float = 900.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.http = http
+        self.rules = rules
+        self.clock = clock
+        self.max_backoff = max_backoff_seconds
+        self.rng = rng or random.Random()
+
+    # ------------------------------------------------------------------ one poll
+    def poll(self, source: Source, *, force: bool = False) -> PollOutcome:
+        """Poll ``source`` once, unless it is paused or backing off (``force`` ignores both)."""
+        started = self.clock()
+        t0 = time.monotonic()
+        row = ensure_state(self.store, source, started)
+        if not force:
+            skip = self._skip_reason(row, source, started)
+            if skip:
+                log.debug("skipping %s: %s", source.key, skip[1])
+                return PollOutcome(source.key, skip[0], error=skip[1])
+        session = PollSession(self.http)
+        try:
+            result = source.poll(source_state_of(row), session, started)
+        except Stopped:
+            return PollOutcome(source.key, "discarded", error="engine stopping")
+        except FetchError as exc:
+            if self.http.stop.is_set():  # cut short by shutdown: not the upstream's fault
+                return PollOutcome(source.key, "discarded", error="engine stopping")
+            return self._record_failure(source, row, started, t0, session, exc)
+        except Exception as exc:  # a bug in a source must not stop the engine
+            log.exception("source %s crashed", source.key)
+            return self._record_failure(source, row, started, t0, session, exc)
+        try:
+            return self._commit(source, row, result, session, started, t0)
+        except ConcurrentChange:
+            log.info(
+                "%s: cursor changed during the poll; discarded, next poll resumes from it",
+                source.key,
+            )
+            return PollOutcome(source.key, "discarded", error="cursor changed during poll")
+
+    def _skip_reason(
+        self, row: SourceStateRow, source: Source, now: datetime
+    ) -> tuple[str, str] | None:
+        if row.paused:
+            return "paused", "paused by an operator"
+        if row.backoff_until and row.backoff_until > now:
+            return (
+                "backing_off",
+                f"backing off until {to_store(row.backoff_until)}: {row.last_error}",
+            )
+        blocked = self.http.blocked_until(source.api_base)
+        if blocked:
+            return "backing_off", f"host rate-limited until {to_store(blocked)}"
+        return None
+
+    # ------------------------------------------------------------------ success
+    def _commit(
+        self,
+        source: Source,
+        row: SourceStateRow,
+        result: PollResult,
+        session: PollSession,
+        started: datetime,
+        t0: float,
+    ) -> PollOutcome:
+        finished = self.clock()
+        validators = result.validators or Validators()
+        fetched = len(result.events)
+        with self.store.write():
+            counts = commit_events(
+                self.store, result.events, self.rules, finished, baseline=result.baseline
+            )
+            rate = session.stats.rate_limit
+            updated = (
+                SourceStateRow.update(
+                    cursor=result.cursor,
+                    etag=validators.etag,
+                    last_modified=validators.last_modified,
+                    validated_url=result.validated_url,
+                    baseline_done=True,
+                    poll_requested_at=None,
+                    last_poll_at=started,
+                    last_success_at=finished,
+                    consecutive_failures=0,
+                    backoff_until=None,
+                    next_poll_at=finished + timedelta(seconds=source.interval),
+                    rate_limit_remaining=rate.remaining if rate else row.rate_limit_remaining,
+                    rate_limit_reset_at=rate.reset_at if rate else row.rate_limit_reset_at,
+                    version=SourceStateRow.version + 1,
+                    updated_at=finished,
+                )
+                .where(
+                    (SourceStateRow.source_key == source.key)
+                    & (SourceStateRow.version == row.version)
+                )
+                .execute()
+            )
+            if updated != 1:
+                raise ConcurrentChange(source.key)
+            status = "not_modified" if result.not_modified else "ok"
+            self._metric(source.key, started, finished, t0, status, session, fetched, counts, None)
+        if counts.alerts:
+            log.info(
+                "%s: %d new event(s), %d matched, %d alert(s)%s",
+                source.key,
+                counts.new,
+                counts.matched,
+                counts.alerts,
+                " (baseline)" if result.baseline else "",
+            )
+        return PollOutcome(source.key, status, fetched, counts.new, counts.matched, counts.alerts)
+
+    # ------------------------------------------------------------------ failure
+    def _record_failure(
+        self,
+        source: Source,
+        row: SourceStateRow,
+        started: datetime,
+        t0: float,
+        session: PollSession,
+        exc: BaseException,
+    ) -> PollOutcome:
+        finished = self.clock()
+        message = redact(str(exc) or type(exc).__name__)[:MAX_ERROR_CHARS]
+        if not isinstance(exc, FetchError):
+            message = f"internal error in source: {type(exc).__name__}: {message}"
+        failures = row.consecutive_failures + 1
+        if isinstance(exc, RateLimited):
+            backoff_until = exc.until
+        else:
+            delay = min(source.interval * 2 ** (failures - 1), self.max_backoff)
+            delay = max(delay, 1.0) * self.rng.uniform(0.8, 1.2)
+            backoff_until = finished + timedelta(seconds=delay) if failures > 1 else None
+        next_poll = max(backoff_until or finished, finished + timedelta(seconds=source.interval))
+        rate = session.stats.rate_limit
+        with self.store.write():
+            SourceStateRow.update(
+                last_poll_at=started,
+                last_error=message,
+                last_error_at=finished,
+                consecutive_failures=SourceStateRow.consecutive_failures + 1,
+                backoff_until=backoff_until,
+                poll_requested_at=None,
+                next_poll_at=next_poll,
+                rate_limit_remaining=rate.remaining if rate else row.rate_limit_remaining,
+                rate_limit_reset_at=rate.reset_at if rate else row.rate_limit_reset_at,
+                updated_at=finished,
+            ).where(SourceStateRow.source_key == source.key).execute()
+            self._metric(source.key, started, finished, t0, "error", session, 0, None, message)
+        log.warning("%s: poll failed (%d in a row): %s", source.key, failures, message)
+        return PollOutcome(source.key, "error", error=message)
+
+    def _metric(
+        self,
+        source_key: str,
+        started: datetime,
+        finished: datetime,
+        t0: float,
+        outcome: str,
+        session: PollSession,
+        fetched: int,
+        counts: CommitCounts | None,
+        error: str | None,
+    ) -> None:
+        self.store.db.execute_sql(
+            "INSERT INTO poll_metric (source_key, started_at, finished_at, duration_ms, outcome,"
+            " http_requests, events_fetched, events_new, events_matched, alerts_created, error)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                source_key,
+                to_store(started),
+                to_store(finished),
+                int((time.monotonic() - t0) * 1000),
+                outcome,
+                session.stats.requests,
+                fetched,
+                counts.new if counts else 0,
+                counts.matched if counts else 0,
+                counts.alerts if counts else 0,
+                error,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class CommitCounts:
+    new: int
+    matched: int
+    alerts: int
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def commit_events(
+    store: Store,
+    events: Sequence[TrackerEvent],
+    rules: RuleSet,
+    now: datetime,
+    *,
+    baseline: bool = False,
+) -> CommitCounts:
+    """Store the new events among ``events`` with their hits, alerts and outbox rows.
+
+    Must run inside :meth:`Store.write` (the write lock makes the explicit ids below safe).
+    Events already stored (same fingerprint) are skipped; so are duplicates within the batch.
+    """
+    if not events:
+        return CommitCounts(0, 0, 0)
+    cursor = store.db.cursor()
+    by_fp: dict[str, TrackerEvent] = {}
+    for event in events:
+        by_fp.setdefault(event.fingerprint, event)
+    known = _existing_fingerprints(cursor, list(by_fp))
+    fresh = [e for fp, e in by_fp.items() if fp not in known]
+    if not fresh:
+        return CommitCounts(0, 0, 0)
+    now_s = to_store(now)
+    next_event = _next_id(cursor, "event")
+    next_alert = _next_id(cursor, "alert")
+    event_rows, hit_rows, alert_rows, delivery_rows = [], [], [], []
+    matched = 0
+    for offset, event in enumerate(fresh):
+        event_id = next_event + offset
+        event_rows.append(
+            (
+                event_id,
+                event.fingerprint,
+                event.source,
+                event.source_key,
+                event.resource_type,
+                event.resource_id,
+                event.event_type,
+                event.event_id,
+                event.title,
+                event.summary,
+                event.url,
+                event.author,
+                _dumps(list(event.labels)),
+                to_store(event.occurred_at),
+                to_store(event.observed_at),
+                _dumps(event.raw) if event.raw else None,
+                1 if baseline else 0,
+            )
+        )
+        decision = rules.evaluate(event)
+        if not decision.hits:
+            continue
+        matched += 1
+        for hit in decision.hits:
+            hit_rows.append(
+                (
+                    event_id,
+                    hit.rule,
+                    hit.action,
+                    hit.priority,
+                    hit.reason,
+                    int(hit.suppressed),
+                    "poll",
+                    now_s,
+                )
+            )
+        if decision.notify and not baseline:
+            alert_id = next_alert + len(alert_rows)
+            alert_rows.append(_alert_row(alert_id, event_id, decision, "poll", now_s))
+            delivery_rows.extend(
+                _delivery_rows(alert_id, decision.channels, decision.priority, now_s)
+            )
+    cursor.executemany(
+        "INSERT INTO event (id, fingerprint, source, source_key, resource_type, resource_id,"
+        " event_type, event_id, title, summary, url, author, labels, occurred_at, observed_at,"
+        " raw, baseline) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        event_rows,
+    )
+    if hit_rows:
+        cursor.executemany(
+            "INSERT INTO rule_hit (event_id, rule, action, priority, reason, suppressed, origin,"
+            " evaluated_at) VALUES (?,?,?,?,?,?,?,?)",
+            hit_rows,
+        )
+    insert_alerts(cursor, alert_rows, delivery_rows)
+    return CommitCounts(len(fresh), matched, len(alert_rows))
+
+
+def _alert_row(alert_id: int, event_id: int, decision: Decision, origin: str, now_s: str) -> tuple:
+    return (
+        alert_id,
+        event_id,
+        _dumps(list(decision.notify_rules)),
+        decision.priority,
+        _dumps(list(decision.tags)),
+        origin,
+        now_s,
+    )
+
+
+def _delivery_rows(
+    alert_id: int, channels: Iterable[str], priority: int, now_s: str
+) -> list[tuple]:
+    return [
+        (alert_id, channel, "pending", 0, priority, now_s, now_s, now_s) for channel in channels
+    ]
+
+
+def insert_alerts(cursor, alert_rows: list[tuple], delivery_rows: list[tuple]) -> None:
+    """Insert alert rows and their outbox rows (shapes from the helpers above)."""
+    if alert_rows:
+        cursor.executemany(
+            "INSERT INTO alert (id, event_id, rules, priority, tags, origin, created_at)"
+            " VALUES (?,?,?,?,?,?,?)",
+            alert_rows,
+        )
+    if delivery_rows:
+        cursor.executemany(
+            "INSERT INTO delivery (alert_id, channel, status, attempts, priority, next_attempt_at,"
+            " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+            delivery_rows,
+        )
+
+
+def _existing_fingerprints(cursor, fingerprints: list[str]) -> set[str]:
+    known: set[str] = set()
+    for i in range(0, len(fingerprints), 500):
+        chunk = fingerprints[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        cursor.execute(f"SELECT fingerprint FROM event WHERE fingerprint IN ({marks})", chunk)
+        known.update(r[0] for r in cursor.fetchall())
+    return known
+
+
+def _next_id(cursor, table: str) -> int:
+    cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}")
+    return cursor.fetchone()[0]

@@ -1,0 +1,1 @@
+"""Local simulators of the upstreams and channels, for ``mrt-tui --demo`` and the tests."""

@@ -1,0 +1,349 @@
+"""GitHub issues and pull requests of a repository, through the REST API.
+
+One source key per repository and kind (``github:vllm-project/vllm:issues`` and ``...:pulls``).
+Both read ``GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc&since=T``,
+which lists issues and pull requests (a pull request carries ``pull_request.merged_at``).
+
+The cursor is the newest ``updated_at`` seen. ``since`` is inclusive and GitHub timestamps have
+one-second resolution, so the next poll asks again from that same second: an item updated in the
+same second as the last one is never skipped, and the ones seen twice are dropped by fingerprint.
+An unchanged repository therefore answers the same first page again, which the ETag turns into
+one ``304`` that costs no rate limit. Pages are followed through the ``Link`` header verbatim.
+
+The first poll records the newest page as a baseline and alerts nothing (or, with
+``first_run = "24h"``, alerts on what changed in that window).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode, urlsplit
+
+from pydantic import AfterValidator, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from mrt_engine.config import HostPolicy, StrictModel
+from mrt_engine.events import TrackerEvent
+from mrt_engine.http import PollSession, Stopped
+from mrt_engine.secrets import Secret
+from mrt_engine.sources.base import (
+    BuildContext,
+    PollResult,
+    Source,
+    SourceKind,
+    SourceState,
+    expect,
+)
+from mrt_engine.text import excerpt
+from mrt_engine.timeutil import github_time, parse_upstream, parse_when
+
+DEFAULT_API = "https://api.github.com"
+_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+EMPTY_REPO_MARGIN = timedelta(minutes=10)
+
+
+class GitHubMonitor(StrictModel):
+    issues: bool = True
+    pulls: bool = True
+
+
+def _owner_slash_repo(repo: str) -> str:
+    if not _REPO.match(repo):
+        raise PydanticCustomError(
+            "repo_format", 'expected "owner/repo", got {value}', {"value": f'"{repo}"'}
+        )
+    return repo
+
+
+RepoName = Annotated[str, AfterValidator(_owner_slash_repo)]
+
+
+class GitHubSettings(StrictModel):
+    """``sources.github``."""
+
+    repos: list[RepoName]
+    monitor: GitHubMonitor = Field(default_factory=GitHubMonitor)
+    token_env: str | None = None
+    api_base: str = DEFAULT_API
+    poll_interval_seconds: float | None = Field(None, ge=1)
+    first_run: str = "baseline"
+    per_page: int = Field(100, ge=1, le=100)
+    max_pages_per_poll: int = Field(10, ge=1, le=1000)
+    body_excerpt_chars: int = Field(280, ge=0, le=4000)
+
+    @field_validator("first_run")
+    @classmethod
+    def _baseline_or_time(cls, value: str) -> str:
+        if value != "baseline":
+            try:
+                parse_when(value)
+            except ValueError:
+                raise PydanticCustomError(
+                    "first_run",
+                    'expected "baseline", an age like "24h" or a time like "2026-11-01", '
+                    "got {value}",
+                    {"value": f'"{value}"'},
+                ) from None
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
+            raise PydanticCustomError(
+                "url", "expected an http(s) URL, got {value}", {"value": f'"{value}"'}
+            )
+        return value.rstrip("/")
+
+
+# Items by this key: the issues endpoint lists both; each key keeps its own kind.
+Kind = Literal["issues", "pulls"]
+
+
+class GitHubIssues(Source):
+    """Issues or pull requests of one repository."""
+
+    platform = "github"
+
+    def __init__(
+        self,
+        repo: str,
+        kind: Kind,
+        settings: GitHubSettings,
+        token: Secret | None,
+        interval: float,
+    ) -> None:
+        super().__init__(f"github:{repo}:{kind}", settings.api_base, interval)
+        self.repo = repo
+        self.kind = kind
+        self.settings = settings
+        self.token = token
+
+    # ------------------------------------------------------------------ HTTP
+    def headers(self, url: str) -> dict[str, str]:
+        """API headers; the token only ever goes to the configured API host."""
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+        }
+        if self.token is not None and (urlsplit(url).hostname or "").lower() == self.host:
+            headers["Authorization"] = f"Bearer {self.token.reveal()}"
+        return headers
+
+    def _list_url(self, **params: Any) -> str:
+        query = {"state": "all", "per_page": self.settings.per_page, **params}
+        return f"{self.api_base}/repos/{self.repo}/issues?{urlencode(query)}"
+
+    # ------------------------------------------------------------------ poll
+    def poll(self, state: SourceState, http: PollSession, now: datetime) -> PollResult:
+        since: datetime | None = None
+        if state.baseline_done and state.cursor:
+            since = parse_upstream(state.cursor.get("since"))
+        if since is None:
+            if self.settings.first_run == "baseline":
+                return self._baseline(http, now)
+            since = parse_when(self.settings.first_run, now)
+        url = self._list_url(sort="updated", direction="asc", since=github_time(since))
+        validators = state.validators if state.validated_url == url else None
+        first = http.get(url, headers=self.headers(url), validators=validators)
+        if first.not_modified:
+            return PollResult(
+                [], state.cursor, state.validators, state.validated_url, not_modified=True
+            )
+        items = self._page_items(first)
+        pages, next_url = 1, first.next_url()
+        while next_url and pages < self.settings.max_pages_per_poll:
+            if http.stopping:
+                raise Stopped("engine stopping")
+            page = http.get(next_url, headers=self.headers(next_url))
+            items.extend(self._page_items(page))
+            pages += 1
+            next_url = page.next_url()
+        newest = since
+        events: list[TrackerEvent] = []
+        for item in items:
+            updated = _time(item, "updated_at")
+            newest = max(newest, updated)
+            events.extend(self.item_events(item, now, http))
+        return PollResult(events, {"since": github_time(newest)}, first.validators, url)
+
+    def _baseline(self, http: PollSession, now: datetime) -> PollResult:
+        """The newest page only: recorded as seen, never alerted."""
+        url = self._list_url(sort="updated", direction="desc")
+        fetched = http.get(url, headers=self.headers(url))
+        items = self._page_items(fetched)
+        events: list[TrackerEvent] = []
+        newest: datetime | None = None
+        for item in items:
+            updated = _time(item, "updated_at")
+            newest = updated if newest is None else max(newest, updated)
+            events.extend(self.item_events(item, now, http))
+        if newest is None:
+            newest = now - EMPTY_REPO_MARGIN
+        return PollResult(events, {"since": github_time(newest)}, None, None, baseline=True)
+
+    def _page_items(self, fetched: Any) -> list[dict[str, Any]]:
+        data = fetched.json()
+        if isinstance(data, dict) and "message" in data:
+            expect(
+                False,
+                f"GitHub answered an error object instead of a list: {excerpt(data['message'], 160)}",
+            )
+        expect(isinstance(data, list), f"expected a JSON list of issues, got {type(data).__name__}")
+        for item in data:
+            expect(isinstance(item, dict), "expected each issue to be an object")
+            for key, kind in (("number", int), ("title", str), ("html_url", str), ("state", str)):
+                expect(
+                    isinstance(item.get(key), kind),
+                    f"issue object without a valid {key!r} (got {type(item.get(key)).__name__})",
+                )
+            _time(item, "updated_at")
+            _time(item, "created_at")
+        return data
+
+    # ------------------------------------------------------------------ normalise
+    def item_events(
+        self, item: dict[str, Any], now: datetime, http: PollSession | None = None
+    ) -> list[TrackerEvent]:
+        """The events one issue/PR object stands for, for this source's kind."""
+        pull = item.get("pull_request")
+        is_pr = isinstance(pull, dict)
+        if is_pr != (self.kind == "pulls"):
+            return []
+        number = item["number"]
+        labels = tuple(
+            lb["name"] if isinstance(lb, dict) else str(lb)
+            for lb in (item.get("labels") or [])
+            if isinstance(lb, dict | str)
+            and (not isinstance(lb, dict) or isinstance(lb.get("name"), str))
+        )
+        user = item.get("user") if isinstance(item.get("user"), dict) else {}
+        body = item.get("body") if isinstance(item.get("body"), str) else ""
+        closed_at = parse_upstream(item.get("closed_at"))
+        common: dict[str, Any] = {
+            "source": "github",
+            "source_key": self.key,
+            "resource_id": self.repo,
+            "title": item["title"],
+            "summary": excerpt(body, self.settings.body_excerpt_chars),
+            "url": item["html_url"],
+            "author": str(user.get("login") or ""),
+            "labels": labels,
+            "observed_at": now,
+            "raw": _compact(item, body),
+        }
+        created = _time(item, "created_at")
+        events: list[TrackerEvent] = []
+        if is_pr:
+            common["resource_type"] = "repo_pr"
+            events.append(
+                TrackerEvent(
+                    event_type="pr_opened", event_id=str(number), occurred_at=created, **common
+                )
+            )
+            if item["state"] == "closed":
+                merged_at = self._merged_at(pull, http)
+                if merged_at is not None:
+                    events.append(
+                        TrackerEvent(
+                            event_type="pr_merged",
+                            event_id=str(number),
+                            occurred_at=merged_at,
+                            **common,
+                        )
+                    )
+                else:
+                    events.append(
+                        TrackerEvent(
+                            event_type="pr_closed",
+                            event_id=f"{number}@{github_time(closed_at or now)}",
+                            occurred_at=closed_at,
+                            **common,
+                        )
+                    )
+        else:
+            common["resource_type"] = "repo_issue"
+            events.append(
+                TrackerEvent(
+                    event_type="issue_opened", event_id=str(number), occurred_at=created, **common
+                )
+            )
+            if item["state"] == "closed":
+                events.append(
+                    TrackerEvent(
+                        event_type="issue_closed",
+                        event_id=f"{number}@{github_time(closed_at or now)}",
+                        occurred_at=closed_at,
+                        **common,
+                    )
+                )
+        return events
+
+    def _merged_at(self, pull: dict[str, Any], http: PollSession | None) -> datetime | None:
+        """``pull_request.merged_at``; older GitHub Enterprise servers omit it, so ask the PR."""
+        if "merged_at" in pull:
+            return parse_upstream(pull.get("merged_at"))
+        url = pull.get("url")
+        if http is None or not isinstance(url, str):
+            return None
+        detail = http.get(url, headers=self.headers(url)).json()
+        expect(isinstance(detail, dict), "expected a pull request object")
+        return parse_upstream(detail.get("merged_at"))
+
+
+def _time(item: dict[str, Any], key: str) -> datetime:
+    value = parse_upstream(item.get(key))
+    expect(value is not None, f"issue object without a valid {key!r} timestamp")
+    assert value is not None
+    return value
+
+
+def _compact(item: dict[str, Any], body: str) -> dict[str, Any]:
+    """The fields worth keeping for troubleshooting, without avatars and API URLs."""
+    pull = item.get("pull_request") if isinstance(item.get("pull_request"), dict) else None
+    user = item.get("user") if isinstance(item.get("user"), dict) else {}
+    return {
+        "number": item.get("number"),
+        "title": item.get("title"),
+        "state": item.get("state"),
+        "state_reason": item.get("state_reason"),
+        "draft": item.get("draft"),
+        "user": user.get("login"),
+        "labels": [
+            lb.get("name") if isinstance(lb, dict) else lb for lb in item.get("labels") or []
+        ],
+        "comments": item.get("comments"),
+        "created_at": item.get("created_at"),
+        "updated_at": item.get("updated_at"),
+        "closed_at": item.get("closed_at"),
+        "merged_at": pull.get("merged_at") if pull else None,
+        "html_url": item.get("html_url"),
+        "body": body[:2000],
+    }
+
+
+def build(settings: GitHubSettings, ctx: BuildContext) -> list[Source]:
+    token = ctx.secrets.get(
+        settings.token_env,
+        where="sources.github.token_env",
+        what="GitHub token; anonymous access gets 60 requests an hour",
+        required=False,
+    )
+    interval = settings.poll_interval_seconds or ctx.default_interval
+    out: list[Source] = []
+    for repo in settings.repos:
+        if settings.monitor.issues:
+            out.append(GitHubIssues(repo, "issues", settings, token, interval))
+        if settings.monitor.pulls:
+            out.append(GitHubIssues(repo, "pulls", settings, token, interval))
+    return out
+
+
+KIND = SourceKind(
+    name="github",
+    settings=GitHubSettings,
+    build=build,
+    host_defaults=HostPolicy(max_concurrency=4, min_interval_seconds=0.0, timeout_seconds=20),
+)

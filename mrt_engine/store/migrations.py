@@ -1,0 +1,183 @@
+"""Schema versions. ``PRAGMA user_version`` holds the version of a store file.
+
+Each migration is a list of SQL statements applied in one exclusive transaction at start. A file
+with a newer version than this code knows is refused: an old engine must not write a schema it
+does not understand. Before upgrading an existing file a copy is kept next to it.
+
+Table names do not collide with the v0 tool's (``cursor``, ``seen_events``, ``alerts``,
+``notify_failures``), so a v0 state file upgrades in place and keeps its old tables untouched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the engine core
+    [
+        """CREATE TABLE source_state (
+            source_key TEXT PRIMARY KEY NOT NULL,
+            platform TEXT NOT NULL,
+            cursor TEXT,
+            etag TEXT,
+            last_modified TEXT,
+            validated_url TEXT,
+            baseline_done INTEGER NOT NULL DEFAULT 0,
+            paused INTEGER NOT NULL DEFAULT 0,
+            poll_requested_at TEXT,
+            last_poll_at TEXT,
+            last_success_at TEXT,
+            last_error TEXT,
+            last_error_at TEXT,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            backoff_until TEXT,
+            next_poll_at TEXT,
+            rate_limit_remaining INTEGER,
+            rate_limit_reset_at TEXT,
+            version INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE event (
+            id INTEGER PRIMARY KEY NOT NULL,
+            fingerprint TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL,
+            source_key TEXT NOT NULL,
+            resource_type TEXT NOT NULL,
+            resource_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            title TEXT NOT NULL,
+            summary TEXT NOT NULL DEFAULT '',
+            url TEXT NOT NULL DEFAULT '',
+            author TEXT NOT NULL DEFAULT '',
+            labels TEXT NOT NULL DEFAULT '[]',
+            occurred_at TEXT,
+            observed_at TEXT NOT NULL,
+            raw TEXT,
+            baseline INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX event_source_key_occurred ON event (source_key, occurred_at)",
+        "CREATE INDEX event_occurred ON event (occurred_at)",
+        "CREATE INDEX event_url ON event (url)",
+        """CREATE TABLE rule_hit (
+            id INTEGER PRIMARY KEY NOT NULL,
+            event_id INTEGER NOT NULL REFERENCES event (id),
+            rule TEXT NOT NULL,
+            action TEXT NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0,
+            reason TEXT NOT NULL,
+            suppressed INTEGER NOT NULL DEFAULT 0,
+            origin TEXT NOT NULL DEFAULT 'poll',
+            evaluated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX rule_hit_event ON rule_hit (event_id)",
+        "CREATE INDEX rule_hit_rule ON rule_hit (rule, evaluated_at)",
+        """CREATE TABLE alert (
+            id INTEGER PRIMARY KEY NOT NULL,
+            event_id INTEGER NOT NULL UNIQUE REFERENCES event (id),
+            rules TEXT NOT NULL DEFAULT '[]',
+            priority INTEGER NOT NULL DEFAULT 0,
+            tags TEXT NOT NULL DEFAULT '[]',
+            origin TEXT NOT NULL DEFAULT 'poll',
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE delivery (
+            id INTEGER PRIMARY KEY NOT NULL,
+            alert_id INTEGER NOT NULL REFERENCES alert (id),
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            priority INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            lease_owner TEXT,
+            lease_expires_at TEXT,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sent_at TEXT,
+            UNIQUE (alert_id, channel)
+        )""",
+        "CREATE INDEX delivery_due ON delivery (status, next_attempt_at)",
+        """CREATE TABLE attempt (
+            id INTEGER PRIMARY KEY NOT NULL,
+            delivery_id INTEGER NOT NULL REFERENCES delivery (id),
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            duration_ms INTEGER,
+            outcome TEXT NOT NULL,
+            http_status INTEGER,
+            reply TEXT,
+            error TEXT,
+            worker TEXT
+        )""",
+        "CREATE INDEX attempt_delivery ON attempt (delivery_id)",
+        "CREATE INDEX attempt_outcome ON attempt (outcome)",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY NOT NULL,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            before TEXT,
+            after TEXT,
+            detail TEXT
+        )""",
+        """CREATE TABLE poll_metric (
+            id INTEGER PRIMARY KEY NOT NULL,
+            source_key TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            duration_ms INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            http_requests INTEGER NOT NULL DEFAULT 0,
+            events_fetched INTEGER NOT NULL DEFAULT 0,
+            events_new INTEGER NOT NULL DEFAULT 0,
+            events_matched INTEGER NOT NULL DEFAULT 0,
+            alerts_created INTEGER NOT NULL DEFAULT 0,
+            error TEXT
+        )""",
+        "CREATE INDEX poll_metric_source ON poll_metric (source_key, started_at)",
+    ],
+]
+
+LATEST = len(MIGRATIONS)
+
+
+class StoreTooNew(Exception):
+    """The store was written by a newer version of the tracker."""
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, path: Path | None = None, target: int = LATEST) -> int:
+    """Bring the schema to ``target``; returns the version found before. Raises StoreTooNew."""
+    found = schema_version(conn)
+    if found > LATEST:
+        raise StoreTooNew(
+            f"the store {path or ''} has schema version {found}, but this mrt-engine knows "
+            f"versions up to {LATEST}; upgrade mrt-engine (the store was not modified)"
+        )
+    if found >= target:
+        return found
+    if found > 0 and path is not None and path.exists():
+        backup = path.with_name(f"{path.name}.v{found}.bak")
+        if not backup.exists():
+            with sqlite3.connect(backup) as copy:
+                conn.backup(copy)
+            copy.close()
+    conn.execute("BEGIN EXCLUSIVE")
+    try:
+        # Re-read inside the lock: another process may have migrated meanwhile.
+        current = schema_version(conn)
+        for version in range(current + 1, target + 1):
+            for statement in MIGRATIONS[version - 1]:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {max(current, target)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found

@@ -1,0 +1,220 @@
+"""Peewee models of the store. The schema itself is created by :mod:`mrt_engine.store.migrations`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from peewee import (
+    AutoField,
+    BooleanField,
+    DatabaseProxy,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from mrt_engine.timeutil import from_store, to_store
+
+database = DatabaseProxy()
+
+
+class UtcField(TextField):
+    """An aware UTC datetime stored as fixed-width ISO text (sorts like time)."""
+
+    def db_value(self, value: Any) -> Any:
+        return to_store(value) if value is not None else None
+
+    def python_value(self, value: Any) -> Any:
+        return from_store(value)
+
+
+class JsonField(TextField):
+    """A JSON document."""
+
+    def db_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+    def python_value(self, value: Any) -> Any:
+        return json.loads(value) if value is not None else None
+
+
+class StoreModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SourceState(StoreModel):
+    """One cursor: where a source key's next poll resumes, and how its polls have gone."""
+
+    source_key = TextField(primary_key=True)
+    platform = TextField()
+    cursor = JsonField(null=True)
+    etag = TextField(null=True)
+    last_modified = TextField(null=True)
+    validated_url = TextField(null=True)
+    baseline_done = BooleanField(default=False)
+    paused = BooleanField(default=False)
+    poll_requested_at = UtcField(null=True)
+    last_poll_at = UtcField(null=True)
+    last_success_at = UtcField(null=True)
+    last_error = TextField(null=True)
+    last_error_at = UtcField(null=True)
+    consecutive_failures = IntegerField(default=0)
+    backoff_until = UtcField(null=True)
+    next_poll_at = UtcField(null=True)
+    rate_limit_remaining = IntegerField(null=True)
+    rate_limit_reset_at = UtcField(null=True)
+    version = IntegerField(default=0)
+    updated_at = UtcField()
+
+    class Meta:
+        table_name = "source_state"
+
+
+class Event(StoreModel):
+    """Every event ever seen, matched or not (so rule changes can be replayed)."""
+
+    id = AutoField()
+    fingerprint = TextField(unique=True)
+    source = TextField()
+    source_key = TextField()
+    resource_type = TextField()
+    resource_id = TextField()
+    event_type = TextField()
+    event_id = TextField()
+    title = TextField()
+    summary = TextField(default="")
+    url = TextField(default="")
+    author = TextField(default="")
+    labels = JsonField(default=list)
+    occurred_at = UtcField(null=True)
+    observed_at = UtcField()
+    raw = JsonField(null=True)
+    baseline = BooleanField(default=False)
+
+    class Meta:
+        table_name = "event"
+
+
+class RuleHitRow(StoreModel):
+    """A rule that matched an event, with the reason."""
+
+    id = AutoField()
+    event = ForeignKeyField(Event, column_name="event_id", backref="hits")
+    rule = TextField()
+    action = TextField()
+    priority = IntegerField(default=0)
+    reason = TextField()
+    suppressed = BooleanField(default=False)
+    origin = TextField(default="poll")
+    evaluated_at = UtcField()
+
+    class Meta:
+        table_name = "rule_hit"
+
+
+class Alert(StoreModel):
+    """An event that must reach people; one per event."""
+
+    id = AutoField()
+    event = ForeignKeyField(Event, column_name="event_id", unique=True, backref="alerts")
+    rules = JsonField(default=list)
+    priority = IntegerField(default=0)
+    tags = JsonField(default=list)
+    origin = TextField(default="poll")
+    created_at = UtcField()
+
+    class Meta:
+        table_name = "alert"
+
+
+class Delivery(StoreModel):
+    """The outbox: one row per (alert, channel)."""
+
+    id = AutoField()
+    alert = ForeignKeyField(Alert, column_name="alert_id", backref="deliveries")
+    channel = TextField()
+    status = TextField(default="pending")  # pending | retrying | sent | dead
+    attempts = IntegerField(default=0)
+    priority = IntegerField(default=0)
+    next_attempt_at = UtcField()
+    lease_owner = TextField(null=True)
+    lease_expires_at = UtcField(null=True)
+    last_error = TextField(null=True)
+    created_at = UtcField()
+    updated_at = UtcField()
+    sent_at = UtcField(null=True)
+
+    class Meta:
+        table_name = "delivery"
+
+
+class Attempt(StoreModel):
+    """One try at sending one delivery."""
+
+    id = AutoField()
+    delivery = ForeignKeyField(Delivery, column_name="delivery_id", backref="attempt_rows")
+    started_at = UtcField()
+    finished_at = UtcField(null=True)
+    duration_ms = IntegerField(null=True)
+    outcome = TextField()  # in_flight | sent | failed | interrupted
+    http_status = IntegerField(null=True)
+    reply = TextField(null=True)
+    error = TextField(null=True)
+    worker = TextField(null=True)
+
+    class Meta:
+        table_name = "attempt"
+
+
+class Audit(StoreModel):
+    """Who did what to the tracker's state, with the before and after."""
+
+    id = AutoField()
+    at = UtcField()
+    actor = TextField()
+    action = TextField()
+    target = TextField()
+    before = JsonField(null=True)
+    after = JsonField(null=True)
+    detail = TextField(null=True)
+
+    class Meta:
+        table_name = "audit"
+
+
+class PollMetric(StoreModel):
+    """The figures of one poll of one source key (O: per-cycle metrics)."""
+
+    id = AutoField()
+    source_key = TextField()
+    started_at = UtcField()
+    finished_at = UtcField()
+    duration_ms = IntegerField()
+    outcome = TextField()  # ok | not_modified | error
+    http_requests = IntegerField(default=0)
+    events_fetched = IntegerField(default=0)
+    events_new = IntegerField(default=0)
+    events_matched = IntegerField(default=0)
+    alerts_created = IntegerField(default=0)
+    error = TextField(null=True)
+
+    class Meta:
+        table_name = "poll_metric"
+
+
+ALL_MODELS: tuple[type[StoreModel], ...] = (
+    SourceState,
+    Event,
+    RuleHitRow,
+    Alert,
+    Delivery,
+    Attempt,
+    Audit,
+    PollMetric,
+)

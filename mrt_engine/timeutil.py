@@ -1,0 +1,101 @@
+"""Time: aware UTC inside, a fixed sortable text form in the store, friendly input at the edge."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+Clock = Callable[[], datetime]
+
+_STORE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def to_store(value: datetime | None) -> str | None:
+    """Fixed-width ISO text that sorts like the time it denotes."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given where an aware UTC one is required")
+    return value.astimezone(UTC).strftime(_STORE_FORMAT)
+
+
+def from_store(value: str | None) -> datetime | None:
+    """Inverse of :func:`to_store`; tolerant of the other ISO forms SQLite users may write."""
+    if value is None or value == "":
+        return None
+    try:
+        return datetime.strptime(value, _STORE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return parse_iso(value)
+
+
+def parse_iso(value: str) -> datetime:
+    """Parse an ISO-8601 timestamp (``Z`` allowed); a missing zone means UTC."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_upstream(value: object) -> datetime | None:
+    """Parse a timestamp from an upstream answer; ``None`` when absent or unparseable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        return None
+
+
+def parse_duration(value: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``3d``, ``1w``."""
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"expected a duration like 30m, 2h or 3d, got {value!r}")
+    return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()])
+
+
+def parse_when(value: str, now: datetime | None = None) -> datetime:
+    """An operator's time: ISO-8601 (``2026-11-01``, ``2026-11-01T08:00Z``) or an age (``2h``)."""
+    if _DURATION.match(value):
+        return (now or utcnow()) - parse_duration(value)
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise ValueError(
+            f"expected a time like 2026-11-01, 2026-11-01T08:00Z or an age like 2h, got {value!r}"
+        ) from None
+
+
+def github_time(value: datetime) -> str:
+    """The second-resolution UTC form that GitHub's ``since`` parameter documents."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def humanize_age(then: datetime | None, now: datetime) -> str:
+    """``12s ago``, ``5m ago``, ``3h ago``, ``2d ago``; ``in 4m`` for the future; ``-`` if none."""
+    if then is None:
+        return "-"
+    seconds = (now - then).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 60:
+        text = f"{int(seconds)}s"
+    elif seconds < 3600:
+        text = f"{int(seconds // 60)}m"
+    elif seconds < 86400:
+        text = f"{int(seconds // 3600)}h"
+    else:
+        text = f"{int(seconds // 86400)}d"
+    return f"in {text}" if future else f"{text} ago"
