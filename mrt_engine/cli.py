@@ -118,7 +118,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             health = "paused" if s.paused else ("FAILING" if s.consecutive_failures else "ok")
             print(f"  {s.source_key}  [{health}]")
             print(
-                f"      cursor {json.dumps(s.cursor) if s.cursor else '-'}  baseline {'done' if s.baseline_done else 'pending'}"
+                f"      cursor {queries.describe_cursor(s.cursor)}  baseline {'done' if s.baseline_done else 'pending'}"
             )
             print(
                 f"      last poll {_fmt_time(s.last_poll_at, now)}  last success {_fmt_time(s.last_success_at, now)}"
@@ -301,7 +301,7 @@ def cmd_cursor(args: argparse.Namespace) -> int:
                 return EXIT_OK
             for s in states:
                 print(
-                    f"{s.source_key:<50} {json.dumps(s.cursor) if s.cursor else '-':<40} baseline {'done' if s.baseline_done else 'pending'}"
+                    f"{s.source_key:<50} {queries.describe_cursor(s.cursor):<40} baseline {'done' if s.baseline_done else 'pending'}"
                 )
             return EXIT_OK
         to = _when(args.to, "--to")

@@ -74,6 +74,8 @@ class HttpConfig(StrictModel):
     user_agent: str = "model-release-tracker/1.0 (+https://github.com/)"
     timeout_seconds: float = Field(20.0, gt=0, le=600)
     max_retries: int = Field(3, ge=0, le=10)
+    retry_initial_seconds: float = Field(1.0, gt=0)
+    retry_max_seconds: float = Field(30.0, gt=0)
     max_inline_wait_seconds: float = Field(10.0, ge=0, le=600)
     max_response_bytes: int = Field(20_000_000, ge=10_000)
     hosts: dict[str, HostPolicy] = Field(default_factory=dict)
@@ -300,6 +302,8 @@ def format_errors(exc: ValidationError, model: type[BaseModel], data: Any) -> li
                 "less_than": "<",
             }[kind]
             bound = next(iter(err.get("ctx", {}).values()), "?")
+            if isinstance(bound, float) and bound.is_integer():
+                bound = int(bound)
             message = f"must be {op} {bound}, got {_show(given)}"
         elif kind == "literal_error":
             expected = err.get("ctx", {}).get("expected", "")

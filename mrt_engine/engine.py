@@ -123,7 +123,9 @@ class Engine:
             config.http, stop=self.stop_event, clock=clock, transport=http_transport
         )
         for source in self.components.sources:
-            self.http.set_host_defaults(source.host, sources.kinds()[source.platform].host_defaults)
+            self.http.set_host_defaults(
+                source.api_base, sources.kinds()[source.platform].host_defaults
+            )
         self.lock = EngineLock(config.db_path)
         self.store: Store | None = None
         self.pipeline: Pipeline | None = None

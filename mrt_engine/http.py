@@ -189,18 +189,21 @@ class HttpClient:
         )
 
     # ----------------------------------------------------------------- host policy
-    def set_host_defaults(self, host: str, policy: HostPolicy) -> None:
-        """A platform's default limits for ``host``; ``http.hosts`` in the config overrides them."""
+    def set_host_defaults(self, url: str, policy: HostPolicy) -> None:
+        """A platform's default limits for the host of ``url``; ``http.hosts`` overrides them."""
         with self._lock:
-            self._defaults.setdefault(host.lower(), policy)
+            self._defaults.setdefault(host_key(url), policy)
 
-    def _gate(self, host: str) -> _HostGate:
-        host = host.lower()
+    def _gate(self, url: str) -> _HostGate:
+        key = host_key(url)
         with self._lock:
-            gate = self._gates.get(host)
+            gate = self._gates.get(key)
             if gate is None:
-                base = self._defaults.get(host, HostPolicy())
-                override = self.config.hosts.get(host, HostPolicy())
+                base = self._defaults.get(key, HostPolicy())
+                hostname = key.rsplit(":", 1)[0]
+                override = (
+                    self.config.hosts.get(key) or self.config.hosts.get(hostname) or HostPolicy()
+                )
                 merged = HostPolicy(
                     max_concurrency=override.max_concurrency or base.max_concurrency or 4,
                     min_interval_seconds=(
@@ -210,12 +213,12 @@ class HttpClient:
                     ),
                     timeout_seconds=override.timeout_seconds or base.timeout_seconds,
                 )
-                gate = self._gates[host] = _HostGate(merged)
+                gate = self._gates[key] = _HostGate(merged)
             return gate
 
     def blocked_until(self, url: str) -> datetime | None:
         """When the host of ``url`` is rate-limited, the time it lifts; else ``None``."""
-        gate = self._gate(urlsplit(url).hostname or "")
+        gate = self._gate(url)
         until = gate.blocked_until
         return until if until and until > self.clock() else None
 
@@ -237,7 +240,7 @@ class HttpClient:
     ) -> Fetched:
         """Send one logical request, retrying what is worth retrying. See the module doc."""
         host = urlsplit(url).hostname or ""
-        gate = self._gate(host)
+        gate = self._gate(url)
         send_headers = dict(headers or {})
         if validators:
             send_headers.update(validators.headers())
@@ -399,7 +402,9 @@ class HttpClient:
         return None
 
     def _backoff(self, retry: int) -> float:
-        base = min(1.0 * 2 ** (retry - 1), 30.0)
+        base = min(
+            self.config.retry_initial_seconds * 2 ** (retry - 1), self.config.retry_max_seconds
+        )
         return base * self.rng.uniform(0.8, 1.2)
 
     def _sleep(self, seconds: float, *, why: str) -> None:
@@ -468,8 +473,11 @@ def _rate_limit_info(headers: httpx.Headers, now: datetime) -> RateLimitInfo | N
     return RateLimitInfo(left, reset_at)
 
 
-def host_of(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
+def host_key(url: str) -> str:
+    """``host:port`` of ``url`` (the port defaulted from the scheme): one rate-limit budget."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{(parts.hostname or '').lower()}:{port}"
 
 
 class PollSession:

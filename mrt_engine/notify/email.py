@@ -132,6 +132,12 @@ class EmailChannel(Channel):
                 for rcpt in self.settings.to_list:
                     code, reply = smtp.rcpt(rcpt)
                     (accepted if code in (250, 251) else refused).append((rcpt, code, reply))
+                deferred = [r for r in refused if 400 <= r[1] < 500]
+                if deferred:
+                    # Sending now would reach only some: send to nobody, retry for everyone.
+                    smtp.rset()
+                    rcpt, code, reply = deferred[0]
+                    return self._refused("rcpt", code, reply)
                 if not accepted:
                     _, code, reply = refused[0]
                     return self._refused("rcpt", code, reply)

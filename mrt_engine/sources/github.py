@@ -36,6 +36,7 @@ from mrt_engine.sources.base import (
     SourceState,
     expect,
 )
+from mrt_engine.sources.validators import ApiBase
 from mrt_engine.text import excerpt
 from mrt_engine.timeutil import github_time, parse_upstream, parse_when
 
@@ -66,7 +67,7 @@ class GitHubSettings(StrictModel):
     repos: list[RepoName]
     monitor: GitHubMonitor = Field(default_factory=GitHubMonitor)
     token_env: str | None = None
-    api_base: str = DEFAULT_API
+    api_base: ApiBase = DEFAULT_API
     poll_interval_seconds: float | None = Field(None, ge=1)
     first_run: str = "baseline"
     per_page: int = Field(100, ge=1, le=100)
@@ -87,15 +88,6 @@ class GitHubSettings(StrictModel):
                     {"value": f'"{value}"'},
                 ) from None
         return value
-
-    @field_validator("api_base")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
-            raise PydanticCustomError(
-                "url", "expected an http(s) URL, got {value}", {"value": f'"{value}"'}
-            )
-        return value.rstrip("/")
 
 
 # Items by this key: the issues endpoint lists both; each key keeps its own kind.

@@ -7,6 +7,7 @@ still contain ``[markup]``-like text, which a console must show literally).
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -285,6 +286,20 @@ def to_plain(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- sources
+def describe_cursor(cursor: dict[str, Any] | None) -> str:
+    """A cursor in one short line: a time cursor as is, a snapshot as its size and sweep time."""
+    if not cursor:
+        return "-"
+    if isinstance(cursor.get("models"), dict):
+        text = f"snapshot of {len(cursor['models'])} models"
+        if cursor.get("swept_at"):
+            text += f", swept {cursor['swept_at']}"
+        if cursor.get("since"):
+            text += f", since {cursor['since']}"
+        return text
+    return json.dumps(cursor, ensure_ascii=False, sort_keys=True)
+
+
 def source_states() -> list[SourceView]:
     return [SourceView.of(r) for r in SourceState.select().order_by(SourceState.source_key)]
 

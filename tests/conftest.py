@@ -1,0 +1,293 @@
+"""Shared fixtures: local upstream simulators, a real SMTP server, configs, engine runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mrt_engine.config import load_config
+from mrt_engine.engine import Engine
+from mrt_engine.simulators.github import GitHubSimulator
+from mrt_engine.simulators.huggingface import HuggingFaceSimulator
+from mrt_engine.simulators.modelscope import ModelScopeSimulator
+from mrt_engine.simulators.welink import WeLinkSimulator
+from mrt_engine.store.db import Store, open_store
+
+GH_TOKEN = "ghp_TESTTOKEN0123456789abcdef"
+WL_TOKEN = "wltok-SECRET-9f8e7d6c5b4a"
+
+
+@pytest.fixture
+def github() -> Iterator[GitHubSimulator]:
+    sim = GitHubSimulator(token=GH_TOKEN).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def welink() -> Iterator[WeLinkSimulator]:
+    sim = WeLinkSimulator(token=WL_TOKEN).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def hf() -> Iterator[HuggingFaceSimulator]:
+    sim = HuggingFaceSimulator(token="hf_TESTTOKEN").start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def modelscope() -> Iterator[ModelScopeSimulator]:
+    sim = ModelScopeSimulator().start()
+    yield sim
+    sim.stop()
+
+
+# ---------------------------------------------------------------------- SMTP
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    messages: list[Any] = field(default_factory=list)
+    logins: list[tuple[str, str]] = field(default_factory=list)
+    ca_file: str = ""
+    fail_next: list[tuple[int, str]] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    ca_file = folder / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    chain = folder / "server.pem"
+    key = folder / "server.key"
+    cert.private_key_pem.write_to_path(str(key))
+    with open(chain, "wb") as f:
+        for blob in cert.cert_chain_pems:
+            f.write(blob.bytes())
+    return {"ca_file": str(ca_file), "cert": str(chain), "key": str(key)}
+
+
+def _smtp(tls_ca: dict[str, str], *, implicit_tls: bool) -> Iterator[SmtpServer]:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls_ca["cert"], tls_ca["key"])
+    server = SmtpServer("127.0.0.1", 0, ca_file=tls_ca["ca_file"])
+
+    class Handler:
+        async def handle_RCPT(self, srv, session, envelope, address, rcpt_options):  # noqa: N802, ANN001
+            if server.fail_next:
+                code, text = server.fail_next.pop(0)
+                return f"{code} {text}"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, srv, session, envelope):  # noqa: N802, ANN001
+            server.messages.append(envelope)
+            return "250 2.0.0 Ok: queued as MRT123"
+
+    def authenticator(srv, session, envelope, mechanism, auth_data):  # noqa: ANN001
+        if isinstance(auth_data, LoginPassword):
+            server.logins.append((auth_data.login.decode(), auth_data.password.decode()))
+            return AuthResult(success=auth_data.password == b"smtp-pass-123")
+        return AuthResult(success=False)
+
+    kwargs: dict[str, Any] = {
+        "hostname": "127.0.0.1",
+        "port": free_port(),
+        "authenticator": authenticator,
+        "auth_require_tls": True,
+    }
+    if implicit_tls:
+        kwargs["ssl_context"] = context
+        # aiosmtpd does not see implicit TLS as TLS for AUTH (aio-libs/aiosmtpd#281).
+        kwargs["auth_require_tls"] = False
+    else:
+        kwargs["tls_context"] = context
+        kwargs["require_starttls"] = True
+    controller = Controller(Handler(), **kwargs)
+    controller.start()
+    server.port = controller.port
+    yield server
+    controller.stop()
+
+
+@pytest.fixture
+def smtp(tls_ca: dict[str, str]) -> Iterator[SmtpServer]:
+    yield from _smtp(tls_ca, implicit_tls=False)
+
+
+@pytest.fixture
+def smtps(tls_ca: dict[str, str]) -> Iterator[SmtpServer]:
+    yield from _smtp(tls_ca, implicit_tls=True)
+
+
+# ---------------------------------------------------------------------- configs and runs
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+FAST = {
+    "delivery": {
+        "backoff_initial_seconds": 0.05,
+        "backoff_max_seconds": 0.2,
+        "request_timeout_seconds": 5,
+    },
+    "http": {
+        "retry_initial_seconds": 0.01,
+        "retry_max_seconds": 0.05,
+        "hosts": {"127.0.0.1": {"min_interval_seconds": 0}},
+    },
+}
+
+
+@dataclass
+class Tracker:
+    """A config on disk plus the environment it runs with."""
+
+    path: Path
+    env: dict[str, str]
+
+    @property
+    def config(self) -> Any:
+        return load_config(self.path)
+
+    @property
+    def db(self) -> Path:
+        return self.config.db_path
+
+    def engine(self) -> Engine:
+        return Engine(self.config, environ=self.env)
+
+    def once(self) -> int:
+        return self.engine().run_once()
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        store = open_store(self.db)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def sql(self, query: str, *params: Any) -> list[tuple]:
+        with self.store() as store:
+            return list(store.db.execute_sql(query, params).fetchall())
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mrt_engine", *args, "--config", str(self.path)]
+            if args and args[0] not in ("cursor", "source")
+            else [
+                sys.executable,
+                "-m",
+                "mrt_engine",
+                *args[:2],
+                "--config",
+                str(self.path),
+                *args[2:],
+            ],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture
+def make_tracker(tmp_path: Path):  # noqa: ANN201
+    """``make_tracker(config_dict, env)``: write a JSON config (merged over fast test defaults)."""
+
+    def make(
+        config: dict[str, Any], env: dict[str, str] | None = None, *, fast: bool = True
+    ) -> Tracker:
+        data = deep_merge(FAST, config) if fast else config
+        data.setdefault("state", {"sqlite_path": str(tmp_path / "mrt.sqlite3")})
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(data, indent=2))
+        return Tracker(path, dict(env or {}))
+
+    return make
+
+
+@pytest.fixture
+def gh_tracker(make_tracker, github: GitHubSimulator, welink: WeLinkSimulator):  # noqa: ANN001, ANN201
+    """A tracker watching one simulated repo for DeepSeek/Qwen, alerting to simulated WeLink."""
+
+    def make(extra: dict[str, Any] | None = None) -> Tracker:
+        config = {
+            "watch_keywords": ["deepseek", "qwen"],
+            "sources": {
+                "github": {
+                    "repos": ["vllm-project/vllm"],
+                    "token_env": "GH",
+                    "api_base": github.url,
+                }
+            },
+            "notify": {"welink": {"webhook_env": "WL"}},
+        }
+        return make_tracker(
+            deep_merge(config, extra or {}), {"GH": GH_TOKEN, "WL": welink.webhook_url}
+        )
+
+    return make
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:  # noqa: ANN001
+    """Poll ``predicate`` until true or ``timeout``; returns its last value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+@pytest.fixture(autouse=True)
+def _no_store_left_open() -> Iterator[None]:
+    """Each test must close what it opens: the store binding is process-wide."""
+    yield
+    from mrt_engine.store import db
+
+    if db._current is not None:
+        leaked = db._current.path
+        db._current.close()
+        pytest.fail(f"a store was left open: {leaked}")
+
+
+__all__ = ["GH_TOKEN", "WL_TOKEN", "Tracker", "deep_merge", "threading", "wait_until"]

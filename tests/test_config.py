@@ -1,0 +1,214 @@
+"""Config: the v0 JSON keeps working, TOML is the same schema, errors name the key path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mrt_engine.config import ConfigError, load_config, validate
+from mrt_engine.engine import build_components
+
+ROOT = Path(__file__).resolve().parent.parent
+WEBHOOK = "https://open.welink.huaweicloud.com/api/werobot/v1/webhook/send?token=tok-abcdef123456&channel=standard"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mrt_engine", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_v0_example_loads_unchanged():
+    config = load_config(ROOT / "config" / "v0-example.json")
+    assert config.poll_interval_seconds == 300
+    assert config.watch_keywords == ["deepseek", "qwen"]
+    assert set(config.source_sections()) == {"github", "huggingface", "modelscope"}
+    components = build_components(config, {"WELINK_WEBHOOK_URL": WEBHOOK})
+    assert [s.key for s in components.sources] == [
+        "github:vllm-project/vllm:issues",
+        "github:vllm-project/vllm:pulls",
+        "github:sgl-project/sglang:issues",
+        "github:sgl-project/sglang:pulls",
+        "huggingface:deepseek-ai:models",
+        "modelscope:deepseek-ai:models",
+    ]
+    assert list(components.channels) == ["welink"]
+    assert components.sources[0].api_base == "https://api.github.com"
+    assert any("GITHUB_TOKEN is not set" in w for w in components.warnings)
+
+
+def test_full_toml_example_loads():
+    config = load_config(ROOT / "config" / "example.toml")
+    assert [r.name for r in config.rules] == ["deepseek-qwen-support", "new-models", "quiet-docs"]
+    assert config.delivery.max_attempts == 10
+    assert config.db_path == (ROOT / "config" / "mrt_state.sqlite3").resolve()
+
+
+def test_toml_and_json_are_the_same_schema(tmp_path):
+    data = json.loads((ROOT / "config" / "v0-example.json").read_text())
+    toml = """
+poll_interval_seconds = 300
+watch_keywords = ["deepseek", "qwen"]
+[state]
+sqlite_path = "./mrt_state.sqlite3"
+[sources.github]
+repos = ["vllm-project/vllm", "sgl-project/sglang"]
+monitor = { issues = true, pulls = true }
+token_env = "GITHUB_TOKEN"
+[sources.huggingface]
+orgs = ["deepseek-ai"]
+token_env = "HF_TOKEN"
+[sources.modelscope]
+orgs = ["deepseek-ai"]
+[notify.welink]
+webhook_env = "WELINK_WEBHOOK_URL"
+is_at = false
+is_at_all = false
+at_accounts = []
+"""
+    path = tmp_path / "same.toml"
+    path.write_text(toml)
+    assert load_config(path).model == validate(data).model
+
+
+def test_delivery_defaults_and_new_keys():
+    config = validate(
+        {
+            "delivery": {"workers": 3, "request_timeout_seconds": 7},
+            "sources": {
+                "github": {
+                    "repos": ["a/b"],
+                    "api_base": "https://ghe.example.com/api/v3",
+                    "poll_interval_seconds": 1,
+                }
+            },
+        }
+    )
+    assert (
+        config.delivery.max_attempts,
+        config.delivery.backoff_initial_seconds,
+        config.delivery.backoff_max_seconds,
+    ) == (10, 5, 3600)
+    assert config.delivery.workers == 3
+    assert config.source_sections()["github"].api_base == "https://ghe.example.com/api/v3"
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (
+            {"sources": {"github": {"repos": ["a/b", "vllm"]}}},
+            'sources.github.repos[1]: expected "owner/repo", got "vllm"',
+        ),
+        (
+            {"sources": {"github": {"repo": ["a/b"]}}},
+            'sources.github.repo: unknown key (did you mean "repos"?)',
+        ),
+        ({"sources": {"github": {}}}, "sources.github.repos: required key is missing"),
+        ({"poll_interval_seconds": 0.5}, "poll_interval_seconds: must be >= 1, got 0.5"),
+        (
+            {"sources": {"github": {"repos": ["a/b"], "poll_interval_seconds": 0}}},
+            "sources.github.poll_interval_seconds: must be >= 1, got 0",
+        ),
+        ({"delivery": {"workers": "many"}}, 'delivery.workers: expected an integer, got "many"'),
+        ({"delivery": {"max_attempts": 0}}, "delivery.max_attempts: must be >= 1, got 0"),
+        (
+            {"notify": {"welink": {"at_accounts": ["u"] * 11}}},
+            "notify.welink.at_accounts: WeLink accepts at most 10 accounts, got 11",
+        ),
+        (
+            {"notify": {"welink": {"is_at": True}}},
+            "notify.welink: is_at is true but at_accounts is empty (WeLink requires both)",
+        ),
+        (
+            {"notify": {"email": {"smtp_host": "h", "to_list": ["not-an-address"]}}},
+            "notify.email.to_list: not an e-mail address: 'not-an-address'",
+        ),
+        (
+            {"sources": {"github": {"repos": ["a/b"], "api_base": "ftp://x"}}},
+            'sources.github.api_base: expected an http(s) URL, got "ftp://x"',
+        ),
+        ({"sources": {"slack": {}}}, "sources.slack: unknown key"),
+        ({"log": {"format": "xml"}}, "log.format: expected one of 'text' or 'json', got \"xml\""),
+    ],
+)
+def test_invalid_config_names_the_key_path(data, problem):
+    with pytest.raises(ConfigError) as info:
+        validate(data)
+    assert problem in info.value.problems
+
+
+def test_invalid_config_exits_2_with_the_message_and_no_traceback(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"sources": {"github": {"repos": ["vllm-project/vllm", "vllm"]}}}))
+    result = run_cli("run", "--config", str(path), "--once")
+    assert result.returncode == 2
+    assert 'sources.github.repos[1]: expected "owner/repo", got "vllm"' in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("broken.json", '{"sources": {', "JSON syntax error at line 1, column 14"),
+        ("broken.toml", "[sources\nx = 1", "TOML syntax error"),
+        ("list.json", "[1, 2]", "the top level must be an object"),
+    ],
+)
+def test_unparseable_config_is_a_clear_error(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    result = run_cli("check", "--config", str(path))
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    result = run_cli("run", "--once", "--config", str(tmp_path / "nope.json"))
+    assert result.returncode == 2 and "file not found" in result.stderr
+
+
+def test_missing_required_secret_is_an_error_and_optional_one_a_warning(tmp_path):
+    config = validate(
+        {
+            "sources": {"github": {"repos": ["a/b"], "token_env": "MY_GH"}},
+            "notify": {"welink": {"webhook_env": "MY_HOOK"}},
+        }
+    )
+    with pytest.raises(ConfigError) as info:
+        build_components(config, {})
+    assert info.value.problems == [
+        "notify.welink.webhook_env: environment variable MY_HOOK is not set "
+        "(the WeLink group robot webhook URL with token and channel)"
+    ]
+    components = build_components(config, {"MY_HOOK": WEBHOOK})
+    assert components.warnings[0].startswith(
+        "sources.github.token_env: environment variable MY_GH is not set"
+    )
+
+
+def test_check_shows_webhook_redacted(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"notify": {"welink": {}}}))
+    result = run_cli(
+        "check", "--config", str(path), env={"WELINK_WEBHOOK_URL": WEBHOOK, "PATH": "/usr/bin:/bin"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "token=***&channel=standard" in result.stdout
+    assert "tok-abcdef123456" not in result.stdout + result.stderr
+
+
+def test_relative_store_path_is_taken_from_the_config_directory(tmp_path):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "c.json"
+    path.write_text(json.dumps({"state": {"sqlite_path": "data/state.sqlite3"}}))
+    assert load_config(path).db_path == folder / "data" / "state.sqlite3"
