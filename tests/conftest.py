@@ -102,18 +102,18 @@ def _smtp(tls_ca: dict[str, str], *, implicit_tls: bool) -> Iterator[SmtpServer]
     server = SmtpServer("127.0.0.1", 0, ca_file=tls_ca["ca_file"])
 
     class Handler:
-        async def handle_RCPT(self, srv, session, envelope, address, rcpt_options):  # noqa: N802, ANN001
+        async def handle_RCPT(self, srv, session, envelope, address, rcpt_options):
             if server.fail_next:
                 code, text = server.fail_next.pop(0)
                 return f"{code} {text}"
             envelope.rcpt_tos.append(address)
             return "250 OK"
 
-        async def handle_DATA(self, srv, session, envelope):  # noqa: N802, ANN001
+        async def handle_DATA(self, srv, session, envelope):
             server.messages.append(envelope)
             return "250 2.0.0 Ok: queued as MRT123"
 
-    def authenticator(srv, session, envelope, mechanism, auth_data):  # noqa: ANN001
+    def authenticator(srv, session, envelope, mechanism, auth_data):
         if isinstance(auth_data, LoginPassword):
             server.logins.append((auth_data.login.decode(), auth_data.password.decode()))
             return AuthResult(success=auth_data.password == b"smtp-pass-123")
@@ -228,7 +228,7 @@ class Tracker:
 
 
 @pytest.fixture
-def make_tracker(tmp_path: Path):  # noqa: ANN201
+def make_tracker(tmp_path: Path):
     """``make_tracker(config_dict, env)``: write a JSON config (merged over fast test defaults)."""
 
     def make(
@@ -244,7 +244,7 @@ def make_tracker(tmp_path: Path):  # noqa: ANN201
 
 
 @pytest.fixture
-def gh_tracker(make_tracker, github: GitHubSimulator, welink: WeLinkSimulator):  # noqa: ANN001, ANN201
+def gh_tracker(make_tracker, github: GitHubSimulator, welink: WeLinkSimulator):
     """A tracker watching one simulated repo for DeepSeek/Qwen, alerting to simulated WeLink."""
 
     def make(extra: dict[str, Any] | None = None) -> Tracker:
@@ -266,7 +266,7 @@ def gh_tracker(make_tracker, github: GitHubSimulator, welink: WeLinkSimulator): 
     return make
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:  # noqa: ANN001
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
     """Poll ``predicate`` until true or ``timeout``; returns its last value."""
     import time
 

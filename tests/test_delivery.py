@@ -19,16 +19,16 @@ REPO = "vllm-project/vllm"
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
 
-def baseline(tracker, github) -> None:  # noqa: ANN001
+def baseline(tracker, github) -> None:
     github.add_issue(REPO, "seed", at=T0)
     tracker.once()
 
 
-def deliveries(tracker) -> list[tuple]:  # noqa: ANN001
+def deliveries(tracker) -> list[tuple]:
     return tracker.sql("SELECT id, channel, status, attempts, last_error FROM delivery ORDER BY id")
 
 
-def attempts(tracker) -> list[tuple]:  # noqa: ANN001
+def attempts(tracker) -> list[tuple]:
     return tracker.sql(
         "SELECT delivery_id, outcome, http_status, reply, error, duration_ms FROM attempt ORDER BY id"
     )
@@ -178,7 +178,7 @@ def test_backoff_is_exponential_capped_and_jittered():
 
 
 # ---------------------------------------------------------------------- e-mail
-def email_config(server, **extra) -> dict:  # noqa: ANN001, ANN003
+def email_config(server, **extra) -> dict:
     return {
         "notify": {
             "email": {
@@ -196,8 +196,8 @@ def email_config(server, **extra) -> dict:  # noqa: ANN001, ANN003
 
 
 @pytest.fixture
-def mail_tracker(gh_tracker):  # noqa: ANN001, ANN201
-    def make(server, **extra):  # noqa: ANN001, ANN003, ANN202
+def mail_tracker(gh_tracker):
+    def make(server, **extra):
         tracker = gh_tracker(email_config(server, **extra))
         tracker.env.update(SMTP_USER="mrt-bot", SMTP_PASS="smtp-pass-123")
         return tracker
@@ -275,7 +275,7 @@ def test_wrong_smtp_password_is_a_failed_attempt_not_a_crash(mail_tracker, githu
     baseline(tracker, github)
     github.add_issue(REPO, "Qwen3 release")
     assert tracker.once() == 1
-    row = [r for r in deliveries(tracker) if r[1] == "email"][0]
+    row = next(r for r in deliveries(tracker) if r[1] == "email")
     assert row[2] == "retrying" and row[4].startswith("SMTP login failed")
     assert smtp.logins[0] == ("mrt-bot", "bad-password-xyz")
     assert "bad-password-xyz" not in str(attempts(tracker))

@@ -14,13 +14,13 @@ REPO = "vllm-project/vllm"
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
 
-def seed_history(github, n: int = 250) -> None:  # noqa: ANN001
+def seed_history(github, n: int = 250) -> None:
     for i in range(n):
         title = f"Old item {i}" + (" DeepSeek" if i % 7 == 0 else "")
         github.add_issue(REPO, title, at=T0 + timedelta(minutes=i), pull=i % 2 == 0)
 
 
-def alerts(tracker) -> list[str]:  # noqa: ANN001
+def alerts(tracker) -> list[str]:
     return [
         r[0]
         for r in tracker.sql(
@@ -29,7 +29,7 @@ def alerts(tracker) -> list[str]:  # noqa: ANN001
     ]
 
 
-def state(tracker, kind: str = "issues") -> dict:  # noqa: ANN001
+def state(tracker, kind: str = "issues") -> dict:
     row = tracker.sql(
         "SELECT cursor, consecutive_failures, last_error, etag FROM source_state WHERE source_key = ?",
         f"github:{REPO}:{kind}",

@@ -13,7 +13,7 @@ from mrt_engine.rules import RuleConfig, RuleSet
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 
-def event(**fields) -> TrackerEvent:  # noqa: ANN003
+def event(**fields) -> TrackerEvent:
     base = {
         "source": "github",
         "source_key": "github:vllm-project/vllm:pulls",
@@ -28,7 +28,7 @@ def event(**fields) -> TrackerEvent:  # noqa: ANN003
     return TrackerEvent(**base)
 
 
-def rules(*configs: dict, channels=("welink", "email"), watch=()) -> RuleSet:  # noqa: ANN001
+def rules(*configs: dict, channels=("welink", "email"), watch=()) -> RuleSet:
     return RuleSet.compile([RuleConfig(**c) for c in configs], list(channels), list(watch))
 
 
