@@ -85,6 +85,7 @@ def open_store(path: str | Path, *, create: bool = True) -> Store:
             raise StoreError(f"cannot open store {file}: {exc}") from None
         try:
             raw.execute("PRAGMA busy_timeout = 15000")
+            migrations.check_version(raw, file)  # before anything writes to the file
             raw.execute("PRAGMA journal_mode = wal")
             found = migrations.migrate(raw, file)
         except migrations.StoreTooNew as exc:

@@ -152,14 +152,22 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-def migrate(conn: sqlite3.Connection, path: Path | None = None, target: int = LATEST) -> int:
-    """Bring the schema to ``target``; returns the version found before. Raises StoreTooNew."""
+def check_version(conn: sqlite3.Connection, path: Path | None = None) -> int:
+    """The file's schema version; :class:`StoreTooNew` if this code does not know it."""
     found = schema_version(conn)
     if found > LATEST:
         raise StoreTooNew(
             f"the store {path or ''} has schema version {found}, but this mrt-engine knows "
             f"versions up to {LATEST}; upgrade mrt-engine (the store was not modified)"
         )
+    return found
+
+
+def migrate(conn: sqlite3.Connection, path: Path | None = None, target: int | None = None) -> int:
+    """Bring the schema to ``target`` (default: the latest); returns the version found before.
+    Raises StoreTooNew."""
+    target = LATEST if target is None else target
+    found = check_version(conn, path)
     if found >= target:
         return found
     if found > 0 and path is not None and path.exists():

@@ -1,0 +1,261 @@
+"""Benchmark: the poll pipeline against plain ``sqlite3.executemany`` of the same rows.
+
+100,000 synthetic GitHub issue objects go, a page (100) per transaction as a poll would commit
+them, through normalize -> fingerprint -> dedupe -> rules (20) -> store -> outbox. Each page repeats
+the last item of the one before (the inclusive ``since`` of a real poll), so dedupe has work.
+Then the very rows the pipeline stored (events, rule hits, alerts, deliveries) are inserted into
+a fresh store of the same schema with plain ``executemany``, page by page, in the same kind of
+transaction. Prints JSON; ratio = pipeline rate / executemany rate.
+
+    python tests/perf/bench_pipeline.py [--events 100000] [--page 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mrt_engine.config import validate
+from mrt_engine.pipeline import commit_events
+from mrt_engine.rules import RuleConfig, RuleSet
+from mrt_engine.sources.github import GitHubIssues, GitHubSettings
+from mrt_engine.store import migrations
+from mrt_engine.store.db import PRAGMAS, open_store
+
+WORDS = [
+    "fix",
+    "crash",
+    "kernel",
+    "attention",
+    "cache",
+    "quantization",
+    "fp8",
+    "moe",
+    "router",
+    "scheduler",
+    "tokenizer",
+    "speculative",
+    "decoding",
+    "lora",
+    "tensor",
+    "parallel",
+    "pipeline",
+    "memory",
+    "leak",
+    "cuda",
+    "graph",
+    "rocm",
+    "xpu",
+    "tpu",
+    "benchmark",
+    "docs",
+    "ci",
+]
+MODELS = [
+    "DeepSeek-V3",
+    "DeepSeek-R1",
+    "Qwen3-235B",
+    "Qwen2.5-VL",
+    "Llama-4",
+    "Mistral",
+    "Gemma-3",
+    "GLM-4.5",
+    "Kimi-K2",
+    "",
+]
+
+
+def synthetic_items(n: int, seed: int = 1) -> list[dict]:
+    rng = random.Random(seed)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    items = []
+    for number in range(1, n + 1):
+        when = (start + timedelta(seconds=number * 7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        model = rng.choice(MODELS)
+        title = f"[{rng.choice(['Bug', 'Feature', 'Perf', 'Doc'])}] {model} " + " ".join(
+            rng.sample(WORDS, 5)
+        )
+        items.append(
+            {
+                "number": number,
+                "title": title.strip(),
+                "html_url": f"https://github.com/vllm-project/vllm/issues/{number}",
+                "state": "open",
+                "user": {"login": rng.choice(["alice", "bob", "carol", "dependabot[bot]", "dave"])},
+                "labels": [
+                    {"name": n}
+                    for n in rng.sample(
+                        ["bug", "perf", "new-model", "rocm", "ci", "good first issue"], 2
+                    )
+                ],
+                "body": " ".join(rng.choice(WORDS) for _ in range(60)),
+                "created_at": when,
+                "updated_at": when,
+                "closed_at": None,
+                "comments": rng.randrange(10),
+            }
+        )
+    return items
+
+
+def twenty_rules() -> list[RuleConfig]:
+    rules = [
+        {"name": "deepseek", "keywords": ["deepseek"], "event_type": ["issue_opened", "pr_opened"]},
+        {"name": "qwen", "keywords": ["qwen"], "fields": ["title", "summary", "labels"]},
+        {"name": "kimi", "regex": [r"(?i)kimi-k\d"]},
+        {"name": "glm", "regex": [r"\bGLM-\d"], "priority": 5},
+        {"name": "new-model-label", "label": ["new-model"], "keywords": ["support", "feature"]},
+        {"name": "fp8", "keywords": ["fp8"], "repo": ["vllm-project/*"]},
+        {"name": "moe", "keywords": ["moe router"], "priority": 3},
+        {"name": "rocm", "label": ["rocm"], "action": "tag", "tags": ["amd"]},
+        {
+            "name": "perf-tag",
+            "keywords": ["[Perf]"],
+            "fields": ["title"],
+            "action": "tag",
+            "tags": ["perf"],
+        },
+        {"name": "no-bots", "author": ["*[bot]"], "action": "suppress", "priority": 100},
+        {
+            "name": "no-docs",
+            "keywords": ["[Doc]"],
+            "fields": ["title"],
+            "action": "suppress",
+            "priority": 50,
+        },
+        {"name": "security", "keywords": ["cve", "vulnerability", "rce"], "priority": 90},
+        {"name": "spec-decode", "regex": [r"speculative\s+decoding"], "fields": ["summary"]},
+        {"name": "lora", "keywords": ["lora"], "block": {"keywords": ["docs"]}},
+        {"name": "tpu", "keywords": ["tpu"], "author": ["alice", "carol"]},
+        {"name": "cuda-graph", "regex": [r"cuda\s+graph"], "event_type": ["pr_*"]},
+        {"name": "gemma", "keywords": ["gemma"], "org": ["vllm-project"]},
+        {"name": "llama", "keywords": ["llama-4", "llama4"]},
+        {
+            "name": "mistral",
+            "regex": [r"(?i)\bmistral\b"],
+            "block": {"label": ["good first issue"]},
+        },
+        {"name": "leak", "keywords": ["memory leak"], "priority": 20},
+    ]
+    return [RuleConfig(**r) for r in rules]
+
+
+def run_pipeline(db: Path, items: list[dict], page: int) -> tuple[float, int, list[range]]:
+    config = validate({"sources": {"github": {"repos": ["vllm-project/vllm"]}}})
+    settings: GitHubSettings = config.source_sections()["github"]
+    source = GitHubIssues("vllm-project/vllm", "issues", settings, None, 300)
+    rules = RuleSet.compile(twenty_rules(), ["welink", "email"])
+    store = open_store(db)
+    now = datetime.now(UTC)
+    pages: list[range] = []
+    stored = 0
+    try:
+        start = time.perf_counter()
+        for offset in range(0, len(items), page):
+            chunk = items[
+                max(offset - 1, 0) : offset + page
+            ]  # repeats the previous page's last item
+            events = [e for item in chunk for e in source.item_events(item, now)]
+            with store.write():
+                counts = commit_events(store, events, rules, now)
+            pages.append(range(stored + 1, stored + counts.new + 1))
+            stored += counts.new
+        elapsed = time.perf_counter() - start
+    finally:
+        store.close()
+    return elapsed, stored, pages
+
+
+def run_executemany(source_db: Path, target_db: Path, pages: list[range]) -> float:
+    src = sqlite3.connect(source_db)
+    tables = {
+        "event": src.execute("SELECT * FROM event ORDER BY id").fetchall(),
+        "rule_hit": src.execute("SELECT * FROM rule_hit ORDER BY id").fetchall(),
+        "alert": src.execute("SELECT * FROM alert ORDER BY id").fetchall(),
+        "delivery": src.execute("SELECT * FROM delivery ORDER BY id").fetchall(),
+    }
+    alert_event = {a[0]: a[1] for a in tables["alert"]}
+    src.close()
+    by_page: list[dict[str, list[tuple]]] = []
+    for ids in pages:
+        lo, hi = ids.start, ids.stop
+        by_page.append(
+            {
+                "event": [r for r in tables["event"] if lo <= r[0] < hi],
+                "rule_hit": [r for r in tables["rule_hit"] if lo <= r[1] < hi],
+                "alert": [r for r in tables["alert"] if lo <= r[1] < hi],
+                "delivery": [r for r in tables["delivery"] if lo <= alert_event[r[1]] < hi],
+            }
+        )
+    conn = sqlite3.connect(target_db, isolation_level=None)
+    migrations.migrate(conn)
+    for name, value in PRAGMAS.items():
+        conn.execute(f"PRAGMA {name} = {value}")
+    statements = {
+        name: f"INSERT INTO {name} VALUES ({','.join('?' * len(rows[0]))})"
+        for name, rows in tables.items()
+        if rows
+    }
+    start = time.perf_counter()
+    for rows in by_page:
+        conn.execute("BEGIN IMMEDIATE")
+        for name in ("event", "rule_hit", "alert", "delivery"):
+            if rows[name]:
+                conn.executemany(statements[name], rows[name])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--page", type=int, default=100)
+    args = parser.parse_args()
+    items = synthetic_items(args.events)
+    with tempfile.TemporaryDirectory() as folder:
+        ours = Path(folder) / "pipeline.sqlite3"
+        raw = Path(folder) / "executemany.sqlite3"
+        pipeline_s, stored, pages = run_pipeline(ours, items, args.page)
+        raw_s = run_executemany(ours, raw, pages)
+        check = sqlite3.connect(ours)
+        alerts, deliveries, hits = (
+            check.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("alert", "delivery", "rule_hit")
+        )
+        check.close()
+    result = {
+        "benchmark": "pipeline_vs_executemany",
+        "events": stored,
+        "page_size": args.page,
+        "rules": 20,
+        "rule_hits": hits,
+        "alerts": alerts,
+        "deliveries": deliveries,
+        "pipeline_seconds": round(pipeline_s, 3),
+        "pipeline_events_per_s": round(stored / pipeline_s),
+        "executemany_seconds": round(raw_s, 3),
+        "executemany_events_per_s": round(stored / raw_s),
+        "ratio": round((stored / pipeline_s) / (stored / raw_s), 3),
+        "target_ratio": 0.5,
+        "synchronous": PRAGMAS["synchronous"],
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "cpus": os.cpu_count(),
+    }
+    json.dump(result, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Crash safety: SIGKILL the engine at random instants, with a channel that fails part of the time.
+
+After restarts every matching event is delivered at least once, nothing that did not match is
+sent, and a message arrives twice only when its send was in flight at a kill (the store then
+holds an ``interrupted`` attempt for it).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+from conftest import wait_until
+
+from mrt_engine.simulators.welink import WeLinkSimulator
+
+REPO = "vllm-project/vllm"
+CYCLES = int(os.environ.get("MRT_CRASH_CYCLES", "25"))
+
+
+def test_sigkill_at_random_points_loses_no_alert_and_duplicates_only_in_flight_sends(
+    gh_tracker, github
+):
+    rng = random.Random(int(os.environ.get("MRT_CRASH_SEED", "20261122")))
+    flaky = WeLinkSimulator(token="crash-token", fail_rate=0.3, seed=rng.randrange(1 << 30)).start()
+    try:
+        tracker = gh_tracker(
+            {
+                "sources": {"github": {"poll_interval_seconds": 1}},
+                "scheduler": {"jitter_seconds": 0},
+                "delivery": {"max_attempts": 1000, "lease_seconds": 30, "workers": 2},
+            }
+        )
+        tracker.env["WL"] = flaky.webhook_url
+        github.add_issue(
+            REPO, "seed DeepSeek before the baseline", at=datetime(2026, 11, 1, tzinfo=UTC)
+        )
+        assert tracker.once() == 0  # the baseline is taken before the chaos starts
+
+        created: list[tuple[int, str, bool]] = []
+        stop = threading.Event()
+
+        def upstream_activity() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                matching = n % 3 == 0
+                title = f"[{n}] " + ("DeepSeek kernel change" if matching else "unrelated refactor")
+                item = github.add_issue(REPO, title, pull=n % 2 == 0)
+                created.append((n, item["html_url"], matching))
+                time.sleep(rng.uniform(0.02, 0.15))
+
+        activity = threading.Thread(target=upstream_activity, daemon=True)
+        activity.start()
+        env = {**os.environ, **tracker.env}
+        command = [sys.executable, "-m", "mrt_engine", "run", "--config", str(tracker.path)]
+        kills = 0
+        for _ in range(CYCLES):
+            process = subprocess.Popen(
+                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            time.sleep(rng.uniform(0.3, 2.0))
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+            kills += 1
+        stop.set()
+        activity.join(5)
+
+        # A last engine runs until everything is delivered, then stops cleanly.
+        final = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        matching_urls = {url for _, url, matching in created if matching}
+        try:
+            done = wait_until(
+                lambda: (
+                    matching_urls
+                    <= {m.payload["content"]["text"].rsplit("\n", 1)[-1] for m in flaky.messages}
+                    and tracker_sql_quiet(tracker)
+                ),
+                timeout=90,
+                interval=0.5,
+            )
+        finally:
+            final.send_signal(signal.SIGTERM)
+            _, err = final.communicate(timeout=20)
+        assert final.returncode == 0, err
+        assert done, "not every matching event was delivered"
+
+        sent = Counter(m.payload["content"]["text"].rsplit("\n", 1)[-1] for m in flaky.messages)
+        unmatched = {url for _, url, matching in created if not matching}
+        assert matching_urls <= set(sent), "a matching event was never delivered"
+        assert not (set(sent) & unmatched), "an event that did not match was sent"
+        assert set(sent) <= matching_urls
+        interrupted = dict(
+            tracker.sql(
+                "SELECT e.url, COUNT(*) FROM attempt t JOIN delivery d ON d.id = t.delivery_id"
+                " JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
+                " WHERE t.outcome = 'interrupted' GROUP BY e.url"
+            )
+        )
+        for url, count in sent.items():
+            assert count - 1 <= interrupted.get(url, 0), (
+                f"{url} sent {count} times, {interrupted.get(url, 0)} in flight at a kill"
+            )
+        assert tracker.sql("SELECT COUNT(*) FROM delivery WHERE status != 'sent'") == [(0,)]
+        assert tracker.sql("SELECT COUNT(DISTINCT fingerprint) = COUNT(*) FROM event") == [(1,)]
+        assert kills == CYCLES and len(matching_urls) > 20
+    finally:
+        flaky.stop()
+
+
+def tracker_sql_quiet(tracker) -> bool:
+    """True once nothing is left to deliver (tolerates the engine holding the write lock)."""
+    try:
+        rows = tracker.sql("SELECT COUNT(*) FROM delivery WHERE status IN ('pending', 'retrying')")
+    except Exception:
+        return False
+    return rows == [(0,)]
