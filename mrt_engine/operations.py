@@ -19,8 +19,8 @@ from typing import Any
 
 from peewee import fn
 
+from mrt_engine.batch import insert_alerts
 from mrt_engine.events import TrackerEvent
-from mrt_engine.pipeline import insert_alerts
 from mrt_engine.rules.matcher import Decision, RuleSet
 from mrt_engine.store.db import Store
 from mrt_engine.store.models import Alert, Audit, Delivery, Event, SourceState

@@ -1,6 +1,7 @@
 """One poll of one source, committed as one transaction.
 
-Fetching happens outside the transaction (it may take seconds). Then, under one write lock:
+Fetching and rule evaluation happen outside the transaction (see :mod:`mrt_engine.batch`).
+Then, under one write lock:
 new events (every one, matched or not), their rule hits, alerts with one outbox row per channel,
 the new cursor and validators, and the poll's metrics commit together or not at all. A failed
 poll commits only its error (consecutive failures, backoff) and leaves the cursor where it was.
@@ -11,17 +12,15 @@ version no longer matches and the poll is discarded; the next poll starts from t
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mrt_engine.events import TrackerEvent
+from mrt_engine.batch import CommitCounts, prepare_batch, write_batch
 from mrt_engine.http import FetchError, HttpClient, PollSession, RateLimited, Stopped, Validators
-from mrt_engine.rules.matcher import Decision, RuleSet
+from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.secrets import redact
 from mrt_engine.sources.base import PollResult, Source, SourceState
 from mrt_engine.store.db import Store
@@ -156,10 +155,9 @@ class Pipeline:
         finished = self.clock()
         validators = result.validators or Validators()
         fetched = len(result.events)
+        batch = prepare_batch(result.events, self.rules, finished, baseline=result.baseline)
         with self.store.write():
-            counts = commit_events(
-                self.store, result.events, self.rules, finished, baseline=result.baseline
-            )
+            counts = write_batch(self.store, batch)
             rate = session.stats.rate_limit
             updated = (
                 SourceStateRow.update(
@@ -270,155 +268,3 @@ class Pipeline:
                 error,
             ),
         )
-
-
-@dataclass(frozen=True)
-class CommitCounts:
-    new: int
-    matched: int
-    alerts: int
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-
-
-def commit_events(
-    store: Store,
-    events: Sequence[TrackerEvent],
-    rules: RuleSet,
-    now: datetime,
-    *,
-    baseline: bool = False,
-) -> CommitCounts:
-    """Store the new events among ``events`` with their hits, alerts and outbox rows.
-
-    Must run inside :meth:`Store.write` (the write lock makes the explicit ids below safe).
-    Events already stored (same fingerprint) are skipped; so are duplicates within the batch.
-    """
-    if not events:
-        return CommitCounts(0, 0, 0)
-    cursor = store.db.cursor()
-    by_fp: dict[str, TrackerEvent] = {}
-    for event in events:
-        by_fp.setdefault(event.fingerprint, event)
-    known = _existing_fingerprints(cursor, list(by_fp))
-    fresh = [e for fp, e in by_fp.items() if fp not in known]
-    if not fresh:
-        return CommitCounts(0, 0, 0)
-    now_s = to_store(now)
-    next_event = _next_id(cursor, "event")
-    next_alert = _next_id(cursor, "alert")
-    event_rows, hit_rows, alert_rows, delivery_rows = [], [], [], []
-    matched = 0
-    for offset, event in enumerate(fresh):
-        event_id = next_event + offset
-        event_rows.append(
-            (
-                event_id,
-                event.fingerprint,
-                event.source,
-                event.source_key,
-                event.resource_type,
-                event.resource_id,
-                event.event_type,
-                event.event_id,
-                event.title,
-                event.summary,
-                event.url,
-                event.author,
-                _dumps(list(event.labels)),
-                to_store(event.occurred_at),
-                to_store(event.observed_at),
-                _dumps(event.raw) if event.raw else None,
-                1 if baseline else 0,
-            )
-        )
-        decision = rules.evaluate(event)
-        if not decision.hits:
-            continue
-        matched += 1
-        for hit in decision.hits:
-            hit_rows.append(
-                (
-                    event_id,
-                    hit.rule,
-                    hit.action,
-                    hit.priority,
-                    hit.reason,
-                    int(hit.suppressed),
-                    "poll",
-                    now_s,
-                )
-            )
-        if decision.notify and not baseline:
-            alert_id = next_alert + len(alert_rows)
-            alert_rows.append(_alert_row(alert_id, event_id, decision, "poll", now_s))
-            delivery_rows.extend(
-                _delivery_rows(alert_id, decision.channels, decision.priority, now_s)
-            )
-    cursor.executemany(
-        "INSERT INTO event (id, fingerprint, source, source_key, resource_type, resource_id,"
-        " event_type, event_id, title, summary, url, author, labels, occurred_at, observed_at,"
-        " raw, baseline) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        event_rows,
-    )
-    if hit_rows:
-        cursor.executemany(
-            "INSERT INTO rule_hit (event_id, rule, action, priority, reason, suppressed, origin,"
-            " evaluated_at) VALUES (?,?,?,?,?,?,?,?)",
-            hit_rows,
-        )
-    insert_alerts(cursor, alert_rows, delivery_rows)
-    return CommitCounts(len(fresh), matched, len(alert_rows))
-
-
-def _alert_row(alert_id: int, event_id: int, decision: Decision, origin: str, now_s: str) -> tuple:
-    return (
-        alert_id,
-        event_id,
-        _dumps(list(decision.notify_rules)),
-        decision.priority,
-        _dumps(list(decision.tags)),
-        origin,
-        now_s,
-    )
-
-
-def _delivery_rows(
-    alert_id: int, channels: Iterable[str], priority: int, now_s: str
-) -> list[tuple]:
-    return [
-        (alert_id, channel, "pending", 0, priority, now_s, now_s, now_s) for channel in channels
-    ]
-
-
-def insert_alerts(cursor, alert_rows: list[tuple], delivery_rows: list[tuple]) -> None:
-    """Insert alert rows and their outbox rows (shapes from the helpers above)."""
-    if alert_rows:
-        cursor.executemany(
-            "INSERT INTO alert (id, event_id, rules, priority, tags, origin, created_at)"
-            " VALUES (?,?,?,?,?,?,?)",
-            alert_rows,
-        )
-    if delivery_rows:
-        cursor.executemany(
-            "INSERT INTO delivery (alert_id, channel, status, attempts, priority, next_attempt_at,"
-            " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
-            delivery_rows,
-        )
-
-
-def _existing_fingerprints(cursor, fingerprints: list[str]) -> set[str]:
-    known: set[str] = set()
-    for i in range(0, len(fingerprints), 500):
-        chunk = fingerprints[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        cursor.execute(f"SELECT fingerprint FROM event WHERE fingerprint IN ({marks})", chunk)
-        known.update(r[0] for r in cursor.fetchall())
-    return known
-
-
-def _next_id(cursor, table: str) -> int:
-    cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}")
-    return cursor.fetchone()[0]

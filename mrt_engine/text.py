@@ -8,13 +8,17 @@ bidi embedding/override/isolate controls).
 
 from __future__ import annotations
 
-import re
-
 # C0 controls except \t (0x09) and \n (0x0a); DEL; C1; bidi embeddings/overrides (U+202A-202E),
 # bidi isolates (U+2066-2069). An ESC (0x1b) is in C0, so ANSI/OSC sequences lose their
 # introducer and become inert text.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_WHITESPACE = re.compile(r"\s+")
+_CONTROL_CODES = [
+    *range(0x00, 0x09),
+    *range(0x0B, 0x20),
+    *range(0x7F, 0xA0),
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+]
+_DELETE_CONTROL = dict.fromkeys(_CONTROL_CODES)
 
 
 def clean(text: object) -> str:
@@ -23,12 +27,14 @@ def clean(text: object) -> str:
         return ""
     if not isinstance(text, str):
         text = str(text)
-    return _CONTROL.sub("", text)
+    if text.isprintable():  # every removed character is non-printable: the common fast path
+        return text
+    return text.translate(_DELETE_CONTROL)
 
 
 def clean_line(text: object) -> str:
     """Like :func:`clean`, and fold all whitespace (newlines too) into single spaces."""
-    return _WHITESPACE.sub(" ", clean(text)).strip()
+    return " ".join(clean(text).split())  # split(): runs of str.isspace() characters
 
 
 def excerpt(text: object, limit: int) -> str:

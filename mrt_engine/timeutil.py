@@ -24,7 +24,8 @@ def to_store(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetime given where an aware UTC one is required")
-    return value.astimezone(UTC).strftime(_STORE_FORMAT)
+    # isoformat: several times faster than strftime, and always four year digits.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def from_store(value: str | None) -> datetime | None:

@@ -191,3 +191,103 @@ def test_rule_names_are_unique_and_channels_must_exist():
 def test_single_strings_are_accepted_for_lists():
     config = RuleConfig(name="x", keywords="deepseek", event_type="pr_opened")
     assert config.keywords == ["deepseek"] and config.event_type == ["pr_opened"]
+
+
+# The text gate (one scan for every rule's keywords and regex literals) must never change what
+# matches: compare with the plain definition on random rules and hostile text.
+_PIECES = [
+    "DeepSeek",
+    "deepseek",
+    "QWEN",
+    "qwen3",
+    "Kimi-K2",
+    "KİMİ-K2",
+    "ſtrasse",
+    "Straße",
+    "STRASSE",
+    "GLM-4",
+    "glm-4",
+    "fp8",
+    "FP8",
+    "moe router",
+    "moe",
+    "speculative  decoding",
+    "Mistral",
+    "\u212aimi-k2",
+    "[bold]",
+    "a\nb",
+    " ",
+    " ",
+    "x",
+    "ü",
+    "Ü",
+    "rocm",
+    "tpu",
+    "-",
+    "4",
+]
+_WORDS = [
+    "deepseek",
+    "qwen",
+    "kimi-k",
+    "fp8",
+    "moe",
+    "moe router",
+    "straße",
+    "ss",
+    "ü",
+    "glm-",
+    "[bold]",
+]
+_REGEXES = [
+    r"(?i)kimi-k\d",
+    r"\bGLM-\d",
+    r"(?i)\bmistral\b",
+    r"speculative\s+decoding",
+    r"^x",
+    r"x$",
+    r"(?i)strasse",
+    r"fp\d",
+    r"(?i)ü",
+    r"a.b",
+]
+
+
+def _reference(config: dict, e: TrackerEvent) -> bool:
+    import re
+
+    texts = [
+        ", ".join(e.labels) if f == "labels" else getattr(e, f) or "" for f in config["fields"]
+    ]
+    words = [w.casefold() for w in config.get("keywords", [])]
+    return any(w in t.casefold() for w in words for t in texts) or any(
+        re.search(p, t) for p in config.get("regex", []) for t in texts
+    )
+
+
+def test_the_text_gate_never_changes_what_matches():
+    import random
+
+    rng = random.Random(7)
+    for _round in range(300):
+        configs = []
+        for n in range(rng.randrange(1, 8)):
+            config = {
+                "name": f"r{n}",
+                "fields": rng.sample(["title", "summary", "labels"], rng.randrange(1, 4)),
+            }
+            if rng.random() < 0.7:
+                config["keywords"] = rng.sample(_WORDS, rng.randrange(1, 4))
+            if rng.random() < 0.5 or "keywords" not in config:
+                config["regex"] = rng.sample(_REGEXES, rng.randrange(1, 3))
+            configs.append(config)
+        ruleset = rules(*configs)
+        for _ in range(20):
+            e = event(
+                title="".join(rng.choice(_PIECES) for _ in range(rng.randrange(0, 6))),
+                summary="".join(rng.choice(_PIECES) for _ in range(rng.randrange(0, 6))),
+                labels=tuple(rng.choice(_PIECES) for _ in range(rng.randrange(0, 3))),
+            )
+            got = {h.rule for h in ruleset.evaluate(e).hits}
+            want = {c["name"] for c in configs if _reference(c, e)}
+            assert got == want, (configs, e)

@@ -1,7 +1,8 @@
 """Compiled rules and the decision they reach for one event.
 
-Rules compile once at start. Evaluating an event runs the cheap field filters first, then the
-block list, then one combined regular expression per rule for its keywords.
+Rules compile once at start. Evaluating an event first asks the text gate (rules/texts.py) which
+rules can match its text at all, then, per remaining rule, the cheap field filters, the text test
+(keywords: case-folded substrings; regexes as written) and the block list.
 
 Decision semantics: a ``notify`` hit creates an alert unless a matching ``suppress`` rule has an
 equal or higher priority (a tie goes to suppress). ``tag`` rules only add tags. Every hit is
@@ -13,14 +14,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from mrt_engine.events import TrackerEvent
 from mrt_engine.rules.model import RuleConfig, watch_keywords_rule
+from mrt_engine.rules.texts import FieldTexts, RegexTest, TextGate
 
 
-@dataclass(frozen=True, slots=True)
-class RuleHit:
-    """One rule that matched one event, and why."""
+class RuleHit(NamedTuple):
+    """One rule that matched one event, and why (a tuple: made for every hit, so cheap)."""
 
     rule: str
     action: str
@@ -66,19 +68,6 @@ def _glob_matcher(patterns: Sequence[str]) -> Callable[[str], bool] | None:
     return lambda value: value.casefold() in exact or regex.match(value) is not None
 
 
-def _keyword_regex(words: Sequence[str]) -> re.Pattern[str] | None:
-    if not words:
-        return None
-    ordered = sorted({w.strip() for w in words}, key=len, reverse=True)
-    return re.compile("|".join(re.escape(w) for w in ordered), re.IGNORECASE)
-
-
-def _field_text(event: TrackerEvent, name: str) -> str:
-    if name == "labels":
-        return ", ".join(event.labels)
-    return getattr(event, name) or ""
-
-
 def _quote(text: str, limit: int = 40) -> str:
     text = " ".join(text.split())
     return '"' + (text if len(text) <= limit else text[: limit - 1] + "…") + '"'
@@ -95,8 +84,9 @@ class CompiledRule:
         self.tags = tuple(config.tags)
         self.channels = tuple(all_channels if config.channels is None else config.channels)
         self.fields = tuple(config.fields)
-        self._keywords = _keyword_regex(config.keywords)
-        self._regexes = [re.compile(p) for p in config.regex]
+        self._folded_keywords = tuple({w.strip().casefold() for w in config.keywords})
+        self._regex_tests = [RegexTest(p) for p in config.regex]
+        self._regexes = [t.regex for t in self._regex_tests]
         # (label for the reason, attribute getter, matcher)
         filters: list[tuple[str, Callable[[TrackerEvent], str], Callable[[str], bool]]] = []
         for label, getter, patterns in (
@@ -114,7 +104,7 @@ class CompiledRule:
         self._filters = filters
         self._labels = _glob_matcher(config.label)
         block = config.block
-        self._block_keywords = _keyword_regex(block.keywords)
+        self._block_words = tuple({w.strip().casefold() for w in block.keywords if w.strip()})
         self._block_regexes = [re.compile(p) for p in block.regex]
         self._block_filters = [
             (label, getter, m)
@@ -127,9 +117,41 @@ class CompiledRule:
             if m
         ]
         self._block_labels = _glob_matcher(block.label)
+        self._has_block = bool(
+            self._block_filters or self._block_labels or self._block_words or self._block_regexes
+        )
 
-    def match(self, event: TrackerEvent) -> RuleHit | None:
-        """A hit with its reason, or ``None`` when the rule does not match ``event``."""
+    @property
+    def keyword_only(self) -> bool:
+        """Whether the rule's text test is keywords alone."""
+        return bool(self._folded_keywords) and not self._regexes
+
+    @property
+    def gate_words(self) -> list[tuple[str, bool]]:
+        """Words one of which the rule's fields must hold for it to match; [] for no gate."""
+        if not self._folded_keywords and not self._regexes:
+            return []
+        words = [(w, True) for w in self._folded_keywords]
+        for test in self._regex_tests:
+            word = test.gate_word
+            if word is None:
+                return []
+            words.append(word)
+        return words
+
+    def match(
+        self,
+        event: TrackerEvent,
+        texts: FieldTexts | None = None,
+        keyword_seen: bool | None = None,
+    ) -> RuleHit | None:
+        """A hit with its reason, or ``None`` when the rule does not match ``event``.
+
+        ``keyword_seen`` is what a :class:`KeywordIndex` scan found for this rule (``None``:
+        look for the keywords here).
+        """
+        if texts is None:
+            texts = FieldTexts(event)
         reasons: list[str] = []
         for label, getter, matcher in self._filters:
             value = getter(event)
@@ -141,42 +163,89 @@ class CompiledRule:
             if hit_label is None:
                 return None
             reasons.append(f"label={hit_label}")
-        if self._blocked(event):
+        if not self._may_match_text(texts, keyword_seen):
             return None
-        if self._keywords is not None or self._regexes:
-            text_reason = self._text_reason(event)
+        if self._has_block and self._blocked(event, texts):
+            return None
+        if self._folded_keywords or self._regexes:
+            text_reason = self._text_reason(texts)
             if text_reason is None:
                 return None
             reasons.insert(0, text_reason)
         reason = "; ".join(reasons) if reasons else "matches every event"
         return RuleHit(self.name, self.action, self.priority, reason)
 
-    def _text_reason(self, event: TrackerEvent) -> str | None:
+    def _may_match_text(self, texts: FieldTexts, keyword_seen: bool | None) -> bool:
+        """False when no keyword or regex of the rule can match: the common, cheap case.
+
+        Keywords match case-insensitively (Unicode case folding) as substrings.
+        """
+        if not self._folded_keywords and not self._regexes:
+            return True
+        if self._folded_keywords:
+            if keyword_seen is None:
+                folded = texts.folded(self.fields)
+                keyword_seen = any(word in folded for word in self._folded_keywords)
+            if keyword_seen:
+                return True
+        return any(test.may_match(texts, self.fields) for test in self._regex_tests)
+
+    def _text_reason(self, texts: FieldTexts) -> str | None:
+        """Why the rule's text test passed: the first field (in rule order) with a keyword,
+        else with a regex match; ``None`` if nothing matches."""
+        if not self._regexes:  # keywords alone: one look at the joined fields
+            return self._keyword_reason(texts.joined(self.fields), texts.folded(self.fields))
         for name in self.fields:
-            text = _field_text(event, name)
+            text = texts.field(name)
             if not text:
                 continue
-            if self._keywords is not None:
-                found = self._keywords.search(text)
-                if found:
-                    return f"keyword {_quote(found.group(0))} in {name}"
+            if self._folded_keywords:
+                reason = self._keyword_reason(text, text.casefold(), name)
+                if reason is not None:
+                    return reason
             for regex in self._regexes:
                 found = regex.search(text)
                 if found:
                     return f"regex /{regex.pattern}/ matched {_quote(found.group(0))} in {name}"
         return None
 
-    def _blocked(self, event: TrackerEvent) -> bool:
+    def _keyword_reason(self, text: str, folded: str, name: str | None = None) -> str | None:
+        """The leftmost (then longest) keyword in ``folded``, quoted as ``text`` writes it.
+
+        ``text`` is one field (``name``) or the rule's fields joined by NUL.
+        """
+        best_at, best_size = -1, 0
+        for word in self._folded_keywords:
+            at = folded.find(word)
+            if at >= 0 and (
+                best_at < 0 or at < best_at or (at == best_at and len(word) > best_size)
+            ):
+                best_at, best_size = at, len(word)
+        if best_at < 0:
+            return None
+        if len(folded) == len(text):  # folding kept every length: positions agree
+            if name is None:
+                name = self.fields[text.count("\x00", 0, best_at)]
+            quoted = text[best_at : best_at + best_size]
+        else:  # folding changed lengths (ß -> ss): quote the keyword as configured
+            if name is None:
+                name = self.fields[folded.count("\x00", 0, best_at)]
+            quoted = folded[best_at : best_at + best_size]
+        return f"keyword {_quote(quoted)} in {name}"
+
+    def _blocked(self, event: TrackerEvent, texts: FieldTexts) -> bool:
         for _label, getter, matcher in self._block_filters:
             if matcher(getter(event)):
                 return True
         if self._block_labels is not None and any(self._block_labels(lb) for lb in event.labels):
             return True
-        if self._block_keywords is not None or self._block_regexes:
+        if self._block_words:
+            folded = texts.folded(self.fields)
+            if any(word in folded for word in self._block_words):
+                return True
+        if self._block_regexes:
             for name in self.fields:
-                text = _field_text(event, name)
-                if self._block_keywords is not None and self._block_keywords.search(text):
-                    return True
+                text = texts.field(name)
                 if any(r.search(text) for r in self._block_regexes):
                     return True
         return False
@@ -187,6 +256,13 @@ class RuleSet:
     """Every enabled rule, compiled, in priority order."""
 
     rules: list[CompiledRule] = field(default_factory=list)
+    _gate: TextGate = field(init=False, repr=False)
+    # Positions of the rules whose text test is keywords alone: passing the gate is a match.
+    _keyword_only: frozenset[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._gate = TextGate([(r.fields, r.gate_words) for r in self.rules])
+        self._keyword_only = frozenset(i for i, r in enumerate(self.rules) if r.keyword_only)
 
     @classmethod
     def compile(
@@ -210,27 +286,41 @@ class RuleSet:
     def evaluate(self, event: TrackerEvent) -> Decision:
         """Every hit for ``event`` and whether it should notify, where, and how urgently."""
         hits: list[tuple[CompiledRule, RuleHit]] = []
-        for rule in self.rules:
-            hit = rule.match(event)
+        texts = FieldTexts(event)
+        passed = self._gate.open(texts)
+        gated = self._gate.gated
+        keyword_only = self._keyword_only
+        for position, rule in enumerate(self.rules):
+            if position in gated and position not in passed:
+                continue
+            hit = rule.match(event, texts, True if position in keyword_only else None)
             if hit is not None:
                 hits.append((rule, hit))
         if not hits:
             return NO_DECISION
-        suppress_at = max((h.priority for _, h in hits if h.action == "suppress"), default=None)
+        suppress_at = -(2**63)  # rules run in priority order, but a tie goes to suppress
+        for _rule, hit in hits:
+            if hit.action == "suppress" and hit.priority > suppress_at:
+                suppress_at = hit.priority
         final: list[RuleHit] = []
         channels: list[str] = []
         tags: list[str] = []
         priority: int | None = None
         for rule, hit in hits:
-            if hit.action == "notify":
-                if suppress_at is not None and hit.priority <= suppress_at:
-                    final.append(RuleHit(hit.rule, hit.action, hit.priority, hit.reason, True))
+            action = hit.action
+            if action == "notify":
+                if hit.priority <= suppress_at:
+                    final.append(hit._replace(suppressed=True))
                     continue
-                priority = hit.priority if priority is None else max(priority, hit.priority)
-                channels.extend(c for c in rule.channels if c not in channels)
-                tags.extend(t for t in rule.tags if t not in tags)
-            elif hit.action == "tag":
-                tags.extend(t for t in rule.tags if t not in tags)
+                if priority is None or hit.priority > priority:
+                    priority = hit.priority
+                for channel in rule.channels:
+                    if channel not in channels:
+                        channels.append(channel)
+            if action != "suppress":
+                for tag in rule.tags:
+                    if tag not in tags:
+                        tags.append(tag)
             final.append(hit)
         return Decision(
             hits=tuple(final),

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from mrt_engine.config import StrictModel
+from mrt_engine.text import clean
 
 TextField = Literal["title", "summary", "labels", "author", "resource_id", "url"]
 Action = Literal["notify", "suppress", "tag"]
@@ -106,6 +107,8 @@ class RuleConfig(StrictModel):
         for i, word in enumerate(self.keywords):
             if not word.strip():
                 raise ValueError(f'rule "{self.name}": keywords[{i}] is blank')
+            if clean(word) != word:
+                raise ValueError(f'rule "{self.name}": keywords[{i}] holds control characters')
         return self
 
 

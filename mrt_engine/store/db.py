@@ -37,6 +37,7 @@ class Store:
         self.path = path
         self.db = db
         self.found_version = found_version
+        self._write_lock = threading.RLock()
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -45,7 +46,9 @@ class Store:
         Taking it up front avoids the SQLITE_BUSY that a deferred transaction gets when it
         tries to upgrade from reading to writing while another connection writes.
         """
-        with self.db.atomic(lock_type="IMMEDIATE"):
+        # Threads of this process queue on a mutex (instant hand-over) rather than on SQLite's
+        # busy handler, which sleeps and retries; other processes still meet BEGIN IMMEDIATE.
+        with self._write_lock, self.db.atomic(lock_type="IMMEDIATE"):
             yield
 
     @contextmanager

@@ -3,6 +3,9 @@
 100,000 synthetic GitHub issue objects go, a page (100) per transaction as a poll would commit
 them, through normalize -> fingerprint -> dedupe -> rules (20) -> store -> outbox. Each page repeats
 the last item of the one before (the inclusive ``since`` of a real poll), so dedupe has work.
+``--mix realistic`` (default): prose bodies, a third naming one rule topic, most titles naming a
+watched model; ``--mix dense``: bodies made only of rule terms, so every event hits several
+rules (the worst case for rule evaluation and for the number of rows).
 Then the very rows the pipeline stored (events, rule hits, alerts, deliveries) are inserted into
 a fresh store of the same schema with plain ``executemany``, page by page, in the same kind of
 transaction. Prints JSON; ratio = pipeline rate / executemany rate.
@@ -24,14 +27,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from mrt_engine.batch import prepare_batch, write_batch
 from mrt_engine.config import validate
-from mrt_engine.pipeline import commit_events
 from mrt_engine.rules import RuleConfig, RuleSet
 from mrt_engine.sources.github import GitHubIssues, GitHubSettings
 from mrt_engine.store import migrations
 from mrt_engine.store.db import PRAGMAS, open_store
 
-WORDS = [
+# Every rule term: the "dense" mix builds whole bodies from these (each event hits ~3.5 rules).
+TOPIC_WORDS = [
     "fix",
     "crash",
     "kernel",
@@ -60,6 +64,84 @@ WORDS = [
     "docs",
     "ci",
 ]
+# Ordinary issue prose for the "realistic" mix, where a body mentions at most one rule topic.
+PROSE_WORDS = [
+    "when",
+    "running",
+    "the",
+    "server",
+    "with",
+    "a",
+    "large",
+    "batch",
+    "the",
+    "request",
+    "fails",
+    "and",
+    "the",
+    "log",
+    "shows",
+    "an",
+    "error",
+    "expected",
+    "output",
+    "was",
+    "correct",
+    "before",
+    "upgrading",
+    "version",
+    "python",
+    "torch",
+    "gpu",
+    "node",
+    "container",
+    "latency",
+    "throughput",
+    "token",
+    "prompt",
+    "response",
+    "stream",
+    "endpoint",
+    "config",
+    "flag",
+    "default",
+    "value",
+    "reproduce",
+    "steps",
+    "environment",
+    "driver",
+    "install",
+    "build",
+    "wheel",
+    "image",
+    "startup",
+    "shutdown",
+    "timeout",
+    "warning",
+    "trace",
+    "stack",
+    "line",
+    "file",
+    "test",
+    "case",
+    "result",
+    "works",
+    "broken",
+    "slow",
+    "fast",
+    "regression",
+]
+TOPICS = [
+    "fp8",
+    "moe router",
+    "speculative decoding",
+    "lora",
+    "tpu",
+    "memory leak",
+    "cuda graph",
+    "rocm",
+    "cve",
+]
 MODELS = [
     "DeepSeek-V3",
     "DeepSeek-R1",
@@ -74,20 +156,34 @@ MODELS = [
 ]
 
 
-def synthetic_items(n: int, seed: int = 1) -> list[dict]:
+def _text(rng: random.Random, mix: str) -> tuple[str, str]:
+    """A title and a body."""
+    model = rng.choice(MODELS)
+    kind = rng.choice(["Bug", "Feature", "Perf", "Doc"])
+    if mix == "dense":
+        title = f"[{kind}] {model} " + " ".join(rng.sample(TOPIC_WORDS, 5))
+        return title.strip(), " ".join(rng.choice(TOPIC_WORDS) for _ in range(60))
+    words = [rng.choice(PROSE_WORDS) for _ in range(60)]
+    topic = rng.choice(TOPICS) if rng.random() < 0.3 else ""
+    if topic:
+        words.insert(rng.randrange(len(words)), topic)
+    title = f"[{kind}] {model} " + " ".join(rng.sample(PROSE_WORDS, 4))
+    if topic and rng.random() < 0.5:
+        title += f" with {topic}"
+    return " ".join(title.split()), " ".join(words)
+
+
+def synthetic_items(n: int, mix: str = "realistic", seed: int = 1) -> list[dict]:
     rng = random.Random(seed)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     items = []
     for number in range(1, n + 1):
         when = (start + timedelta(seconds=number * 7)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        model = rng.choice(MODELS)
-        title = f"[{rng.choice(['Bug', 'Feature', 'Perf', 'Doc'])}] {model} " + " ".join(
-            rng.sample(WORDS, 5)
-        )
+        title, body = _text(rng, mix)
         items.append(
             {
                 "number": number,
-                "title": title.strip(),
+                "title": title,
                 "html_url": f"https://github.com/vllm-project/vllm/issues/{number}",
                 "state": "open",
                 "user": {"login": rng.choice(["alice", "bob", "carol", "dependabot[bot]", "dave"])},
@@ -97,7 +193,7 @@ def synthetic_items(n: int, seed: int = 1) -> list[dict]:
                         ["bug", "perf", "new-model", "rocm", "ci", "good first issue"], 2
                     )
                 ],
-                "body": " ".join(rng.choice(WORDS) for _ in range(60)),
+                "body": body,
                 "created_at": when,
                 "updated_at": when,
                 "closed_at": None,
@@ -150,6 +246,10 @@ def twenty_rules() -> list[RuleConfig]:
 
 
 def run_pipeline(db: Path, items: list[dict], page: int) -> tuple[float, int, list[range]]:
+    """Pages through normalize -> prepare (dedupe in page, rules, rows) -> write, as a poll does.
+
+    Returns the seconds, the events stored and the event-id range of each page.
+    """
     config = validate({"sources": {"github": {"repos": ["vllm-project/vllm"]}}})
     settings: GitHubSettings = config.source_sections()["github"]
     source = GitHubIssues("vllm-project/vllm", "issues", settings, None, 300)
@@ -161,12 +261,11 @@ def run_pipeline(db: Path, items: list[dict], page: int) -> tuple[float, int, li
     try:
         start = time.perf_counter()
         for offset in range(0, len(items), page):
-            chunk = items[
-                max(offset - 1, 0) : offset + page
-            ]  # repeats the previous page's last item
+            chunk = items[max(offset - 1, 0) : offset + page]  # repeats the previous page's last
             events = [e for item in chunk for e in source.item_events(item, now)]
+            batch = prepare_batch(events, rules, now)
             with store.write():
-                counts = commit_events(store, events, rules, now)
+                counts = write_batch(store, batch)
             pages.append(range(stored + 1, stored + counts.new + 1))
             stored += counts.new
         elapsed = time.perf_counter() - start
@@ -221,8 +320,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--page", type=int, default=100)
+    parser.add_argument(
+        "--mix",
+        choices=["realistic", "dense"],
+        default="realistic",
+        help="realistic: prose bodies, about a third naming a rule topic; dense: bodies made"
+        " only of rule terms, every event hitting several rules (the worst case)",
+    )
     args = parser.parse_args()
-    items = synthetic_items(args.events)
+    items = synthetic_items(args.events, args.mix)
     with tempfile.TemporaryDirectory() as folder:
         ours = Path(folder) / "pipeline.sqlite3"
         raw = Path(folder) / "executemany.sqlite3"
@@ -237,6 +343,7 @@ def main() -> None:
     result = {
         "benchmark": "pipeline_vs_executemany",
         "events": stored,
+        "mix": args.mix,
         "page_size": args.page,
         "rules": 20,
         "rule_hits": hits,

@@ -1,0 +1,207 @@
+"""What one poll writes: events, their rule hits, alerts and outbox rows, as prepared rows.
+
+Two steps, so the write lock is held only for the part that needs it:
+
+* :func:`prepare_batch` (no lock, no store): drops duplicates within the batch, evaluates the
+  rules and builds every row except the ids. Rules are pure, so this can run while another
+  poll holds the write lock.
+* :func:`write_batch` (inside :meth:`Store.write`): skips the events already stored (same
+  fingerprint), gives the rest ids and inserts everything with ``executemany``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from mrt_engine.events import TrackerEvent
+from mrt_engine.rules.matcher import Decision, RuleSet
+from mrt_engine.store.db import Store
+from mrt_engine.timeutil import to_store
+
+# One encoder for every row: json.dumps with options builds a new encoder on each call.
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+_INSERT_EVENT = (
+    "INSERT INTO event (id, fingerprint, source, source_key, resource_type, resource_id,"
+    " event_type, event_id, title, summary, url, author, labels, occurred_at, observed_at,"
+    " raw, baseline) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_HIT = (
+    "INSERT INTO rule_hit (event_id, rule, action, priority, reason, suppressed, origin,"
+    " evaluated_at) VALUES (?,?,?,?,?,?,?,?)"
+)
+
+
+@dataclass(frozen=True)
+class CommitCounts:
+    new: int
+    matched: int
+    alerts: int
+
+
+@dataclass(slots=True)
+class PreparedEvent:
+    """One event's rows without ids: the event row from ``fingerprint`` on, hit rows from
+    ``rule`` on, and the alert (with its channels) if it notifies."""
+
+    fingerprint: str
+    event_row: tuple
+    hit_rows: list[tuple]
+    alert_row: tuple | None  # (rules, priority, tags, origin, created_at)
+    channels: tuple[str, ...]
+    priority: int
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    events: list[PreparedEvent]
+    now_s: str
+
+
+def prepare_batch(
+    events: Sequence[TrackerEvent], rules: RuleSet, now: datetime, *, baseline: bool = False
+) -> PreparedBatch:
+    """Evaluate and render ``events`` (first of each fingerprint) into rows; touches no store.
+
+    A baseline batch records events and hits but creates no alert.
+    """
+    now_s = to_store(now)
+    seen: set[str] = set()
+    prepared: list[PreparedEvent] = []
+    for event in events:
+        fingerprint = event.fingerprint
+        if fingerprint in seen:
+            continue
+        seen.add(fingerprint)
+        decision = rules.evaluate(event)
+        hit_rows = [
+            (hit.rule, hit.action, hit.priority, hit.reason, int(hit.suppressed), "poll", now_s)
+            for hit in decision.hits
+        ]
+        notify = decision.notify and not baseline
+        prepared.append(
+            PreparedEvent(
+                fingerprint,
+                (
+                    fingerprint,
+                    event.source,
+                    event.source_key,
+                    event.resource_type,
+                    event.resource_id,
+                    event.event_type,
+                    event.event_id,
+                    event.title,
+                    event.summary,
+                    event.url,
+                    event.author,
+                    dumps(event.labels),
+                    to_store(event.occurred_at),
+                    to_store(event.observed_at),
+                    dumps(event.raw) if event.raw else None,
+                    1 if baseline else 0,
+                ),
+                hit_rows,
+                alert_tail(decision, "poll", now_s) if notify else None,
+                decision.channels if notify else (),
+                decision.priority,
+            )
+        )
+    return PreparedBatch(prepared, now_s)
+
+
+def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
+    """Insert the events of ``batch`` not yet stored, with their hits, alerts and outbox rows.
+
+    Must run inside :meth:`Store.write` (the write lock makes the explicit ids below safe).
+    """
+    if not batch.events:
+        return CommitCounts(0, 0, 0)
+    cursor = store.db.cursor()
+    known = _existing_fingerprints(cursor, [p.fingerprint for p in batch.events])
+    fresh = [p for p in batch.events if p.fingerprint not in known]
+    if not fresh:
+        return CommitCounts(0, 0, 0)
+    now_s = batch.now_s
+    next_event = _next_id(cursor, "event")
+    next_alert = _next_id(cursor, "alert")
+    event_rows, hit_rows, alert_rows, delivery_rows = [], [], [], []
+    matched = 0
+    for offset, item in enumerate(fresh):
+        event_id = next_event + offset
+        event_rows.append((event_id, *item.event_row))
+        if item.hit_rows:
+            matched += 1
+            hit_rows.extend((event_id, *hit) for hit in item.hit_rows)
+        if item.alert_row is not None:
+            alert_id = next_alert + len(alert_rows)
+            alert_rows.append((alert_id, event_id, *item.alert_row))
+            delivery_rows.extend(outbox_rows(alert_id, item.channels, item.priority, now_s))
+    cursor.executemany(_INSERT_EVENT, event_rows)
+    if hit_rows:
+        cursor.executemany(_INSERT_HIT, hit_rows)
+    insert_alerts(cursor, alert_rows, delivery_rows)
+    return CommitCounts(len(fresh), matched, len(alert_rows))
+
+
+def commit_events(
+    store: Store,
+    events: Sequence[TrackerEvent],
+    rules: RuleSet,
+    now: datetime,
+    *,
+    baseline: bool = False,
+) -> CommitCounts:
+    """:func:`prepare_batch` then :func:`write_batch`; must run inside :meth:`Store.write`."""
+    return write_batch(store, prepare_batch(events, rules, now, baseline=baseline))
+
+
+def alert_tail(decision: Decision, origin: str, now_s: str) -> tuple:
+    """An alert row without its id and event id."""
+    return (
+        dumps(decision.notify_rules),
+        decision.priority,
+        dumps(decision.tags),
+        origin,
+        now_s,
+    )
+
+
+def outbox_rows(alert_id: int, channels: Iterable[str], priority: int, now_s: str) -> list[tuple]:
+    """One pending delivery row per channel, in :func:`insert_alerts` shape."""
+    return [
+        (alert_id, channel, "pending", 0, priority, now_s, now_s, now_s) for channel in channels
+    ]
+
+
+def insert_alerts(cursor, alert_rows: list[tuple], delivery_rows: list[tuple]) -> None:
+    """Insert alert rows (id, event id, then :func:`alert_tail`) and their outbox rows."""
+    if alert_rows:
+        cursor.executemany(
+            "INSERT INTO alert (id, event_id, rules, priority, tags, origin, created_at)"
+            " VALUES (?,?,?,?,?,?,?)",
+            alert_rows,
+        )
+    if delivery_rows:
+        cursor.executemany(
+            "INSERT INTO delivery (alert_id, channel, status, attempts, priority, next_attempt_at,"
+            " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+            delivery_rows,
+        )
+
+
+def _existing_fingerprints(cursor, fingerprints: list[str]) -> set[str]:
+    known: set[str] = set()
+    for i in range(0, len(fingerprints), 500):
+        chunk = fingerprints[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        cursor.execute(f"SELECT fingerprint FROM event WHERE fingerprint IN ({marks})", chunk)
+        known.update(r[0] for r in cursor.fetchall())
+    return known
+
+
+def _next_id(cursor, table: str) -> int:
+    cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}")
+    return cursor.fetchone()[0]

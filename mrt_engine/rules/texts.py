@@ -1,0 +1,183 @@
+"""The text of an event as rules see it, and the keyword scan shared by every rule.
+
+Keywords match as case-folded substrings. Rather than each rule searching each event, a
+:class:`TextGate` scans an event once per distinct field list for every rule's keywords and
+regex literals; the rules none of whose words occur are not evaluated.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from mrt_engine.events import TrackerEvent
+
+
+def _field_text(event: TrackerEvent, name: str) -> str:
+    if name == "labels":
+        return ", ".join(event.labels)
+    return getattr(event, name) or ""
+
+
+class FieldTexts:
+    """The text fields of one event, computed once per evaluation and shared by every rule.
+
+    ``joined(names)`` is those fields joined by NUL (a character cleaned text never holds), so
+    one search covers all of a rule's fields; ``folded`` is the same, case-folded.
+    """
+
+    __slots__ = ("_event", "_fields", "_folded", "_joined")
+
+    def __init__(self, event: TrackerEvent) -> None:
+        self._event = event
+        self._fields: dict[str, str] = {}
+        self._joined: dict[tuple[str, ...], str] = {}
+        self._folded: dict[tuple[str, ...] | str, str] = {}
+
+    def field(self, name: str) -> str:
+        value = self._fields.get(name)
+        if value is None:
+            value = self._fields[name] = _field_text(self._event, name)
+        return value
+
+    def joined(self, names: tuple[str, ...]) -> str:
+        value = self._joined.get(names)
+        if value is None:
+            value = self._joined[names] = "\x00".join(self.field(n) for n in names)
+        return value
+
+    def folded(self, names: tuple[str, ...]) -> str:
+        value = self._folded.get(names)
+        if value is None:
+            # casefold works character by character, so the fields are folded once each
+            value = self._folded[names] = "\x00".join(self._folded_field(n) for n in names)
+        return value
+
+    def _folded_field(self, name: str) -> str:
+        value = self._folded.get(name)
+        if value is None:
+            value = self._folded[name] = self.field(name).casefold()
+        return value
+
+
+_POSITIONAL = re.compile(r"\^|\$|\\A|\\Z|\\z|\(\?[=!<]")
+
+
+def joinable(pattern: str) -> bool:
+    """Whether a search of the NUL-joined fields finds every match a per-field search finds.
+
+    True unless the pattern has anchors or lookarounds, which see the field boundaries.
+    """
+    return _POSITIONAL.search(pattern) is None
+
+
+def required_literal(pattern: str) -> str:
+    """The longest run of plain characters that every match of ``pattern`` contains ("" if none).
+
+    Read from the parsed pattern's top level only (groups and alternatives are not entered),
+    which is always safe: such a run cannot be skipped by any match.
+    """
+    try:
+        from re import _constants, _parser  # CPython's own regex parser
+
+        parsed = _parser.parse(pattern)
+    except Exception:  # another interpreter or a parser change: no shortcut, still correct
+        return ""
+    best, run = "", []
+    for op, value in parsed:
+        if op is _constants.LITERAL:
+            run.append(chr(value))
+            continue
+        if len(run) > len(best):
+            best = "".join(run)
+        run = []
+    if len(run) > len(best):
+        best = "".join(run)
+    return best
+
+
+class RegexTest:
+    """A rule's regular expression with the cheap tests that can rule an event out first."""
+
+    __slots__ = ("joinable", "literal", "regex")
+
+    def __init__(self, pattern: str) -> None:
+        self.regex = re.compile(pattern)
+        self.joinable = joinable(pattern)
+        literal = required_literal(pattern)
+        ignore_case = bool(self.regex.flags & re.IGNORECASE)
+        # Case-insensitive literals are compared case-folded, and only when both sides are
+        # ASCII, where folding and the regex engine's case rules agree.
+        if ignore_case and not literal.isascii():
+            literal = ""
+        self.literal = (literal.lower(), True) if ignore_case else (literal, False)
+
+    @property
+    def gate_word(self) -> tuple[str, bool] | None:
+        """The literal as a :class:`TextGate` word, or ``None`` if there is none."""
+        literal, ignore_case = self.literal
+        if not literal:
+            return None
+        return (literal, False) if ignore_case else (literal.casefold(), True)
+
+    def may_match(self, texts: FieldTexts, fields: tuple[str, ...]) -> bool:
+        """False only when no field in ``fields`` can hold a match."""
+        literal, folded = self.literal
+        if literal:
+            if folded:
+                joined = texts.joined(fields)
+                if joined.isascii() and literal not in texts.folded(fields):
+                    return False
+            elif literal not in texts.joined(fields):
+                return False
+        if not self.joinable:
+            return True
+        return self.regex.search(texts.joined(fields)) is not None
+
+
+class TextGate:
+    """Which rules can match an event's text at all, from one pass per distinct field list.
+
+    A rule's gate words are its keywords and the literal every match of each of its regexes
+    holds; a rule with a regex without such a literal has no gate and is always evaluated. Each
+    distinct word is looked for once (a substring test of the case-folded fields, much faster in
+    CPython than one alternation regex), however many rules share it. Literals of
+    case-insensitive regexes are only trusted when the text is ASCII.
+    """
+
+    def __init__(self, rules: Sequence[tuple[tuple[str, ...], Sequence[tuple[str, bool]]]]) -> None:
+        """``rules``: per rule position, its fields and its gate words as (folded word,
+        trusted on any text); an empty list means the rule has no gate."""
+        groups: dict[tuple[str, ...], dict[tuple[str, bool], set[int]]] = {}
+        gated: set[int] = set()
+        for position, (fields, words) in enumerate(rules):
+            if not words:
+                continue
+            gated.add(position)
+            group = groups.setdefault(fields, {})
+            for word in words:
+                group.setdefault(word, set()).add(position)
+        self.gated = frozenset(gated)
+        self._groups = [
+            (
+                fields,
+                tuple((w, frozenset(r)) for (w, exact), r in words.items() if exact),
+                tuple((w, frozenset(r)) for (w, exact), r in words.items() if not exact),
+            )
+            for fields, words in groups.items()
+        ]
+
+    def open(self, texts: FieldTexts) -> set[int]:
+        """Positions of the gated rules with a gate word in their fields of the event."""
+        passed: set[int] = set()
+        for fields, exact, ascii_only in self._groups:
+            folded = texts.folded(fields)
+            for word, rules in exact:
+                if word in folded:
+                    passed |= rules
+            if ascii_only:
+                trusted = texts.joined(fields).isascii()
+                for word, rules in ascii_only:
+                    if not trusted or word in folded:
+                        passed |= rules
+        return passed
