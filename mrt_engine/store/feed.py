@@ -1,0 +1,251 @@
+"""Paged reads for the console's live views: one window of rows at a time, newest first.
+
+A window is bounded by ids (``before_id`` for older rows, ``after_id`` for newer ones), so a view
+of a store with millions of events reads a page by the primary key and never holds them all.
+Text leaves the store cleaned, as in :mod:`mrt_engine.store.queries`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from peewee import JOIN, fn
+
+from mrt_engine.store.models import Alert, Delivery, Event, RuleHitRow
+from mrt_engine.store.queries import DeliveryView
+from mrt_engine.text import clean
+
+PAGE = 200
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """What the Events view shows: words in the title, source, event type, matched or not.
+
+    Written as ``deepseek source:github type:pr_* matched:yes`` (``matched:no`` for unmatched).
+    """
+
+    text: str = ""
+    source: str | None = None
+    event_type: str | None = None
+    matched: bool | None = None
+
+    @classmethod
+    def parse(cls, query: str) -> EventFilter:
+        try:
+            parts = shlex.split(query)
+        except ValueError:
+            parts = query.split()
+        words: list[str] = []
+        fields: dict[str, object] = {}
+        for part in parts:
+            key, sep, value = part.partition(":")
+            key = key.lower()
+            if sep and value and key in ("source", "type", "matched"):
+                if key == "matched":
+                    fields["matched"] = value.lower() in ("yes", "y", "true", "1")
+                else:
+                    fields["event_type" if key == "type" else "source"] = value
+            else:
+                words.append(part)
+        return cls(text=" ".join(words), **fields)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        parts = [repr(self.text)] if self.text else []
+        if self.source:
+            parts.append(f"source:{self.source}")
+        if self.event_type:
+            parts.append(f"type:{self.event_type}")
+        if self.matched is not None:
+            parts.append("matched:" + ("yes" if self.matched else "no"))
+        return " ".join(parts)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.text or self.source or self.event_type or self.matched is not None)
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One line of the Events view."""
+
+    id: int
+    observed_at: datetime
+    source: str
+    source_key: str
+    event_type: str
+    title: str
+    url: str
+    rules: tuple[str, ...]
+    alert_id: int | None
+    baseline: bool
+
+
+def _glob(pattern: str) -> str:
+    """A ``*``/``?`` pattern for SQLite's GLOB, with GLOB's ``[`` taken literally."""
+    return pattern.replace("[", "[[]")
+
+
+def _window(query, model, before_id: int | None, after_id: int | None, limit: int):
+    """Rows of ``query`` below ``before_id`` or above ``after_id``, newest first either way."""
+    if after_id is not None:
+        rows = list(query.where(model.id > after_id).order_by(model.id.asc()).limit(limit))
+        rows.reverse()
+        return rows
+    if before_id is not None:
+        query = query.where(model.id < before_id)
+    return list(query.order_by(model.id.desc()).limit(limit))
+
+
+def event_rows(
+    flt: EventFilter | None = None,
+    *,
+    before_id: int | None = None,
+    after_id: int | None = None,
+    limit: int = PAGE,
+) -> list[EventRow]:
+    """A window of the event feed, newest first, with the rules that hit each event."""
+    flt = flt or EventFilter()
+    query = Event.select(
+        Event.id,
+        Event.observed_at,
+        Event.source,
+        Event.source_key,
+        Event.event_type,
+        Event.title,
+        Event.url,
+        Event.baseline,
+    )
+    if flt.text:
+        for word in flt.text.split():  # instr, not LIKE: % and _ in the words stay literal
+            query = query.where(fn.instr(fn.lower(Event.title), word.lower()) > 0)
+    if flt.source:
+        value = flt.source
+        if "*" in value or "?" in value:
+            query = query.where(fn.glob(_glob(value), Event.source_key))
+        else:
+            query = query.where(
+                (Event.source == value) | (fn.substr(Event.source_key, 1, len(value)) == value)
+            )
+    if flt.event_type:
+        value = flt.event_type
+        if "*" in value or "?" in value:
+            query = query.where(fn.glob(_glob(value), Event.event_type))
+        else:
+            query = query.where(Event.event_type == value)
+    if flt.matched is not None:
+        has_hit = fn.EXISTS(RuleHitRow.select(RuleHitRow.id).where(RuleHitRow.event == Event.id))
+        query = query.where(has_hit if flt.matched else ~has_hit)
+    rows = _window(query, Event, before_id, after_id, limit)
+    ids = [r.id for r in rows]
+    rules: dict[int, list[str]] = {}
+    alerts: dict[int, int] = {}
+    if ids:
+        for hit in (
+            RuleHitRow.select(RuleHitRow.event, RuleHitRow.rule, RuleHitRow.suppressed)
+            .where(RuleHitRow.event.in_(ids))
+            .order_by(RuleHitRow.id)
+            .tuples()
+        ):
+            name = hit[1] + (" (suppressed)" if hit[2] else "")
+            rules.setdefault(hit[0], []).append(name)
+        for alert_id, event_id in (
+            Alert.select(Alert.id, Alert.event).where(Alert.event.in_(ids)).tuples()
+        ):
+            alerts[event_id] = alert_id
+    return [
+        EventRow(
+            id=r.id,
+            observed_at=r.observed_at,
+            source=r.source,
+            source_key=clean(r.source_key),
+            event_type=r.event_type,
+            title=clean(r.title),
+            url=clean(r.url),
+            rules=tuple(rules.get(r.id, ())),
+            alert_id=alerts.get(r.id),
+            baseline=bool(r.baseline),
+        )
+        for r in rows
+    ]
+
+
+def delivery_rows(
+    status: str | None = None,
+    channel: str | None = None,
+    *,
+    before_id: int | None = None,
+    after_id: int | None = None,
+    limit: int = PAGE,
+) -> list[DeliveryView]:
+    """A window of the outbox, newest first."""
+    query = Delivery.select(Delivery, Alert, Event).join(Alert).join(Event)
+    if status:
+        query = query.where(Delivery.status == status)
+    if channel:
+        query = query.where(Delivery.channel == channel)
+    return [
+        DeliveryView.of(d, d.alert.event)
+        for d in _window(query, Delivery, before_id, after_id, limit)
+    ]
+
+
+def channel_names() -> list[str]:
+    """Every channel the outbox has rows for."""
+    return [
+        r[0]
+        for r in Delivery.select(Delivery.channel).distinct().order_by(Delivery.channel).tuples()
+    ]
+
+
+@dataclass(frozen=True)
+class RuleStats:
+    rule: str
+    last_hour: int
+    last_day: int
+    total: int
+    last_hit: datetime | None
+
+
+def rule_stats(now: datetime) -> dict[str, RuleStats]:
+    """Hit counts per rule name (suppressed hits included) for the last hour, day and ever."""
+    from mrt_engine.timeutil import to_store
+
+    hour = to_store(now - timedelta(hours=1))
+    day = to_store(now - timedelta(days=1))
+    query = RuleHitRow.select(
+        RuleHitRow.rule,
+        fn.SUM(RuleHitRow.evaluated_at >= hour).alias("hour"),
+        fn.SUM(RuleHitRow.evaluated_at >= day).alias("day"),
+        fn.COUNT(RuleHitRow.id).alias("total"),
+        fn.MAX(RuleHitRow.evaluated_at).alias("last"),
+    ).group_by(RuleHitRow.rule)
+    out: dict[str, RuleStats] = {}
+    for rule, in_hour, in_day, total, last in query.tuples():
+        out[rule] = RuleStats(
+            rule,
+            int(in_hour or 0),
+            int(in_day or 0),
+            int(total),
+            RuleHitRow.evaluated_at.python_value(last) if last else None,
+        )
+    return out
+
+
+def recent_events(limit: int = 5000) -> list[Event]:
+    """The newest stored events (rows), for a rule dry run."""
+    return list(Event.select().order_by(Event.id.desc()).limit(limit))
+
+
+def event_for_delivery(delivery_id: int) -> int | None:
+    """The id of the event a delivery's alert is about."""
+    row = (
+        Delivery.select(Alert.event)
+        .join(Alert, JOIN.INNER)
+        .where(Delivery.id == delivery_id)
+        .tuples()
+        .first()
+    )
+    return row[0] if row else None

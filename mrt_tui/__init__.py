@@ -1,0 +1,1 @@
+"""mrt-tui: the operator console of the Model Release Tracker (Textual)."""

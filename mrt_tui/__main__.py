@@ -1,0 +1,3 @@
+from mrt_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""The console application: five views over the store, themes, keys and the command palette.
+
+The App is wiring only: views live in ``screens/``, reads in ``mrt_engine.store`` queries and
+every action in ``mrt_engine.operations``.
+"""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.theme import Theme
+
+from mrt_engine import operations
+from mrt_engine.store.db import StoreError
+from mrt_tui.commands import ConsoleCommands
+from mrt_tui.messages import ActionDone
+from mrt_tui.screens.events import EventsScreen
+from mrt_tui.screens.outbox import OutboxScreen
+from mrt_tui.screens.rules import RulesScreen
+from mrt_tui.screens.sources import SourcesScreen
+from mrt_tui.screens.trace import TraceScreen
+from mrt_tui.session import ConsoleSession
+from mrt_tui.themes import DEFAULT_THEME, load_themes, remember_theme, remembered_theme
+
+
+class MrtApp(App):
+    """mrt-tui."""
+
+    TITLE = "MRT"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    MODES = {
+        "events": EventsScreen,
+        "outbox": OutboxScreen,
+        "trace": TraceScreen,
+        "rules": RulesScreen,
+        "sources": SourcesScreen,
+    }
+    BINDINGS = [
+        Binding("1", "switch_mode('events')", "Events", id="app.events"),
+        Binding("2", "switch_mode('outbox')", "Outbox", id="app.outbox"),
+        Binding("3", "switch_mode('trace')", "Trace", id="app.trace"),
+        Binding("4", "switch_mode('rules')", "Rules", id="app.rules"),
+        Binding("5", "switch_mode('sources')", "Sources", id="app.sources"),
+        Binding("ctrl+r", "refresh_now", "Refresh", show=False, id="app.refresh"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("colon", "command_palette", "Commands", show=False, id="app.commands"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self, session: ConsoleSession, *, theme: str | None = None, remember: bool = True
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self._requested_theme = theme
+        self._remember = remember
+        self._trace_ref: str | None = None
+        self._previous_mode = "events"
+        self.sub_title = session.describe()
+
+    def on_mount(self) -> None:
+        for theme in load_themes():
+            self.register_theme(theme)
+        wanted = self._requested_theme or remembered_theme() or DEFAULT_THEME
+        if wanted not in self.available_themes:
+            self.notify(f"unknown theme {wanted!r}; using {DEFAULT_THEME}", severity="warning")
+            wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+        self.theme = wanted
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.switch_mode("events")
+
+    def _theme_changed(self, theme: Theme) -> None:
+        if self._remember:
+            remember_theme(theme.name)
+
+    # ------------------------------------------------------------------ navigation
+    def switch_mode(self, mode: str):
+        if self.current_mode and self.current_mode != mode:
+            self._previous_mode = self.current_mode
+        return super().switch_mode(mode)
+
+    def show_trace(self, ref: str) -> None:
+        self._trace_ref = ref
+        if self.current_mode == "trace":
+            self.screen.show(ref)  # type: ignore[attr-defined]
+            self._trace_ref = None
+        else:
+            self.switch_mode("trace")
+
+    def take_trace_ref(self) -> str | None:
+        ref, self._trace_ref = self._trace_ref, None
+        return ref
+
+    def back(self) -> None:
+        self.switch_mode(self._previous_mode if self._previous_mode != "trace" else "events")
+
+    def action_refresh_now(self) -> None:
+        reload = getattr(self.screen, "reload", None)
+        if reload is not None:
+            reload()
+
+    def action_help(self) -> None:
+        from rich.text import Text
+
+        from mrt_tui.screens.text_view import TextView
+
+        lines = Text()
+        seen = set()
+        for binding in [*self.screen.BINDINGS, *type(self).BINDINGS]:
+            if not isinstance(binding, Binding) or binding.id in seen:
+                continue
+            seen.add(binding.id)
+            lines.append(f"{binding.key:<14}", style="bold")
+            lines.append(f"{binding.description}  ")
+            lines.append(f"[{binding.id}]\n", style="dim")
+        lines.append(
+            "\nTables: j/k move, g/G top/bottom, pgup/pgdn page (past the end: the next page)\n"
+        )
+        lines.append(
+            "ctrl+p or : opens the command palette; esc closes a dialog or clears a filter\n"
+        )
+        self.push_screen(TextView(f"Help · {self.screen.TITLE or ''}", lines))
+
+    # ------------------------------------------------------------------ replay (Events, Trace)
+    def open_replay(self) -> None:
+        if self.session.rules is None:
+            self.notify("replay needs the config (--config) for its rules", severity="error")
+            return
+        from mrt_tui.screens.replay_form import ReplayForm, ReplayRequest
+
+        def chosen(request: ReplayRequest | None) -> None:
+            if request is not None:
+                self._replay(request)
+
+        self.push_screen(ReplayForm(self.session), chosen)
+
+    @work(thread=True, group="operation")
+    def _replay(self, request) -> None:
+        try:
+            plan = operations.replay(
+                self.session.store,
+                self.session.rules,
+                since=request.since,
+                until=request.until,
+                source=request.source,
+                channel=request.channel,
+                actor=self.session.actor,
+                clock=self.session.clock,
+            )
+        except (operations.OperationError, StoreError) as exc:
+            self.post_message(ActionDone(f"replay: {exc}", error=True))
+            return
+        self.post_message(
+            ActionDone(
+                f"replay: {plan.deliveries} deliveries enqueued for {len(plan.items)} event(s)"
+            )
+        )
+
+    def on_action_done(self, message: ActionDone) -> None:
+        self.notify(message.text, severity="error" if message.error else "information")
+        self.action_refresh_now()

@@ -1,0 +1,68 @@
+"""Table cells and detail lines built from stored data: always ``Text``, never markup.
+
+Stored text was cleaned of control characters where it left the store (mrt_engine.store); here
+it becomes ``rich.text.Text``, which a DataTable shows literally, so ``[bold]`` or ``[/x]`` in a
+title is just characters.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rich.text import Text
+
+# Status is shown by glyph and word, never by colour alone.
+STATUS_GLYPHS = {
+    "pending": "○",
+    "retrying": "↻",
+    "sent": "✓",
+    "dead": "✗",
+    "in_flight": "…",
+    "failed": "✗",
+    "interrupted": "!",
+}
+STATUS_STYLES = {
+    "pending": "",
+    "retrying": "bold",
+    "sent": "",
+    "dead": "bold reverse",
+    "failed": "bold",
+    "interrupted": "italic",
+}
+
+
+def text(value: object, style: str = "") -> Text:
+    """Any value as literal text."""
+    return Text("" if value is None else str(value), style=style, no_wrap=True, overflow="ellipsis")
+
+
+def status(value: str) -> Text:
+    return text(f"{STATUS_GLYPHS.get(value, '?')} {value}", STATUS_STYLES.get(value, ""))
+
+
+def when(value: datetime | None, now: datetime | None = None) -> Text:
+    """A stored time as UTC ``MM-DD HH:MM:SS`` (the store's zone: no surprises across hosts)."""
+    if value is None:
+        return text("-")
+    value = value.astimezone(UTC)
+    if now is not None and value.date() == now.astimezone(UTC).date():
+        return text(value.strftime("%H:%M:%S"))
+    return text(value.strftime("%m-%d %H:%M"))
+
+
+def full_time(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def line(*parts: tuple[str, str] | str) -> Text:
+    """A detail line from (label, value) parts: labels styled, values literal."""
+    out = Text(no_wrap=False)
+    for part in parts:
+        if isinstance(part, tuple):
+            label, value = part
+            out.append(f"{label} ", style="bold")
+            out.append(str(value))
+            out.append("  ")
+        else:
+            out.append(part)
+    return out

@@ -1,0 +1,81 @@
+"""``mrt-tui``: open the console in one of its three modes.
+
+mrt-tui --config FILE            the engine runs in this process, shown live
+mrt-tui --attach --config FILE   open the store a separate `mrt-engine run` writes
+mrt-tui --attach --db PATH       the same, by the store's path
+mrt-tui --demo                   simulated upstreams on 127.0.0.1: no token, no internet
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from mrt_engine.config import ConfigError
+from mrt_engine.store.db import StoreError
+from mrt_engine.store.lock import EngineAlreadyRunning
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mrt-tui", description="The Model Release Tracker's operator console."
+    )
+    parser.add_argument("--config", help="config file (JSON or TOML); default $MRT_CONFIG")
+    parser.add_argument(
+        "--attach", action="store_true", help="open the store of a running mrt-engine"
+    )
+    parser.add_argument("--db", help="with --attach: the store's path instead of a config")
+    parser.add_argument(
+        "--demo", action="store_true", help="simulated upstreams and channel on 127.0.0.1"
+    )
+    parser.add_argument(
+        "--theme", help="mrt-dark, mrt-light, mrt-high-contrast or any Textual theme"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config_path = args.config or os.environ.get("MRT_CONFIG")
+    # The engine logs to a file-less handler while the console owns the terminal.
+    logging.basicConfig(level=logging.WARNING, handlers=[logging.NullHandler()])
+    try:
+        session = _session(args, config_path)
+    except (ConfigError, StoreError) as exc:
+        print(f"mrt-tui: {exc}", file=sys.stderr)
+        return 2
+    except EngineAlreadyRunning as exc:
+        print(f"mrt-tui: {exc} (use --attach to watch it)", file=sys.stderr)
+        return 2
+    from mrt_tui.app import MrtApp
+
+    try:
+        MrtApp(session, theme=args.theme).run()
+    finally:
+        session.close()
+    return 0
+
+
+def _session(args: argparse.Namespace, config_path: str | None):
+    from mrt_tui import session as sessions
+
+    if args.demo:
+        from mrt_tui.demo import DemoUpstream
+
+        demo = DemoUpstream()
+        path = demo.start()
+        return sessions.embedded(
+            path, mode="demo", environ={**os.environ, **demo.environ}, on_close=demo.stop
+        )
+    if args.attach:
+        if not (config_path or args.db):
+            raise ConfigError(["--attach needs --config FILE or --db PATH"])
+        return sessions.attached(config_path=config_path, db=args.db)
+    if args.db:
+        raise ConfigError(["--db is for --attach; to run the engine give --config FILE"])
+    if not config_path:
+        raise ConfigError(["no config given: use --config FILE, --attach, or --demo"])
+    return sessions.embedded(config_path)

@@ -1,0 +1,37 @@
+"""Messages that workers post to screens (results read from the store off the UI thread)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+
+class RowsLoaded(Message):
+    """A fresh window of rows for a list screen (only the latest one matters)."""
+
+    def __init__(self, rows: list[Any], extra: Any = None, generation: int = 0) -> None:
+        super().__init__()
+        self.rows = rows
+        self.extra = extra
+        self.generation = generation
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RowsLoaded)
+
+
+@dataclass
+class ActionDone(Message):
+    """An operator action finished: its one-line result (or error) for a notification."""
+
+    text: str
+    error: bool = False
+
+
+@dataclass
+class ShowText(Message):
+    """A block of text to show in a modal (a dry run's result)."""
+
+    title: str
+    text: str

@@ -1,0 +1,211 @@
+"""The shape every list view shares: a live table over a window of the store, read by a worker.
+
+A thread worker reads a window (newest first, or older than ``before_id`` once the operator pages
+down) and posts it; the UI thread only applies it with :meth:`LiveTable.sync`. A timer asks for a
+refresh every second, so rows committed by the engine appear within about a second.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from mrt_engine.operations import OperationError
+from mrt_engine.store.db import StoreError
+from mrt_tui.messages import ActionDone, RowsLoaded
+from mrt_tui.widgets.live_table import LiveTable
+
+REFRESH_SECONDS = 1.0
+
+
+class LiveScreen(Screen):
+    """A list screen: subclasses give columns, ``load`` (worker thread) and ``cells``."""
+
+    COLUMNS: list[tuple[str, str, int | None]] = []
+    FILTER_HELP = ""
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", id="list.filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="list.clear_filter"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_id: int | None = None
+        self.after_id: int | None = None
+        self._previous_before: int | None = None
+        self.filter_text = ""
+        self.rows: dict[str, Any] = {}
+        self._generation = 0
+        self._paging: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="body"):
+            yield Input(placeholder=self.FILTER_HELP, id="filter", classes="hidden")
+            yield LiveTable(self.COLUMNS, id="table")
+            yield Static("", id="status")
+        yield Footer()
+
+    @property
+    def table(self) -> LiveTable:
+        return self.query_one(LiveTable)
+
+    @property
+    def session(self):
+        return self.app.session
+
+    def on_mount(self) -> None:
+        self.set_interval(REFRESH_SECONDS, self.reload, name="refresh")
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+        self.table.focus()
+
+    # ------------------------------------------------------------------ reading
+    def reload(self) -> None:
+        self._read(self.before_id, self.after_id, self.filter_text, self._generation)
+
+    @work(thread=True, exclusive=True, group="read")
+    def _read(
+        self, before_id: int | None, after_id: int | None, filter_text: str, generation: int
+    ) -> None:
+        try:
+            with self.session.store.read():
+                rows, extra = self.load(before_id, after_id, filter_text)
+        except (StoreError, OperationError) as exc:
+            self.post_message(ActionDone(str(exc), error=True))
+            return
+        self.post_message(RowsLoaded(rows, extra, generation))
+
+    def load(
+        self, before_id: int | None, after_id: int | None, filter_text: str
+    ) -> tuple[list[Any], Any]:
+        """Read one window (worker thread): rows newest first (below ``before_id``, or the page
+        just above ``after_id``), and anything else to show."""
+        raise NotImplementedError
+
+    def key_of(self, row: Any) -> str:
+        return str(row.id)
+
+    def cells(self, row: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def status_text(self, rows: list[Any], extra: Any) -> str:
+        where = "newest" if self.before_id is None else f"older than #{self.before_id}"
+        shown = f"{len(rows)} row(s), {where}"
+        if self.filter_text:
+            shown += f" · filter: {self.filter_text}"
+        return shown
+
+    @on(RowsLoaded)
+    def _apply(self, message: RowsLoaded) -> None:
+        if message.generation != self._generation:
+            return  # a read started before the window or filter changed
+        rows = message.rows
+        if self._paging == "older" and not rows:
+            self._paging = None
+            self.before_id = self._previous_before
+            self.notify("no older rows")
+            return
+        if self.after_id is not None:  # a newer page: pin it as a window below its top
+            full = len(rows) >= self.page_size
+            self.before_id = int(self.key_of(rows[0])) + 1 if rows and full else None
+            self.after_id = None
+        self.rows = {self.key_of(r): r for r in rows}
+        keep = None
+        if self._paging == "older" and rows:
+            keep = self.key_of(rows[0])
+        elif self._paging == "newer" and rows:
+            keep = self.key_of(rows[-1])
+        self._paging = None
+        self.table.sync([(self.key_of(r), self.cells(r)) for r in rows], keep_key=keep)
+        self.query_one("#status", Static).update(self.status_text(rows, message.extra))
+        self.loaded(rows, message.extra)
+        self.refresh_bindings()
+
+    def loaded(self, rows: list[Any], extra: Any) -> None:
+        """Hook after a window is shown."""
+
+    @property
+    def selected(self) -> Any | None:
+        key = self.table.selected_key
+        return self.rows.get(key) if key is not None else None
+
+    # ------------------------------------------------------------------ paging and filter
+    page_size = 200
+
+    def _set_window(
+        self, before_id: int | None, paging: str | None = None, after_id: int | None = None
+    ) -> None:
+        self._previous_before = self.before_id
+        self.before_id = before_id
+        self.after_id = after_id
+        self._paging = paging
+        self._generation += 1
+        self.reload()
+
+    @on(LiveTable.RowSelected)
+    def _row_selected(self, event: LiveTable.RowSelected) -> None:
+        """Enter on a row (the table's own binding): drill down, where the view has a trace."""
+        event.stop()
+        if hasattr(self, "action_trace"):
+            self.action_trace()
+
+    @on(LiveTable.PageRequest)
+    def _page(self, message: LiveTable.PageRequest) -> None:
+        keys = self.table.keys
+        if not keys:
+            return
+        if message.older:
+            self._set_window(min(int(k) for k in keys), "older")
+        elif self.before_id is not None:
+            self._set_window(None, "newer", after_id=max(int(k) for k in keys))
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("hidden")
+        box.value = self.filter_text
+        box.focus()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self.filter_text = event.value.strip()
+        if not self.filter_text:
+            event.input.add_class("hidden")
+        self._set_window(None)
+        self.table.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.add_class("hidden")
+        if self.filter_text or self.before_id is not None:
+            self.filter_text = ""
+            self._set_window(None)
+        self.table.focus()
+
+    @on(ActionDone)
+    def _done(self, message: ActionDone) -> None:
+        self.notify(message.text, severity="error" if message.error else "information")
+        self.reload()
+
+    # ------------------------------------------------------------------ actions
+    def run_operation(self, label: str, operation) -> None:
+        """Run a store operation in a worker; its result becomes a notification."""
+        self._operate(label, operation)
+
+    @work(thread=True, group="operation")
+    def _operate(self, label: str, operation) -> None:
+        try:
+            result = operation()
+        except (OperationError, StoreError) as exc:
+            self.post_message(ActionDone(f"{label}: {exc}", error=True))
+            return
+        text = getattr(result, "message", None) or str(result)
+        self.post_message(ActionDone(text))

@@ -1,0 +1,131 @@
+"""5 · Sources: per source key its cursor, polls, errors, rate limit; poll now, pause, reset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.binding import Binding
+
+from mrt_engine import operations
+from mrt_engine.store import queries
+from mrt_engine.store.queries import SourceView
+from mrt_tui import cells
+from mrt_tui.screens.base import LiveScreen
+
+
+class SourcesScreen(LiveScreen):
+    TITLE = "Sources"
+    COLUMNS = [
+        ("key", "source key", 34),
+        ("state", "state", 9),
+        ("last", "last poll", 9),
+        ("ok", "last ok", 9),
+        ("fails", "fails", 5),
+        ("rate", "rate left", 9),
+        ("next", "next poll", 9),
+        ("cursor", "cursor", 26),
+        ("error", "last error", None),
+    ]
+    BINDINGS = [
+        Binding("n", "poll_now", "Poll now", id="sources.poll_now"),
+        Binding("P", "pause", "Pause/resume", id="sources.pause"),
+        Binding("X", "reset_cursor", "Reset cursor", id="sources.reset_cursor"),
+    ]
+
+    def load(self, before_id, after_id, filter_text) -> tuple[list[Any], Any]:
+        rows = queries.source_states()
+        if filter_text:
+            rows = [r for r in rows if filter_text.casefold() in r.source_key.casefold()]
+        return rows, None
+
+    def key_of(self, row: SourceView) -> str:
+        return row.source_key
+
+    def cells(self, row: SourceView) -> list[Any]:
+        now = self.session.clock()
+        if row.paused:
+            state = cells.text("‖ paused", "bold")
+        elif row.consecutive_failures:
+            state = cells.text("✗ failing", "bold")
+        elif row.backoff_until and row.backoff_until > now:
+            state = cells.text("… backoff")
+        else:
+            state = cells.text("✓ ok")
+        return [
+            cells.text(row.source_key),
+            state,
+            cells.when(row.last_poll_at, now),
+            cells.when(row.last_success_at, now),
+            cells.text(row.consecutive_failures),
+            cells.text("-" if row.rate_limit_remaining is None else row.rate_limit_remaining),
+            cells.when(row.next_poll_at, now),
+            cells.text(queries.describe_cursor(row.cursor)),
+            cells.text(row.last_error or ""),
+        ]
+
+    def status_text(self, rows, extra) -> str:
+        failing = sum(1 for r in rows if r.consecutive_failures)
+        paused = sum(1 for r in rows if r.paused)
+        return (
+            f"{len(rows)} source(s), {failing} failing, {paused} paused · {self.session.describe()}"
+        )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("poll_now", "pause", "reset_cursor") and self.selected is None:
+            return None
+        return True
+
+    def action_poll_now(self) -> None:
+        row = self.selected
+        if row is None:
+            return
+        self.run_operation(
+            "poll now",
+            lambda: operations.request_poll(
+                self.session.store,
+                row.source_key,
+                actor=self.session.actor,
+                clock=self.session.clock,
+            ),
+        )
+
+    def action_pause(self) -> None:
+        row: SourceView | None = self.selected
+        if row is None:
+            return
+        self.run_operation(
+            "pause" if not row.paused else "resume",
+            lambda: operations.set_paused(
+                self.session.store,
+                row.source_key,
+                not row.paused,
+                actor=self.session.actor,
+                clock=self.session.clock,
+            ),
+        )
+
+    def action_reset_cursor(self) -> None:
+        row: SourceView | None = self.selected
+        if row is None:
+            return
+        from mrt_tui.screens.cursor_reset import CursorReset
+
+        def chosen(target) -> None:
+            if target is None:
+                return
+            to, initial = target
+            self.run_operation(
+                "cursor reset",
+                lambda: operations.reset_cursor(
+                    self.session.store,
+                    row.source_key,
+                    to=to,
+                    initial=initial,
+                    actor=self.session.actor,
+                    clock=self.session.clock,
+                ),
+            )
+
+        self.app.push_screen(
+            CursorReset(row.source_key, queries.describe_cursor(row.cursor)), chosen
+        )

@@ -1,0 +1,251 @@
+"""3 · Trace: one event's chain — fingerprint → rule hits → alert → deliveries → attempts."""
+
+from __future__ import annotations
+
+import json
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from mrt_engine import operations
+from mrt_engine.store import queries
+from mrt_engine.store.db import StoreError
+from mrt_tui import cells
+from mrt_tui.messages import ActionDone, RowsLoaded
+from mrt_tui.screens.base import REFRESH_SECONDS
+from mrt_tui.widgets.live_table import LiveTable
+
+
+def event_detail(trace: queries.Trace) -> Text:
+    """Every field of the event, its rule hits with reasons, the alert, the raw JSON."""
+    e = trace.event
+    out = Text()
+
+    def field(label: str, value: object) -> None:
+        out.append(f"{label:<12}", style="bold")
+        out.append("" if value is None else str(value))
+        out.append("\n")
+
+    field("title", e.title)
+    field("link", e.url)
+    field("event", f"#{e.id} {e.event_type} ({e.source} {e.resource_type})")
+    field("source key", e.source_key)
+    field("resource", e.resource_id)
+    field("event id", e.event_id)
+    field("fingerprint", e.fingerprint)
+    field("author", e.author or "-")
+    field("labels", ", ".join(e.labels) or "-")
+    field("occurred", cells.full_time(e.occurred_at))
+    field("observed", cells.full_time(e.observed_at) + ("  (baseline)" if e.baseline else ""))
+    field("summary", e.summary or "-")
+    out.append("\nrule hits\n", style="bold underline")
+    if not trace.hits:
+        out.append("  none: no rule matched\n")
+    for hit in trace.hits:
+        flag = " (suppressed)" if hit.suppressed else ""
+        out.append(f"  {hit.rule}", style="bold")
+        out.append(f"  {hit.action}, priority {hit.priority}{flag}, {hit.origin}\n")
+        out.append(f"    {hit.reason}\n")
+    out.append("\nalert\n", style="bold underline")
+    if trace.alert is None:
+        out.append("  none\n")
+    else:
+        a = trace.alert
+        out.append(
+            f"  #{a.id} priority {a.priority}, rules {', '.join(a.rules) or '-'}, "
+            f"tags {', '.join(a.tags) or '-'}, {a.origin} {cells.full_time(a.created_at)}\n"
+        )
+    out.append("\nraw\n", style="bold underline")
+    out.append(json.dumps(e.raw or {}, indent=2, ensure_ascii=False, sort_keys=True))
+    return out
+
+
+class TraceScreen(Screen):
+    TITLE = "Trace"
+    BINDINGS = [
+        Binding("slash", "ask", "Trace…", id="trace.ask"),
+        Binding("r", "resend", "Resend", id="trace.resend"),
+        Binding("p", "replay", "Replay", id="trace.replay"),
+        Binding("escape", "back", "Back", id="trace.back"),
+    ]
+    COLUMNS = [
+        ("id", "delivery / attempt", 20),
+        ("status", "status", 14),
+        ("when", "when", 14),
+        ("took", "took", 8),
+        ("reply", "HTTP / SMTP reply", 18),
+        ("error", "error", None),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ref: str | None = None
+        self.trace: queries.Trace | None = None
+        self.statuses: dict[str, str] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="body"):
+            yield Input(
+                placeholder="event:ID, delivery:ID, a fingerprint (prefix) or a URL — enter",
+                id="ref",
+                classes="hidden",
+            )
+            with VerticalScroll(id="detail"):
+                yield Static(
+                    "Select an event or a delivery and press enter, or press / here.", id="event"
+                )
+            yield LiveTable(self.COLUMNS, id="table")
+        yield Footer()
+
+    @property
+    def session(self):
+        return self.app.session
+
+    @property
+    def table(self) -> LiveTable:
+        return self.query_one(LiveTable)
+
+    def on_mount(self) -> None:
+        self.set_interval(REFRESH_SECONDS, self.reload, name="refresh")
+
+    def on_screen_resume(self) -> None:
+        ref = self.app.take_trace_ref()
+        if ref:
+            self.ref = ref
+        self.reload()
+        self.table.focus()
+
+    def show(self, ref: str) -> None:
+        self.ref = ref
+        self.reload()
+
+    def reload(self) -> None:
+        if self.ref:
+            self._read(self.ref)
+
+    @work(thread=True, exclusive=True, group="read")
+    def _read(self, ref: str) -> None:
+        try:
+            with self.session.store.read():
+                traces = queries.trace(ref)
+        except StoreError as exc:
+            self.post_message(ActionDone(str(exc), error=True))
+            return
+        self.post_message(RowsLoaded(traces, ref))
+
+    @on(RowsLoaded)
+    def _apply(self, message: RowsLoaded) -> None:
+        if message.extra != self.ref:
+            return
+        if not message.rows:
+            self.trace = None
+            self.query_one("#event", Static).update(Text(f"nothing found for {self.ref}"))
+            self.table.sync([])
+            return
+        trace = self.trace = message.rows[0]
+        self.query_one("#event", Static).update(event_detail(trace))
+        rows = []
+        self.statuses = {}
+        now = self.session.clock()
+        for d in trace.deliveries:
+            delivery = d.delivery
+            self.statuses[f"d{delivery.id}"] = delivery.status
+            waiting = delivery.status in ("pending", "retrying")
+            rows.append(
+                (
+                    f"d{delivery.id}",
+                    [
+                        cells.text(f"delivery #{delivery.id} {delivery.channel}", "bold"),
+                        cells.status(delivery.status),
+                        cells.when(
+                            delivery.next_attempt_at if waiting else delivery.updated_at, now
+                        ),
+                        cells.text(f"{delivery.attempts} tries"),
+                        cells.text(""),
+                        cells.text(delivery.last_error or ""),
+                    ],
+                )
+            )
+            for a in d.attempts:
+                reply = str(a.http_status) if a.http_status else (a.reply or "")
+                rows.append(
+                    (
+                        f"a{a.id}",
+                        [
+                            cells.text(f"  attempt #{a.id}"),
+                            cells.status(a.outcome),
+                            cells.when(a.started_at, now),
+                            cells.text(f"{a.duration_ms} ms" if a.duration_ms is not None else "-"),
+                            cells.text(reply),
+                            cells.text(a.error or ""),
+                        ],
+                    )
+                )
+        self.table.sync(rows)
+        self.refresh_bindings()
+
+    # ------------------------------------------------------------------ actions
+    def _selected_delivery(self) -> int | None:
+        key = self.table.selected_key
+        if key and key.startswith("d") and self.statuses.get(key) in ("retrying", "dead"):
+            return int(key[1:])
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "resend" and self._selected_delivery() is None:
+            return None
+        if action == "replay" and self.session.rules is None:
+            return None
+        return True
+
+    def action_ask(self) -> None:
+        box = self.query_one("#ref", Input)
+        box.remove_class("hidden")
+        box.value = self.ref or ""
+        box.focus()
+
+    @on(Input.Submitted, "#ref")
+    def _ref_submitted(self, event: Input.Submitted) -> None:
+        event.input.add_class("hidden")
+        if event.value.strip():
+            self.show(event.value.strip())
+        self.table.focus()
+
+    def action_resend(self) -> None:
+        delivery_id = self._selected_delivery()
+        if delivery_id is None:
+            return
+        self._operate(delivery_id)
+
+    @work(thread=True, group="operation")
+    def _operate(self, delivery_id: int) -> None:
+        try:
+            result = operations.resend_delivery(
+                self.session.store, delivery_id, actor=self.session.actor, clock=self.session.clock
+            )
+        except (operations.OperationError, StoreError) as exc:
+            self.post_message(ActionDone(f"resend: {exc}", error=True))
+            return
+        self.post_message(ActionDone(result.message))
+
+    @on(ActionDone)
+    def _done(self, message: ActionDone) -> None:
+        self.notify(message.text, severity="error" if message.error else "information")
+        self.reload()
+
+    def action_replay(self) -> None:
+        self.app.open_replay()
+
+    def action_back(self) -> None:
+        box = self.query_one("#ref", Input)
+        if not box.has_class("hidden"):
+            box.add_class("hidden")
+            self.table.focus()
+            return
+        self.app.back()

@@ -1,0 +1,110 @@
+"""What the console works on: a store, maybe an engine in this process, and who acts.
+
+Three modes: ``embedded`` (the engine runs in this process), ``attach`` (a separate
+``mrt-engine run`` owns the engine; the console only opens the store, and its actions are rows
+that engine picks up) and ``demo`` (embedded, against simulated upstreams on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mrt_engine import operations
+from mrt_engine.config import Config, load_config
+from mrt_engine.store.db import Store, open_store
+from mrt_engine.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class ConsoleSession:
+    """The store (and engine) behind one console."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        mode: str,
+        engine: Any | None = None,
+        config: Config | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.mode = mode
+        self.engine = engine
+        self.config = config
+        self.clock = clock
+        self.actor = operations.actor_name("tui")
+        self._on_close = on_close
+        self._closed = False
+
+    @property
+    def channels(self) -> list[str]:
+        """Channel names from the config (or, attached by path only, from the outbox)."""
+        if self.config is not None:
+            return list(self.config.channel_sections())
+        from mrt_engine.store import feed
+
+        return feed.channel_names()
+
+    @property
+    def rules(self):
+        """The compiled rules, when a config is known."""
+        if self.engine is not None:
+            return self.engine.rules
+        if self.config is not None:
+            from mrt_engine.engine import compile_rules
+
+            return compile_rules(self.config)
+        return None
+
+    def describe(self) -> str:
+        where = self.store.path
+        return {
+            "embedded": f"embedded engine · {where}",
+            "attach": f"attached to {where}",
+            "demo": "demo · simulated upstreams on 127.0.0.1",
+        }.get(self.mode, str(where))
+
+    def close(self) -> None:
+        """Stop the engine cleanly (embedded and demo modes) and close the store."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.engine is not None:
+            self.engine.stop()  # closes the store it opened
+        else:
+            self.store.close()
+        if self._on_close is not None:
+            self._on_close()
+
+
+def embedded(
+    config_path: str | Path,
+    *,
+    mode: str = "embedded",
+    environ: dict[str, str] | None = None,
+    on_close: Callable[[], None] | None = None,
+) -> ConsoleSession:
+    """Start the engine of ``config_path`` in background threads and return its session."""
+    from mrt_engine.engine import Engine
+
+    config = load_config(config_path)
+    engine = Engine(config, environ=environ)
+    engine.start()
+    assert engine.store is not None
+    return ConsoleSession(engine.store, mode=mode, engine=engine, config=config, on_close=on_close)
+
+
+def attached(
+    *, config_path: str | Path | None = None, db: str | Path | None = None
+) -> ConsoleSession:
+    """Open the store that a separate ``mrt-engine run`` writes."""
+    config = load_config(config_path) if config_path else None
+    path = Path(db) if db else config.db_path  # type: ignore[union-attr]
+    return ConsoleSession(open_store(path, create=False), mode="attach", config=config)

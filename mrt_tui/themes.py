@@ -1,0 +1,84 @@
+"""Console themes: TOML files in ``themes/`` registered as Textual themes, and the remembered
+choice (``$MRT_TUI_SETTINGS``, else ``$XDG_CONFIG_HOME/mrt/tui.json``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+from textual.theme import Theme
+
+DEFAULT_THEME = "mrt-dark"
+_FIELDS = {
+    "name",
+    "primary",
+    "secondary",
+    "warning",
+    "error",
+    "success",
+    "accent",
+    "foreground",
+    "background",
+    "surface",
+    "panel",
+    "boost",
+    "dark",
+}
+
+
+def theme_dirs() -> list[Path]:
+    """Where theme files are looked for: ``$MRT_THEMES_DIR``, the checkout, the installed copy."""
+    dirs = []
+    if os.environ.get("MRT_THEMES_DIR"):
+        dirs.append(Path(os.environ["MRT_THEMES_DIR"]))
+    dirs.append(Path(__file__).resolve().parents[1] / "themes")
+    dirs.append(Path(sys.prefix) / "share" / "mrt" / "themes")
+    return dirs
+
+
+def load_themes() -> list[Theme]:
+    """Every theme file found (the first of each name wins); a broken file is skipped."""
+    themes: dict[str, Theme] = {}
+    for folder in theme_dirs():
+        for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+                fields = {k: v for k, v in data.items() if k in _FIELDS}
+                theme = Theme(**fields)
+            except (OSError, ValueError, TypeError):
+                continue
+            themes.setdefault(theme.name, theme)
+    return list(themes.values())
+
+
+def settings_path() -> Path:
+    if os.environ.get("MRT_TUI_SETTINGS"):
+        return Path(os.environ["MRT_TUI_SETTINGS"])
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "mrt" / "tui.json"
+
+
+def remembered_theme() -> str | None:
+    try:
+        return json.loads(settings_path().read_text(encoding="utf-8")).get("theme")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def remember_theme(name: str) -> None:
+    path = settings_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    data["theme"] = name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    except OSError:
+        pass  # a read-only home: the choice lasts for this run only

@@ -1,0 +1,130 @@
+"""A DataTable that shows a window of stored rows and follows the store by row key.
+
+``sync`` makes the table show exactly the given rows in the given order: rows that left are
+removed, new ones added, changed cells updated, and the cursor stays on the row it was on. No
+``clear()``: the operator's cursor and scroll survive every refresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+
+
+class RankedText(Text):
+    """The first cell of a row, carrying the row's place in the window for sorting."""
+
+    rank: int = 0
+
+
+class LiveTable(DataTable):
+    """Rows keyed by store id; paging asks the screen for the next window."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False, id="table.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="table.up"),
+        Binding("g", "first", "Top", show=False, id="table.top"),
+        Binding("G", "last", "Bottom", show=False, id="table.bottom"),
+        Binding("pagedown", "page_older", "Page down", show=False, id="table.page_down"),
+        Binding("pageup", "page_newer", "Page up", show=False, id="table.page_up"),
+    ]
+
+    class PageRequest(Message):
+        """The cursor went past the window: ``older`` (down) or newer (up)."""
+
+        def __init__(self, table: LiveTable, older: bool) -> None:
+            super().__init__()
+            self.table = table
+            self.older = older
+
+    def __init__(self, columns: Sequence[tuple[str, str, int | None]], **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self._column_spec = columns
+        self._order: list[str] = []
+
+    def on_mount(self) -> None:
+        for key, label, width in self._column_spec:
+            self.add_column(label, key=key, width=width)
+
+    # ------------------------------------------------------------------ rows
+    @property
+    def selected_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except Exception:
+            return None
+
+    def sync(
+        self, rows: Sequence[tuple[str, Sequence[Text]]], *, keep_key: str | None = None
+    ) -> None:
+        """Show exactly ``rows`` (key, cells) in order, keeping the cursor on its row."""
+        keep = keep_key if keep_key is not None else self.selected_key
+        keep_index = self.cursor_row
+        wanted = [key for key, _ in rows]
+        wanted_set = set(wanted)
+        columns = [c[0] for c in self._column_spec]
+        with self.app.batch_update():
+            for key in [k for k in self._order if k not in wanted_set]:
+                self.remove_row(key)
+            present = set(self._order) & wanted_set
+            for rank, (key, cells) in enumerate(rows):
+                first = RankedText.assemble(cells[0]) if cells else RankedText("")
+                first.rank = rank
+                values = [first, *cells[1:]]
+                if key in present:
+                    for column, value in zip(columns, values, strict=False):
+                        if column == columns[0] or self.get_cell(key, column) != value:
+                            self.update_cell(key, column, value)
+                else:
+                    self.add_row(*values, key=key)
+            if self._current_order() != wanted:
+                self.sort(columns[0], key=lambda cell: cell.rank)
+            self._order = wanted
+            if keep is not None and keep in wanted_set:
+                self.move_cursor(row=self.get_row_index(keep), scroll=False)
+            elif self.row_count:
+                self.move_cursor(row=min(max(keep_index, 0), self.row_count - 1), scroll=False)
+
+    def _current_order(self) -> list[str]:
+        return [self.coordinate_to_cell_key((i, 0)).row_key.value for i in range(self.row_count)]
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self._order)
+
+    # ------------------------------------------------------------------ paging
+    def action_first(self) -> None:
+        self.move_cursor(row=0)
+
+    def action_last(self) -> None:
+        self.move_cursor(row=max(self.row_count - 1, 0))
+
+    def action_page_older(self) -> None:
+        if self.cursor_row >= self.row_count - 1:
+            self.post_message(self.PageRequest(self, older=True))
+        else:
+            self.action_page_down()
+
+    def action_page_newer(self) -> None:
+        if self.cursor_row <= 0:
+            self.post_message(self.PageRequest(self, older=False))
+        else:
+            self.action_page_up()
+
+    def action_cursor_down(self) -> None:
+        if self.row_count and self.cursor_row >= self.row_count - 1:
+            self.post_message(self.PageRequest(self, older=True))
+        else:
+            super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        if self.row_count and self.cursor_row <= 0:
+            self.post_message(self.PageRequest(self, older=False))
+        else:
+            super().action_cursor_up()

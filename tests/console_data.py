@@ -1,0 +1,153 @@
+"""A small, fixed store for the console's tests and snapshots (and a big one for its benchmark).
+
+Everything goes through the engine's own code (batch.commit_events, pipeline.ensure_state);
+only the delivery outcomes are written directly, standing in for past sends.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mrt_engine.batch import commit_events
+from mrt_engine.config import load_config
+from mrt_engine.engine import build_components, compile_rules
+from mrt_engine.events import TrackerEvent
+from mrt_engine.pipeline import ensure_state
+from mrt_engine.store.db import open_store
+from mrt_engine.store.models import Attempt, Delivery, SourceState
+
+NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+HOSTILE_TITLE = (
+    "[bold red]pwned[/x] [$error] [@click=app.quit]quit[/] [link=http://evil]x\x1b[2J\u202eevil"
+)
+WEBHOOK_ENV = "MRT_TEST_WELINK_URL"
+
+
+def write_config(folder: Path, *, extra_rules: list[dict] | None = None) -> Path:
+    config = {
+        "state": {"sqlite_path": str(folder / "console.sqlite3")},
+        "sources": {
+            "github": {
+                "repos": ["vllm-project/vllm", "sgl-project/sglang"],
+                "api_base": "http://127.0.0.1:9",
+            }
+        },
+        "notify": {"welink": {"webhook_env": WEBHOOK_ENV}},
+        "delivery": {"max_attempts": 3, "backoff_initial_seconds": 1, "backoff_max_seconds": 2},
+        "rules": [
+            {"name": "deepseek", "keywords": ["deepseek"], "priority": 10},
+            {"name": "qwen", "keywords": ["qwen"], "priority": 10},
+            {
+                "name": "no-docs",
+                "keywords": ["[Doc]"],
+                "fields": ["title"],
+                "action": "suppress",
+                "priority": 50,
+            },
+            *(extra_rules or []),
+        ],
+    }
+    path = folder / "console.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def event(
+    n: int,
+    title: str,
+    *,
+    repo: str = "vllm-project/vllm",
+    kind: str = "issue",
+    at: datetime | None = None,
+) -> TrackerEvent:
+    when = at or NOW - timedelta(minutes=60 - n)
+    return TrackerEvent(
+        source="github",
+        source_key=f"github:{repo}:{'pulls' if kind == 'pr' else 'issues'}",
+        resource_type="repo_pr" if kind == "pr" else "repo_issue",
+        resource_id=repo,
+        event_type="pr_opened" if kind == "pr" else "issue_opened",
+        event_id=str(n),
+        title=title,
+        summary=f"Body of item {n}.",
+        url=f"https://github.com/{repo}/{'pull' if kind == 'pr' else 'issues'}/{n}",
+        author="alice",
+        labels=("bug",),
+        occurred_at=when,
+        observed_at=when,
+        raw={"number": n, "title": title},
+    )
+
+
+TITLES = [
+    ("[Model] Support DeepSeek-V3.2", "pr"),
+    ("[Bug] Qwen3 tokenizer crash on empty prompt", "issue"),
+    ("[CI] Bump torch to 2.9", "pr"),
+    ("[Doc] DeepSeek deployment guide", "pr"),
+    ("[Perf] Faster MoE routing for Qwen3-235B", "pr"),
+    ("[Bug] Scheduler deadlock under preemption", "issue"),
+    ("[Feature] Multi-token prediction for DeepSeek-R1", "issue"),
+    ("[Bugfix] Llama-4 rope scaling", "pr"),
+]
+
+
+def build(folder: Path, *, hostile: bool = False, extra_rules: list[dict] | None = None) -> Path:
+    """A store with 8 (or 9) events, 4 alerts, a sent, a dead, a retrying and a pending delivery."""
+    rules = compile_rules(load_config(write_config(folder)))  # the rules at poll time
+    path = write_config(folder, extra_rules=extra_rules)  # the rules the console has now
+    config = load_config(path)
+    components = build_components(config, {WEBHOOK_ENV: "http://127.0.0.1:9/hook"})
+    store = open_store(config.db_path)
+    try:
+        for source in components.sources:
+            ensure_state(store, source, NOW - timedelta(hours=2))
+        events = [event(i + 1, title, kind=kind) for i, (title, kind) in enumerate(TITLES)]
+        if hostile:
+            events.append(event(len(events) + 1, HOSTILE_TITLE))
+        with store.write():
+            commit_events(store, events, rules, NOW - timedelta(minutes=30))
+        with store.write():
+            outcomes = ["sent", "dead", "retrying", "pending"]
+            for delivery, status in zip(
+                Delivery.select().order_by(Delivery.id), outcomes, strict=False
+            ):
+                tries = {"sent": 1, "dead": 3, "retrying": 1, "pending": 0}[status]
+                for i in range(tries):
+                    ok = status == "sent"
+                    Attempt.create(
+                        delivery=delivery,
+                        started_at=NOW - timedelta(minutes=20 - i),
+                        finished_at=NOW - timedelta(minutes=20 - i, seconds=-1),
+                        duration_ms=230 + i,
+                        outcome="sent" if ok else "failed",
+                        http_status=200 if ok else 503,
+                        error=None if ok else "HTTP 503 from WeLink",
+                        worker="welink-0",
+                    )
+                Delivery.update(
+                    status=status,
+                    attempts=tries,
+                    last_error=None if status in ("sent", "pending") else "HTTP 503 from WeLink",
+                    next_attempt_at=NOW + timedelta(minutes=5),
+                    sent_at=NOW - timedelta(minutes=20) if status == "sent" else None,
+                    updated_at=NOW - timedelta(minutes=19),
+                ).where(Delivery.id == delivery.id).execute()
+            SourceState.update(
+                cursor={"since": "2026-11-22T09:00:00Z"},
+                last_poll_at=NOW - timedelta(minutes=1),
+                last_success_at=NOW - timedelta(minutes=1),
+                next_poll_at=NOW + timedelta(minutes=4),
+                rate_limit_remaining=4987,
+            ).where(SourceState.source_key.endswith(":issues")).execute()
+            SourceState.update(
+                last_poll_at=NOW - timedelta(minutes=1),
+                last_error="HTTP 502 from api.github.com (attempt 3 of 3)",
+                last_error_at=NOW - timedelta(minutes=1),
+                consecutive_failures=2,
+                next_poll_at=NOW + timedelta(minutes=2),
+            ).where(SourceState.source_key.endswith(":pulls")).execute()
+    finally:
+        store.close()
+    return path

@@ -1,0 +1,283 @@
+"""The console: every action pressed as an operator would, then checked in the store."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from console_data import NOW, WEBHOOK_ENV, build
+
+from mrt_engine.config import load_config
+from mrt_engine.engine import Engine
+from mrt_engine.store.models import Attempt, Audit, Delivery, SourceState
+from mrt_tui.app import MrtApp
+from mrt_tui.session import ConsoleSession
+
+
+@pytest.fixture
+def console(tmp_path, monkeypatch, welink):
+    """make(**build options) -> a session over a fixed store, with an opened (not started) engine."""
+    monkeypatch.setenv("MRT_TUI_SETTINGS", str(tmp_path / "tui.json"))
+    sessions: list[ConsoleSession] = []
+
+    def make(**options) -> ConsoleSession:
+        path = build(tmp_path, **options)
+        engine = Engine(
+            load_config(path), environ={WEBHOOK_ENV: welink.webhook_url}, clock=lambda: NOW
+        )
+        engine.open()
+        session = ConsoleSession(
+            engine.store, mode="embedded", engine=engine, config=engine.config, clock=lambda: NOW
+        )
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        session.close()
+
+
+async def settle(pilot, times: int = 2) -> None:
+    for _ in range(times):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def audit_actions() -> list[str]:
+    return [a.action for a in Audit.select().order_by(Audit.id)]
+
+
+def test_resend_from_the_outbox_queues_the_dead_delivery_and_the_engine_sends_it(console, welink):
+    session = console()
+    dead = Delivery.get(Delivery.status == "dead")
+    attempts_before = Attempt.select().where(Attempt.delivery == dead).count()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("2")
+            await settle(pilot)
+            screen = app.screen
+            screen.table.move_cursor(row=screen.table.get_row_index(str(dead.id)))
+            await settle(pilot)
+            assert app.screen.check_action("resend", ()) is True
+            await pilot.press("r")
+            await settle(pilot)
+
+    run(scenario())
+    assert Delivery.get_by_id(dead.id).status == "pending"
+    assert "resend" in audit_actions()
+    session.engine.deliver_once()
+    assert Attempt.select().where(Attempt.delivery == dead).count() == attempts_before + 1
+    assert Delivery.get_by_id(dead.id).status == "sent"
+    assert welink.texts()
+
+
+def test_resend_is_disabled_for_a_sent_delivery(console):
+    session = console()
+    sent = Delivery.get(Delivery.status == "sent")
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("2")
+            await settle(pilot)
+            table = app.screen.table
+            table.move_cursor(row=table.get_row_index(str(sent.id)))
+            await settle(pilot)
+            assert app.screen.check_action("resend", ()) is None
+            await pilot.press("r")
+            await settle(pilot)
+
+    run(scenario())
+    assert Delivery.get_by_id(sent.id).status == "sent"
+    assert "resend" not in audit_actions()
+
+
+def test_requeue_dead_confirms_with_no_focused_then_requeues(console):
+    session = console()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("2")
+            await settle(pilot)
+            await pilot.press("D")
+            await settle(pilot)
+            assert app.screen.focused.id == "no"
+            await pilot.press("enter")  # No: nothing happens
+            await settle(pilot)
+            assert Delivery.select().where(Delivery.status == "dead").count() == 1
+            await pilot.press("D")
+            await settle(pilot)
+            await pilot.press("y")
+            await settle(pilot)
+
+    run(scenario())
+    assert Delivery.select().where(Delivery.status == "dead").count() == 0
+    assert audit_actions().count("requeue_dead") == 1
+
+
+def test_cursor_reset_shows_the_old_value_writes_audit_and_changes_the_cursor(console):
+    session = console()
+    key = "github:vllm-project/vllm:issues"
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("5")
+            await settle(pilot)
+            table = app.screen.table
+            table.move_cursor(row=table.get_row_index(key))
+            await settle(pilot)
+            await pilot.press("X")
+            await settle(pilot)
+            modal = app.screen
+            assert "2026-11-22T09:00:00Z" in str(modal.query_one("#before").render())
+            assert modal.focused.id == "no"
+            modal.query_one("#target").value = "2026-11-20T08:00:00Z"
+            await settle(pilot)
+            await pilot.click("#yes")
+            await settle(pilot)
+
+    run(scenario())
+    row = SourceState.get_by_id(key)
+    assert row.cursor != {"since": "2026-11-22T09:00:00Z"}
+    assert "2026-11-20T08:00:00" in str(row.cursor)
+    audit = Audit.select().where(Audit.action == "cursor_reset").get()
+    assert "2026-11-22T09:00:00Z" in str(audit.before)
+
+
+def test_poll_now_and_pause_from_the_sources_view(console):
+    session = console()
+    key = "github:sgl-project/sglang:pulls"
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("5")
+            await settle(pilot)
+            table = app.screen.table
+            table.move_cursor(row=table.get_row_index(key))
+            await pilot.press("n")
+            await settle(pilot)
+            await pilot.press("P")
+            await settle(pilot)
+
+    run(scenario())
+    row = SourceState.get_by_id(key)
+    assert row.poll_requested_at is not None and row.paused
+    assert {"poll_now", "pause"} <= set(audit_actions())
+
+
+def test_replay_enqueues_exactly_the_dry_run_count(console):
+    # "[CI] Bump torch" and "[Bugfix] Llama-4" never matched; a new rule for "torch|llama" does.
+    session = console(extra_rules=[{"name": "infra", "keywords": ["torch", "llama"]}])
+    before = Delivery.select().count()
+    seen = {}
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("p")
+            await settle(pilot, 3)
+            form = app.screen
+            seen["expected"] = form.request.expected
+            assert "2 deliveries would be enqueued" in str(form.query_one("#preview").render())
+            await pilot.click("#run")
+            await settle(pilot, 3)
+
+    run(scenario())
+    assert seen["expected"] == 2
+    assert Delivery.select().count() - before == seen["expected"]
+    assert "replay" in audit_actions()
+
+
+def test_resend_an_event_to_a_chosen_channel(console):
+    session = console()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            table = app.screen.table
+            table.move_cursor(row=table.get_row_index("3"))  # "[CI] Bump torch": never alerted
+            await pilot.press("r")
+            await settle(pilot)
+            await pilot.press("enter")  # the only channel: welink
+            await settle(pilot)
+
+    run(scenario())
+    assert Delivery.select().count() == 5
+    assert "resend" in audit_actions()
+
+
+def test_enter_drills_down_to_the_trace_with_every_attempt(console):
+    session = console()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("2")
+            await settle(pilot)
+            dead = Delivery.get(Delivery.status == "dead")
+            table = app.screen.table
+            table.move_cursor(row=table.get_row_index(str(dead.id)))
+            await pilot.press("enter")
+            await settle(pilot, 3)
+            assert app.current_mode == "trace"
+            keys = app.screen.table.keys
+            assert f"d{dead.id}" in keys and sum(k.startswith("a") for k in keys) >= 3
+
+    run(scenario())
+
+
+def test_the_filter_narrows_the_feed_and_escape_clears_it(console):
+    session = console()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            assert app.screen.table.row_count == 8
+            await pilot.press("slash")
+            await pilot.press(*"qwen")
+            await pilot.press("enter")
+            await settle(pilot)
+            assert app.screen.table.row_count == 2
+            await pilot.press("slash")
+            app.screen.query_one("#filter").value = "matched:no"
+            await pilot.press("enter")
+            await settle(pilot)
+            assert app.screen.table.row_count == 3
+            await pilot.press("escape")
+            await settle(pilot)
+            assert app.screen.table.row_count == 8
+
+    run(scenario())
+
+
+def test_the_theme_choice_is_remembered(console, tmp_path):
+    session = console()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-light")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            app.theme = "mrt-high-contrast"
+            await settle(pilot)
+
+    run(scenario())
+    assert '"mrt-high-contrast"' in (tmp_path / "tui.json").read_text()
