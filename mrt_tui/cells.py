@@ -31,6 +31,10 @@ STATUS_STYLES = {
 }
 
 
+# Platform names short enough to share a column with the event type.
+SOURCE_SHORT = {"github": "gh", "huggingface": "hf", "modelscope": "ms"}
+
+
 def text(value: object, style: str = "") -> Text:
     """Any value as literal text."""
     return Text("" if value is None else str(value), style=style, no_wrap=True, overflow="ellipsis")
@@ -41,13 +45,14 @@ def status(value: str) -> Text:
 
 
 def when(value: datetime | None, now: datetime | None = None) -> Text:
-    """A stored time as UTC ``MM-DD HH:MM:SS`` (the store's zone: no surprises across hosts)."""
+    """A stored time in UTC (the store's zone: no surprises across hosts), 8 cells wide:
+    ``HH:MM:SS`` today, ``MM-DD`` before; the Trace view shows full times."""
     if value is None:
         return text("-")
     value = value.astimezone(UTC)
-    if now is not None and value.date() == now.astimezone(UTC).date():
+    if now is None or value.date() == now.astimezone(UTC).date():
         return text(value.strftime("%H:%M:%S"))
-    return text(value.strftime("%m-%d %H:%M"))
+    return text(value.strftime("%m-%d"))
 
 
 def full_time(value: datetime | None) -> str:

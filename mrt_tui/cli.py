@@ -40,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config_path = args.config or os.environ.get("MRT_CONFIG")
-    # The engine logs to a file-less handler while the console owns the terminal.
-    logging.basicConfig(level=logging.WARNING, handlers=[logging.NullHandler()])
+    log_file = _log_to_file()
     try:
         session = _session(args, config_path)
     except (ConfigError, StoreError) as exc:
@@ -55,8 +54,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         MrtApp(session, theme=args.theme).run()
     finally:
-        session.close()
+        session.close()  # in embedded and demo modes: the engine stops cleanly here
+    if log_file:
+        print(f"mrt-tui: engine log in {log_file}")
     return 0
+
+
+def _log_to_file() -> str | None:
+    """The console owns the terminal: the engine's log goes to a file (secrets redacted)."""
+    from pathlib import Path
+
+    from mrt_engine.logs import setup_logging
+
+    folder = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "mrt"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stream = open(folder / "mrt-tui.log", "a", encoding="utf-8")  # noqa: SIM115 (process-long)
+    except OSError:
+        logging.getLogger().addHandler(logging.NullHandler())
+        logging.getLogger().setLevel(logging.CRITICAL)
+        return None
+    setup_logging("text", "info", stream=stream)
+    return stream.name
 
 
 def _session(args: argparse.Namespace, config_path: str | None):

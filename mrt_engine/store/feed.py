@@ -16,6 +16,7 @@ from peewee import JOIN, fn
 from mrt_engine.store.models import Alert, Delivery, Event, RuleHitRow
 from mrt_engine.store.queries import DeliveryView
 from mrt_engine.text import clean
+from mrt_engine.timeutil import from_store
 
 PAGE = 200
 
@@ -211,10 +212,8 @@ class RuleStats:
 
 def rule_stats(now: datetime) -> dict[str, RuleStats]:
     """Hit counts per rule name (suppressed hits included) for the last hour, day and ever."""
-    from mrt_engine.timeutil import to_store
-
-    hour = to_store(now - timedelta(hours=1))
-    day = to_store(now - timedelta(days=1))
+    hour = now - timedelta(hours=1)
+    day = now - timedelta(days=1)
     query = RuleHitRow.select(
         RuleHitRow.rule,
         fn.SUM(RuleHitRow.evaluated_at >= hour).alias("hour"),
@@ -229,7 +228,7 @@ def rule_stats(now: datetime) -> dict[str, RuleStats]:
             int(in_hour or 0),
             int(in_day or 0),
             int(total),
-            RuleHitRow.evaluated_at.python_value(last) if last else None,
+            last if isinstance(last, datetime) or last is None else from_store(last),
         )
     return out
 

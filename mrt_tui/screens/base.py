@@ -7,6 +7,7 @@ refresh every second, so rows committed by the engine appear within about a seco
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from textual import on, work
@@ -22,6 +23,7 @@ from mrt_tui.messages import ActionDone, RowsLoaded
 from mrt_tui.widgets.live_table import LiveTable
 
 REFRESH_SECONDS = 1.0
+log = logging.getLogger(__name__)
 
 
 class LiveScreen(Screen):
@@ -80,6 +82,10 @@ class LiveScreen(Screen):
                 rows, extra = self.load(before_id, after_id, filter_text)
         except (StoreError, OperationError) as exc:
             self.post_message(ActionDone(str(exc), error=True))
+            return
+        except Exception as exc:  # a bug must not take the console down: say so, keep going
+            log.exception("reading the %s view failed", self.TITLE)
+            self.post_message(ActionDone(f"cannot read the {self.TITLE} view: {exc!r}", error=True))
             return
         self.post_message(RowsLoaded(rows, extra, generation))
 

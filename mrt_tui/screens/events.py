@@ -15,12 +15,11 @@ from mrt_tui.screens.base import LiveScreen
 class EventsScreen(LiveScreen):
     TITLE = "Events"
     COLUMNS = [
-        ("id", "#", 7),
-        ("time", "time", 14),
-        ("source", "source", 12),
-        ("type", "type", 15),
+        ("id", "#", 6),
+        ("time", "time", 8),
+        ("type", "source / type", 16),
         ("title", "title", None),
-        ("rules", "rules", 22),
+        ("rules", "rules", 16),
     ]
     FILTER_HELP = (
         "words in the title, source:github type:pr_* matched:yes|no — enter applies, esc clears"
@@ -47,8 +46,7 @@ class EventsScreen(LiveScreen):
         return [
             cells.text(row.id),
             cells.when(row.observed_at, self.session.clock()),
-            cells.text(row.source),
-            cells.text(row.event_type),
+            cells.text(f"{cells.SOURCE_SHORT.get(row.source, row.source)} {row.event_type}"),
             cells.text(row.title),
             cells.text(rules, "bold" if row.alert_id else "dim"),
         ]

@@ -33,12 +33,12 @@ class OutboxScreen(LiveScreen):
     TITLE = "Outbox"
     COLUMNS = [
         ("id", "#", 6),
-        ("channel", "channel", 9),
-        ("status", "status", 11),
+        ("channel", "channel", 8),
+        ("status", "status", 10),
         ("attempts", "tries", 5),
-        ("next", "next try", 14),
+        ("next", "next try", 8),
         ("title", "title", None),
-        ("error", "last error", 28),
+        ("error", "last error", None),
     ]
     FILTER_HELP = "status:pending|retrying|sent|dead channel:NAME — enter applies, esc clears"
     BINDINGS = [

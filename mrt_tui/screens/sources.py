@@ -16,14 +16,14 @@ from mrt_tui.screens.base import LiveScreen
 class SourcesScreen(LiveScreen):
     TITLE = "Sources"
     COLUMNS = [
-        ("key", "source key", 34),
+        ("key", "source key", 2.0),
         ("state", "state", 9),
-        ("last", "last poll", 9),
-        ("ok", "last ok", 9),
+        ("last", "polled", 8),
+        ("ok", "last ok", 8),
         ("fails", "fails", 5),
-        ("rate", "rate left", 9),
-        ("next", "next poll", 9),
-        ("cursor", "cursor", 26),
+        ("rate", "rate", 5),
+        ("next", "next", 8),
+        ("cursor", "cursor", 12),
         ("error", "last error", None),
     ]
     BINDINGS = [
@@ -63,12 +63,29 @@ class SourcesScreen(LiveScreen):
             cells.text(row.last_error or ""),
         ]
 
-    def status_text(self, rows, extra) -> str:
+    def summary(self, rows) -> str:
         failing = sum(1 for r in rows if r.consecutive_failures)
         paused = sum(1 for r in rows if r.paused)
         return (
             f"{len(rows)} source(s), {failing} failing, {paused} paused · {self.session.describe()}"
         )
+
+    def on_data_table_row_highlighted(self, event) -> None:
+        """The selected source in full on the status line (the columns cut long values)."""
+        row: SourceView | None = self.selected
+        if row is not None:
+            detail = f"{row.source_key} · cursor {queries.describe_cursor(row.cursor)}"
+            if row.last_error:
+                detail += f" · last error {row.last_error}"
+            self.query_one("#status").update(cells.text(detail))
+
+    def status_text(self, rows, extra) -> str:
+        row = self.selected
+        if row is not None:
+            return f"{row.source_key} · cursor {queries.describe_cursor(row.cursor)}" + (
+                f" · last error {row.last_error}" if row.last_error else ""
+            )
+        return self.summary(rows)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("poll_now", "pause", "reset_cursor") and self.selected is None:

@@ -13,6 +13,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 
 class RankedText(Text):
@@ -41,14 +42,48 @@ class LiveTable(DataTable):
             self.table = table
             self.older = older
 
-    def __init__(self, columns: Sequence[tuple[str, str, int | None]], **kwargs) -> None:
+    def __init__(self, columns: Sequence[tuple[str, str, int | float | None]], **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._column_spec = columns
         self._order: list[str] = []
 
     def on_mount(self) -> None:
         for key, label, width in self._column_spec:
-            self.add_column(label, key=key, width=width)
+            self.add_column(label, key=key, width=width if isinstance(width, int) else 10)
+        self._fit_flexible()
+
+    def on_resize(self) -> None:
+        self._fit_flexible()
+
+    def _fit_flexible(self) -> None:
+        """Share the width left by fixed columns (an int width) among the flexible ones (None:
+        one share, a float: that many shares), so the table fits the terminal."""
+        shares = {
+            key: (1.0 if width is None else width)
+            for key, _label, width in self._column_spec
+            if width is None or isinstance(width, float)
+        }
+        if not shares or not self.size.width:
+            return
+        padding = 2 * self.cell_padding
+        fixed = sum(
+            width + padding
+            for key, _label, width in self._column_spec
+            if key not in shares and isinstance(width, int)
+        )
+        room = self.size.width - fixed - padding * len(shares) - 2  # the vertical scrollbar
+        total = sum(shares.values())
+        changed = False
+        for key, share in shares.items():
+            width = max(int(room * share / total), 8)
+            column = self.columns[ColumnKey(key)]
+            if column.width != width or column.auto_width:
+                column.width, column.auto_width, changed = width, False, True
+        if changed:
+            # DataTable has no public call to re-measure after a width change.
+            self._require_update_dimensions = True
+            self._clear_caches()
+            self.refresh()
 
     # ------------------------------------------------------------------ rows
     @property
