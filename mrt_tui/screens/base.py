@@ -44,6 +44,7 @@ class LiveScreen(Screen):
         self.filter_text = ""
         self.rows: dict[str, Any] = {}
         self._generation = 0
+        self._last_rows: list[Any] | None = None
         self._paging: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -123,6 +124,9 @@ class LiveScreen(Screen):
             full = len(rows) >= self.page_size
             self.before_id = int(self.key_of(rows[0])) + 1 if rows and full else None
             self.after_id = None
+        if self._paging is None and rows == self._last_rows:
+            return  # nothing changed since the last refresh: leave the table alone
+        self._last_rows = rows
         self.rows = {self.key_of(r): r for r in rows}
         keep = None
         if self._paging == "older" and rows:
@@ -144,7 +148,7 @@ class LiveScreen(Screen):
         return self.rows.get(key) if key is not None else None
 
     # ------------------------------------------------------------------ paging and filter
-    page_size = 200
+    page_size = 100  # rows per window: a few screens, cheap to swap when paging
 
     def _set_window(
         self, before_id: int | None, paging: str | None = None, after_id: int | None = None

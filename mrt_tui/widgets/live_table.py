@@ -98,27 +98,37 @@ class LiveTable(DataTable):
     def sync(
         self, rows: Sequence[tuple[str, Sequence[Text]]], *, keep_key: str | None = None
     ) -> None:
-        """Show exactly ``rows`` (key, cells) in order, keeping the cursor on its row."""
+        """Show exactly ``rows`` (key, cells) in order, keeping the cursor on its row.
+
+        Rows still shown are updated in place (only the cells that changed); a window with no
+        row in common with the current one (a page change) replaces it in one go.
+        """
         keep = keep_key if keep_key is not None else self.selected_key
         keep_index = self.cursor_row
         wanted = [key for key, _ in rows]
         wanted_set = set(wanted)
         columns = [c[0] for c in self._column_spec]
         with self.app.batch_update():
-            for key in [k for k in self._order if k not in wanted_set]:
-                self.remove_row(key)
             present = set(self._order) & wanted_set
+            if not present and self._order:
+                self.clear()
+            for key in [k for k in self._order if k not in wanted_set] if present else []:
+                self.remove_row(key)
             for rank, (key, cells) in enumerate(rows):
-                first = RankedText.assemble(cells[0]) if cells else RankedText("")
-                first.rank = rank
-                values = [first, *cells[1:]]
                 if key in present:
-                    for column, value in zip(columns, values, strict=False):
-                        if column == columns[0] or self.get_cell(key, column) != value:
+                    for column, value in zip(columns[1:], cells[1:], strict=False):
+                        if self.get_cell(key, column) != value:
                             self.update_cell(key, column, value)
+                    first = self.get_cell(key, columns[0])
+                    if first != cells[0]:
+                        first = RankedText.assemble(cells[0])
+                        self.update_cell(key, columns[0], first)
+                    first.rank = rank
                 else:
-                    self.add_row(*values, key=key)
-            if self._current_order() != wanted:
+                    first = RankedText.assemble(cells[0])
+                    first.rank = rank
+                    self.add_row(first, *cells[1:], key=key)
+            if present and self._current_order() != wanted:
                 self.sort(columns[0], key=lambda cell: cell.rank)
             self._order = wanted
             if keep is not None and keep in wanted_set:
