@@ -21,7 +21,7 @@ from mrt_tui.screens.rules import RulesScreen
 from mrt_tui.screens.sources import SourcesScreen
 from mrt_tui.screens.trace import TraceScreen
 from mrt_tui.session import ConsoleSession
-from mrt_tui.themes import DEFAULT_THEME, load_themes, remember_theme, remembered_theme
+from mrt_tui.themes import DEFAULT_THEME, keymap, load_themes, remember_theme, remembered_theme
 
 
 class MrtApp(App):
@@ -69,6 +69,7 @@ class MrtApp(App):
             wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
         self.theme = wanted
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.set_keymap(keymap())
         self.switch_mode("events")
 
     def _theme_changed(self, theme: Theme) -> None:

@@ -1,5 +1,6 @@
-"""Console themes: TOML files in ``themes/`` registered as Textual themes, and the remembered
-choice (``$MRT_TUI_SETTINGS``, else ``$XDG_CONFIG_HOME/mrt/tui.json``)."""
+"""Console themes: TOML files in ``themes/`` registered as Textual themes; and the settings file
+(``$MRT_TUI_SETTINGS``, else ``$XDG_CONFIG_HOME/mrt/tui.json``) that remembers the theme and holds
+the operator's remapped keys."""
 
 from __future__ import annotations
 
@@ -66,6 +67,18 @@ def remembered_theme() -> str | None:
         return json.loads(settings_path().read_text(encoding="utf-8")).get("theme")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def keymap() -> dict[str, str]:
+    """Remapped keys from the settings file: ``{"keymap": {"outbox.resend": "R"}}`` (binding id
+    to key; ``?`` lists the ids)."""
+    try:
+        data = json.loads(settings_path().read_text(encoding="utf-8")).get("keymap", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
 
 
 def remember_theme(name: str) -> None:

@@ -281,3 +281,26 @@ def test_the_theme_choice_is_remembered(console, tmp_path):
 
     run(scenario())
     assert '"mrt-high-contrast"' in (tmp_path / "tui.json").read_text()
+
+
+def test_follow_help_refresh_and_a_remapped_key(console, tmp_path):
+    (tmp_path / "tui.json").write_text('{"keymap": {"outbox.requeue_dead": "ctrl+d"}}')
+    session = console()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            assert app.screen.follow
+            await pilot.press("f")
+            assert not app.screen.follow
+            await pilot.press("ctrl+r", "question_mark")
+            await settle(pilot)
+            assert "events.resend" in str(app.screen.body)  # the help lists binding ids
+            await pilot.press("escape", "2")
+            await settle(pilot)
+            await pilot.press("ctrl+d")  # the remapped requeue
+            await settle(pilot)
+            assert app.screen.__class__.__name__ == "Confirm"
+
+    run(scenario())
