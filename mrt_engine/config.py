@@ -86,6 +86,9 @@ class SchedulerConfig(StrictModel):
     jitter_seconds: float | None = Field(None, ge=0)
     max_backoff_seconds: float = Field(900.0, ge=1)
     shutdown_timeout_seconds: float = Field(5.0, ge=0.5, le=120)
+    # After this many failed polls in a row a source sends one "unhealthy" alert, and one
+    # "recovered" alert when it works again (never one per failure).
+    unhealthy_after_failures: int = Field(5, ge=1)
 
 
 class LogConfig(StrictModel):

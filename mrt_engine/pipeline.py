@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from mrt_engine.batch import CommitCounts, prepare_batch, write_batch
+from mrt_engine.health import RECOVERED, UNHEALTHY, health_event
 from mrt_engine.http import FetchError, HttpClient, PollSession, RateLimited, Stopped, Validators
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.secrets import redact
@@ -87,10 +88,14 @@ class Pipeline:
         clock: Clock = utcnow,
         max_backoff_seconds: float = 900.0,
         rng: random.Random | None = None,
+        health: RuleSet | None = None,
+        unhealthy_after: int = 5,
     ) -> None:
         self.store = store
         self.http = http
         self.rules = rules
+        self.health = health
+        self.unhealthy_after = unhealthy_after
         self.clock = clock
         self.max_backoff = max_backoff_seconds
         self.rng = rng or random.Random()
@@ -158,6 +163,8 @@ class Pipeline:
         batch = prepare_batch(result.events, self.rules, finished, baseline=result.baseline)
         with self.store.write():
             counts = write_batch(self.store, batch)
+            if row.consecutive_failures >= self.unhealthy_after:
+                self._health(source, RECOVERED, row.consecutive_failures, None, finished)
             rate = session.stats.rate_limit
             updated = (
                 SourceStateRow.update(
@@ -235,8 +242,20 @@ class Pipeline:
                 updated_at=finished,
             ).where(SourceStateRow.source_key == source.key).execute()
             self._metric(source.key, started, finished, t0, "error", session, 0, None, message)
+            if failures == self.unhealthy_after:
+                self._health(source, UNHEALTHY, failures, message, finished)
         log.warning("%s: poll failed (%d in a row): %s", source.key, failures, message)
         return PollOutcome(source.key, "error", error=message)
+
+    def _health(
+        self, source: Source, kind: str, failures: int, error: str | None, now: datetime
+    ) -> None:
+        """Record a health event and its alert (inside the caller's transaction)."""
+        if self.health is None:
+            return
+        event = health_event(source.key, kind, failures, error, now)
+        write_batch(self.store, prepare_batch([event], self.health, now))
+        log.warning("%s: %s", source.key, event.title)
 
     def _metric(
         self,
