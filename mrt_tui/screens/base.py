@@ -148,7 +148,7 @@ class LiveScreen(Screen):
         return self.rows.get(key) if key is not None else None
 
     # ------------------------------------------------------------------ paging and filter
-    page_size = 100  # rows per window: a few screens, cheap to swap when paging
+    page_size = 80  # rows per window: two screens of 40 lines, cheap to swap when paging
 
     def _set_window(
         self, before_id: int | None, paging: str | None = None, after_id: int | None = None

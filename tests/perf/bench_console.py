@@ -5,7 +5,7 @@ alerted), then runs the real console headless at 120x40 and measures:
 
 * first paint: from starting the app until the Events table shows its first window;
 * page down inside the window (the table alone) and across windows (a store read of the next
-  100 rows by id), each from the key press until the table holds the result, one press every
+  80 rows by id), each from the key press until the table holds the result, one press every
   200 ms (a held key would also measure the painting of the pages in between);
 * a filtered read (a word that is rare, so SQLite scans far) for reference.
 
