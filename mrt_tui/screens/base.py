@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
+from textual.worker import WorkerState
 
 from mrt_engine.operations import OperationError
 from mrt_engine.store.db import StoreError
@@ -64,13 +65,22 @@ class LiveScreen(Screen):
         return self.app.session
 
     def on_mount(self) -> None:
-        self.set_interval(REFRESH_SECONDS, self.reload, name="refresh")
+        self.set_interval(REFRESH_SECONDS, self._tick, name="refresh")
 
     def on_screen_resume(self) -> None:
         self.reload()
         self.table.focus()
 
     # ------------------------------------------------------------------ reading
+    def _tick(self) -> None:
+        """The periodic refresh; skipped while a read is still running (a page change, a slow
+        filter), so reads never pile up or compete with the one the operator waits for."""
+        if not any(
+            w.node is self and w.group == "read" and w.state == WorkerState.RUNNING
+            for w in self.app.workers
+        ):
+            self.reload()
+
     def reload(self) -> None:
         self._read(self.before_id, self.after_id, self.filter_text, self._generation)
 

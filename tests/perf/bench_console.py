@@ -105,6 +105,7 @@ async def measure(session: ConsoleSession, pages: int) -> dict:
         while not (app.screen.__class__.__name__ == "EventsScreen" and app.screen.table.row_count):
             await asyncio.sleep(0.002)
         first_paint = time.perf_counter() - started
+        await asyncio.sleep(0.5)  # let start-up finish (other views mount, the first refresh)
         table = app.screen.table
         inside, across = [], []
         for _ in range(pages):
