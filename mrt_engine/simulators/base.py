@@ -8,6 +8,7 @@ truncated bodies, slow answers).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -210,6 +211,21 @@ class Simulator:
                 except Exception as exc:  # a simulator bug shows as a 500, like a real server's
                     return Response.json({"message": f"simulator error: {exc}"}, 500)
         return Response.json({"message": "Not Found"}, 404)
+
+    @staticmethod
+    def conditional(
+        request: Request, payload: Any, headers: dict[str, str] | None = None
+    ) -> Response:
+        """A JSON answer with a weak ETag; ``304`` when the request's If-None-Match matches."""
+        body = json.dumps(payload).encode()
+        etag = 'W/"' + hashlib.sha256(body).hexdigest()[:40] + '"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(304, b"", {"ETag": etag, **(headers or {})})
+        return Response(
+            200,
+            body,
+            {"Content-Type": "application/json; charset=utf-8", "ETag": etag, **(headers or {})},
+        )
 
     def decorate(self, request: Request, response: Response, *, fault: bool) -> Response:
         """Hook for headers every answer carries (rate limits)."""

@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -192,14 +190,10 @@ class GitHubSimulator(Simulator):
             self.remaining -= 1
 
     def _conditional(self, request: Request, payload: Any, headers: dict[str, str]) -> Response:
-        body = json.dumps(payload).encode()
-        etag = 'W/"' + hashlib.sha256(body).hexdigest()[:40] + '"'
-        if request.headers.get("if-none-match") == etag:
-            return Response(304, b"", {"ETag": etag, **headers})
-        self._charge()
-        return Response(
-            200, body, {"Content-Type": "application/json; charset=utf-8", "ETag": etag, **headers}
-        )
+        response = self.conditional(request, payload, headers)
+        if response.status == 200:
+            self._charge()  # a 304 costs no rate limit, as on GitHub
+        return response
 
     def _issues_by_name(self, request: Request, match: re.Match[str]) -> Response:
         name = f"{match['owner']}/{match['repo']}"

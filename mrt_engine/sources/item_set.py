@@ -1,0 +1,105 @@
+"""Sources whose upstream answers with the current set of items (a package's versions, an
+image's tags, a repo's releases): each poll compares the set with the keys kept in the cursor.
+
+An item's ``event_id`` is what must change for the user to hear again: a version number, a tag
+with its digest (a re-pushed tag is news), an advisory id with its modification time. The first
+poll records every item as a baseline (no alert flood); a reset cursor (``--initial``) does the
+same again. A conditional request that answers ``304`` costs nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mrt_engine.events import TrackerEvent
+from mrt_engine.http import PollSession, Validators
+from mrt_engine.sources.base import PollResult, Source, SourceState
+
+# Keys kept in the cursor at most (an image with thousands of tags keeps the newest ones).
+MAX_KNOWN = 5000
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item of the set, with the event it stands for."""
+
+    key: str
+    event_id: str
+    event_type: str
+    title: str
+    url: str
+    occurred_at: datetime | None = None
+    summary: str = ""
+    labels: tuple[str, ...] = ()
+    author: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ItemSet:
+    """What one fetch found; ``items`` is ``None`` when the upstream answered ``304``."""
+
+    items: list[Item] | None
+    validators: Validators | None = None
+    validated_url: str | None = None
+
+
+class ItemSetSource(Source):
+    """Base of the set-diffing sources; a platform implements :meth:`fetch`."""
+
+    resource_type = "item"
+
+    def __init__(self, key: str, api_base: str, interval: float, resource_id: str) -> None:
+        super().__init__(key, api_base, interval)
+        self.resource_id = resource_id
+
+    @abstractmethod
+    def fetch(self, http: PollSession, state: SourceState, *, conditional: bool) -> ItemSet:
+        """The current items, newest first where the upstream orders them."""
+
+    def poll(self, state: SourceState, http: PollSession, now: datetime) -> PollResult:
+        cursor = state.cursor or {}
+        known: dict[str, str] | None = cursor.get("items") if state.baseline_done else None
+        found = self.fetch(http, state, conditional=known is not None)
+        if found.items is None:
+            return PollResult(
+                [], state.cursor, state.validators, state.validated_url, not_modified=True
+            )
+        events = [
+            self.event(item, now)
+            for item in found.items
+            if known is None or known.get(item.key) != item.event_id
+        ]
+        current = {item.key: item.event_id for item in found.items}
+        if known:  # keep what this answer did not list (a page limit, an upstream hiccup)
+            current.update({k: v for k, v in known.items() if k not in current})
+        if len(current) > MAX_KNOWN:
+            current = dict(list(current.items())[:MAX_KNOWN])
+        return PollResult(
+            events,
+            {"items": current},
+            found.validators,
+            found.validated_url,
+            baseline=known is None,
+        )
+
+    def event(self, item: Item, now: datetime) -> TrackerEvent:
+        return TrackerEvent(
+            source=self.platform,
+            source_key=self.key,
+            resource_type=self.resource_type,
+            resource_id=self.resource_id,
+            event_type=item.event_type,
+            event_id=item.event_id,
+            title=item.title,
+            summary=item.summary,
+            url=item.url,
+            author=item.author,
+            labels=item.labels,
+            occurred_at=item.occurred_at,
+            observed_at=now,
+            raw=item.raw,
+        )
