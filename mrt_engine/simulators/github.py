@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -53,10 +54,14 @@ class GitHubSimulator(Simulator):
         self.now: datetime | None = None  # None: the real clock
         self.route("GET", r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues", self._issues_by_name)
         self.route("GET", r"/repositories/(?P<id>\d+)/issues", self._issues_by_id)
+        self.route("GET", r"/repositories/(?P<id>\d+)/(?P<what>releases|tags)", self._refs_by_id)
         self.route(
             "GET", r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/pulls/(?P<number>\d+)", self._pull
         )
         self.route("GET", r"/rate_limit", self._rate)
+        self.route(
+            "GET", r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/(?P<what>releases|tags)", self._refs
+        )
 
     # ------------------------------------------------------------------ data
     def clock(self) -> datetime:
@@ -122,6 +127,53 @@ class GitHubSimulator(Simulator):
                 item["_merged_at"] = None
             repo.issues.append(item)
             return item
+
+    def add_release(
+        self,
+        full_name: str,
+        tag: str,
+        *,
+        name: str | None = None,
+        body: str = "",
+        prerelease: bool = False,
+        draft: bool = False,
+        at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """A published release (newest first in listings), and its tag."""
+        with self.lock:
+            repo = self.repo(full_name)
+            when = gh_time(at or self.clock())
+            release = {
+                "id": repo.id * 1000 + len(repo.releases) + 1,
+                "tag_name": tag,
+                "name": name if name is not None else tag,
+                "body": body,
+                "draft": draft,
+                "prerelease": prerelease,
+                "created_at": when,
+                "published_at": None if draft else when,
+                "html_url": f"https://github.com/{full_name}/releases/tag/{tag}",
+                "author": {"login": "release-bot"},
+                "assets": [],
+            }
+            repo.releases.insert(0, release)
+        self.add_tag(full_name, tag)
+        return release
+
+    def add_tag(self, full_name: str, tag: str, sha: str | None = None) -> None:
+        with self.lock:
+            repo = self.repo(full_name)
+            sha = sha or hashlib.sha1(f"{full_name}{tag}".encode()).hexdigest()
+            repo.tags = [t for t in repo.tags if t["name"] != tag]
+            repo.tags.insert(
+                0,
+                {
+                    "name": tag,
+                    "commit": {"sha": sha, "url": f"{self.url}/repos/{full_name}/commits/{sha}"},
+                    "zipball_url": f"{self.url}/repos/{full_name}/zipball/refs/tags/{tag}",
+                    "node_id": f"REF_{tag}",
+                },
+            )
 
     def update(
         self, full_name: str, number: int, *, at: datetime | None = None, **changes: Any
@@ -247,6 +299,39 @@ class GitHubSimulator(Simulator):
         if page > 1:
             parts += [link(1, "first"), link(page - 1, "prev")]
         return {"Link": ", ".join(parts)} if parts else {}
+
+    def _refs_by_id(self, request: Request, match: re.Match[str]) -> Response:
+        repo = next((r for r in self.repos.values() if r.id == int(match["id"])), None)
+        if repo is None:
+            return Response.json({"message": "Not Found"}, 404)
+        owner, name = repo.full_name.split("/")
+        return self._refs(
+            request,
+            re.match(r"(?P<owner>.+)/(?P<repo>.+)/(?P<what>.+)", f"{owner}/{name}/{match['what']}"),
+        )
+
+    def _refs(self, request: Request, match: re.Match[str]) -> Response:
+        """``/repos/O/R/releases`` and ``/repos/O/R/tags``: newest first, Link-paginated."""
+        denied = self._guard(request)
+        if denied:
+            return denied
+        full_name = f"{match['owner']}/{match['repo']}"
+        repo = self.repos.get(full_name)
+        if repo is None:
+            return Response.json({"message": "Not Found"}, 404)
+        per_page = min(int(request.param("per_page", "30") or 30), 100)
+        page = max(int(request.param("page", "1") or 1), 1)
+        with self.lock:
+            items = [dict(i) for i in (repo.releases if match["what"] == "releases" else repo.tags)]
+        last = max((len(items) + per_page - 1) // per_page, 1)
+        chunk = items[(page - 1) * per_page : page * per_page]
+        headers = {}
+        if page < last:
+            query = urlencode({"per_page": per_page, "page": page + 1})
+            headers["Link"] = (
+                f'<{self.url}/repositories/{repo.id}/{match["what"]}?{query}>; rel="next"'
+            )
+        return self._conditional(request, chunk, headers)
 
     def _pull(self, request: Request, match: re.Match[str]) -> Response:
         denied = self._guard(request)

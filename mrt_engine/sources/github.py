@@ -48,6 +48,8 @@ EMPTY_REPO_MARGIN = timedelta(minutes=10)
 class GitHubMonitor(StrictModel):
     issues: bool = True
     pulls: bool = True
+    releases: bool = False
+    tags: bool = False
 
 
 def _owner_slash_repo(repo: str) -> str:
@@ -90,6 +92,14 @@ class GitHubSettings(StrictModel):
         return value
 
 
+def api_headers(url: str, token: Secret | None, host: str) -> dict[str, str]:
+    """GitHub API headers; the token only ever goes to the configured API host."""
+    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+    if token is not None and (urlsplit(url).hostname or "").lower() == host:
+        headers["Authorization"] = f"Bearer {token.reveal()}"
+    return headers
+
+
 # Items by this key: the issues endpoint lists both; each key keeps its own kind.
 Kind = Literal["issues", "pulls"]
 
@@ -115,14 +125,7 @@ class GitHubIssues(Source):
 
     # ------------------------------------------------------------------ HTTP
     def headers(self, url: str) -> dict[str, str]:
-        """API headers; the token only ever goes to the configured API host."""
-        headers = {
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": "2022-11-28",
-        }
-        if self.token is not None and (urlsplit(url).hostname or "").lower() == self.host:
-            headers["Authorization"] = f"Bearer {self.token.reveal()}"
-        return headers
+        return api_headers(url, self.token, self.host)
 
     def _list_url(self, **params: Any) -> str:
         query = {"state": "all", "per_page": self.settings.per_page, **params}
@@ -330,8 +333,14 @@ def build(settings: GitHubSettings, ctx: BuildContext) -> list[Source]:
             out.append(GitHubIssues(repo, "issues", settings, token, interval))
         if settings.monitor.pulls:
             out.append(GitHubIssues(repo, "pulls", settings, token, interval))
+        if settings.monitor.releases:
+            out.append(GitHubReleases(repo, settings, token, interval))
+        if settings.monitor.tags:
+            out.append(GitHubTags(repo, settings, token, interval))
     return out
 
+
+from mrt_engine.sources.github_refs import GitHubReleases, GitHubTags  # noqa: E402
 
 KIND = SourceKind(
     name="github",

@@ -1,0 +1,132 @@
+"""GitHub releases and tags of a repository: ``release_published`` and ``tag_created``.
+
+``GET /repos/O/R/releases`` and ``/repos/O/R/tags`` list newest first, paginated by the Link
+header (followed verbatim), with ETags on the first page so an unchanged repository costs a
+``304``. A release is announced once per tag (pre-releases and drafts flagged, the notes' first
+lines as the summary); a tag once per name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mrt_engine.http import PollSession
+from mrt_engine.secrets import Secret
+from mrt_engine.sources.base import SourceState, expect
+from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
+from mrt_engine.text import excerpt
+from mrt_engine.timeutil import parse_upstream
+
+if TYPE_CHECKING:
+    from mrt_engine.sources.github import GitHubSettings
+
+
+def web_base(api_base: str) -> str:
+    """The web address of a GitHub (or GitHub Enterprise: ``https://HOST/api/v3``) API base."""
+    if api_base.rstrip("/") == "https://api.github.com":
+        return "https://github.com"
+    return api_base.rstrip("/").removesuffix("/api/v3")
+
+
+class _GitHubRefs(ItemSetSource):
+    platform = "github"
+    what = ""
+
+    def __init__(
+        self, repo: str, settings: GitHubSettings, token: Secret | None, interval: float
+    ) -> None:
+        super().__init__(f"github:{repo}:{self.what}", settings.api_base, interval, repo)
+        self.repo = repo
+        self.settings = settings
+        self.token = token
+
+    def fetch(self, http: PollSession, state: SourceState, *, conditional: bool) -> ItemSet:
+        from mrt_engine.sources.github import api_headers
+
+        url = f"{self.api_base}/repos/{self.repo}/{self.what}?per_page={self.settings.per_page}"
+        validators = state.validators if conditional and state.validated_url == url else None
+        first = http.get(
+            url, headers=api_headers(url, self.token, self.host), validators=validators
+        )
+        if first.not_modified:
+            return ItemSet(None)
+        items = self._page(first.json())
+        pages, next_url = 1, first.next_url()
+        while next_url and pages < self.settings.max_pages_per_poll:
+            page = http.get(next_url, headers=api_headers(next_url, self.token, self.host))
+            items.extend(self._page(page.json()))
+            pages, next_url = pages + 1, page.next_url()
+        return ItemSet(items, first.validators, url)
+
+    def _page(self, data: Any) -> list[Item]:
+        expect(
+            isinstance(data, list),
+            f"expected a JSON list of {self.what}, got {type(data).__name__}",
+        )
+        for entry in data:
+            expect(isinstance(entry, dict), f"expected each of the {self.what} to be an object")
+        return [self.item(entry) for entry in data]
+
+    def item(self, entry: dict[str, Any]) -> Item:
+        raise NotImplementedError
+
+
+class GitHubReleases(_GitHubRefs):
+    resource_type = "repo_release"
+    what = "releases"
+
+    def item(self, entry: dict[str, Any]) -> Item:
+        tag = entry.get("tag_name")
+        expect(isinstance(tag, str) and tag != "", "release without a 'tag_name'")
+        url = entry.get("html_url")
+        expect(isinstance(url, str), f"release {tag!r} without an 'html_url'")
+        flags = tuple(f for f in ("prerelease", "draft") if entry.get(f) is True)
+        name = (
+            entry.get("name") if isinstance(entry.get("name"), str) and entry.get("name") else tag
+        )
+        title = f"{self.repo} {name}" + (f" ({', '.join(flags)})" if flags else "")
+        author = entry.get("author") if isinstance(entry.get("author"), dict) else {}
+        body = entry.get("body") if isinstance(entry.get("body"), str) else ""
+        return Item(
+            key=tag,
+            event_id=tag,
+            event_type="release_published",
+            title=title,
+            url=url,
+            occurred_at=parse_upstream(entry.get("published_at") or entry.get("created_at")),
+            summary=excerpt(body, self.settings.body_excerpt_chars),
+            labels=flags,
+            author=str(author.get("login") or ""),
+            raw={
+                k: entry.get(k)
+                for k in (
+                    "id",
+                    "tag_name",
+                    "name",
+                    "draft",
+                    "prerelease",
+                    "published_at",
+                    "html_url",
+                )
+            },
+        )
+
+
+class GitHubTags(_GitHubRefs):
+    resource_type = "repo_tag"
+    what = "tags"
+
+    def item(self, entry: dict[str, Any]) -> Item:
+        name = entry.get("name")
+        expect(isinstance(name, str) and name != "", "tag without a 'name'")
+        commit = entry.get("commit") if isinstance(entry.get("commit"), dict) else {}
+        sha = str(commit.get("sha") or "")
+        return Item(
+            key=name,
+            event_id=name,
+            event_type="tag_created",
+            title=f"{self.repo} tag {name}",
+            url=f"{web_base(self.api_base)}/{self.repo}/releases/tag/{name}",
+            summary=f"commit {sha[:12]}" if sha else "",
+            raw={"name": name, "sha": sha},
+        )
