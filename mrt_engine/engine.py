@@ -42,8 +42,15 @@ CONTROL_INTERVAL_SECONDS = 1.0
 
 
 def compile_rules(config: Config) -> RuleSet:
-    """The config's rules (and v0 ``watch_keywords``), routed to the configured channel names."""
-    return RuleSet.compile(config.rules, list(config.channel_sections()), config.watch_keywords)
+    """The config's rules (and v0 ``watch_keywords``), routed to the configured channel names,
+    plus the built-in rules of configured sources that a user rule of the same name replaces."""
+    rules = list(config.rules)
+    names = {r.name for r in rules}
+    if "osv" in config.source_sections():
+        from mrt_engine.sources.osv import default_rules
+
+        rules += [r for r in default_rules() if r.name not in names]
+    return RuleSet.compile(rules, list(config.channel_sections()), config.watch_keywords)
 
 
 @dataclass
