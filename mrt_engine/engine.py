@@ -24,7 +24,7 @@ from mrt_engine import notify, sources
 from mrt_engine.config import Config, ConfigError
 from mrt_engine.delivery.outbox import Outbox, OutboxPolicy
 from mrt_engine.delivery.worker import DeliveryPass, DeliveryWorkers
-from mrt_engine.health import health_rules
+from mrt_engine.health import protected_rules
 from mrt_engine.http import HttpClient
 from mrt_engine.notify.base import Channel, ChannelContext
 from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state
@@ -191,7 +191,7 @@ class Engine:
             self.rules,
             clock=self.clock,
             max_backoff_seconds=self.config.scheduler.max_backoff_seconds,
-            health=health_rules(list(self.channels)),
+            health=protected_rules(list(self.channels)),
             unhealthy_after=self.config.scheduler.unhealthy_after_failures,
         )
         now = self.clock()

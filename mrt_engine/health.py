@@ -1,8 +1,11 @@
-"""Error as state: a failing source raises one alert, and one more when it recovers.
+"""Events no user rule may suppress: source health, and supply-chain alarms.
 
-The alerts are events like any other (source ``mrt``, types ``source_unhealthy`` and
-``source_recovered``), committed in the same transaction as the failure or success that caused
-them. They are judged by their own rule, which no user rule can suppress, and go to every channel.
+Error as state: a failing source raises one alert, and one more when it recovers. These alerts
+are events like any other (source ``mrt``, types ``source_unhealthy`` and ``source_recovered``),
+committed in the same transaction as the failure or success that caused them. A changed checksum
+of a published service package (``service_checksum_changed``, from the Model Hub) is a
+supply-chain alarm. All of them are judged by the protected rules below, never by the user's,
+and go to every channel.
 """
 
 from __future__ import annotations
@@ -17,18 +20,28 @@ from mrt_engine.timeutil import to_store
 
 UNHEALTHY = "source_unhealthy"
 RECOVERED = "source_recovered"
+CHECKSUM_CHANGED = "service_checksum_changed"
+PROTECTED_TYPES = frozenset({UNHEALTHY, RECOVERED, CHECKSUM_CHANGED})
 
 
-def health_rules(channels: Sequence[str]) -> RuleSet:
-    """The one rule that routes health events: notify every channel, top priority."""
-    rule = RuleConfig(
-        name="source-health",
-        description="a source failed many polls in a row, or works again",
-        source=["mrt"],
-        event_type=[UNHEALTHY, RECOVERED],
-        priority=1000,
-    )
-    return RuleSet.compile([rule], list(channels))
+def protected_rules(channels: Sequence[str]) -> RuleSet:
+    """The rules for :data:`PROTECTED_TYPES`: notify every channel, top priority."""
+    rules = [
+        RuleConfig(
+            name="source-health",
+            description="a source failed many polls in a row, or works again",
+            source=["mrt"],
+            event_type=[UNHEALTHY, RECOVERED],
+            priority=1000,
+        ),
+        RuleConfig(
+            name="supply-chain",
+            description="the sha256 of a published service package changed",
+            event_type=[CHECKSUM_CHANGED],
+            priority=1000,  # the highest there is
+        ),
+    ]
+    return RuleSet.compile(rules, list(channels))
 
 
 def health_event(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from mrt_engine.batch import CommitCounts, prepare_batch, write_batch
-from mrt_engine.health import RECOVERED, UNHEALTHY, health_event
+from mrt_engine.health import PROTECTED_TYPES, RECOVERED, UNHEALTHY, health_event
 from mrt_engine.http import FetchError, HttpClient, PollSession, RateLimited, Stopped, Validators
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.secrets import redact
@@ -160,7 +160,7 @@ class Pipeline:
         finished = self.clock()
         validators = result.validators or Validators()
         fetched = len(result.events)
-        batch = prepare_batch(result.events, self.rules, finished, baseline=result.baseline)
+        batch = self._prepare(result.events, finished, result.baseline)
         with self.store.write():
             counts = write_batch(self.store, batch)
             if row.consecutive_failures >= self.unhealthy_after:
@@ -246,6 +246,20 @@ class Pipeline:
                 self._health(source, UNHEALTHY, failures, message, finished)
         log.warning("%s: poll failed (%d in a row): %s", source.key, failures, message)
         return PollOutcome(source.key, "error", error=message)
+
+    def _prepare(self, events: list, now: datetime, baseline: bool):
+        """Rows for ``events``: protected types by the protected rules, the rest by the user's."""
+        protected = [e for e in events if e.event_type in PROTECTED_TYPES]
+        if not protected or self.health is None:
+            return prepare_batch(events, self.rules, now, baseline=baseline)
+        batch = prepare_batch(
+            [e for e in events if e.event_type not in PROTECTED_TYPES],
+            self.rules,
+            now,
+            baseline=baseline,
+        )
+        batch.events += prepare_batch(protected, self.health, now, baseline=baseline).events
+        return batch
 
     def _health(
         self, source: Source, kind: str, failures: int, error: str | None, now: datetime

@@ -1,0 +1,205 @@
+"""The internal Model Hub's service packages (model-hub-service-packages.md).
+
+Each poll reads ``GET /api/services`` and, for the sha256 of every version,
+``GET /api/services/{id}`` (conditional, so unchanged services cost a ``304``). Compared with the
+cursor (per ``service@version``: stable flag and sha256) it reports:
+
+* ``service_version_published``: a version not seen before;
+* ``service_version_stable``: a version's ``stable`` flag turned true;
+* ``service_checksum_changed``: the sha256 of a published version changed. Published packages
+  must never change, so this is a supply-chain alarm: judged by a protected rule at the highest
+  priority, never suppressed (mrt_engine/health.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from pydantic import Field
+
+from mrt_engine.config import HostPolicy, StrictModel
+from mrt_engine.events import TrackerEvent
+from mrt_engine.health import CHECKSUM_CHANGED
+from mrt_engine.http import PollSession, Validators
+from mrt_engine.secrets import Secret
+from mrt_engine.sources.base import (
+    BuildContext,
+    PollResult,
+    Source,
+    SourceKind,
+    SourceState,
+    expect,
+)
+from mrt_engine.sources.validators import ApiBase
+from mrt_engine.text import clean_line
+from mrt_engine.timeutil import parse_upstream
+
+PUBLISHED = "service_version_published"
+STABLE = "service_version_stable"
+
+
+class ModelHubSettings(StrictModel):
+    """``sources.modelhub``."""
+
+    api_base: ApiBase
+    token_env: str | None = None
+    poll_interval_seconds: float | None = Field(None, ge=1)
+
+
+class ModelHubServices(Source):
+    platform = "modelhub"
+
+    def __init__(self, api_base: str, token: Secret | None, interval: float) -> None:
+        super().__init__("modelhub:services", api_base, interval)
+        self.token = token
+
+    def headers(self, url: str) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.token is not None and (urlsplit(url).hostname or "").lower() == self.host:
+            headers["Authorization"] = f"Bearer {self.token.reveal()}"
+        return headers
+
+    def poll(self, state: SourceState, http: PollSession, now: datetime) -> PollResult:
+        cursor = state.cursor or {}
+        known: dict[str, dict[str, Any]] | None = (
+            cursor.get("versions") if state.baseline_done else None
+        )
+        etags: dict[str, str] = dict(cursor.get("etags") or {}) if known is not None else {}
+        url = f"{self.api_base}/api/services"
+        listing = http.get(url, headers=self.headers(url)).json()
+        expect(
+            isinstance(listing, list),
+            f"expected a JSON list of services, got {type(listing).__name__}",
+        )
+        current: dict[str, dict[str, Any]] = {}
+        events: list[TrackerEvent] = []
+        for service in listing:
+            expect(isinstance(service, dict), "expected each service to be an object")
+            service_id = service.get("service_id")
+            expect(
+                isinstance(service_id, str) and service_id != "", "service without a 'service_id'"
+            )
+            detail, etag = self._detail(http, service_id, etags.get(service_id))
+            if detail is None:  # 304: unchanged since the last poll
+                current.update(
+                    {k: v for k, v in (known or {}).items() if k.startswith(f"{service_id}@")}
+                )
+                continue
+            if etag:
+                etags[service_id] = etag
+            name = clean_line(
+                detail.get("service_name") or service.get("service_name") or service_id
+            )
+            versions = detail.get("versions")
+            expect(isinstance(versions, list), f"service {service_id!r} without a 'versions' list")
+            for version in versions:
+                expect(
+                    isinstance(version, dict) and isinstance(version.get("version"), str),
+                    f"service {service_id!r} has a version without a 'version'",
+                )
+                key = f"{service_id}@{version['version']}"
+                sha = version.get("sha256") if isinstance(version.get("sha256"), str) else ""
+                stable = version.get("stable") is True
+                current[key] = {"stable": stable, "sha256": sha}
+                before = None if known is None else known.get(key)
+                events.extend(
+                    self._changes(
+                        service_id, name, version, before, sha, stable, now, known is None
+                    )
+                )
+        new_cursor = {"versions": current, "etags": etags}
+        return PollResult(events, new_cursor, Validators(), url, baseline=known is None)
+
+    def _detail(
+        self, http: PollSession, service_id: str, etag: str | None
+    ) -> tuple[dict | None, str | None]:
+        url = f"{self.api_base}/api/services/{quote(service_id, safe='')}"
+        answer = http.get(
+            url, headers=self.headers(url), validators=Validators(etag, None) if etag else None
+        )
+        if answer.not_modified:
+            return None, etag
+        data = answer.json()
+        expect(isinstance(data, dict), f"expected a JSON object for service {service_id!r}")
+        return data, answer.headers.get("etag")
+
+    def _changes(
+        self, service_id, name, version, before, sha, stable, now, baseline
+    ) -> list[TrackerEvent]:
+        number = version["version"]
+        url = f"{self.api_base}/api/services/{quote(service_id, safe='')}"
+        models = ", ".join(
+            str(m.get("model_id")) for m in version.get("models") or [] if isinstance(m, dict)
+        )
+        facts = {
+            "service_id": service_id,
+            "version": number,
+            "sha256": sha,
+            "stable": stable,
+            "models": models,
+        }
+
+        def event(kind: str, event_id: str, title: str, summary: str) -> TrackerEvent:
+            return TrackerEvent(
+                source=self.platform,
+                source_key=self.key,
+                resource_type="service",
+                resource_id=service_id,
+                event_type=kind,
+                event_id=event_id,
+                title=title,
+                summary=summary,
+                url=url,
+                labels=("stable",) if stable else (),
+                occurred_at=parse_upstream(version.get("created_at")),
+                observed_at=now,
+                raw=facts,
+            )
+
+        if before is None:
+            flag = " (stable)" if stable else ""
+            return [
+                event(
+                    PUBLISHED,
+                    f"{service_id}@{number}",
+                    f"{name} {number} published on the Model Hub{flag}",
+                    f"models: {models or '-'} · sha256 {sha[:16] or '-'}",
+                )
+            ]
+        out = []
+        if stable and not before.get("stable"):
+            out.append(
+                event(STABLE, f"{service_id}@{number}:stable", f"{name} {number} is now stable", "")
+            )
+        old = before.get("sha256") or ""
+        if old and sha and old != sha:
+            out.append(
+                event(
+                    CHECKSUM_CHANGED,
+                    f"{service_id}@{number}:{sha}",
+                    f"SUPPLY-CHAIN ALARM: {name} {number} changed its sha256",
+                    f"was {old}, now {sha}; a published package must never change",
+                )
+            )
+        return out
+
+
+def build(settings: ModelHubSettings, ctx: BuildContext) -> list[Source]:
+    token = ctx.secrets.get(
+        settings.token_env,
+        where="sources.modelhub.token_env",
+        what="Model Hub API token",
+        required=False,
+    )
+    interval = settings.poll_interval_seconds or ctx.default_interval
+    return [ModelHubServices(settings.api_base.rstrip("/"), token, interval)]
+
+
+KIND = SourceKind(
+    name="modelhub",
+    settings=ModelHubSettings,
+    build=build,
+    host_defaults=HostPolicy(max_concurrency=4, min_interval_seconds=0.0, timeout_seconds=15),
+)
