@@ -330,6 +330,55 @@ def cmd_source(args: argparse.Namespace) -> int:
         store.close()
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import csv
+
+    from mrt_engine.store import snapshots
+
+    store = _store(args)
+    try:
+        try:
+            rows = snapshots.snapshot(args.source)
+        except snapshots.SnapshotError as exc:
+            raise UsageError(str(exc)) from None
+        out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+        try:
+            if args.format == "json":
+                out.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+            elif rows:
+                writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        if args.output:
+            print(f"{len(rows)} row(s) of {args.source} written to {args.output}", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        store.close()
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from mrt_engine.store import snapshots
+
+    since = _when(args.since, "--since")
+    store = _store(args)
+    try:
+        found = snapshots.changes(args.source, since)
+        if args.json:
+            _print_json(found)
+            return EXIT_OK
+        print(f"{args.source} since {_fmt_time(since)}:")
+        for kind, mark in (("added", "+"), ("updated", "~"), ("removed", "-")):
+            print(f"  {kind}: {len(found[kind])}")
+            for row in found[kind]:
+                print(f"    {mark} {row['title']}  [{row['event_type']} {row['event_id']}]")
+        return EXIT_OK
+    finally:
+        store.close()
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -415,6 +464,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--channel", help="only enqueue to this channel")
     replay.add_argument("--dry-run", action="store_true", help="only show what would be enqueued")
     replay.set_defaults(func=cmd_replay)
+
+    export = sub.add_parser(
+        "export", parents=[store_opts], help="write a source's current model/version list"
+    )
+    export.add_argument(
+        "--source", required=True, metavar="KEY", help="e.g. modelscope:Qwen:models"
+    )
+    export.add_argument("--format", choices=["csv", "json"], default="csv")
+    export.add_argument("--output", "-o", metavar="FILE", help="default: standard output")
+    export.set_defaults(func=cmd_export)
+
+    diff = sub.add_parser(
+        "diff", parents=[store_opts, as_json], help="what a source added, updated and removed"
+    )
+    diff.add_argument("--source", required=True, metavar="KEY")
+    diff.add_argument("--since", required=True, metavar="TIME", help="ISO time or an age like 7d")
+    diff.set_defaults(func=cmd_diff)
 
     cursor = sub.add_parser("cursor", help="list or reset cursors")
     cursor_sub = cursor.add_subparsers(dest="cursor_command", metavar="list|reset", required=True)
