@@ -35,3 +35,14 @@ class ShowText(Message):
 
     title: str
     text: str
+
+
+class Prefetched(Message):
+    """The window below ``before_id``, read ahead of a page-down."""
+
+    def __init__(self, before_id: int, filter_text: str, rows: list[Any], extra: Any) -> None:
+        super().__init__()
+        self.before_id = before_id
+        self.filter_text = filter_text
+        self.rows = rows
+        self.extra = extra

@@ -304,3 +304,38 @@ def test_follow_help_refresh_and_a_remapped_key(console, tmp_path):
             assert app.screen.__class__.__name__ == "Confirm"
 
     run(scenario())
+
+
+def test_paging_past_the_window_reads_older_then_newer_rows(console):
+    from console_data import event
+
+    from mrt_engine.batch import commit_events
+
+    session = console()
+    with session.store.write():
+        commit_events(
+            session.store,
+            [event(100 + i, f"filler {i}") for i in range(200)],
+            session.rules,
+            NOW,
+        )
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, 3)
+            table = app.screen.table
+            newest = table.keys[:1]
+            assert table.row_count == 80
+            await pilot.press("G", "j")  # past the last row: the next older window
+            await settle(pilot, 3)
+            assert table.keys[:1] != newest and int(table.keys[0]) < int(newest[0])
+            assert app.screen.before_id is not None
+            await pilot.press("g", "k")  # past the first row: back up
+            await settle(pilot, 3)
+            assert table.keys[:1] == newest
+            for view in ("4", "5"):  # views that show every row do not page
+                await pilot.press(view, "G", "j", "pagedown")
+                await settle(pilot)
+
+    run(scenario())

@@ -20,7 +20,7 @@ from textual.worker import WorkerState
 
 from mrt_engine.operations import OperationError
 from mrt_engine.store.db import StoreError
-from mrt_tui.messages import ActionDone, RowsLoaded
+from mrt_tui.messages import ActionDone, Prefetched, RowsLoaded
 from mrt_tui.widgets.live_table import LiveTable
 
 REFRESH_SECONDS = 1.0
@@ -32,6 +32,7 @@ class LiveScreen(Screen):
 
     COLUMNS: list[tuple[str, str, int | None]] = []
     FILTER_HELP = ""
+    PAGED = True  # rows are windows of the store by id; False: the view shows every row
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="list.filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="list.clear_filter"),
@@ -45,6 +46,7 @@ class LiveScreen(Screen):
         self.filter_text = ""
         self.rows: dict[str, Any] = {}
         self._generation = 0
+        self._ahead: tuple[int, str, list[Any], Any] | None = None  # the next older window
         self._last_rows: list[Any] | None = None
         self._paging: str | None = None
 
@@ -148,6 +150,25 @@ class LiveScreen(Screen):
         self.query_one("#status", Static).update(self.status_text(rows, message.extra))
         self.loaded(rows, message.extra)
         self.refresh_bindings()
+        if self.PAGED and len(rows) >= self.page_size:
+            oldest = min(int(self.key_of(r)) for r in rows)
+            if self._ahead is None or self._ahead[:2] != (oldest, self.filter_text):
+                self._prefetch(oldest, self.filter_text)
+
+    @work(thread=True, exclusive=True, group="prefetch")
+    def _prefetch(self, before_id: int, filter_text: str) -> None:
+        """Read the next older window ahead of time, so page-down does not wait for the store."""
+        try:
+            with self.session.store.read():
+                rows, extra = self.load(before_id, None, filter_text)
+        except Exception:  # only an optimisation: the page-down will read it again
+            log.debug("prefetch failed", exc_info=True)
+            return
+        self.post_message(Prefetched(before_id, filter_text, rows, extra))
+
+    @on(Prefetched)
+    def _keep_prefetched(self, message: Prefetched) -> None:
+        self._ahead = (message.before_id, message.filter_text, message.rows, message.extra)
 
     def loaded(self, rows: list[Any], extra: Any) -> None:
         """Hook after a window is shown."""
@@ -180,10 +201,18 @@ class LiveScreen(Screen):
     @on(LiveTable.PageRequest)
     def _page(self, message: LiveTable.PageRequest) -> None:
         keys = self.table.keys
-        if not keys:
+        if not keys or not self.PAGED:
             return
         if message.older:
-            self._set_window(min(int(k) for k in keys), "older")
+            oldest = min(int(k) for k in keys)
+            ahead, self._ahead = self._ahead, None
+            if ahead is not None and ahead[:2] == (oldest, self.filter_text) and ahead[2]:
+                self._previous_before = self.before_id
+                self.before_id, self.after_id, self._paging = oldest, None, "older"
+                self._generation += 1
+                self._apply(RowsLoaded(ahead[2], ahead[3], self._generation))
+                return
+            self._set_window(oldest, "older")
         elif self.before_id is not None:
             self._set_window(None, "newer", after_id=max(int(k) for k in keys))
 

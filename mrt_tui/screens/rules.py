@@ -22,6 +22,7 @@ DRY_RUN_EVENTS = 5000
 
 class RulesScreen(LiveScreen):
     TITLE = "Rules"
+    PAGED = False
     COLUMNS = [
         ("name", "rule", 22),
         ("action", "action", 8),

@@ -15,6 +15,7 @@ from mrt_tui.screens.base import LiveScreen
 
 class SourcesScreen(LiveScreen):
     TITLE = "Sources"
+    PAGED = False
     COLUMNS = [
         ("key", "source key", 2.0),
         ("state", "state", 9),
