@@ -6,12 +6,17 @@ Two steps, so the write lock is held only for the part that needs it:
   rules and builds every row except the ids. Rules are pure, so this can run while another
   poll holds the write lock.
 * :func:`write_batch` (inside :meth:`Store.write`): skips the events already stored (same
-  fingerprint), gives the rest ids and inserts everything with ``executemany``.
+  fingerprint), gives the rest ids and inserts everything with multi-row INSERTs.
+
+Multi-row ``INSERT ... VALUES (...), (...)`` rather than ``executemany``: one statement runs many
+rows with the GIL released throughout, where ``executemany`` takes the GIL back after every row.
+While one poll writes, another poll's thread evaluates its rules instead of queueing behind it.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,15 +29,36 @@ from mrt_engine.timeutil import to_store
 # One encoder for every row: json.dumps with options builds a new encoder on each call.
 dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 
-_INSERT_EVENT = (
-    "INSERT INTO event (id, fingerprint, source, source_key, resource_type, resource_id,"
-    " event_type, event_id, title, summary, url, author, labels, occurred_at, observed_at,"
-    " raw, baseline) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_EVENT_COLUMNS = (
+    "event (id, fingerprint, source, source_key, resource_type, resource_id, event_type,"
+    " event_id, title, summary, url, author, labels, occurred_at, observed_at, raw, baseline)"
 )
-_INSERT_HIT = (
-    "INSERT INTO rule_hit (event_id, rule, action, priority, reason, suppressed, origin,"
-    " evaluated_at) VALUES (?,?,?,?,?,?,?,?)"
+_HIT_COLUMNS = (
+    "rule_hit (event_id, rule, action, priority, reason, suppressed, origin, evaluated_at)"
 )
+_ALERT_COLUMNS = "alert (id, event_id, rules, priority, tags, origin, created_at)"
+_DELIVERY_COLUMNS = (
+    "delivery (alert_id, channel, status, attempts, priority, next_attempt_at, created_at,"
+    " updated_at)"
+)
+# Within SQLite's limit on bound parameters (32766 since 3.32, 999 before).
+_MAX_PARAMS = 32000 if sqlite3.sqlite_version_info >= (3, 32) else 990
+
+
+def insert_rows(cursor, table: str, rows: Sequence[tuple]) -> None:
+    """``INSERT INTO table VALUES`` all ``rows``, as few multi-row statements as the limit on
+    bound parameters allows."""
+    if not rows:
+        return
+    width = len(rows[0])
+    marks = "(" + ",".join("?" * width) + ")"
+    per_statement = max(_MAX_PARAMS // width, 1)
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        cursor.execute(
+            f"INSERT INTO {table} VALUES " + ",".join([marks] * len(chunk)),
+            [value for row in chunk for value in row],
+        )
 
 
 @dataclass(frozen=True)
@@ -139,9 +165,8 @@ def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
             alert_id = next_alert + len(alert_rows)
             alert_rows.append((alert_id, event_id, *item.alert_row))
             delivery_rows.extend(outbox_rows(alert_id, item.channels, item.priority, now_s))
-    cursor.executemany(_INSERT_EVENT, event_rows)
-    if hit_rows:
-        cursor.executemany(_INSERT_HIT, hit_rows)
+    insert_rows(cursor, _EVENT_COLUMNS, event_rows)
+    insert_rows(cursor, _HIT_COLUMNS, hit_rows)
     insert_alerts(cursor, alert_rows, delivery_rows)
     return CommitCounts(len(fresh), matched, len(alert_rows))
 
@@ -178,18 +203,8 @@ def outbox_rows(alert_id: int, channels: Iterable[str], priority: int, now_s: st
 
 def insert_alerts(cursor, alert_rows: list[tuple], delivery_rows: list[tuple]) -> None:
     """Insert alert rows (id, event id, then :func:`alert_tail`) and their outbox rows."""
-    if alert_rows:
-        cursor.executemany(
-            "INSERT INTO alert (id, event_id, rules, priority, tags, origin, created_at)"
-            " VALUES (?,?,?,?,?,?,?)",
-            alert_rows,
-        )
-    if delivery_rows:
-        cursor.executemany(
-            "INSERT INTO delivery (alert_id, channel, status, attempts, priority, next_attempt_at,"
-            " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
-            delivery_rows,
-        )
+    insert_rows(cursor, _ALERT_COLUMNS, alert_rows)
+    insert_rows(cursor, _DELIVERY_COLUMNS, delivery_rows)
 
 
 def _existing_fingerprints(cursor, fingerprints: list[str]) -> set[str]:

@@ -23,12 +23,14 @@ import random
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mrt_engine.batch import prepare_batch, write_batch
 from mrt_engine.config import validate
+from mrt_engine.engine import tune_interpreter
 from mrt_engine.rules import RuleConfig, RuleSet
 from mrt_engine.sources.github import GitHubIssues, GitHubSettings
 from mrt_engine.store import migrations
@@ -245,33 +247,51 @@ def twenty_rules() -> list[RuleConfig]:
     return [RuleConfig(**r) for r in rules]
 
 
-def run_pipeline(db: Path, items: list[dict], page: int) -> tuple[float, int, list[range]]:
-    """Pages through normalize -> prepare (dedupe in page, rules, rows) -> write, as a poll does.
+def run_pipeline(
+    db: Path, items: list[dict], page: int, workers: int = 1
+) -> tuple[float, int, list[range]]:
+    """Pages through normalize -> prepare (dedupe in page, rules, rows) -> write, as polls do.
 
-    Returns the seconds, the events stored and the event-id range of each page.
+    ``workers`` > 1 splits the items between that many sources (repositories) polled by parallel
+    threads, as the engine's poll workers poll several sources: one evaluates rules while another
+    writes. Returns the seconds, the events stored and the event-id range of each page.
     """
     config = validate({"sources": {"github": {"repos": ["vllm-project/vllm"]}}})
     settings: GitHubSettings = config.source_sections()["github"]
-    source = GitHubIssues("vllm-project/vllm", "issues", settings, None, 300)
     rules = RuleSet.compile(twenty_rules(), ["welink", "email"])
     store = open_store(db)
     now = datetime.now(UTC)
     pages: list[range] = []
-    stored = 0
-    try:
-        start = time.perf_counter()
-        for offset in range(0, len(items), page):
-            chunk = items[max(offset - 1, 0) : offset + page]  # repeats the previous page's last
+    share = -(-len(items) // workers)
+    lock = threading.Lock()
+
+    def poll(worker: int) -> None:
+        repo = "vllm-project/vllm" if worker == 0 else f"vllm-project/vllm-{worker}"
+        source = GitHubIssues(repo, "issues", settings, None, 300)
+        mine = items[worker * share : (worker + 1) * share]
+        for offset in range(0, len(mine), page):
+            chunk = mine[max(offset - 1, 0) : offset + page]  # repeats the previous page's last
             events = [e for item in chunk for e in source.item_events(item, now)]
             batch = prepare_batch(events, rules, now)
             with store.write():
                 counts = write_batch(store, batch)
-            pages.append(range(stored + 1, stored + counts.new + 1))
-            stored += counts.new
+                last = store.db.execute_sql("SELECT MAX(id) FROM event").fetchone()[0] or 0
+            with lock:
+                pages.append(range(last - counts.new + 1, last + 1))
+
+    tune_interpreter()  # as the engine does when it opens the store
+    try:
+        start = time.perf_counter()
+        threads = [threading.Thread(target=poll, args=(w,)) for w in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         elapsed = time.perf_counter() - start
     finally:
         store.close()
-    return elapsed, stored, pages
+    pages.sort(key=lambda r: r.start)
+    return elapsed, sum(len(r) for r in pages), pages
 
 
 def run_executemany(source_db: Path, target_db: Path, pages: list[range]) -> float:
@@ -321,6 +341,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--page", type=int, default=100)
     parser.add_argument(
+        "--workers", type=int, default=2, help="poll workers (sources polled in parallel)"
+    )
+    parser.add_argument(
         "--mix",
         choices=["realistic", "dense"],
         default="realistic",
@@ -332,7 +355,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         ours = Path(folder) / "pipeline.sqlite3"
         raw = Path(folder) / "executemany.sqlite3"
-        pipeline_s, stored, pages = run_pipeline(ours, items, args.page)
+        sequential_s, _, _ = run_pipeline(Path(folder) / "sequential.sqlite3", items, args.page)
+        pipeline_s, stored, pages = run_pipeline(ours, items, args.page, args.workers)
         raw_s = run_executemany(ours, raw, pages)
         check = sqlite3.connect(ours)
         alerts, deliveries, hits = (
@@ -349,11 +373,15 @@ def main() -> None:
         "rule_hits": hits,
         "alerts": alerts,
         "deliveries": deliveries,
+        "pipeline_workers": args.workers,
         "pipeline_seconds": round(pipeline_s, 3),
         "pipeline_events_per_s": round(stored / pipeline_s),
         "executemany_seconds": round(raw_s, 3),
         "executemany_events_per_s": round(stored / raw_s),
         "ratio": round((stored / pipeline_s) / (stored / raw_s), 3),
+        "sequential_seconds": round(sequential_s, 3),
+        "sequential_events_per_s": round(stored / sequential_s),
+        "sequential_ratio": round(raw_s / sequential_s, 3),
         "target_ratio": 0.5,
         "synchronous": PRAGMAS["synchronous"],
         "python": platform.python_version(),
