@@ -48,8 +48,9 @@ class DemoUpstream:
         self.github = GitHubSimulator()
         self.huggingface = HuggingFaceSimulator()
         self.modelscope = ModelScopeSimulator()
-        # Fails a third of the sends: retries show up at once, dead letters after a few tries.
-        self.welink = WeLinkSimulator(fail_rate=0.35, seed=seed)
+        # Fails a third of the sends at random (retries show up at once), and always fails the
+        # alerts about bugs, which end as dead letters after three tries, within a minute.
+        self.welink = WeLinkSimulator(fail_rate=0.35, seed=seed, fail_matching="[Bug]")
         self.folder = Path(tempfile.mkdtemp(prefix="mrt-demo-"))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._publish, name="demo-upstream", daemon=True)
@@ -120,8 +121,9 @@ class DemoUpstream:
         for sim in (self.github, self.huggingface, self.modelscope, self.welink):
             sim.stop()
 
-    def _issue(self, repo: str) -> None:
-        title = self.rng.choice(TITLES).format(model=self.rng.choice(MODELS))
+    def _issue(self, repo: str, *, bug: bool = False) -> None:
+        titles = [t for t in TITLES if t.startswith("[Bug]")] if bug else TITLES
+        title = self.rng.choice(titles).format(model=self.rng.choice(MODELS))
         self.github.add_issue(
             repo,
             title,
@@ -132,15 +134,22 @@ class DemoUpstream:
         )
 
     def _publish(self) -> None:
+        published = 0
         while not self._stop.wait(self.interval):
+            published += 1
             choice = self.rng.random()
-            if choice < 0.6:
+            if published % 5 == 2:  # a bug report now and then: its alert ends as a dead letter
+                self._issue(self.rng.choice(REPOS), bug=True)
+            elif choice < 0.6:
                 self._issue(self.rng.choice(REPOS))
             elif choice < 0.8:
-                org = self.rng.choice(ORGS)
-                self.huggingface.put_model(
-                    f"{org}/{self.rng.choice(MODELS)}-demo-{self.rng.randrange(1000)}"
-                )
+                org, model = self._org_model()
+                self.huggingface.put_model(f"{org}/{model}-demo-{self.rng.randrange(1000)}")
             else:
-                org = self.rng.choice(ORGS)
-                self.modelscope.put_model(f"{org}/{self.rng.choice(MODELS)}")
+                org, model = self._org_model()
+                self.modelscope.put_model(f"{org}/{model}")
+
+    def _org_model(self) -> tuple[str, str]:
+        """An organisation and one of its own models (DeepSeek models under deepseek-ai)."""
+        org = self.rng.choice(ORGS)
+        return org, self.rng.choice([m for m in MODELS if m.lower()[:4] == org.lower()[:4]])

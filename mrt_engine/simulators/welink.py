@@ -30,11 +30,13 @@ class WeLinkSimulator(Simulator):
         token: str = "sim-token",
         fail_rate: float = 0.0,
         seed: int | None = None,
+        fail_matching: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.token = token
         self.fail_rate = fail_rate
+        self.fail_matching = fail_matching  # messages holding this text always fail (58500)
         self.rng = random.Random(seed)
         self.messages: list[Received] = []
         self.rejected: list[tuple[str, dict[str, Any] | None]] = []
@@ -64,6 +66,8 @@ class WeLinkSimulator(Simulator):
         problem = _validate(payload)
         if problem:
             return self._error("58601", f"invalid parameter: {problem}", payload)
+        if self.fail_matching and self.fail_matching in payload["content"]["text"]:
+            return self._error("58500", "service exception", payload)
         with self.lock:
             if payload["uuid"] in self._uuids:
                 return self._error("58601", "invalid parameter: uuid already used", payload)
