@@ -17,13 +17,13 @@ class SourcesScreen(LiveScreen):
     TITLE = "Sources"
     PAGED = False
     COLUMNS = [
-        ("key", "source key", 2.0),
+        ("key", "source key", 3.0),
         ("state", "state", 9),
-        ("last", "polled", 8),
+        ("last", "polled", 8, 100),
         ("ok", "last ok", 8),
         ("fails", "fails", 5),
-        ("rate", "rate", 5),
-        ("next", "next", 8),
+        ("rate", "rate", 5, 100),
+        ("next", "next", 8, 90),
         ("cursor", "cursor", 12),
         ("error", "last error", None),
     ]
@@ -53,7 +53,7 @@ class SourcesScreen(LiveScreen):
         else:
             state = cells.text("✓ ok")
         return [
-            cells.text(row.source_key),
+            cells.text(_short_key(row.source_key)),
             state,
             cells.when(row.last_poll_at, now),
             cells.when(row.last_success_at, now),
@@ -147,3 +147,10 @@ class SourcesScreen(LiveScreen):
         self.app.push_screen(
             CursorReset(row.source_key, queries.describe_cursor(row.cursor)), chosen
         )
+
+
+def _short_key(key: str) -> str:
+    """``github:vllm-project/vllm:issues`` as ``gh:vllm-project/vllm:issues`` (the full key is
+    on the status line)."""
+    platform, sep, rest = key.partition(":")
+    return f"{cells.SOURCE_SHORT.get(platform, platform)}{sep}{rest}"

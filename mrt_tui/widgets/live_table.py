@@ -42,18 +42,41 @@ class LiveTable(DataTable):
             self.table = table
             self.older = older
 
-    def __init__(self, columns: Sequence[tuple[str, str, int | float | None]], **kwargs) -> None:
+    def __init__(self, columns: Sequence[tuple], **kwargs) -> None:
+        """``columns``: (key, label, width[, min_table_width]) — a column with a minimum is left
+        out of tables narrower than that (its value stays reachable elsewhere, e.g. a status
+        line); width is cells (int), or None / a float for a share of the rest."""
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
-        self._column_spec = columns
+        self._all_columns = [(*c[:3], c[3] if len(c) > 3 else 0) for c in columns]
+        self._column_spec: list[tuple[str, str, int | float | None]] = []
+        self._shown: list[int] = []
         self._order: list[str] = []
+        self._rows_cache: list[tuple[str, Sequence[Text]]] = []
 
     def on_mount(self) -> None:
-        for key, label, width in self._column_spec:
-            self.add_column(label, key=key, width=width if isinstance(width, int) else 10)
-        self._fit_flexible()
+        self._choose_columns()
 
     def on_resize(self) -> None:
+        if not self._choose_columns():
+            self._fit_flexible()
+
+    def _choose_columns(self) -> bool:
+        """(Re)build the columns for the current width; True if they changed."""
+        width = self.size.width or 10_000
+        shown = [i for i, c in enumerate(self._all_columns) if width >= c[3]]
+        if shown == self._shown:
+            return False
+        keep = self.selected_key
+        self._shown = shown
+        self._column_spec = [self._all_columns[i][:3] for i in shown]
+        self.clear(columns=True)
+        self._order = []
+        for key, label, w in self._column_spec:
+            self.add_column(label, key=key, width=w if isinstance(w, int) else 10)
         self._fit_flexible()
+        if self._rows_cache:
+            self.sync(self._rows_cache, keep_key=keep)
+        return True
 
     def _fit_flexible(self) -> None:
         """Share the width left by fixed columns (an int width) among the flexible ones (None:
@@ -105,6 +128,8 @@ class LiveTable(DataTable):
         """
         keep = keep_key if keep_key is not None else self.selected_key
         keep_index = self.cursor_row
+        self._rows_cache = list(rows)
+        rows = [(key, [cells[i] for i in self._shown]) for key, cells in rows]
         wanted = [key for key, _ in rows]
         wanted_set = set(wanted)
         columns = [c[0] for c in self._column_spec]
