@@ -1,4 +1,5 @@
-"""``mrt-engine``: thin subcommands that parse, call the engine or an operation, and print.
+"""``mrt-engine``: the command line (parsing, the v0 form, exit statuses); what each subcommand
+does is in :mod:`mrt_engine.commands`.
 
 Exit status: 0 all well, 1 a source or delivery failed (or an operation could not be done),
 2 a usage or config error. Errors are one clear line, never a traceback.
@@ -7,376 +8,14 @@ Exit status: 0 all well, 1 a source or delivery failed (or an operation could no
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Any
 
-from mrt_engine import operations, timeutil
-from mrt_engine.config import Config, ConfigError, load_config
-from mrt_engine.store import queries
-from mrt_engine.store.db import Store, StoreError, open_store
+from mrt_engine import commands, operations
+from mrt_engine.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from mrt_engine.config import ConfigError
+from mrt_engine.store.db import StoreError
 from mrt_engine.store.lock import EngineAlreadyRunning
-
-log = logging.getLogger("mrt_engine")
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad arguments: exit 2."""
-
-
-def _fmt_time(value: datetime | None, now: datetime | None = None) -> str:
-    if value is None:
-        return "-"
-    text = value.strftime("%Y-%m-%d %H:%M:%S")
-    if now is not None:
-        text += f" ({timeutil.humanize_age(value, now)})"
-    return text
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(queries.to_plain(data), indent=2, ensure_ascii=False))
-
-
-def _when(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return timeutil.parse_when(value)
-    except ValueError as exc:
-        raise UsageError(f"{name}: {exc}") from None
-
-
-# ---------------------------------------------------------------------- config and store
-def _config(args: argparse.Namespace) -> Config:
-    path = args.config or os.environ.get("MRT_CONFIG")
-    if not path:
-        raise UsageError("no config given: use --config FILE (or set MRT_CONFIG)")
-    return load_config(path)
-
-
-def _store(args: argparse.Namespace) -> Store:
-    if getattr(args, "db", None):
-        return open_store(args.db, create=False)
-    return open_store(_config(args).db_path, create=False)
-
-
-# ---------------------------------------------------------------------- commands
-def cmd_run(args: argparse.Namespace) -> int:
-    from mrt_engine.engine import Engine
-    from mrt_engine.logs import setup_logging
-
-    config = _config(args)
-    setup_logging(args.log_format or config.log.format, args.log_level or config.log.level)
-    engine = Engine(config)
-    if args.once:
-        return engine.run_once()
-    return engine.run_forever()
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from mrt_engine.engine import build_components
-
-    config = _config(args)
-    components = build_components(config, os.environ)
-    for warning in components.warnings:
-        print(f"warning: {warning}")
-    print(f"config OK: {config.path}")
-    print(f"  store    {config.db_path}")
-    for source in components.sources:
-        print(f"  source   {source.key}  every {source.interval:g}s  ({source.api_base})")
-    for name, channel in components.channels.items():
-        print(f"  channel  {name}: {channel.describe()}")
-    for rule in components.rules.rules:
-        print(
-            f"  rule     {rule.name}: {rule.action}, priority {rule.priority}, channels {', '.join(rule.channels) or '-'}"
-        )
-    for channel in components.channels.values():
-        channel.close()
-    return EXIT_OK
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
-        states = queries.source_states()
-        counts = queries.outbox_counts()
-        if args.json:
-            _print_json({"store": str(store.path), "sources": states, "outbox": counts})
-            return EXIT_OK
-        now = timeutil.utcnow()
-        print(f"store {store.path}")
-        print("\nsources:")
-        if not states:
-            print("  (none polled yet)")
-        for s in states:
-            health = "paused" if s.paused else ("FAILING" if s.consecutive_failures else "ok")
-            print(f"  {s.source_key}  [{health}]")
-            print(
-                f"      cursor {queries.describe_cursor(s.cursor)}  baseline {'done' if s.baseline_done else 'pending'}"
-            )
-            print(
-                f"      last poll {_fmt_time(s.last_poll_at, now)}  last success {_fmt_time(s.last_success_at, now)}"
-            )
-            if s.rate_limit_remaining is not None:
-                print(
-                    f"      rate limit remaining {s.rate_limit_remaining}, resets {_fmt_time(s.rate_limit_reset_at)}"
-                )
-            if s.consecutive_failures:
-                print(
-                    f"      {s.consecutive_failures} failure(s) in a row; backoff until {_fmt_time(s.backoff_until)}"
-                )
-            if s.last_error:
-                print(f"      last error ({_fmt_time(s.last_error_at, now)}): {s.last_error}")
-        print("\noutbox:")
-        for channel, by_status in counts.items():
-            label = "all channels" if channel == "*" else channel
-            print(f"  {label:<14} " + "  ".join(f"{k} {v}" for k, v in by_status.items()))
-        return EXIT_OK
-    finally:
-        store.close()
-
-
-def cmd_outbox(args: argparse.Namespace) -> int:
-    if args.status and args.status not in queries.STATUSES:
-        raise UsageError(
-            f"--status: expected one of {', '.join(queries.STATUSES)}, got {args.status!r}"
-        )
-    store = _store(args)
-    try:
-        rows = queries.deliveries(args.status, args.channel, args.limit)
-        if args.json:
-            _print_json(rows)
-            return EXIT_OK
-        if not rows:
-            print("no deliveries")
-        for d in rows:
-            print(
-                f"{d.id:>6}  {d.status:<8} {d.channel:<8} attempts {d.attempts:<3} "
-                f"next {_fmt_time(d.next_attempt_at) if d.status in ('pending', 'retrying') else '-':<19}  "
-                f"{d.event_type:<14} {d.title[:60]}"
-            )
-            if d.last_error:
-                print(f"        last error: {d.last_error}")
-        return EXIT_OK
-    finally:
-        store.close()
-
-
-def cmd_trace(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
-        traces = queries.trace(args.ref)
-        if args.json:
-            _print_json(traces)
-            return EXIT_OK if traces else EXIT_FAILED
-        if not traces:
-            print(
-                f"no event matches {args.ref!r} (give a fingerprint or a prefix of it, a URL, event:ID or delivery:ID)"
-            )
-            return EXIT_FAILED
-        for t in traces:
-            _print_trace(t)
-        return EXIT_OK
-    finally:
-        store.close()
-
-
-def _print_trace(t: queries.Trace) -> None:
-    e = t.event
-    print(f"event {e.id}  {e.fingerprint}")
-    print(
-        f"  {e.event_type} in {e.source_key}{'  (baseline: recorded, never alerted)' if e.baseline else ''}"
-    )
-    print(f"  title     {e.title}")
-    print(f"  url       {e.url}")
-    print(f"  author    {e.author or '-'}   labels {', '.join(e.labels) or '-'}")
-    print(f"  occurred  {_fmt_time(e.occurred_at)}   observed {_fmt_time(e.observed_at)}")
-    if not t.hits:
-        print("  rule hits: none")
-    for h in t.hits:
-        note = "  [suppressed]" if h.suppressed else ""
-        print(f"  hit  {h.rule} ({h.action}, priority {h.priority}, {h.origin}): {h.reason}{note}")
-    if t.alert is None:
-        print("  alert: none")
-        print()
-        return
-    a = t.alert
-    print(
-        f"  alert {a.id}  rules {', '.join(a.rules) or '(manual)'}  priority {a.priority}  origin {a.origin}  at {_fmt_time(a.created_at)}"
-    )
-    for dt in t.deliveries:
-        d = dt.delivery
-        print(
-            f"    delivery {d.id} -> {d.channel}: {d.status}, {d.attempts} attempt(s), sent {_fmt_time(d.sent_at)}"
-        )
-        for at in dt.attempts:
-            answer = f"HTTP {at.http_status}" if at.http_status else ""
-            parts = [p for p in (answer, at.reply, at.error) if p]
-            took = f"{at.duration_ms} ms" if at.duration_ms is not None else "-"
-            print(
-                f"      attempt {at.id} {_fmt_time(at.started_at)} {at.outcome:<11} {took:>8}  {' | '.join(parts)}"
-            )
-    print()
-
-
-def cmd_resend(args: argparse.Namespace) -> int:
-    actor = operations.actor_name("cli")
-    if args.dead == (args.delivery_id is not None):
-        raise UsageError("give a DELIVERY_ID or --dead (with an optional --channel)")
-    store = _store(args)
-    try:
-        if args.dead:
-            result = operations.requeue_dead(store, channel=args.channel, actor=actor)
-        else:
-            result = operations.resend_delivery(store, args.delivery_id, actor=actor)
-        print(result.message)
-        return EXIT_OK
-    finally:
-        store.close()
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from mrt_engine.engine import compile_rules
-
-    config = _config(args)
-    since = _when(args.since, "--since")
-    until = _when(args.until, "--until")
-    if args.channel and args.channel not in config.channel_sections():
-        raise UsageError(f"--channel: {args.channel!r} is not configured under notify")
-    rules = compile_rules(config)
-    store = open_store(config.db_path, create=False)
-    try:
-        plan = operations.replay(
-            store,
-            rules,
-            since=since,  # type: ignore[arg-type]
-            until=until,
-            source=args.source,
-            channel=args.channel,
-            dry_run=args.dry_run,
-            actor=operations.actor_name("cli"),
-        )
-        if args.json:
-            _print_json(plan)
-            return EXIT_OK
-        verb = "would enqueue" if plan.dry_run else "enqueued"
-        print(
-            f"scanned {plan.scanned} event(s), {plan.matched} match the current rules; "
-            f"{verb} {plan.deliveries} deliver{'y' if plan.deliveries == 1 else 'ies'} "
-            f"for {len(plan.items)} event(s) never sent there"
-        )
-        for item in plan.items[:50]:
-            print(
-                f"  event {item.event_id} {item.event_type:<14} -> {', '.join(item.channels):<12} {item.title[:70]}"
-            )
-        if len(plan.items) > 50:
-            print(f"  ... and {len(plan.items) - 50} more")
-        return EXIT_OK
-    finally:
-        store.close()
-
-
-def cmd_cursor(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
-        if args.cursor_command == "list":
-            states = queries.source_states()
-            if args.json:
-                _print_json(
-                    [
-                        {
-                            "source_key": s.source_key,
-                            "cursor": s.cursor,
-                            "baseline_done": s.baseline_done,
-                        }
-                        for s in states
-                    ]
-                )
-                return EXIT_OK
-            for s in states:
-                print(
-                    f"{s.source_key:<50} {queries.describe_cursor(s.cursor):<40} baseline {'done' if s.baseline_done else 'pending'}"
-                )
-            return EXIT_OK
-        to = _when(args.to, "--to")
-        result = operations.reset_cursor(
-            store, args.key, to=to, initial=args.initial, actor=operations.actor_name("cli")
-        )
-        print(result.message)
-        return EXIT_OK
-    finally:
-        store.close()
-
-
-def cmd_source(args: argparse.Namespace) -> int:
-    store = _store(args)
-    actor = operations.actor_name("cli")
-    try:
-        if args.source_command == "poll":
-            result = operations.request_poll(store, args.key, actor=actor)
-        else:
-            result = operations.set_paused(
-                store, args.key, args.source_command == "pause", actor=actor
-            )
-        print(result.message)
-        return EXIT_OK
-    finally:
-        store.close()
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    import csv
-
-    from mrt_engine.store import snapshots
-
-    store = _store(args)
-    try:
-        try:
-            rows = snapshots.snapshot(args.source)
-        except snapshots.SnapshotError as exc:
-            raise UsageError(str(exc)) from None
-        out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
-        try:
-            if args.format == "json":
-                out.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
-            elif rows:
-                writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-        finally:
-            if out is not sys.stdout:
-                out.close()
-        if args.output:
-            print(f"{len(rows)} row(s) of {args.source} written to {args.output}", file=sys.stderr)
-        return EXIT_OK
-    finally:
-        store.close()
-
-
-def cmd_diff(args: argparse.Namespace) -> int:
-    from mrt_engine.store import snapshots
-
-    since = _when(args.since, "--since")
-    store = _store(args)
-    try:
-        found = snapshots.changes(args.source, since)
-        if args.json:
-            _print_json(found)
-            return EXIT_OK
-        print(f"{args.source} since {_fmt_time(since)}:")
-        for kind, mark in (("added", "+"), ("updated", "~"), ("removed", "-")):
-            print(f"  {kind}: {len(found[kind])}")
-            for row in found[kind]:
-                print(f"    {mark} {row['title']}  [{row['event_type']} {row['event_id']}]")
-        return EXIT_OK
-    finally:
-        store.close()
 
 
 # ---------------------------------------------------------------------- parser
@@ -410,23 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=["text", "json"], help="log format (default: config log.format)"
     )
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=commands.cmd_run)
 
     check = sub.add_parser(
         "check", parents=[common], help="validate the config and the secrets it names"
     )
-    check.set_defaults(func=cmd_check)
+    check.set_defaults(func=commands.cmd_check)
 
     status = sub.add_parser(
         "status", parents=[store_opts, as_json], help="sources, cursors, last errors, outbox counts"
     )
-    status.set_defaults(func=cmd_status)
+    status.set_defaults(func=commands.cmd_status)
 
     outbox = sub.add_parser("outbox", parents=[store_opts, as_json], help="list deliveries")
     outbox.add_argument("--status", help="pending, retrying, sent or dead")
     outbox.add_argument("--channel")
     outbox.add_argument("--limit", type=int, default=50)
-    outbox.set_defaults(func=cmd_outbox)
+    outbox.set_defaults(func=commands.cmd_outbox)
 
     trace = sub.add_parser(
         "trace",
@@ -438,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FINGERPRINT|URL",
         help="a fingerprint (or prefix), an event URL, event:ID or delivery:ID",
     )
-    trace.set_defaults(func=cmd_trace)
+    trace.set_defaults(func=commands.cmd_trace)
 
     resend = sub.add_parser(
         "resend", parents=[store_opts], help="send a delivery again, or requeue dead ones"
@@ -446,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     resend.add_argument("delivery_id", nargs="?", type=int, metavar="DELIVERY_ID")
     resend.add_argument("--dead", action="store_true", help="requeue every dead delivery")
     resend.add_argument("--channel", help="with --dead: only this channel")
-    resend.set_defaults(func=cmd_resend)
+    resend.set_defaults(func=commands.cmd_resend)
 
     replay = sub.add_parser(
         "replay", parents=[common, as_json], help="re-evaluate stored events with the current rules"
@@ -463,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--channel", help="only enqueue to this channel")
     replay.add_argument("--dry-run", action="store_true", help="only show what would be enqueued")
-    replay.set_defaults(func=cmd_replay)
+    replay.set_defaults(func=commands.cmd_replay)
 
     export = sub.add_parser(
         "export", parents=[store_opts], help="write a source's current model/version list"
@@ -473,21 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--format", choices=["csv", "json"], default="csv")
     export.add_argument("--output", "-o", metavar="FILE", help="default: standard output")
-    export.set_defaults(func=cmd_export)
+    export.set_defaults(func=commands.cmd_export)
 
     diff = sub.add_parser(
         "diff", parents=[store_opts, as_json], help="what a source added, updated and removed"
     )
     diff.add_argument("--source", required=True, metavar="KEY")
     diff.add_argument("--since", required=True, metavar="TIME", help="ISO time or an age like 7d")
-    diff.set_defaults(func=cmd_diff)
+    diff.set_defaults(func=commands.cmd_diff)
 
     cursor = sub.add_parser("cursor", help="list or reset cursors")
     cursor_sub = cursor.add_subparsers(dest="cursor_command", metavar="list|reset", required=True)
     cursor_list = cursor_sub.add_parser(
         "list", parents=[store_opts, as_json], help="every source key and its cursor"
     )
-    cursor_list.set_defaults(func=cmd_cursor)
+    cursor_list.set_defaults(func=commands.cmd_cursor)
     reset = cursor_sub.add_parser(
         "reset", parents=[store_opts], help="move a cursor (the old value goes to the audit log)"
     )
@@ -499,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="forget the cursor: the next poll takes a new baseline",
     )
-    reset.set_defaults(func=cmd_cursor)
+    reset.set_defaults(func=commands.cmd_cursor)
 
     source = sub.add_parser("source", help="pause, resume or poll a source now")
     source_sub = source.add_subparsers(
@@ -512,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = source_sub.add_parser(name, parents=[store_opts], help=text)
         p.add_argument("key", metavar="KEY")
-        p.set_defaults(func=cmd_source)
+        p.set_defaults(func=commands.cmd_source)
     return parser
 
 
@@ -535,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     handlers: dict[type[BaseException], Callable[[BaseException], tuple[str, int]]] = {
         ConfigError: lambda e: (e.report(), EXIT_USAGE),  # type: ignore[attr-defined]
-        UsageError: lambda e: (f"mrt-engine: {e}", EXIT_USAGE),
+        commands.UsageError: lambda e: (f"mrt-engine: {e}", EXIT_USAGE),
         EngineAlreadyRunning: lambda e: (f"mrt-engine: {e}", EXIT_USAGE),
         StoreError: lambda e: (f"mrt-engine: {e}", EXIT_USAGE),
         operations.OperationError: lambda e: (f"mrt-engine: {e}", EXIT_FAILED),
