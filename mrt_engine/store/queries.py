@@ -1,8 +1,8 @@
-"""Read queries for the CLI and the console. Text leaves the store here, cleaned once.
+"""Read queries for the CLI and the console; they return the views of
+:mod:`mrt_engine.store.views`, where text leaves the store cleaned, once.
 
-Every string that came from upstream passes through :func:`mrt_engine.text.clean` on its way
-out, so no caller can forget it: views are safe to print to a terminal as plain text (they may
-still contain ``[markup]``-like text, which a console must show literally).
+Views are safe to print to a terminal as plain text (they may still contain ``[markup]``-like
+text, which a console must show literally).
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
 from peewee import fn
@@ -26,263 +24,38 @@ from mrt_engine.store.models import (
     RuleHitRow,
     SourceState,
 )
+from mrt_engine.store.views import (
+    AlertView,
+    AttemptView,
+    AuditView,
+    DeliveryTrace,
+    DeliveryView,
+    EventView,
+    HitView,
+    SourceView,
+    Trace,
+    clean_json,
+    to_plain,
+)
 from mrt_engine.text import clean
+
+# The views are re-exported: callers read them together with the queries that build them.
+__all__ = [
+    "STATUSES",
+    "AlertView",
+    "AttemptView",
+    "AuditView",
+    "DeliveryTrace",
+    "DeliveryView",
+    "EventView",
+    "HitView",
+    "SourceView",
+    "Trace",
+    "to_plain",
+]
 
 STATUSES = ("pending", "retrying", "sent", "dead")
 _HEX = re.compile(r"^[0-9a-f]{6,64}$")
-
-
-def _clean_json(value: Any) -> Any:
-    if isinstance(value, str):
-        return clean(value)
-    if isinstance(value, list):
-        return [_clean_json(v) for v in value]
-    if isinstance(value, dict):
-        return {clean(str(k)): _clean_json(v) for k, v in value.items()}
-    return value
-
-
-@dataclass(frozen=True)
-class EventView:
-    id: int
-    fingerprint: str
-    source: str
-    source_key: str
-    resource_type: str
-    resource_id: str
-    event_type: str
-    event_id: str
-    title: str
-    summary: str
-    url: str
-    author: str
-    labels: tuple[str, ...]
-    occurred_at: datetime | None
-    observed_at: datetime
-    baseline: bool
-    raw: dict[str, Any] | None = None
-
-    @classmethod
-    def of(cls, row: Event, with_raw: bool = False) -> EventView:
-        return cls(
-            id=row.id,
-            fingerprint=row.fingerprint,
-            source=row.source,
-            source_key=clean(row.source_key),
-            resource_type=row.resource_type,
-            resource_id=clean(row.resource_id),
-            event_type=row.event_type,
-            event_id=clean(row.event_id),
-            title=clean(row.title),
-            summary=clean(row.summary),
-            url=clean(row.url),
-            author=clean(row.author),
-            labels=tuple(clean(lb) for lb in (row.labels or [])),
-            occurred_at=row.occurred_at,
-            observed_at=row.observed_at,
-            baseline=bool(row.baseline),
-            raw=_clean_json(row.raw) if with_raw else None,
-        )
-
-
-@dataclass(frozen=True)
-class HitView:
-    rule: str
-    action: str
-    priority: int
-    reason: str
-    suppressed: bool
-    origin: str
-    evaluated_at: datetime
-
-    @classmethod
-    def of(cls, row: RuleHitRow) -> HitView:
-        return cls(
-            row.rule,
-            row.action,
-            row.priority,
-            clean(row.reason),
-            bool(row.suppressed),
-            row.origin,
-            row.evaluated_at,
-        )
-
-
-@dataclass(frozen=True)
-class AlertView:
-    id: int
-    event_id: int
-    rules: tuple[str, ...]
-    priority: int
-    tags: tuple[str, ...]
-    origin: str
-    created_at: datetime
-
-    @classmethod
-    def of(cls, row: Alert) -> AlertView:
-        return cls(
-            row.id,
-            row.event_id,
-            tuple(row.rules or []),
-            row.priority,
-            tuple(row.tags or []),
-            row.origin,
-            row.created_at,
-        )
-
-
-@dataclass(frozen=True)
-class AttemptView:
-    id: int
-    delivery_id: int
-    started_at: datetime
-    finished_at: datetime | None
-    duration_ms: int | None
-    outcome: str
-    http_status: int | None
-    reply: str | None
-    error: str | None
-    worker: str | None
-
-    @classmethod
-    def of(cls, row: Attempt) -> AttemptView:
-        return cls(
-            row.id,
-            row.delivery_id,
-            row.started_at,
-            row.finished_at,
-            row.duration_ms,
-            row.outcome,
-            row.http_status,
-            clean(row.reply) if row.reply else None,
-            clean(row.error) if row.error else None,
-            row.worker,
-        )
-
-
-@dataclass(frozen=True)
-class DeliveryView:
-    id: int
-    alert_id: int
-    channel: str
-    status: str
-    attempts: int
-    priority: int
-    next_attempt_at: datetime
-    lease_owner: str | None
-    lease_expires_at: datetime | None
-    last_error: str | None
-    created_at: datetime
-    updated_at: datetime
-    sent_at: datetime | None
-    title: str = ""
-    fingerprint: str = ""
-    event_type: str = ""
-    source_key: str = ""
-
-    @classmethod
-    def of(cls, row: Delivery, event: Event | None = None) -> DeliveryView:
-        return cls(
-            id=row.id,
-            alert_id=row.alert_id,
-            channel=row.channel,
-            status=row.status,
-            attempts=row.attempts,
-            priority=row.priority,
-            next_attempt_at=row.next_attempt_at,
-            lease_owner=row.lease_owner,
-            lease_expires_at=row.lease_expires_at,
-            last_error=clean(row.last_error) if row.last_error else None,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            sent_at=row.sent_at,
-            title=clean(event.title) if event else "",
-            fingerprint=event.fingerprint if event else "",
-            event_type=event.event_type if event else "",
-            source_key=clean(event.source_key) if event else "",
-        )
-
-
-@dataclass(frozen=True)
-class SourceView:
-    source_key: str
-    platform: str
-    cursor: dict[str, Any] | None
-    etag: str | None
-    baseline_done: bool
-    paused: bool
-    poll_requested_at: datetime | None
-    last_poll_at: datetime | None
-    last_success_at: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
-    consecutive_failures: int
-    backoff_until: datetime | None
-    next_poll_at: datetime | None
-    rate_limit_remaining: int | None
-    rate_limit_reset_at: datetime | None
-
-    @classmethod
-    def of(cls, row: SourceState) -> SourceView:
-        return cls(
-            source_key=clean(row.source_key),
-            platform=row.platform,
-            cursor=_clean_json(row.cursor),
-            etag=clean(row.etag) if row.etag else None,
-            baseline_done=bool(row.baseline_done),
-            paused=bool(row.paused),
-            poll_requested_at=row.poll_requested_at,
-            last_poll_at=row.last_poll_at,
-            last_success_at=row.last_success_at,
-            last_error=clean(row.last_error) if row.last_error else None,
-            last_error_at=row.last_error_at,
-            consecutive_failures=row.consecutive_failures,
-            backoff_until=row.backoff_until,
-            next_poll_at=row.next_poll_at,
-            rate_limit_remaining=row.rate_limit_remaining,
-            rate_limit_reset_at=row.rate_limit_reset_at,
-        )
-
-
-@dataclass(frozen=True)
-class DeliveryTrace:
-    delivery: DeliveryView
-    attempts: tuple[AttemptView, ...]
-
-
-@dataclass(frozen=True)
-class Trace:
-    """fingerprint -> rule hits -> alert -> deliveries -> attempts."""
-
-    event: EventView
-    hits: tuple[HitView, ...]
-    alert: AlertView | None
-    deliveries: tuple[DeliveryTrace, ...] = field(default_factory=tuple)
-
-
-@dataclass(frozen=True)
-class AuditView:
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    target: str
-    before: Any
-    after: Any
-    detail: str | None
-
-
-def to_plain(value: Any) -> Any:
-    """Views as JSON-ready data (datetimes as ISO strings)."""
-    if hasattr(value, "__dataclass_fields__"):
-        value = asdict(value)
-    if isinstance(value, dict):
-        return {k: to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    return value
 
 
 # ---------------------------------------------------------------------- sources
@@ -443,8 +216,8 @@ def audit_log(limit: int = 50) -> list[AuditView]:
             a.actor,
             a.action,
             clean(a.target),
-            _clean_json(a.before),
-            _clean_json(a.after),
+            clean_json(a.before),
+            clean_json(a.after),
             clean(a.detail) if a.detail else None,
         )
         for a in Audit.select().order_by(Audit.id.desc()).limit(limit)
