@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.events import TrackerEvent
 from mrt_engine.http import MalformedResponse, PollSession, Validators
-from mrt_engine.secrets import SecretResolver
+from mrt_engine.secrets import Secret, SecretResolver
 from mrt_engine.timeutil import Clock
 
 
@@ -45,6 +45,17 @@ class Source(ABC):
     """One source key: one cursor, one schedule."""
 
     platform: str = ""
+    accept = "application/json"
+    extra_headers: Mapping[str, str] = {}
+    token: Secret | None = None
+
+    def headers(self, url: str) -> dict[str, str]:
+        """API headers. The token goes only to this source's own API host: a URL that an answer
+        points somewhere else (a Link, a redirect target) never gets it."""
+        headers = {"Accept": self.accept, **self.extra_headers}
+        if self.token is not None and (urlsplit(url).hostname or "").lower() == self.host:
+            headers["Authorization"] = f"Bearer {self.token.reveal()}"
+        return headers
 
     def __init__(self, key: str, api_base: str, interval: float) -> None:
         self.key = key

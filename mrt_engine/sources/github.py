@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from pydantic import AfterValidator, Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -35,6 +35,12 @@ from mrt_engine.sources.base import (
     SourceKind,
     SourceState,
     expect,
+)
+from mrt_engine.sources.github_refs import (
+    GITHUB_ACCEPT,
+    GITHUB_HEADERS,
+    GitHubReleases,
+    GitHubTags,
 )
 from mrt_engine.sources.validators import ApiBase
 from mrt_engine.text import excerpt
@@ -92,14 +98,6 @@ class GitHubSettings(StrictModel):
         return value
 
 
-def api_headers(url: str, token: Secret | None, host: str) -> dict[str, str]:
-    """GitHub API headers; the token only ever goes to the configured API host."""
-    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
-    if token is not None and (urlsplit(url).hostname or "").lower() == host:
-        headers["Authorization"] = f"Bearer {token.reveal()}"
-    return headers
-
-
 # Items by this key: the issues endpoint lists both; each key keeps its own kind.
 Kind = Literal["issues", "pulls"]
 
@@ -108,6 +106,8 @@ class GitHubIssues(Source):
     """Issues or pull requests of one repository."""
 
     platform = "github"
+    accept = GITHUB_ACCEPT
+    extra_headers = GITHUB_HEADERS
 
     def __init__(
         self,
@@ -124,9 +124,6 @@ class GitHubIssues(Source):
         self.token = token
 
     # ------------------------------------------------------------------ HTTP
-    def headers(self, url: str) -> dict[str, str]:
-        return api_headers(url, self.token, self.host)
-
     def _list_url(self, **params: Any) -> str:
         query = {"state": "all", "per_page": self.settings.per_page, **params}
         return f"{self.api_base}/repos/{self.repo}/issues?{urlencode(query)}"
@@ -339,8 +336,6 @@ def build(settings: GitHubSettings, ctx: BuildContext) -> list[Source]:
             out.append(GitHubTags(repo, settings, token, interval))
     return out
 
-
-from mrt_engine.sources.github_refs import GitHubReleases, GitHubTags  # noqa: E402
 
 KIND = SourceKind(
     name="github",

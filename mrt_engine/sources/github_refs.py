@@ -8,6 +8,7 @@ lines as the summary); a tag once per name.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from mrt_engine.http import PollSession
@@ -28,8 +29,14 @@ def web_base(api_base: str) -> str:
     return api_base.rstrip("/").removesuffix("/api/v3")
 
 
+GITHUB_ACCEPT = "application/vnd.github+json"
+GITHUB_HEADERS = {"X-GitHub-Api-Version": "2022-11-28"}
+
+
 class _GitHubRefs(ItemSetSource):
     platform = "github"
+    accept = GITHUB_ACCEPT
+    extra_headers = GITHUB_HEADERS
     what = ""
 
     def __init__(
@@ -41,19 +48,15 @@ class _GitHubRefs(ItemSetSource):
         self.token = token
 
     def fetch(self, http: PollSession, state: SourceState, *, conditional: bool) -> ItemSet:
-        from mrt_engine.sources.github import api_headers
-
         url = f"{self.api_base}/repos/{self.repo}/{self.what}?per_page={self.settings.per_page}"
         validators = state.validators if conditional and state.validated_url == url else None
-        first = http.get(
-            url, headers=api_headers(url, self.token, self.host), validators=validators
-        )
+        first = http.get(url, headers=self.headers(url), validators=validators)
         if first.not_modified:
             return ItemSet(None)
         items = self._page(first.json())
         pages, next_url = 1, first.next_url()
         while next_url and pages < self.settings.max_pages_per_poll:
-            page = http.get(next_url, headers=api_headers(next_url, self.token, self.host))
+            page = http.get(next_url, headers=self.headers(next_url))
             items.extend(self._page(page.json()))
             pages, next_url = pages + 1, page.next_url()
         return ItemSet(items, first.validators, url)
@@ -67,8 +70,9 @@ class _GitHubRefs(ItemSetSource):
             expect(isinstance(entry, dict), f"expected each of the {self.what} to be an object")
         return [self.item(entry) for entry in data]
 
+    @abstractmethod
     def item(self, entry: dict[str, Any]) -> Item:
-        raise NotImplementedError
+        """One release or tag object as an item."""
 
 
 class GitHubReleases(_GitHubRefs):

@@ -9,7 +9,7 @@ used by setting ``api_base`` (default ``$HF_ENDPOINT``, else https://huggingface
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from pydantic import Field
 
@@ -65,12 +65,6 @@ class HuggingFaceModels(ModelListSource):
         )
         self.settings = settings
         self.token = token
-
-    def headers(self, url: str) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self.token is not None and (urlsplit(url).hostname or "").lower() == self.host:
-            headers["Authorization"] = f"Bearer {self.token.reveal()}"
-        return headers
 
     def list_url(self) -> str:
         query = [

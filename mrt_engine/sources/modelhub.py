@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from pydantic import Field
 
@@ -54,12 +54,6 @@ class ModelHubServices(Source):
     def __init__(self, api_base: str, token: Secret | None, interval: float) -> None:
         super().__init__("modelhub:services", api_base, interval)
         self.token = token
-
-    def headers(self, url: str) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self.token is not None and (urlsplit(url).hostname or "").lower() == self.host:
-            headers["Authorization"] = f"Bearer {self.token.reveal()}"
-        return headers
 
     def poll(self, state: SourceState, http: PollSession, now: datetime) -> PollResult:
         cursor = state.cursor or {}

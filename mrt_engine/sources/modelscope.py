@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from pydantic import Field
 
@@ -85,12 +85,6 @@ class ModelScopeModels(ModelListSource):
 
     def web_url(self, model_id: str) -> str:
         return f"{self.api_base}/models/{model_id}"
-
-    def headers(self, url: str) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self.token is not None and (urlsplit(url).hostname or "").lower() == self.host:
-            headers["Authorization"] = f"Bearer {self.token.reveal()}"
-        return headers
 
     def list_models(self, http: PollSession, state: SourceState, *, conditional: bool) -> Listing:
         api = (state.cursor or {}).get("api", "openapi")
