@@ -132,33 +132,45 @@ class MrtApp(App):
         from mrt_tui.screens.replay_form import ReplayForm, ReplayRequest
 
         def chosen(request: ReplayRequest | None) -> None:
-            if request is not None:
-                self._replay(request)
+            if request is None:
+                return
+            self.run_operation(
+                "replay",
+                lambda: operations.replay(
+                    self.session.store,
+                    self.session.rules,
+                    since=request.since,
+                    until=request.until,
+                    source=request.source,
+                    channel=request.channel,
+                    actor=self.session.actor,
+                    clock=self.session.clock,
+                ),
+                describe=lambda plan: (
+                    f"replay: {plan.deliveries} deliveries enqueued for {len(plan.items)} event(s)"
+                ),
+            )
 
         self.push_screen(ReplayForm(self.session), chosen)
 
+    # ------------------------------------------------------------------ store operations
+    def run_operation(self, label: str, operation, describe=None) -> None:
+        """Run an ``mrt_engine.operations`` call in a worker; its result (its ``message``, or
+        what ``describe`` makes of it) or its error becomes a notification."""
+        self._operate(label, operation, describe)
+
     @work(thread=True, group="operation")
-    def _replay(self, request) -> None:
+    def _operate(self, label: str, operation, describe) -> None:
         try:
-            plan = operations.replay(
-                self.session.store,
-                self.session.rules,
-                since=request.since,
-                until=request.until,
-                source=request.source,
-                channel=request.channel,
-                actor=self.session.actor,
-                clock=self.session.clock,
-            )
+            result = operation()
         except (operations.OperationError, StoreError) as exc:
-            self.post_message(ActionDone(f"replay: {exc}", error=True))
+            self.post_message(ActionDone(f"{label}: {exc}", error=True))
             return
-        self.post_message(
-            ActionDone(
-                f"replay: {plan.deliveries} deliveries enqueued for {len(plan.items)} event(s)"
-            )
-        )
+        text = describe(result) if describe else getattr(result, "message", None) or str(result)
+        self.post_message(ActionDone(text))
 
     def on_action_done(self, message: ActionDone) -> None:
+        """Every action's result, and read errors that screens post (they bubble up here)."""
         self.notify(message.text, severity="error" if message.error else "information")
-        self.action_refresh_now()
+        if message.refresh:
+            self.action_refresh_now()

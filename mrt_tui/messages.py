@@ -27,6 +27,7 @@ class ActionDone(Message):
 
     text: str
     error: bool = False
+    refresh: bool = True  # False for a failed read: refreshing would only fail again at once
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +44,20 @@ class ConsoleSession:
         self._on_close = on_close
         self._closed = False
 
-    @property
+    @cached_property
     def channels(self) -> list[str]:
-        """Channel names from the config (or, attached by path only, from the outbox)."""
+        """Channel names from the config (or, attached by path only, from the outbox's rows
+        when the console opens). Read once: key bindings ask on every refresh."""
         if self.config is not None:
             return list(self.config.channel_sections())
         from mrt_engine.store import feed
 
-        return feed.channel_names()
+        with self.store.read():
+            return feed.channel_names()
 
-    @property
+    @cached_property
     def rules(self):
-        """The compiled rules, when a config is known."""
+        """The compiled rules, when a config is known (compiled once, not per key binding)."""
         if self.engine is not None:
             return self.engine.rules
         if self.config is not None:

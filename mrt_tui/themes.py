@@ -5,12 +5,15 @@ the operator's remapped keys."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tomllib
 from pathlib import Path
 
 from textual.theme import Theme
+
+log = logging.getLogger(__name__)
 
 DEFAULT_THEME = "mrt-dark"
 _FIELDS = {
@@ -93,5 +96,5 @@ def remember_theme(name: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    except OSError:
-        pass  # a read-only home: the choice lasts for this run only
+    except OSError as exc:  # a read-only home: the choice lasts for this run only
+        log.warning("cannot remember the theme in %s: %s", path, exc)

@@ -94,11 +94,13 @@ class LiveScreen(Screen):
             with self.session.store.read():
                 rows, extra = self.load(before_id, after_id, filter_text)
         except (StoreError, OperationError) as exc:
-            self.post_message(ActionDone(str(exc), error=True))
+            self.post_message(ActionDone(str(exc), error=True, refresh=False))
             return
         except Exception as exc:  # a bug must not take the console down: say so, keep going
             log.exception("reading the %s view failed", self.TITLE)
-            self.post_message(ActionDone(f"cannot read the {self.TITLE} view: {exc!r}", error=True))
+            self.post_message(
+                ActionDone(f"cannot read the {self.TITLE} view: {exc!r}", error=True, refresh=False)
+            )
             return
         self.post_message(RowsLoaded(rows, extra, generation))
 
@@ -239,22 +241,5 @@ class LiveScreen(Screen):
             self._set_window(None)
         self.table.focus()
 
-    @on(ActionDone)
-    def _done(self, message: ActionDone) -> None:
-        self.notify(message.text, severity="error" if message.error else "information")
-        self.reload()
-
-    # ------------------------------------------------------------------ actions
     def run_operation(self, label: str, operation) -> None:
-        """Run a store operation in a worker; its result becomes a notification."""
-        self._operate(label, operation)
-
-    @work(thread=True, group="operation")
-    def _operate(self, label: str, operation) -> None:
-        try:
-            result = operation()
-        except (OperationError, StoreError) as exc:
-            self.post_message(ActionDone(f"{label}: {exc}", error=True))
-            return
-        text = getattr(result, "message", None) or str(result)
-        self.post_message(ActionDone(text))
+        self.app.run_operation(label, operation)

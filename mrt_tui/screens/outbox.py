@@ -8,7 +8,7 @@ from textual.binding import Binding
 
 from mrt_engine import operations
 from mrt_engine.store import feed
-from mrt_engine.store.queries import STATUSES, DeliveryView
+from mrt_engine.store.queries import STATUSES, DeliveryView, outbox_counts
 from mrt_tui import cells
 from mrt_tui.screens.base import LiveScreen
 
@@ -52,8 +52,6 @@ class OutboxScreen(LiveScreen):
         rows = feed.delivery_rows(
             status, channel, before_id=before_id, after_id=after_id, limit=self.page_size
         )
-        from mrt_engine.store.queries import outbox_counts
-
         return rows, outbox_counts()
 
     def cells(self, row: DeliveryView) -> list[Any]:
@@ -67,6 +65,11 @@ class OutboxScreen(LiveScreen):
             cells.text(row.title),
             cells.text(row.last_error or ""),
         ]
+
+    counts: dict[str, dict[str, int]] = {}  # {channel or "*": {status: n}}, from the last read
+
+    def loaded(self, rows, extra) -> None:
+        self.counts = extra or {}
 
     def status_text(self, rows, extra) -> str:
         total = (extra or {}).get("*", {})
@@ -99,7 +102,9 @@ class OutboxScreen(LiveScreen):
 
     def action_requeue_dead(self) -> None:
         _status, channel = parse_outbox_filter(self.filter_text)
-        counts = self._dead_count(channel)
+        # The counts the last refresh read (at most a second old); the operation itself
+        # requeues whatever is dead when it runs.
+        counts = self.counts.get(channel or "*", {}).get("dead", 0)
         from mrt_tui.screens.confirm import Confirm
 
         where = f"channel {channel}" if channel else "every channel"
@@ -119,10 +124,3 @@ class OutboxScreen(LiveScreen):
                 )
 
         self.app.push_screen(Confirm("Requeue dead deliveries?", before, after), confirmed)
-
-    def _dead_count(self, channel: str | None) -> int:
-        from mrt_engine.store.queries import outbox_counts
-
-        with self.session.store.read():
-            counts = outbox_counts()
-        return counts.get(channel or "*", {}).get("dead", 0)

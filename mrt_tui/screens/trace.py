@@ -135,7 +135,7 @@ class TraceScreen(Screen):
             with self.session.store.read():
                 traces = queries.trace(ref)
         except StoreError as exc:
-            self.post_message(ActionDone(str(exc), error=True))
+            self.post_message(ActionDone(str(exc), error=True, refresh=False))
             return
         self.post_message(RowsLoaded(traces, ref))
 
@@ -221,23 +221,12 @@ class TraceScreen(Screen):
         delivery_id = self._selected_delivery()
         if delivery_id is None:
             return
-        self._operate(delivery_id)
-
-    @work(thread=True, group="operation")
-    def _operate(self, delivery_id: int) -> None:
-        try:
-            result = operations.resend_delivery(
+        self.app.run_operation(
+            "resend",
+            lambda: operations.resend_delivery(
                 self.session.store, delivery_id, actor=self.session.actor, clock=self.session.clock
-            )
-        except (operations.OperationError, StoreError) as exc:
-            self.post_message(ActionDone(f"resend: {exc}", error=True))
-            return
-        self.post_message(ActionDone(result.message))
-
-    @on(ActionDone)
-    def _done(self, message: ActionDone) -> None:
-        self.notify(message.text, severity="error" if message.error else "information")
-        self.reload()
+            ),
+        )
 
     def action_replay(self) -> None:
         self.app.open_replay()
