@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -55,10 +57,15 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(path)
 
 
-def _store(args: argparse.Namespace) -> Store:
-    if getattr(args, "db", None):
-        return open_store(args.db, create=False)
-    return open_store(_config(args).db_path, create=False)
+@contextmanager
+def _store(args: argparse.Namespace) -> Iterator[Store]:
+    """The store of ``--db`` or of the config, closed again when the command is done."""
+    path = args.db if getattr(args, "db", None) else _config(args).db_path
+    store = open_store(path, create=False)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 # ---------------------------------------------------------------------- commands
@@ -97,8 +104,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with _store(args) as store:
         states = queries.source_states()
         counts = queries.outbox_counts()
         if args.json:
@@ -133,8 +139,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             label = "all channels" if channel == "*" else channel
             print(f"  {label:<14} " + "  ".join(f"{k} {v}" for k, v in by_status.items()))
         return EXIT_OK
-    finally:
-        store.close()
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -142,8 +146,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--status: expected one of {', '.join(queries.STATUSES)}, got {args.status!r}"
         )
-    store = _store(args)
-    try:
+    with _store(args):
         rows = queries.deliveries(args.status, args.channel, args.limit)
         if args.json:
             _print_json(rows)
@@ -159,13 +162,10 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             if d.last_error:
                 print(f"        last error: {d.last_error}")
         return EXIT_OK
-    finally:
-        store.close()
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with _store(args):
         traces = queries.trace(args.ref)
         if args.json:
             _print_json(traces)
@@ -178,8 +178,6 @@ def cmd_trace(args: argparse.Namespace) -> int:
         for t in traces:
             _print_trace(t)
         return EXIT_OK
-    finally:
-        store.close()
 
 
 def _print_trace(t: queries.Trace) -> None:
@@ -224,16 +222,13 @@ def cmd_resend(args: argparse.Namespace) -> int:
     actor = operations.actor_name("cli")
     if args.dead == (args.delivery_id is not None):
         raise UsageError("give a DELIVERY_ID or --dead (with an optional --channel)")
-    store = _store(args)
-    try:
+    with _store(args) as store:
         if args.dead:
             result = operations.requeue_dead(store, channel=args.channel, actor=actor)
         else:
             result = operations.resend_delivery(store, args.delivery_id, actor=actor)
         print(result.message)
         return EXIT_OK
-    finally:
-        store.close()
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -245,8 +240,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.channel and args.channel not in config.channel_sections():
         raise UsageError(f"--channel: {args.channel!r} is not configured under notify")
     rules = compile_rules(config)
-    store = open_store(config.db_path, create=False)
-    try:
+    with _store(args) as store:
         plan = operations.replay(
             store,
             rules,
@@ -273,13 +267,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if len(plan.items) > 50:
             print(f"  ... and {len(plan.items) - 50} more")
         return EXIT_OK
-    finally:
-        store.close()
 
 
 def cmd_cursor(args: argparse.Namespace) -> int:
-    store = _store(args)
-    try:
+    with _store(args) as store:
         if args.cursor_command == "list":
             states = queries.source_states()
             if args.json:
@@ -305,14 +296,11 @@ def cmd_cursor(args: argparse.Namespace) -> int:
         )
         print(result.message)
         return EXIT_OK
-    finally:
-        store.close()
 
 
 def cmd_source(args: argparse.Namespace) -> int:
-    store = _store(args)
     actor = operations.actor_name("cli")
-    try:
+    with _store(args) as store:
         if args.source_command == "poll":
             result = operations.request_poll(store, args.key, actor=actor)
         else:
@@ -321,8 +309,6 @@ def cmd_source(args: argparse.Namespace) -> int:
             )
         print(result.message)
         return EXIT_OK
-    finally:
-        store.close()
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -330,8 +316,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from mrt_engine.store import snapshots
 
-    store = _store(args)
-    try:
+    with _store(args):
         try:
             rows = snapshots.snapshot(args.source)
         except snapshots.SnapshotError as exc:
@@ -350,16 +335,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.output:
             print(f"{len(rows)} row(s) of {args.source} written to {args.output}", file=sys.stderr)
         return EXIT_OK
-    finally:
-        store.close()
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from mrt_engine.store import snapshots
 
     since = _when(args.since, "--since")
-    store = _store(args)
-    try:
+    with _store(args):
         found = snapshots.changes(args.source, since)
         if args.json:
             _print_json(found)
@@ -370,5 +352,3 @@ def cmd_diff(args: argparse.Namespace) -> int:
             for row in found[kind]:
                 print(f"    {mark} {row['title']}  [{row['event_type']} {row['event_id']}]")
         return EXIT_OK
-    finally:
-        store.close()
