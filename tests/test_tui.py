@@ -44,6 +44,16 @@ async def settle(pilot, times: int = 2) -> None:
         await pilot.pause()
 
 
+async def select(pilot, view: str | None, key: str) -> None:
+    """Switch to ``view`` (a 1-5 key; None: stay) and put the cursor on the row ``key``."""
+    if view is not None:
+        await pilot.press(view)
+        await settle(pilot)
+    table = pilot.app.screen.table
+    table.move_cursor(row=table.get_row_index(key))
+    await settle(pilot)
+
+
 def run(coro):
     return asyncio.run(coro)
 
@@ -61,11 +71,7 @@ def test_resend_from_the_outbox_queues_the_dead_delivery_and_the_engine_sends_it
         app = MrtApp(session, theme="mrt-dark", remember=False)
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
-            await pilot.press("2")
-            await settle(pilot)
-            screen = app.screen
-            screen.table.move_cursor(row=screen.table.get_row_index(str(dead.id)))
-            await settle(pilot)
+            await select(pilot, "2", str(dead.id))
             assert app.screen.check_action("resend", ()) is True
             await pilot.press("r")
             await settle(pilot)
@@ -87,11 +93,7 @@ def test_resend_is_disabled_for_a_sent_delivery(console):
         app = MrtApp(session, theme="mrt-dark", remember=False)
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
-            await pilot.press("2")
-            await settle(pilot)
-            table = app.screen.table
-            table.move_cursor(row=table.get_row_index(str(sent.id)))
-            await settle(pilot)
+            await select(pilot, "2", str(sent.id))
             assert app.screen.check_action("resend", ()) is None
             await pilot.press("r")
             await settle(pilot)
@@ -134,11 +136,7 @@ def test_cursor_reset_shows_the_old_value_writes_audit_and_changes_the_cursor(co
         app = MrtApp(session, theme="mrt-dark", remember=False)
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
-            await pilot.press("5")
-            await settle(pilot)
-            table = app.screen.table
-            table.move_cursor(row=table.get_row_index(key))
-            await settle(pilot)
+            await select(pilot, "5", key)
             await pilot.press("X")
             await settle(pilot)
             modal = app.screen
@@ -165,10 +163,7 @@ def test_poll_now_and_pause_from_the_sources_view(console):
         app = MrtApp(session, theme="mrt-dark", remember=False)
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
-            await pilot.press("5")
-            await settle(pilot)
-            table = app.screen.table
-            table.move_cursor(row=table.get_row_index(key))
+            await select(pilot, "5", key)
             await pilot.press("n")
             await settle(pilot)
             await pilot.press("P")
@@ -211,8 +206,7 @@ def test_resend_an_event_to_a_chosen_channel(console):
         app = MrtApp(session, theme="mrt-dark", remember=False)
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
-            table = app.screen.table
-            table.move_cursor(row=table.get_row_index("3"))  # "[CI] Bump torch": never alerted
+            await select(pilot, None, "3")  # "[CI] Bump torch": never alerted
             await pilot.press("r")
             await settle(pilot)
             await pilot.press("enter")  # the only channel: welink
@@ -230,11 +224,8 @@ def test_enter_drills_down_to_the_trace_with_every_attempt(console):
         app = MrtApp(session, theme="mrt-dark", remember=False)
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
-            await pilot.press("2")
-            await settle(pilot)
             dead = Delivery.get(Delivery.status == "dead")
-            table = app.screen.table
-            table.move_cursor(row=table.get_row_index(str(dead.id)))
+            await select(pilot, "2", str(dead.id))
             await pilot.press("enter")
             await settle(pilot, 3)
             assert app.current_mode == "trace"
