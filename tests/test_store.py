@@ -72,11 +72,12 @@ def test_an_older_schema_is_upgraded_with_a_backup_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(
         migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ["CREATE TABLE extra (id INTEGER)"]]
     )
-    monkeypatch.setattr(migrations, "LATEST", 2)
+    monkeypatch.setattr(migrations, "LATEST", len(migrations.MIGRATIONS))
     store = open_store(path)
     try:
         assert store.found_version == 1
-        assert store.db.execute_sql("PRAGMA user_version").fetchone()[0] == 2
+        assert store.db.execute_sql("PRAGMA user_version").fetchone()[0] == migrations.LATEST
+        assert store.db.execute_sql("SELECT COUNT(*) FROM extra").fetchone()[0] == 0
         assert store.db.execute_sql("SELECT COUNT(*) FROM audit").fetchone()[0] == 1
     finally:
         store.close()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import selectors
 import threading
 import time
 from collections.abc import Callable
@@ -153,6 +155,7 @@ class Simulator:
         self.server = ThreadingHTTPServer((host, port), _Handler)
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = os.pipe()
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -161,15 +164,37 @@ class Simulator:
         return f"http://{host}:{port}"
 
     def start(self) -> Simulator:
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, name=type(self).__name__, daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, name=type(self).__name__, daemon=True)
         self._thread.start()
         return self
 
+    def _serve(self) -> None:
+        """Accept connections until :meth:`stop` writes to the wake pipe.
+
+        ``serve_forever`` looks for its shutdown flag only every 0.5 s, so every stop waited
+        that long; a pipe in the same selector ends the loop the moment it is written to.
+        """
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.server, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                ready = selector.select()
+                if any(key.fileobj == self._wake_r for key, _ in ready):
+                    return
+                self.server._handle_request_noblock()
+
     def stop(self) -> None:
-        self.server.shutdown()
+        """Stop at once (idempotent)."""
+        if self._wake_w < 0:
+            return
+        if self._thread is not None:
+            os.write(self._wake_w, b"x")
+            self._thread.join()
+            self._thread = None
         self.server.server_close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._wake_r = self._wake_w = -1
 
     def __enter__(self) -> Simulator:
         return self.start()

@@ -139,6 +139,25 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX poll_metric_source ON poll_metric (source_key, started_at)",
     ],
+    # 2: history before the baseline, rules over the whole body, quarantined items
+    [
+        # When the source's baseline was taken: an event that happened before it is history.
+        "ALTER TABLE source_state ADD COLUMN baseline_at TEXT",
+        # The text rules match (bounded), when longer than the summary excerpt.
+        "ALTER TABLE event ADD COLUMN body TEXT",
+        # An upstream item that could not be turned into events; the rest of its page went on.
+        """CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY NOT NULL,
+            source_key TEXT NOT NULL,
+            item_key TEXT NOT NULL,
+            error TEXT NOT NULL,
+            excerpt TEXT NOT NULL DEFAULT '',
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            times INTEGER NOT NULL DEFAULT 1,
+            UNIQUE (source_key, item_key)
+        )""",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

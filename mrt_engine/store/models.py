@@ -58,6 +58,7 @@ class SourceState(StoreModel):
     last_modified = TextField(null=True)
     validated_url = TextField(null=True)
     baseline_done = BooleanField(default=False)
+    baseline_at = UtcField(null=True)  # events that happened before it are history, not news
     paused = BooleanField(default=False)
     poll_requested_at = UtcField(null=True)
     last_poll_at = UtcField(null=True)
@@ -96,6 +97,7 @@ class Event(StoreModel):
     observed_at = UtcField()
     raw = JsonField(null=True)
     baseline = BooleanField(default=False)
+    body = TextField(null=True)  # what rules matched, when longer than ``summary``
 
     class Meta:
         table_name = "event"
@@ -208,6 +210,22 @@ class PollMetric(StoreModel):
         table_name = "poll_metric"
 
 
+class Quarantine(StoreModel):
+    """An upstream item that could not be processed; the rest of its page went on."""
+
+    id = AutoField()
+    source_key = TextField()
+    item_key = TextField()  # the upstream's id of the item (an issue number, a model id)
+    error = TextField()
+    excerpt = TextField(default="")  # the start of the item as received, cleaned
+    first_seen_at = UtcField()
+    last_seen_at = UtcField()
+    times = IntegerField(default=1)
+
+    class Meta:
+        table_name = "quarantine"
+
+
 ALL_MODELS: tuple[type[StoreModel], ...] = (
     SourceState,
     Event,
@@ -217,4 +235,5 @@ ALL_MODELS: tuple[type[StoreModel], ...] = (
     Attempt,
     Audit,
     PollMetric,
+    Quarantine,
 )
