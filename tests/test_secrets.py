@@ -13,7 +13,7 @@ from conftest import GH_TOKEN, WL_TOKEN, Tracker
 
 from mrt_engine.logs import setup_logging
 from mrt_engine.secrets import Secret, redact, redact_url, shorten
-from mrt_engine.simulators.base import Fault
+from mrt_engine.simulators.base import Fault, Simulator
 from mrt_engine.simulators.github import GitHubSimulator
 
 REPO = "vllm-project/vllm"
@@ -226,3 +226,59 @@ def test_json_log_lines_redact_the_traceback_too():
     line = json.loads(stream.getvalue())
     assert "json-log-secret" not in line["msg"] and "json-log-secret" not in line["exc"]
     assert "RuntimeError" in line["exc"]
+
+
+# ---------------------------------------------------------------------- token scope (#14)
+@pytest.fixture
+def other_origin() -> Iterator[Simulator]:
+    """A second server on the same host, another port: the API's neighbour, not the API."""
+    sim = Simulator().start()
+    yield sim
+    sim.stop()
+
+
+def test_a_next_link_to_another_port_of_the_same_host_gets_no_token(
+    gh_tracker, github, other_origin
+):
+    github.add_issue(REPO, "seed", at=datetime(2026, 11, 20, tzinfo=UTC))
+    tracker = gh_tracker()
+    tracker.once()
+    next_page = f"{other_origin.url}/repositories/1/issues?page=2"
+    github.inject(Fault(200, body="[]", headers={"Link": f'<{next_page}>; rel="next"'}))
+    tracker.once()
+    assert other_origin.requests, "the next link was not followed"
+    assert all("authorization" not in r.headers for r in other_origin.requests)
+    assert all(r.headers.get("authorization") == f"Bearer {GH_TOKEN}" for r in github.requests)
+
+
+def test_a_redirect_to_another_origin_drops_the_token(gh_tracker, github, other_origin):
+    # httpx strips Authorization when a redirect leaves the origin (scheme, host, port), except
+    # for an http -> https upgrade of the same host on default ports.
+    github.add_issue(REPO, "seed", at=datetime(2026, 11, 20, tzinfo=UTC))
+    tracker = gh_tracker()
+    github.inject(Fault(302, headers={"Location": f"{other_origin.url}/moved"}, path="/repos/"))
+    tracker.once()
+    assert [r.path for r in other_origin.requests] == ["/moved"]
+    assert "authorization" not in other_origin.requests[0].headers
+
+
+@pytest.mark.parametrize(
+    ("api_base", "url", "gets_token"),
+    [
+        ("https://api.github.com", "https://api.github.com/repositories/1/issues", True),
+        ("https://api.github.com", "https://API.github.com:443/repositories/1/issues", True),
+        ("https://api.github.com", "http://api.github.com/repositories/1/issues", False),
+        ("https://api.github.com", "https://api.github.com:8443/repositories/1/issues", False),
+        ("https://api.github.com", "https://github.com/x", False),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/x", True),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8081/x", False),
+        ("http://127.0.0.1:8080", "https://127.0.0.1:8080/x", False),
+        ("http://ghe.example", "http://ghe.example:80/api/v3/x", True),
+    ],
+)
+def test_the_token_goes_only_to_the_origin_of_the_api_base(api_base, url, gets_token):
+    from mrt_engine.sources.github import GitHubIssues, GitHubSettings
+
+    settings = GitHubSettings(repos=[REPO], api_base=api_base)
+    source = GitHubIssues(REPO, "issues", settings, Secret("origin-test-token", "GT"), 60)
+    assert ("Authorization" in source.headers(url)) is gets_token
