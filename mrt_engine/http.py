@@ -33,8 +33,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from mrt_engine.config import HostPolicy, HttpConfig
-from mrt_engine.secrets import redact, redact_url
-from mrt_engine.text import excerpt
+from mrt_engine.secrets import redact, redact_url, shorten
 from mrt_engine.timeutil import Clock, utcnow
 
 log = logging.getLogger(__name__)
@@ -136,7 +135,7 @@ class Fetched:
             return json.loads(self.content)
         except (ValueError, UnicodeDecodeError) as exc:
             kind = self.headers.get("content-type", "no content-type").split(";")[0]
-            sample = excerpt(self.content[:200].decode("utf-8", "replace"), 80)
+            sample = shorten(self.content[:200].decode("utf-8", "replace"), 80)
             raise MalformedResponse(
                 f"expected JSON from {redact_url(self.url)}, got {kind} "
                 f"({len(self.content)} bytes: {sample!r}): {exc}"
@@ -297,7 +296,7 @@ class HttpClient:
                     raise UpstreamError(f"{problem} (after {retries} tries)", status)
                 self._sleep(self._backoff(retries), why=problem)
                 continue
-            detail = excerpt(fetched.content[:300].decode("utf-8", "replace"), 120)
+            detail = shorten(fetched.content[:300].decode("utf-8", "replace"), 120)
             raise UpstreamError(f"{status} from {where}: {detail}", status)
 
     def _send(

@@ -22,10 +22,11 @@ class JsonFormatter(logging.Formatter):
             "msg": clean(record.getMessage()),
             "thread": record.threadName,
         }
-        if record.exc_info:
-            entry["exc"] = clean(self.formatException(record.exc_info))
-        elif record.exc_text:
+        # exc_text first: the redacting filter has put the scrubbed traceback there.
+        if record.exc_text:
             entry["exc"] = clean(record.exc_text)
+        elif record.exc_info:
+            entry["exc"] = clean(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
 
 

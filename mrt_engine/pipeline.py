@@ -22,7 +22,7 @@ from mrt_engine.batch import CommitCounts, prepare_batch, write_batch
 from mrt_engine.health import PROTECTED_TYPES, RECOVERED, UNHEALTHY, health_event
 from mrt_engine.http import FetchError, HttpClient, PollSession, RateLimited, Stopped, Validators
 from mrt_engine.rules.matcher import RuleSet
-from mrt_engine.secrets import redact
+from mrt_engine.secrets import shorten
 from mrt_engine.sources.base import PollResult, Source, SourceState
 from mrt_engine.store.db import Store
 from mrt_engine.store.models import SourceState as SourceStateRow
@@ -216,7 +216,7 @@ class Pipeline:
         exc: BaseException,
     ) -> PollOutcome:
         finished = self.clock()
-        message = redact(str(exc) or type(exc).__name__)[:MAX_ERROR_CHARS]
+        message = shorten(str(exc) or type(exc).__name__, MAX_ERROR_CHARS, one_line=False)
         if not isinstance(exc, FetchError):
             message = f"internal error in source: {type(exc).__name__}: {message}"
         failures = row.consecutive_failures + 1

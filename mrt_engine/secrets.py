@@ -1,8 +1,11 @@
 """Secrets: read from the environment variables the config names, and kept out of every output.
 
-A resolved secret is registered here; :func:`redact` replaces every registered value (and the
-token-bearing parts of URLs) in any text that leaves the process: log lines, stored errors,
-console output. The :class:`Secret` wrapper never shows its value in ``repr``/``str``.
+A resolved secret is registered here, in every form text may show it in (as given,
+percent-decoded, percent-encoded), with the token parameters of a URL; :func:`redact` replaces
+every registered form in any text that leaves the process: log lines, stored errors, console
+output. Text that is shortened goes through :func:`shorten`, which redacts *before* it cuts and
+then removes a secret's start left dangling at the cut. The :class:`Secret` wrapper never shows
+its value in ``repr``/``str``.
 """
 
 from __future__ import annotations
@@ -12,18 +15,37 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import (
+    parse_qsl,
+    quote,
+    quote_plus,
+    unquote,
+    unquote_plus,
+    urlencode,
+    urlsplit,
+    urlunsplit,
+)
+
+from mrt_engine.text import excerpt
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+# Starts of registered values (at least _MIN_PREFIX long): what a cut can leave of a secret.
+_prefixes: frozenset[str] = frozenset()
+_longest_prefix = 0
 
 # Query parameters that carry credentials in webhook URLs (WeLink token, DingTalk access_token,
 # WeCom key, Feishu hook ids travel in the path and are covered by the registered full URL).
 _SECRET_PARAMS = {"token", "access_token", "key", "secret", "sign", "signature", "sig", "apikey"}
 _MIN_SECRET_LEN = 4
+# A cut that leaves fewer characters says too little of a secret to be worth a false positive.
+_MIN_PREFIX = 8
+# Where a text was cut: an ellipsis (ours or an upstream's), or the end of the text.
+_CUT = re.compile(r"…|\.\.\.|\Z")
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
 
 class Secret:
@@ -48,13 +70,15 @@ class Secret:
 
 def register(value: str) -> None:
     """Remember ``value`` (and a URL's token parameters) so :func:`redact` removes it."""
-    global _pattern
-    candidates = {value}
+    global _pattern, _prefixes, _longest_prefix
+    candidates = _forms(value)
     parts = urlsplit(value) if "://" in value else None
     if parts and parts.query:
-        for name, param in parse_qsl(parts.query, keep_blank_values=True):
-            if name.lower() in _SECRET_PARAMS:
-                candidates.add(param)
+        # The raw query, not parse_qsl's decoding: "Ab+Cd%2F" must stay findable as written.
+        for pair in re.split("[&;]", parts.query):
+            name, _, param = pair.partition("=")
+            if unquote_plus(name).lower() in _SECRET_PARAMS:
+                candidates |= _forms(param)
     with _lock:
         added = {c for c in candidates if len(c) >= _MIN_SECRET_LEN} - _values
         if not added:
@@ -62,15 +86,94 @@ def register(value: str) -> None:
         _values.update(added)
         ordered = sorted(_values, key=len, reverse=True)
         _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        _prefixes = frozenset(v[:n] for v in _values for n in range(_secret_from(v) + 1, len(v)))
+        _longest_prefix = max((len(p) for p in _prefixes), default=0)
+
+
+def _secret_from(value: str) -> int:
+    """How many leading characters of ``value`` say nothing secret on their own: fewer than
+    ``_MIN_PREFIX``, or a URL up to its host (userinfo is secret) or, when its query carries a
+    token parameter, up to that parameter's value."""
+    shown = _MIN_PREFIX - 1
+    if "://" not in value:
+        return shown
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return shown
+    if "@" in parts.netloc:
+        return shown
+    public = len(parts.scheme) + 3 + len(parts.netloc)
+    if parts.query:
+        offset = value.index("?") + 1
+        for pair in re.split("([&;])", parts.query):
+            name, equals, _ = pair.partition("=")
+            if equals and unquote_plus(name).lower() in _SECRET_PARAMS:
+                public = offset + len(name) + 1
+                break
+            offset += len(pair)
+    return max(shown, public)
+
+
+def _forms(value: str) -> set[str]:
+    """Every way ``value`` is commonly written: as given, percent-decoded (``+`` as a plus and as
+    a space), and percent-encoded as ``quote``/``quote_plus`` do it, in either hex case."""
+    decoded = {value, unquote(value), unquote_plus(value)}
+    forms = set(decoded)
+    for plain in decoded:
+        for encoded in (
+            quote(plain, safe=""),
+            quote(plain),  # keeps "/"
+            quote_plus(plain),
+            quote_plus(plain, safe="/"),
+        ):
+            forms.add(encoded)
+            forms.add(_PERCENT_ESCAPE.sub(lambda m: m.group().lower(), encoded))
+    return forms
 
 
 def redact(text: object) -> str:
-    """``text`` with every registered secret replaced by ``***``."""
+    """``text`` with every registered secret replaced by ``***``, and so is the start of one
+    (8+ characters) that ends where the text was cut: before an ellipsis or at its end."""
     message = "" if text is None else str(text)
     pattern = _pattern
     if pattern is None:
         return message
-    return pattern.sub("***", message)
+    return _redact_cut_starts(pattern.sub("***", message))
+
+
+def shorten(text: object, limit: int, *, one_line: bool = True) -> str:
+    """``text`` safe to show in at most ``limit`` characters: every secret is redacted before
+    the cut, and a secret's start left dangling at the cut is redacted after it.
+
+    ``one_line`` makes an excerpt (control characters removed, whitespace folded, cut at a word
+    when one is near); otherwise the text keeps its lines and is cut at ``limit``. Both end in
+    an ellipsis when cut. Every place that shortens text that may carry a secret uses this.
+    """
+    safe = redact(text)
+    if one_line:
+        cut = excerpt(safe, limit)
+    else:
+        cut = safe if len(safe) <= limit else safe[: max(limit - 1, 0)] + "…"
+    return redact(cut)
+
+
+def _redact_cut_starts(text: str) -> str:
+    """Replace the longest registered-secret start that ends at each cut of ``text``."""
+    prefixes, longest = _prefixes, _longest_prefix
+    if not prefixes or len(text) < _MIN_PREFIX:
+        return text
+    spans: list[tuple[int, int]] = []
+    for cut in _CUT.finditer(text):
+        end = cut.start()
+        floor = spans[-1][1] if spans else 0  # spans never overlap
+        for size in range(min(longest, end - floor), _MIN_PREFIX - 1, -1):
+            if text[end - size : end] in prefixes:
+                spans.append((end - size, end))
+                break
+    for start, end in reversed(spans):
+        text = text[:start] + "***" + text[end:]
+    return text
 
 
 def redact_url(url: str) -> str:
@@ -98,10 +201,13 @@ class RedactingFilter(logging.Filter):
         if _pattern is not None:
             record.msg = redact(record.getMessage())
             record.args = None
+            # Formatters reuse exc_text when it is set (JsonFormatter too): fill it redacted.
             if record.exc_info and not record.exc_text:
                 record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             elif record.exc_text:
                 record.exc_text = redact(record.exc_text)
+            if record.stack_info:
+                record.stack_info = redact(record.stack_info)
         return True
 
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from mrt_engine.delivery.backoff import retry_delay
 from mrt_engine.notify.base import SendResult
 from mrt_engine.notify.message import MessageContext
-from mrt_engine.secrets import redact
+from mrt_engine.secrets import shorten
 from mrt_engine.store.db import Store
 from mrt_engine.timeutil import Clock, from_store, to_store, utcnow
 
@@ -120,8 +120,8 @@ class Outbox:
         """Record the attempt and move the delivery on; returns its new status."""
         now = self.clock()
         now_s = to_store(now)
-        error = redact(result.error)[:1000] if result.error else None
-        reply = redact(result.reply)[:1000] if result.reply else None
+        error = shorten(result.error, 1000, one_line=False) if result.error else None
+        reply = shorten(result.reply, 1000, one_line=False) if result.reply else None
         attempts = claim.attempt_number
         if result.ok:
             status, next_at, sent_at, last_error = "sent", None, now_s, None

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from mrt_engine.config import StrictModel
 from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
 from mrt_engine.notify.message import TemplateError, compile_template, render
-from mrt_engine.secrets import Secret, redact
+from mrt_engine.secrets import Secret, redact, shorten
 
 
 class EmailSettings(StrictModel):
@@ -171,7 +171,7 @@ class EmailChannel(Channel):
 
 def _reply(code: int, reply: bytes | str) -> str:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-    return f"{code} {' '.join(text.split())}"[:300]
+    return shorten(f"{code} {text}", 300)
 
 
 def build(settings: EmailSettings, ctx: ChannelContext) -> Channel | None:

@@ -20,8 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from mrt_engine.config import StrictModel
 from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
 from mrt_engine.notify.message import TemplateError, compile_template, render
-from mrt_engine.secrets import Secret, redact, redact_url
-from mrt_engine.text import excerpt
+from mrt_engine.secrets import Secret, redact, redact_url, shorten
 
 MAX_TEXT = 500
 MAX_AT_ACCOUNTS = 10
@@ -118,13 +117,13 @@ class WeLinkChannel(Channel):
             )
         except httpx.HTTPError as exc:
             return SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
-        reply = excerpt(response.text, 300)
+        reply = shorten(response.text, 300)
         if response.status_code != 200:
             permanent = response.status_code in (400, 413, 422)
             return SendResult(
                 ok=False,
                 http_status=response.status_code,
-                reply=redact(reply),
+                reply=reply,
                 error=f"HTTP {response.status_code} from WeLink",
                 permanent=permanent,
             )
@@ -132,18 +131,18 @@ class WeLinkChannel(Channel):
             answer = response.json()
         except ValueError:
             return SendResult(
-                ok=False, http_status=200, reply=redact(reply), error="WeLink answered non-JSON"
+                ok=False, http_status=200, reply=reply, error="WeLink answered non-JSON"
             )
         code = str(answer.get("code")) if isinstance(answer, dict) else None
         if code == "0":
-            return SendResult(ok=True, http_status=200, reply=redact(reply))
+            return SendResult(ok=True, http_status=200, reply=reply)
         message = answer.get("message") if isinstance(answer, dict) else None
         meaning = KNOWN_CODES.get(code or "", "unknown code")
         return SendResult(
             ok=False,
             http_status=200,
-            reply=redact(reply),
-            error=f"WeLink code {code} ({meaning}): {excerpt(message or '', 160)}",
+            reply=reply,
+            error=f"WeLink code {code} ({meaning}): {shorten(message or '', 160)}",
             permanent=code in PERMANENT_CODES,
         )
 

@@ -31,6 +31,7 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    target: str = ""  # the request-target as sent (path and raw query)
 
     def param(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -69,8 +70,11 @@ class Fault:
     path: str = ""  # only requests whose path starts with this
     method: str = ""
     times: int = 1
+    # A body that echoes the request, like a debugging proxy or a chatty error page: ``{target}``
+    # becomes the request-target, ``{method}`` the method, ``{<header-name>}`` that header.
+    echo: str | None = None
 
-    def response(self) -> Response:
+    def response(self, request: Request | None = None) -> Response:
         if self.kind == "html":
             html = b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>blocked</body></html>"
             return Response(200, html, {"Content-Type": "text/html; charset=utf-8", **self.headers})
@@ -93,9 +97,19 @@ class Fault:
             if self.body is not None
             else json.dumps({"message": f"simulated {self.status}"})
         )
+        if self.echo is not None:
+            body = _echo(self.echo, request)
         if isinstance(body, str):
             body = body.encode()
         return Response(self.status, body, {"Content-Type": "application/json", **self.headers})
+
+
+def _echo(template: str, request: Request | None) -> str:
+    """``template`` with ``{target}``, ``{method}`` and ``{<header-name>}`` filled from ``request``."""
+    fields = {} if request is None else {**request.headers, "target": request.target}
+    if request is not None:
+        fields["method"] = request.method
+    return re.sub(r"\{([a-z0-9-]+)\}", lambda m: fields.get(m.group(1), ""), template)
 
 
 Handler = Callable[[Request, re.Match[str]], Response]
@@ -127,6 +141,7 @@ class Simulator:
                     parse_qs(parts.query, keep_blank_values=True),
                     {k.lower(): v for k, v in self.headers.items()},
                     body,
+                    self.path,
                 )
                 response = sim.dispatch(request)
                 if response.delay:
@@ -225,7 +240,7 @@ class Simulator:
                     fault.times -= 1
                     if fault.times <= 0:
                         self._faults.remove(fault)
-                    return self.decorate(request, fault.response(), fault=True)
+                    return self.decorate(request, fault.response(request), fault=True)
         for method, pattern, handler in self._routes:
             if method != request.method:
                 continue

@@ -50,10 +50,13 @@ class Source(ABC):
     token: Secret | None = None
 
     def headers(self, url: str) -> dict[str, str]:
-        """API headers. The token goes only to this source's own API host: a URL that an answer
-        points somewhere else (a Link, a redirect target) never gets it."""
+        """API headers. The token goes only to the origin (scheme, host, port) of this source's
+        API base: a URL that an answer points elsewhere (a Link to another port, plain http, or
+        another host) never gets it. Redirects are httpx's: it drops Authorization when one
+        leaves the origin, keeping it only for an http -> https upgrade of the same host."""
         headers = {"Accept": self.accept, **self.extra_headers}
-        if self.token is not None and (urlsplit(url).hostname or "").lower() == self.host:
+        target = origin(url)
+        if self.token is not None and target is not None and target == origin(self.api_base):
             headers["Authorization"] = f"Bearer {self.token.reveal()}"
         return headers
 
@@ -61,10 +64,6 @@ class Source(ABC):
         self.key = key
         self.api_base = api_base.rstrip("/")
         self.interval = interval
-
-    @property
-    def host(self) -> str:
-        return (urlsplit(self.api_base).hostname or "").lower()
 
     @abstractmethod
     def poll(self, state: SourceState, http: PollSession, now: Any) -> PollResult:
@@ -92,6 +91,23 @@ class SourceKind:
     settings: type[StrictModel]
     build: Callable[[Any, BuildContext], list[Source]]
     host_defaults: HostPolicy = field(default_factory=HostPolicy)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None] | None:
+    """The origin of ``url`` (RFC 6454): scheme, host and port, lower-cased, the port defaulted
+    from the scheme; ``None`` for a URL without one (unparsable, or no host)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS.get(scheme)
 
 
 def expect(condition: bool, message: str) -> None:

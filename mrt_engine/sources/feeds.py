@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.http import PollSession
+from mrt_engine.secrets import shorten
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
 from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
 from mrt_engine.sources.validators import ApiBase
@@ -86,7 +87,7 @@ class Feed(ItemSetSource):
         expect(
             bool(parsed.get("version")) or bool(parsed.entries),
             f"expected an RSS or Atom feed from {self.url}, got {kind} "
-            f"({excerpt(answer.content[:120].decode('utf-8', 'replace'), 60)!r})",
+            f"({shorten(answer.content[:120].decode('utf-8', 'replace'), 60)!r})",
         )
         items = []
         for entry in parsed.entries:

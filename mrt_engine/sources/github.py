@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.events import TrackerEvent
 from mrt_engine.http import PollSession, Stopped
-from mrt_engine.secrets import Secret
+from mrt_engine.secrets import Secret, shorten
 from mrt_engine.sources.base import (
     BuildContext,
     PollResult,
@@ -181,7 +181,7 @@ class GitHubIssues(Source):
         if isinstance(data, dict) and "message" in data:
             expect(
                 False,
-                f"GitHub answered an error object instead of a list: {excerpt(data['message'], 160)}",
+                f"GitHub answered an error object instead of a list: {shorten(data['message'], 160)}",
             )
         expect(isinstance(data, list), f"expected a JSON list of issues, got {type(data).__name__}")
         for item in data:

@@ -15,11 +15,10 @@ from pydantic import Field
 
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.http import PollSession
-from mrt_engine.secrets import Secret
+from mrt_engine.secrets import Secret, shorten
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
 from mrt_engine.sources.model_list import Listing, ModelInfo, ModelListSource
 from mrt_engine.sources.validators import ApiBase, OrgName
-from mrt_engine.text import clean_line
 from mrt_engine.timeutil import parse_upstream
 
 DEFAULT_API = "https://huggingface.co"
@@ -93,7 +92,7 @@ class HuggingFaceModels(ModelListSource):
 
     def _page(self, data: Any) -> list[ModelInfo]:
         if isinstance(data, dict) and "error" in data:
-            expect(False, f"HuggingFace answered an error: {clean_line(data['error'])[:160]}")
+            expect(False, f"HuggingFace answered an error: {shorten(data['error'], 160)}")
         expect(isinstance(data, list), f"expected a JSON list of models, got {type(data).__name__}")
         out = []
         for item in data:

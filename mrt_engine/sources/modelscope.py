@@ -19,11 +19,10 @@ from pydantic import Field
 
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.http import PollSession, UpstreamError
-from mrt_engine.secrets import Secret
+from mrt_engine.secrets import Secret, shorten
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
 from mrt_engine.sources.model_list import Listing, ModelInfo, ModelListSource
 from mrt_engine.sources.validators import ApiBase, OrgName
-from mrt_engine.text import clean_line
 from mrt_engine.timeutil import parse_upstream
 
 DEFAULT_API = "https://modelscope.cn"
@@ -117,7 +116,7 @@ class ModelScopeModels(ModelListSource):
             if data.get("success") is not True:
                 expect(
                     False,
-                    f"ModelScope answered success={data.get('success')!r}: {clean_line(data.get('message'))[:160]}",
+                    f"ModelScope answered success={data.get('success')!r}: {shorten(data.get('message'), 160)}",
                 )
             body = data.get("data")
             expect(
@@ -147,7 +146,7 @@ class ModelScopeModels(ModelListSource):
             if data.get("Success") is not True or data.get("Code") not in (200, "200"):
                 expect(
                     False,
-                    f"ModelScope answered Code={data.get('Code')!r}: {clean_line(data.get('Message'))[:160]}",
+                    f"ModelScope answered Code={data.get('Code')!r}: {shorten(data.get('Message'), 160)}",
                 )
             inner = data.get("Data")
             expect(
