@@ -3,10 +3,15 @@
 The Subject is built only from trusted words and config names; the untrusted title and body go in
 the plain-text body. The Message-ID is derived from the delivery id, so every retry of one
 delivery carries the same id and mail clients can fold duplicates of an at-least-once send.
+
+On the wire the message is RFC 5322 as RFC 5321 wants it: CRLF line ends, folded headers
+(non-ASCII as encoded words) and a quoted-printable body, so every line is far below the 998-octet
+limit and the message is 7-bit clean for any server.
 """
 
 from __future__ import annotations
 
+import email.policy
 import smtplib
 import socket
 import ssl
@@ -90,7 +95,7 @@ class EmailChannel(Channel):
 
     def message(self, outgoing: Outgoing) -> EmailMessage:
         context = outgoing.context
-        msg = EmailMessage()
+        msg = EmailMessage(policy=email.policy.SMTP)  # CRLF line ends, headers folded at 78
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.settings.to_list)
         msg["Subject"] = context.subject()
@@ -100,7 +105,10 @@ class EmailChannel(Channel):
             f"<mrt.delivery.{outgoing.delivery_id}.{context.fingerprint[:16]}@{domain}>"
         )
         msg["X-MRT-Fingerprint"] = context.fingerprint
-        msg.set_content(render(context, None, self.settings.template) + "\n")
+        # Quoted-printable: alerts are mostly ASCII (readable in the source) and no line of it is
+        # longer than 78 octets, whatever the title or the excerpt holds.
+        text = render(context, None, self.settings.template) + "\n"
+        msg.set_content(text, cte="quoted-printable")
         return msg
 
     def send(self, outgoing: Outgoing) -> SendResult:
@@ -142,6 +150,7 @@ class EmailChannel(Channel):
                     _, code, reply = refused[0]
                     return self._refused("rcpt", code, reply)
                 stage = "data"
+                # as_bytes() with the SMTP policy: CRLF throughout, which smtplib sends as is.
                 code, reply = smtp.data(msg.as_bytes())
                 text = _reply(code, reply)
                 if code != 250:
