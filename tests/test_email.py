@@ -7,10 +7,11 @@ import email
 import email.policy
 import smtplib
 import ssl
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from conftest import SmtpServer
+from conftest import SmtpServer, free_port
 
 from mrt_engine.notify.base import ChannelContext, Outgoing
 from mrt_engine.notify.email import EmailChannel, EmailSettings, build
@@ -170,3 +171,112 @@ def test_a_realistic_github_alert_over_1000_bytes_is_delivered_to_three_recipien
     assert len(raw) > 1000
     assert smtp.messages[0].rcpt_tos == recipients
     assert title in body_text(message)
+
+
+# ---------------------------------------------------------------------- item 8: operator hints
+@pytest.fixture
+def plain_smtp() -> Iterator[SmtpServer]:
+    """An SMTP server without TLS at all (no STARTTLS offered)."""
+    from aiosmtpd.controller import Controller
+
+    server = SmtpServer("127.0.0.1", 0)
+
+    class Handler:
+        async def handle_DATA(self, srv, session, envelope):
+            server.messages.append(envelope)
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    server.port = controller.port
+    yield server
+    controller.stop()
+
+
+def test_a_server_that_requires_starttls_says_to_set_use_tls_and_the_alert_waits(
+    gh_tracker, github, smtp
+):
+    tracker = gh_tracker(
+        {
+            "notify": {
+                "email": {
+                    "smtp_host": smtp.host,
+                    "smtp_port": smtp.port,
+                    "from_addr": "mrt@tracker.example",
+                    "to_list": ["oncall@example.com"],
+                    "use_tls": False,
+                }
+            }
+        }
+    )
+    github.add_issue(REPO, "seed", at=T0)
+    tracker.once()
+    github.add_issue(REPO, "DeepSeek-R2 eval results")
+
+    tracker.once()
+
+    [(status, error)] = tracker.sql(
+        "SELECT status, last_error FROM delivery WHERE channel = 'email'"
+    )
+    # An operator fix, like a wrong password: retried, so the alert goes out once fixed.
+    assert status == "retrying"
+    assert error.startswith("SMTP mail refused: 530")
+    assert "set notify.email.use_tls = true" in error
+
+
+def test_login_before_starttls_says_to_set_use_tls(smtp):
+    result = channel(smtp, use_tls=False).send(Outgoing(1, 1, alert()))
+
+    assert not result.ok and not result.permanent
+    assert "set notify.email.use_tls = true" in result.error
+    assert PASSWORD not in result.error
+
+
+def test_a_wrong_password_names_the_variables_to_check_and_never_the_password(smtp):
+    env = {"SMTP_USER": "mrt-bot", "SMTP_PASS": "bad-password-xyz"}
+
+    result = channel(smtp, env=env).send(Outgoing(1, 1, alert()))
+
+    assert not result.ok and not result.permanent
+    assert result.error.startswith("SMTP login refused: 535")
+    assert "check the values of SMTP_USER and SMTP_PASS" in result.error
+    assert "bad-password-xyz" not in f"{result.error} {result.reply}"
+
+
+def test_starttls_not_offered_says_what_to_change(plain_smtp):
+    result = channel(plain_smtp, login=False).send(Outgoing(1, 1, alert()))
+
+    assert not result.ok and not result.permanent
+    assert "the server does not offer STARTTLS" in result.error
+    assert "notify.email.use_ssl = true" in result.error
+    assert plain_smtp.messages == []  # nothing sent in clear when TLS was asked for
+
+
+def test_plain_smtp_on_an_implicit_tls_port_says_to_set_use_ssl(smtps):
+    result = channel(smtps, use_ssl=False, timeout_seconds=1).send(Outgoing(1, 1, alert()))
+
+    assert not result.ok
+    assert "set notify.email.use_ssl = true" in result.error
+
+
+def test_implicit_tls_on_a_plain_port_says_to_unset_use_ssl(smtp):
+    result = channel(smtp, use_ssl=True).send(Outgoing(1, 1, alert()))
+
+    assert not result.ok
+    assert "set notify.email.use_ssl = false" in result.error
+
+
+def test_an_untrusted_server_certificate_says_to_set_ca_file(smtp):
+    result = channel(smtp, ca_file=None).send(Outgoing(1, 1, alert()))
+
+    assert not result.ok
+    assert "notify.email.ca_file" in result.error
+
+
+def test_nothing_listening_says_to_check_host_and_port():
+    nobody = SmtpServer("127.0.0.1", free_port())
+
+    result = channel(nobody, login=False).send(Outgoing(1, 1, alert()))
+
+    assert not result.ok
+    assert "check notify.email.smtp_host and smtp_port" in result.error
