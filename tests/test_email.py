@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import SmtpServer, free_port
+from pydantic import ValidationError
 
 from mrt_engine.notify.base import ChannelContext, Outgoing
 from mrt_engine.notify.email import EmailChannel, EmailSettings, build
@@ -280,3 +281,38 @@ def test_nothing_listening_says_to_check_host_and_port():
 
     assert not result.ok
     assert "check notify.email.smtp_host and smtp_port" in result.error
+
+
+# ---------------------------------------------------------------------- addresses
+@pytest.mark.parametrize(
+    ("field", "address", "says"),
+    [
+        ("to_list", "ops@" + "b" * 300 + ".example", "longer than 254"),
+        ("to_list", "张三@例子.cn", "SMTPUTF8"),
+        ("from_addr", "mrt@tracker.example\r\nBcc: victim@evil.example", "not an e-mail address"),
+        ("from_addr", "mrt-at-tracker", "not an e-mail address"),
+    ],
+    ids=["too-long", "non-ascii", "line-break-in-from", "no-at-in-from"],
+)
+def test_an_address_that_cannot_go_on_the_wire_is_a_config_error(field, address, says):
+    values = {"smtp_host": "127.0.0.1", "to_list": ["oncall@example.com"]}
+    values[field] = [address] if field == "to_list" else address
+
+    with pytest.raises(ValidationError) as error:
+        EmailSettings(**values)
+
+    assert says in str(error.value)
+
+
+def test_a_non_ascii_display_name_is_an_encoded_word_and_not_in_the_envelope(smtp):
+    to = ["张三 <zhangsan@example.com>", "oncall@example.com"]
+
+    assert channel(smtp, to_list=to).send(Outgoing(1, 1, alert())).ok
+
+    raw, message = received(smtp)
+    assert raw.isascii()
+    assert [(a.display_name, a.addr_spec) for a in message["To"].addresses] == [
+        ("张三", "zhangsan@example.com"),
+        ("", "oncall@example.com"),
+    ]
+    assert smtp.messages[0].rcpt_tos == ["zhangsan@example.com", "oncall@example.com"]

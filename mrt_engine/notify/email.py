@@ -55,9 +55,14 @@ class EmailSettings(StrictModel):
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
         for address in value:
-            _, parsed = parse_address(address)
-            if "@" not in parsed or any(c in address for c in "\r\n"):
-                raise ValueError(f"not an e-mail address: {address!r}")
+            _check_address(address)
+        return value
+
+    @field_validator("from_addr")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_address(value)
         return value
 
     @field_validator("template")
@@ -69,6 +74,21 @@ class EmailSettings(StrictModel):
             except TemplateError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+
+def _check_address(address: str) -> None:
+    """Raise ``ValueError`` unless ``address`` can go in an envelope and a header as it is."""
+    _, parsed = parse_address(address)
+    if "@" not in parsed or any(c in address for c in "\r\n"):
+        raise ValueError(f"not an e-mail address: {address!r}")
+    if not parsed.isascii():
+        # smtplib speaks ASCII commands; a display name may be anything (it is encoded).
+        raise ValueError(
+            f"{address!r}: a non-ASCII address needs SMTPUTF8, which MRT does not use"
+            " (an internationalised domain can be written in its xn-- form)"
+        )
+    if len(parsed) > 254:  # RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its <>
+        raise ValueError(f"{address!r}: longer than 254 characters (RFC 5321)")
 
 
 class EmailChannel(Channel):
