@@ -116,7 +116,8 @@ def _smtp(tls_ca: dict[str, str], *, implicit_tls: bool) -> Iterator[SmtpServer]
     def authenticator(srv, session, envelope, mechanism, auth_data):
         if isinstance(auth_data, LoginPassword):
             server.logins.append((auth_data.login.decode(), auth_data.password.decode()))
-            return AuthResult(success=auth_data.password == b"smtp-pass-123")
+            # handled=False: aiosmtpd answers a failure with 535 itself, as a real server does.
+            return AuthResult(success=auth_data.password == b"smtp-pass-123", handled=False)
         return AuthResult(success=False)
 
     kwargs: dict[str, Any] = {

@@ -3,13 +3,20 @@
 The Subject is built only from trusted words and config names; the untrusted title and body go in
 the plain-text body. The Message-ID is derived from the delivery id, so every retry of one
 delivery carries the same id and mail clients can fold duplicates of an at-least-once send.
+
+On the wire the message is RFC 5322 as RFC 5321 wants it: CRLF line ends, folded headers
+(non-ASCII as encoded words) and a quoted-printable body, so every line is far below the 998-octet
+limit and the message is 7-bit clean for any server. A failure an operator can fix in
+``notify.email`` (STARTTLS, TLS mode, login, CA, host and port) says what to change.
 """
 
 from __future__ import annotations
 
+import email.policy
 import smtplib
 import socket
 import ssl
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 from email.utils import parseaddr as parse_address
@@ -20,6 +27,13 @@ from mrt_engine.config import StrictModel
 from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
 from mrt_engine.notify.message import TemplateError, compile_template, render
 from mrt_engine.secrets import Secret, redact, shorten
+
+# Replies that ask for another connection mode or login (530 "Must issue a STARTTLS command
+# first" / "Authentication required", 534/535 login refused, 538 encryption required): fixing the
+# config lets the same message through, so, like a failed login, they are retried, not dead.
+OPERATOR_CODES = {530, 534, 535, 538}
+# What OpenSSL says when the other end answers a ClientHello in plain text (a plain SMTP greeting).
+_NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}
 
 
 class EmailSettings(StrictModel):
@@ -41,9 +55,14 @@ class EmailSettings(StrictModel):
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
         for address in value:
-            _, parsed = parse_address(address)
-            if "@" not in parsed or any(c in address for c in "\r\n"):
-                raise ValueError(f"not an e-mail address: {address!r}")
+            _check_address(address)
+        return value
+
+    @field_validator("from_addr")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_address(value)
         return value
 
     @field_validator("template")
@@ -55,6 +74,21 @@ class EmailSettings(StrictModel):
             except TemplateError as exc:
                 raise ValueError(str(exc)) from None
         return value
+
+
+def _check_address(address: str) -> None:
+    """Raise ``ValueError`` unless ``address`` can go in an envelope and a header as it is."""
+    _, parsed = parse_address(address)
+    if "@" not in parsed or any(c in address for c in "\r\n"):
+        raise ValueError(f"not an e-mail address: {address!r}")
+    if not parsed.isascii():
+        # smtplib speaks ASCII commands; a display name may be anything (it is encoded).
+        raise ValueError(
+            f"{address!r}: a non-ASCII address needs SMTPUTF8, which MRT does not use"
+            " (an internationalised domain can be written in its xn-- form)"
+        )
+    if len(parsed) > 254:  # RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its <>
+        raise ValueError(f"{address!r}: longer than 254 characters (RFC 5321)")
 
 
 class EmailChannel(Channel):
@@ -90,7 +124,7 @@ class EmailChannel(Channel):
 
     def message(self, outgoing: Outgoing) -> EmailMessage:
         context = outgoing.context
-        msg = EmailMessage()
+        msg = EmailMessage(policy=email.policy.SMTP)  # CRLF line ends, headers folded at 78
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.settings.to_list)
         msg["Subject"] = context.subject()
@@ -100,13 +134,16 @@ class EmailChannel(Channel):
             f"<mrt.delivery.{outgoing.delivery_id}.{context.fingerprint[:16]}@{domain}>"
         )
         msg["X-MRT-Fingerprint"] = context.fingerprint
-        msg.set_content(render(context, None, self.settings.template) + "\n")
+        # Quoted-printable: alerts are mostly ASCII (readable in the source) and no line of it is
+        # longer than 78 octets, whatever the title or the excerpt holds.
+        text = render(context, None, self.settings.template) + "\n"
+        msg.set_content(text, cte="quoted-printable")
         return msg
 
     def send(self, outgoing: Outgoing) -> SendResult:
         msg = self.message(outgoing)
         host, port = self.settings.smtp_host, self.settings.smtp_port
-        stage = "connect"
+        progress = _Progress(tls=self.use_ssl)
         try:
             if self.use_ssl:
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -115,19 +152,22 @@ class EmailChannel(Channel):
             else:
                 smtp = smtplib.SMTP(host, port, timeout=self.timeout)
             with smtp:
-                stage = "ehlo"
+                progress.stage = "ehlo"
                 smtp.ehlo()
+                progress.starttls_offered = smtp.has_extn("starttls")
                 if self.settings.use_tls and not self.use_ssl:
-                    stage = "starttls"
+                    progress.stage = "starttls"
                     smtp.starttls(context=self._tls())
+                    progress.tls = True
                     smtp.ehlo()
                 if self.user is not None and self.password is not None:
-                    stage = "login"
+                    progress.stage = "login"
                     smtp.login(self.user.reveal(), self.password.reveal())
-                stage = "mail"
+                progress.stage = "mail"
                 code, reply = smtp.mail(self.sender)
                 if code != 250:
-                    return self._refused(stage, code, reply)
+                    return self._refused(progress, code, reply)
+                progress.stage = "rcpt"
                 accepted, refused = [], []
                 for rcpt in self.settings.to_list:
                     code, reply = smtp.rcpt(rcpt)
@@ -137,36 +177,111 @@ class EmailChannel(Channel):
                     # Sending now would reach only some: send to nobody, retry for everyone.
                     smtp.rset()
                     rcpt, code, reply = deferred[0]
-                    return self._refused("rcpt", code, reply)
+                    return self._refused(progress, code, reply)
                 if not accepted:
                     _, code, reply = refused[0]
-                    return self._refused("rcpt", code, reply)
-                stage = "data"
+                    return self._refused(progress, code, reply)
+                progress.stage = "data"
+                # as_bytes() with the SMTP policy: CRLF throughout, which smtplib sends as is.
                 code, reply = smtp.data(msg.as_bytes())
                 text = _reply(code, reply)
                 if code != 250:
-                    return self._refused(stage, code, reply)
+                    return self._refused(progress, code, reply)
                 if refused:
                     text += "; refused: " + ", ".join(f"{r} ({c})" for r, c, _ in refused)
                 return SendResult(ok=True, reply=redact(text))
         except smtplib.SMTPResponseException as exc:
-            return self._refused(stage, exc.smtp_code, exc.smtp_error)
+            return self._refused(progress, exc.smtp_code, exc.smtp_error)
         except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            stage = progress.stage
             return SendResult(
-                ok=False, error=redact(f"SMTP {stage} failed: {type(exc).__name__}: {exc}")
+                ok=False,
+                error=redact(f"SMTP {stage} failed: {type(exc).__name__}: {exc}")
+                + self._hint(progress, exc),
             )
 
-    @staticmethod
-    def _refused(stage: str, code: int, reply: bytes | str) -> SendResult:
+    def _refused(self, progress: _Progress, code: int, reply: bytes | str) -> SendResult:
+        stage = progress.stage
         text = _reply(code, reply)
-        # 5xx on the envelope or the data is final for this message; auth is an operator fix.
-        permanent = 500 <= code < 600 and stage in ("mail", "rcpt", "data")
+        # 5xx on the envelope or the data is final for this message; a login or a connection
+        # mode (OPERATOR_CODES, or a failure before MAIL) is an operator fix, so it is retried.
+        permanent = (
+            500 <= code < 600 and stage in ("mail", "rcpt", "data") and code not in OPERATOR_CODES
+        )
         return SendResult(
             ok=False,
             reply=redact(text),
-            error=f"SMTP {stage} refused: {redact(text)}",
+            error=f"SMTP {stage} refused: {redact(text)}" + self._hint(progress, code),
             permanent=permanent,
         )
+
+    def _hint(self, progress: _Progress, failure: int | BaseException) -> str:
+        """`` — what to change in notify.email`` for a failure we recognise as a setup mistake.
+
+        Only config key and variable names go in: never a value read from the environment.
+        """
+        hint = self._setup_mistake(progress, failure)
+        return f" — {hint}" if hint else ""
+
+    def _setup_mistake(self, progress: _Progress, failure: int | BaseException) -> str | None:
+        s = self.settings
+        stage = progress.stage
+        code = failure if isinstance(failure, int) else getattr(failure, "smtp_code", None)
+        unsupported = isinstance(failure, smtplib.SMTPNotSupportedError)
+        # 530 (or AUTH not offered) in clear from a server that offers STARTTLS.
+        in_clear = not progress.tls and progress.starttls_offered
+        if in_clear and (code in (530, 538) or (unsupported and stage == "login")):
+            return "the server requires STARTTLS: set notify.email.use_tls = true"
+        if code == 530 and self.user is None:
+            return "the server requires a login: set notify.email.user_env and password_env"
+        if stage == "login" and code in (534, 535):
+            return (
+                f"the server refused the login: check the values of {s.user_env} and"
+                f" {s.password_env} (notify.email.user_env, password_env)"
+            )
+        if stage == "login" and unsupported:
+            return (
+                "the server offers no login on this port: remove notify.email.user_env and"
+                " password_env, or use its submission port"
+            )
+        if stage == "starttls" and unsupported:
+            return (
+                f"the server does not offer STARTTLS: if port {s.smtp_port} expects TLS from the"
+                " start (usually 465), set notify.email.use_ssl = true"
+            )
+        if isinstance(failure, ssl.SSLCertVerificationError):
+            return (
+                "the server's certificate did not verify: set notify.email.ca_file to the CA"
+                " that signed it (and smtp_host to a name the certificate holds)"
+            )
+        if stage != "connect":
+            return None
+        if isinstance(failure, ssl.SSLError) and failure.reason in _NOT_TLS_REASONS:
+            return (
+                f"port {s.smtp_port} answers without TLS: set notify.email.use_ssl = false"
+                " (and use_tls = true for STARTTLS)"
+            )
+        if not self.use_ssl and isinstance(failure, smtplib.SMTPServerDisconnected):
+            # Connected, but no greeting: an implicit-TLS port waits for our ClientHello.
+            return (
+                f"no SMTP greeting on port {s.smtp_port}: if it expects TLS from the start"
+                " (usually 465), set notify.email.use_ssl = true"
+            )
+        if isinstance(failure, ConnectionRefusedError):
+            return (
+                f"nothing accepts connections at {s.smtp_host}:{s.smtp_port}:"
+                " check notify.email.smtp_host and smtp_port"
+            )
+        return None
+
+
+@dataclass
+class _Progress:
+    """How far one send got: a failure is reported against its stage and connection state."""
+
+    stage: str = "connect"
+    tls: bool = False  # the connection is encrypted (implicit TLS, or after STARTTLS)
+    starttls_offered: bool = False
 
 
 def _reply(code: int, reply: bytes | str) -> str:
