@@ -202,6 +202,9 @@ def parse_text(text: str, file: Path | None = None) -> dict[str, Any]:
         return _parse_toml(text, file)
 
 
+_TOO_DEEP = "arrays or tables nested too deeply to be a config"
+
+
 def _parse_json(text: str, file: Path | None) -> dict[str, Any]:
     try:
         data = json.loads(text)
@@ -209,6 +212,8 @@ def _parse_json(text: str, file: Path | None) -> dict[str, Any]:
         raise ConfigError(
             [f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}"], file
         ) from None
+    except RecursionError:  # the parser recurses once per level
+        raise ConfigError([_TOO_DEEP], file) from None
     if not isinstance(data, dict):
         raise ConfigError([f"the top level must be an object, got {type(data).__name__}"], file)
     return data
@@ -219,6 +224,8 @@ def _parse_toml(text: str, file: Path | None) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"TOML syntax error: {exc}"], file) from None
+    except RecursionError:
+        raise ConfigError([_TOO_DEEP], file) from None
 
 
 def validate(data: dict[str, Any], file: Path | None = None) -> Config:

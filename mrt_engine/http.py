@@ -17,7 +17,6 @@ Sleeps wait on the engine's stop event, so shutdown never waits for a backoff to
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import re
@@ -36,6 +35,7 @@ from mrt_engine.config import HostPolicy, HttpConfig
 from mrt_engine.secrets import redact, redact_url
 from mrt_engine.text import excerpt
 from mrt_engine.timeutil import Clock, utcnow
+from mrt_engine.untrusted_json import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,8 @@ class Fetched:
     def json(self) -> Any:
         """The body as JSON, or :class:`MalformedResponse` saying what came instead."""
         try:
-            return json.loads(self.content)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return parse_json(self.content)
+        except ValueError as exc:
             kind = self.headers.get("content-type", "no content-type").split(";")[0]
             sample = excerpt(self.content[:200].decode("utf-8", "replace"), 80)
             raise MalformedResponse(

@@ -22,6 +22,7 @@ from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoin
 from mrt_engine.notify.message import TemplateError, compile_template, render
 from mrt_engine.secrets import Secret, redact, redact_url
 from mrt_engine.text import excerpt
+from mrt_engine.untrusted_json import parse_json
 
 MAX_TEXT = 500
 MAX_AT_ACCOUNTS = 10
@@ -129,7 +130,7 @@ class WeLinkChannel(Channel):
                 permanent=permanent,
             )
         try:
-            answer = response.json()
+            answer = parse_json(response.content)
         except ValueError:
             return SendResult(
                 ok=False, http_status=200, reply=redact(reply), error="WeLink answered non-JSON"
