@@ -78,6 +78,9 @@ class HttpConfig(StrictModel):
     retry_max_seconds: float = Field(30.0, gt=0)
     max_inline_wait_seconds: float = Field(10.0, ge=0, le=600)
     max_response_bytes: int = Field(20_000_000, ge=10_000)
+    # The most one try of a request may take, connect and every read included (a timeout above
+    # bounds one socket operation only; an upstream trickling a byte a second never trips it).
+    request_deadline_seconds: float = Field(60.0, gt=0, le=3600)
     hosts: dict[str, HostPolicy] = Field(default_factory=dict)
 
 
@@ -86,6 +89,8 @@ class SchedulerConfig(StrictModel):
     jitter_seconds: float | None = Field(None, ge=0)
     max_backoff_seconds: float = Field(900.0, ge=1)
     shutdown_timeout_seconds: float = Field(5.0, ge=0.5, le=120)
+    # The most one poll may spend on HTTP: every request, retry, backoff and rate-limit wait.
+    poll_deadline_seconds: float = Field(300.0, gt=0, le=3600)
     # After this many failed polls in a row a source sends one "unhealthy" alert, and one
     # "recovered" alert when it works again (never one per failure).
     unhealthy_after_failures: int = Field(5, ge=1)
