@@ -25,7 +25,7 @@ REPO = "vllm-project/vllm"
 @pytest.fixture
 def make_tracker(make_tracker):
     """The shared fixture, with the GitHub token in the environment."""
-    return lambda config: make_tracker(config, {"GH": GH_TOKEN})
+    return lambda config, env=None: make_tracker(config, {"GH": GH_TOKEN, **(env or {})})
 
 
 @pytest.fixture
@@ -265,3 +265,20 @@ def test_host_policy_precedence_per_host_then_global_then_platform_default():
         assert client.host_policy("https://elsewhere.example").timeout_seconds == 20
     finally:
         client.close()
+
+
+# ---------------------------------------------------------------------- the same for channels
+def test_a_trickling_welink_fails_the_send_at_its_timeout_instead_of_holding_a_worker(
+    gh_tracker, github
+):
+    tracker = gh_tracker({"delivery": {"request_timeout_seconds": 1}})
+    github.add_issue(REPO, "seed")
+    tracker.once()
+    github.add_issue(REPO, "Qwen3 support")
+    # A byte every 0.3 s: no single read waits anywhere near the 1 s timeout.
+    with HostileServer("trickle", interval=0.3) as trickle:
+        tracker.env["WL"] = f"{trickle.url}/api/werobot/v1/webhook/send?token=abc&channel=x"
+        assert finishes(tracker.once) == 1
+    status, error = tracker.sql("SELECT status, last_error FROM delivery")[0]
+    assert status == "retrying"
+    assert error == "no complete answer from WeLink within 1s (delivery.request_timeout_seconds)"
