@@ -312,7 +312,7 @@ class Engine:
         can then only hold a worker of its own host: the host's further polls wait for its
         lane, while every other host's polls run on their own workers, on schedule. (With one
         shared pool, five repositories on a trickling host held every worker and no other
-        source was polled.) Extra workers for one host would only queue on its request slots.
+        source was polled.) More workers for one host would mostly wait for its request slots.
         """
         if self.store is None:
             self.open()
