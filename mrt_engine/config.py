@@ -78,6 +78,9 @@ class HttpConfig(StrictModel):
     retry_max_seconds: float = Field(30.0, gt=0)
     max_inline_wait_seconds: float = Field(10.0, ge=0, le=600)
     max_response_bytes: int = Field(20_000_000, ge=10_000)
+    # The most one try of a request may take, connect and every read included (a timeout above
+    # bounds one socket operation only; an upstream trickling a byte a second never trips it).
+    request_deadline_seconds: float = Field(60.0, gt=0, le=3600)
     hosts: dict[str, HostPolicy] = Field(default_factory=dict)
 
 
@@ -86,6 +89,8 @@ class SchedulerConfig(StrictModel):
     jitter_seconds: float | None = Field(None, ge=0)
     max_backoff_seconds: float = Field(900.0, ge=1)
     shutdown_timeout_seconds: float = Field(5.0, ge=0.5, le=120)
+    # The most one poll may spend on HTTP: every request, retry, backoff and rate-limit wait.
+    poll_deadline_seconds: float = Field(300.0, gt=0, le=3600)
     # After this many failed polls in a row a source sends one "unhealthy" alert, and one
     # "recovered" alert when it works again (never one per failure).
     unhealthy_after_failures: int = Field(5, ge=1)
@@ -202,6 +207,9 @@ def parse_text(text: str, file: Path | None = None) -> dict[str, Any]:
         return _parse_toml(text, file)
 
 
+_TOO_DEEP = "arrays or tables nested too deeply to be a config"
+
+
 def _parse_json(text: str, file: Path | None) -> dict[str, Any]:
     try:
         data = json.loads(text)
@@ -209,6 +217,8 @@ def _parse_json(text: str, file: Path | None) -> dict[str, Any]:
         raise ConfigError(
             [f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}"], file
         ) from None
+    except RecursionError:  # the parser recurses once per level
+        raise ConfigError([_TOO_DEEP], file) from None
     if not isinstance(data, dict):
         raise ConfigError([f"the top level must be an object, got {type(data).__name__}"], file)
     return data
@@ -219,6 +229,8 @@ def _parse_toml(text: str, file: Path | None) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"TOML syntax error: {exc}"], file) from None
+    except RecursionError:
+        raise ConfigError([_TOO_DEEP], file) from None
 
 
 def validate(data: dict[str, Any], file: Path | None = None) -> Config:

@@ -26,7 +26,7 @@ from mrt_engine.config import Config, ConfigError
 from mrt_engine.delivery.outbox import Outbox, OutboxPolicy
 from mrt_engine.delivery.worker import DeliveryPass, DeliveryWorkers
 from mrt_engine.health import protected_rules
-from mrt_engine.http import HttpClient
+from mrt_engine.http import HttpClient, host_key
 from mrt_engine.notify.base import Channel, ChannelContext
 from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state
 from mrt_engine.rules.matcher import RuleSet
@@ -121,6 +121,11 @@ def build_components(
     return Components(built_sources, channels, rules, warnings)
 
 
+def _lane(host: str) -> str:
+    """The name of the scheduler executor that polls the sources of ``host``."""
+    return f"polls {host}"
+
+
 class Engine:
     """One running tracker over one store."""
 
@@ -140,7 +145,11 @@ class Engine:
         self.stop_event = threading.Event()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{pysecrets.token_hex(3)}"
         self.http = HttpClient(
-            config.http, stop=self.stop_event, clock=clock, transport=http_transport
+            config.http,
+            stop=self.stop_event,
+            clock=clock,
+            transport=http_transport,
+            poll_deadline_seconds=config.scheduler.poll_deadline_seconds,
         )
         for source in self.components.sources:
             self.http.set_host_defaults(
@@ -244,10 +253,31 @@ class Engine:
         return 1 if failed_sources or report.failed else 0
 
     def poll_all(self) -> list[PollOutcome]:
-        """Poll every source once, concurrently (bounded by ``scheduler.poll_workers``)."""
-        workers = max(1, min(self.config.scheduler.poll_workers, len(self.sources)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
-            return list(pool.map(self.poll_source, self.sources))
+        """Poll every source once, concurrently: each host in its own lane (see :meth:`start`)."""
+        lanes = self.poll_lanes()
+        pools = {
+            host: ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"poll-{host}")
+            for host, size in lanes.items()
+        }
+        try:
+            futures = [
+                pools[host_key(source.api_base)].submit(self.poll_source, source)
+                for source in self.sources
+            ]
+            return [future.result() for future in futures]
+        finally:
+            for pool in pools.values():
+                pool.shutdown(wait=True)
+
+    def poll_lanes(self) -> dict[str, int]:
+        """Poll workers per upstream host (``host:port``): the host's request concurrency
+        (``http.hosts`` or the platform's default), at most ``scheduler.poll_workers``."""
+        lanes: dict[str, int] = {}
+        cap = self.config.scheduler.poll_workers
+        for source in self.sources:
+            size = min(self.http.host_policy(source.api_base).max_concurrency or 1, cap)
+            lanes[host_key(source.api_base)] = size
+        return lanes
 
     def deliver_once(self) -> DeliveryPass:
         assert self.workers is not None
@@ -275,14 +305,22 @@ class Engine:
                 self._active_lock.notify_all()
 
     def start(self) -> None:
-        """Run in the background: the scheduler polls, the workers deliver."""
+        """Run in the background: the scheduler polls, the workers deliver.
+
+        Each upstream host gets its own APScheduler executor (a "lane") with as many poll
+        workers as the host takes requests at once (:meth:`poll_lanes`). A poll of a slow host
+        can then only hold a worker of its own host: the host's further polls wait for its
+        lane, while every other host's polls run on their own workers, on schedule. (With one
+        shared pool, five repositories on a trickling host held every worker and no other
+        source was polled.) More workers for one host would mostly wait for its request slots.
+        """
         if self.store is None:
             self.open()
         assert self.workers is not None
-        scheduler = BackgroundScheduler(
-            executors={"default": SchedulerPool(self.config.scheduler.poll_workers + 1)},
-            timezone="UTC",
-        )
+        executors: dict[str, Any] = {"default": SchedulerPool(1)}  # the control job
+        for host, size in self.poll_lanes().items():
+            executors[_lane(host)] = SchedulerPool(size)
+        scheduler = BackgroundScheduler(executors=executors, timezone="UTC")
         now = self.clock()
         for i, source in enumerate(self.sources):
             jitter = self.config.scheduler.jitter_seconds
@@ -294,6 +332,7 @@ class Engine:
                 args=[source],
                 id=source.key,
                 name=f"poll {source.key}",
+                executor=_lane(host_key(source.api_base)),
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=max(int(source.interval), 1),
@@ -335,7 +374,11 @@ class Engine:
                     SourceStateRow.source_key == row.source_key
                 ).execute()
             self.scheduler.add_job(
-                self.poll_source, args=[source, True], id=f"{source.key}:now", replace_existing=True
+                self.poll_source,
+                args=[source, True],
+                id=f"{source.key}:now",
+                replace_existing=True,
+                executor=_lane(host_key(source.api_base)),
             )
 
     def stop(self) -> None:
@@ -349,19 +392,13 @@ class Engine:
         self.stop_event.set()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        # Requests waiting on a slow upstream are cut at once; their polls see the stop and
+        # discard what they fetched. Polls in their commit finish it.
+        self.http.abort()
         with self._active_lock:
-            # Polls in their commit finish it; polls still fetching see the stop and discard.
             self._active_lock.wait_for(
-                lambda: self._active_polls == 0, timeout=max(deadline - time.monotonic() - 1.0, 0.5)
+                lambda: self._active_polls == 0, timeout=max(deadline - time.monotonic() - 0.5, 0.2)
             )
-        if self._active_polls:
-            # A request still waiting on a slow upstream: close the client to cut it short.
-            self.http.close()
-            with self._active_lock:
-                self._active_lock.wait_for(
-                    lambda: self._active_polls == 0,
-                    timeout=max(deadline - time.monotonic() - 0.5, 0.2),
-                )
         if self.workers is not None:
             self.workers.join(max(deadline - time.monotonic() - 0.3, 0.1))
         self.close()

@@ -11,13 +11,19 @@ so all GitHub repositories share one budget (S2). The same rules apply to every 
 * 5xx, 408 and transport errors are retried with exponential backoff and jitter;
 * 401 is :class:`AuthError` ("token missing or invalid") and is never retried.
 
-Sleeps wait on the engine's stop event, so shutdown never waits for a backoff to finish.
+Time is bounded twice. One try of a request ends by ``http.request_deadline_seconds``, connect
+and every read included (see :mod:`mrt_engine.http_deadline`: httpx's own timeouts bound one
+socket operation each, so a trickling upstream never trips them). One poll ends by
+``scheduler.poll_deadline_seconds`` (:class:`PollSession`): every request, retry, backoff and
+rate-limit wait of the poll fits in it, and a wait that would not fit fails the poll at once.
+
+Sleeps wait on the engine's stop event, so shutdown never waits for a backoff to finish;
+:meth:`HttpClient.abort` cuts the requests in flight.
 """
 
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import re
@@ -33,8 +39,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from mrt_engine.config import HostPolicy, HttpConfig
+from mrt_engine.http_deadline import Deadline, DeadlineBackend, PollDeadline, install, within
 from mrt_engine.secrets import redact, redact_url, shorten
 from mrt_engine.timeutil import Clock, utcnow
+from mrt_engine.untrusted_json import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +140,8 @@ class Fetched:
     def json(self) -> Any:
         """The body as JSON, or :class:`MalformedResponse` saying what came instead."""
         try:
-            return json.loads(self.content)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return parse_json(self.content)
+        except ValueError as exc:
             kind = self.headers.get("content-type", "no content-type").split(";")[0]
             sample = shorten(self.content[:200].decode("utf-8", "replace"), 80)
             raise MalformedResponse(
@@ -173,10 +181,13 @@ class HttpClient:
     clock: Clock = utcnow
     transport: httpx.BaseTransport | None = None
     rng: random.Random = field(default_factory=random.Random)
+    # ``scheduler.poll_deadline_seconds``: the time each PollSession gets; None: no limit.
+    poll_deadline_seconds: float | None = None
     _defaults: dict[str, HostPolicy] = field(default_factory=dict)
     _gates: dict[str, _HostGate] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _client: httpx.Client | None = None
+    _backend: DeadlineBackend = field(default_factory=DeadlineBackend)
 
     def __post_init__(self) -> None:
         self._client = httpx.Client(
@@ -186,6 +197,11 @@ class HttpClient:
             transport=self.transport,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
         )
+        if not install(self._client, self._backend) and self.transport is None:
+            log.warning(
+                "this httpx version hides its connection pool: a request deadline is checked"
+                " between reads only"
+            )
 
     # ----------------------------------------------------------------- host policy
     def set_host_defaults(self, url: str, policy: HostPolicy) -> None:
@@ -198,22 +214,38 @@ class HttpClient:
         with self._lock:
             gate = self._gates.get(key)
             if gate is None:
-                base = self._defaults.get(key, HostPolicy())
-                hostname = key.rsplit(":", 1)[0]
-                override = (
-                    self.config.hosts.get(key) or self.config.hosts.get(hostname) or HostPolicy()
-                )
-                merged = HostPolicy(
-                    max_concurrency=override.max_concurrency or base.max_concurrency or 4,
-                    min_interval_seconds=(
-                        override.min_interval_seconds
-                        if override.min_interval_seconds is not None
-                        else base.min_interval_seconds or 0.0
-                    ),
-                    timeout_seconds=override.timeout_seconds or base.timeout_seconds,
-                )
-                gate = self._gates[key] = _HostGate(merged)
+                gate = self._gates[key] = _HostGate(self._policy(key))
             return gate
+
+    def _policy(self, key: str) -> HostPolicy:
+        """The limits of host ``key``, field by field: what the user set for this host
+        (``host:port`` before the bare host name), else the user's global setting, else the
+        platform's default, else the built-in one. An explicit setting always beats a default."""
+        hosts = {name.lower(): policy for name, policy in self.config.hosts.items()}
+        mine = [p for p in (hosts.get(key), hosts.get(key.rsplit(":", 1)[0])) if p is not None]
+        platform = self._defaults.get(key, HostPolicy())
+        global_timeout = (
+            self.config.timeout_seconds
+            if "timeout_seconds" in self.config.model_fields_set
+            else None
+        )
+
+        def pick(name: str, user_global: Any, built_in: Any) -> Any:
+            for value in (*(getattr(p, name) for p in mine), user_global):
+                if value is not None:
+                    return value
+            value = getattr(platform, name)
+            return built_in if value is None else value
+
+        return HostPolicy(
+            max_concurrency=pick("max_concurrency", None, 4),
+            min_interval_seconds=pick("min_interval_seconds", None, 0.0),
+            timeout_seconds=pick("timeout_seconds", global_timeout, self.config.timeout_seconds),
+        )
+
+    def host_policy(self, url: str) -> HostPolicy:
+        """The limits that apply to the host of ``url`` (see :meth:`_policy` for precedence)."""
+        return self._gate(url).policy
 
     def blocked_until(self, url: str) -> datetime | None:
         """When the host of ``url`` is rate-limited, the time it lifts; else ``None``."""
@@ -236,27 +268,43 @@ class HttpClient:
         validators: Validators | None = None,
         stats: HttpStats | None = None,
         ok_statuses: tuple[int, ...] = (),
+        deadline: PollDeadline | None = None,
     ) -> Fetched:
-        """Send one logical request, retrying what is worth retrying. See the module doc."""
+        """Send one logical request, retrying what is worth retrying, all of it before
+        ``deadline`` (the poll's). See the module doc."""
         host = urlsplit(url).hostname or ""
         gate = self._gate(url)
         send_headers = dict(headers or {})
         if validators:
             send_headers.update(validators.headers())
+        where = f"{method} {redact_url(url)}"
         retries = 0
         while True:
-            self._wait_for_host(gate, url)
+            self._wait_for_host(gate, deadline)
+            attempt = self._attempt_deadline(deadline)
             try:
-                with self._turn(gate):
+                with self._turn(gate, deadline, where):
                     if stats is not None:
                         stats.requests += 1
-                    fetched = self._send(method, url, send_headers, params, json_body, gate)
+                    fetched = self._send(
+                        method, url, send_headers, params, json_body, gate, attempt
+                    )
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                problem = f"{type(exc).__name__} for {method} {redact_url(url)}: {exc}"
+                if self.stop.is_set():
+                    raise Stopped("engine stopping") from None
+                if attempt.passed and deadline is not None and attempt.at >= deadline.at:
+                    raise NetworkError(deadline.explain(f"{where}: no complete answer")) from None
+                if attempt.passed:
+                    problem = (
+                        f"{where}: no complete answer within "
+                        f"{self.config.request_deadline_seconds:g}s (http.request_deadline_seconds)"
+                    )
+                else:
+                    problem = f"{type(exc).__name__} for {where}: {exc}"
                 retries += 1
                 if retries > self.config.max_retries:
                     raise NetworkError(f"{problem} (after {retries} tries)") from None
-                self._sleep(self._backoff(retries), why=problem)
+                self._sleep(self._backoff(retries), why=problem, deadline=deadline)
                 continue
             info = _rate_limit_info(fetched.headers, self.clock())
             if stats is not None and info is not None:
@@ -273,19 +321,15 @@ class HttpClient:
                     # The budget is spent: the next request would fail, so block until reset.
                     self._block(gate, info.reset_at, "rate limit budget exhausted")
                 return fetched
-            where = f"{method} {redact_url(url)}"
             if status == 401:
                 raise AuthError(f"401 Unauthorized from {host}: token missing or invalid")
             wait = self._rate_limit_wait(fetched, info, gate)
             if wait is not None:
                 until = self.clock() + timedelta(seconds=wait)
                 reason = f"rate limited by {host} ({status}); retry after {wait:.0f}s"
-                if (
-                    wait <= self.config.max_inline_wait_seconds
-                    and retries < self.config.max_retries
-                ):
+                if self._may_wait(wait, deadline) and retries < self.config.max_retries:
                     retries += 1
-                    self._sleep(wait, why=reason)
+                    self._sleep(wait, why=reason, deadline=deadline)
                     continue
                 self._block(gate, until, reason)
                 raise RateLimited(f"{reason}, until {until:%Y-%m-%d %H:%M:%S}Z", until)
@@ -294,10 +338,17 @@ class HttpClient:
                 problem = f"{status} from {where}"
                 if retries > self.config.max_retries:
                     raise UpstreamError(f"{problem} (after {retries} tries)", status)
-                self._sleep(self._backoff(retries), why=problem)
+                self._sleep(self._backoff(retries), why=problem, deadline=deadline)
                 continue
             detail = shorten(fetched.content[:300].decode("utf-8", "replace"), 120)
             raise UpstreamError(f"{status} from {where}: {detail}", status)
+
+    def _attempt_deadline(self, poll: PollDeadline | None) -> Deadline:
+        """One try's deadline: the request deadline from now, or the poll's when that is sooner."""
+        at = time.monotonic() + self.config.request_deadline_seconds
+        if poll is not None:
+            at = min(at, poll.at)
+        return Deadline(at, self.stop)
 
     def _send(
         self,
@@ -307,26 +358,35 @@ class HttpClient:
         params: Mapping[str, Any] | None,
         json_body: Any,
         gate: _HostGate,
+        deadline: Deadline,
     ) -> Fetched:
         assert self._client is not None
-        timeout = gate.policy.timeout_seconds or self.config.timeout_seconds
         request = self._client.build_request(
-            method, url, headers=headers, params=params, json=json_body, timeout=timeout
+            method,
+            url,
+            headers=headers,
+            params=params,
+            json=json_body,
+            timeout=gate.policy.timeout_seconds,
         )
-        response = self._client.send(request, stream=True)
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > self.config.max_response_bytes:
-                    raise MalformedResponse(
-                        f"answer from {redact_url(url)} is larger than "
-                        f"{self.config.max_response_bytes} bytes; refused"
-                    )
-                chunks.append(chunk)
-        finally:
-            response.close()
+        with within(deadline):
+            response = self._client.send(request, stream=True)
+            try:
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > self.config.max_response_bytes:
+                        raise MalformedResponse(
+                            f"answer from {redact_url(url)} is larger than "
+                            f"{self.config.max_response_bytes} bytes; refused"
+                        )
+                    chunks.append(chunk)
+                    if deadline.left() <= 0:  # the backend ends a blocked read; this, the rest
+                        deadline.passed = True
+                        raise httpx.ReadTimeout("request deadline passed", request=request)
+            finally:
+                response.close()
         return Fetched(
             url=str(response.url),
             status=response.status_code,
@@ -337,11 +397,15 @@ class HttpClient:
 
     # ----------------------------------------------------------------- waiting
     @contextmanager
-    def _turn(self, gate: _HostGate) -> Iterator[None]:
+    def _turn(self, gate: _HostGate, deadline: PollDeadline | None, where: str) -> Iterator[None]:
         """Hold one of the host's slots, spaced ``min_interval_seconds`` after the last start."""
         while not gate.slots.acquire(timeout=0.2):
             if self.stop.is_set():
                 raise Stopped("engine stopping")
+            if deadline is not None and deadline.left() <= 0:
+                raise NetworkError(
+                    deadline.explain(f"{where}: still waiting for a turn on its host")
+                )
         try:
             spacing = gate.policy.min_interval_seconds or 0.0
             if spacing:
@@ -350,12 +414,12 @@ class HttpClient:
                     start = max(now, gate.next_start)
                     gate.next_start = start + spacing
                 if start > now:
-                    self._sleep(start - now, why="host spacing")
+                    self._sleep(start - now, why="host spacing", deadline=deadline)
             yield
         finally:
             gate.slots.release()
 
-    def _wait_for_host(self, gate: _HostGate, url: str) -> None:
+    def _wait_for_host(self, gate: _HostGate, deadline: PollDeadline | None) -> None:
         if self.stop.is_set():
             raise Stopped("engine stopping")
         until = gate.blocked_until
@@ -365,12 +429,18 @@ class HttpClient:
         if wait <= 0:
             gate.blocked_until = None
             return
-        if wait <= self.config.max_inline_wait_seconds:
-            self._sleep(wait, why=gate.block_reason)
+        if self._may_wait(wait, deadline):
+            self._sleep(wait, why=gate.block_reason, deadline=deadline)
             return
         raise RateLimited(
             f"{gate.block_reason}; host blocked until {until:%Y-%m-%d %H:%M:%S}Z", until
         )
+
+    def _may_wait(self, seconds: float, deadline: PollDeadline | None) -> bool:
+        """Whether a rate-limit wait is short enough to sleep inline (else the host is skipped)."""
+        if seconds > self.config.max_inline_wait_seconds:
+            return False
+        return deadline is None or seconds < deadline.left()
 
     def _block(self, gate: _HostGate, until: datetime, reason: str) -> None:
         with gate.lock:
@@ -406,12 +476,21 @@ class HttpClient:
         )
         return base * self.rng.uniform(0.8, 1.2)
 
-    def _sleep(self, seconds: float, *, why: str) -> None:
+    def _sleep(self, seconds: float, *, why: str, deadline: PollDeadline | None = None) -> None:
         if seconds <= 0:
             return
+        if deadline is not None and seconds >= deadline.left():
+            raise NetworkError(deadline.explain(why))  # sleeping first would only fail later
         log.debug("waiting %.1fs: %s", seconds, why)
         if self.stop.wait(seconds):
             raise Stopped("engine stopping")
+
+    def abort(self) -> None:
+        """Cut every request in flight now (the engine is stopping): a read blocked on a silent
+        or trickling upstream returns at once, and its poll is discarded."""
+        cut = self._backend.cut()
+        if cut:
+            log.info("cut %d HTTP connection(s) short", cut)
 
     def close(self) -> None:
         if self._client is not None:
@@ -480,17 +559,20 @@ def host_key(url: str) -> str:
 
 
 class PollSession:
-    """The HTTP view one poll gets: the shared client, counting what this poll spends."""
+    """The HTTP view one poll gets: the shared client, counting what this poll spends, and the
+    poll's deadline (``client.poll_deadline_seconds`` from when the session starts)."""
 
     def __init__(self, client: HttpClient) -> None:
         self.client = client
         self.stats = HttpStats()
+        seconds = client.poll_deadline_seconds
+        self.deadline = PollDeadline.starting_now(seconds) if seconds else None
 
     def get(self, url: str, **kwargs: Any) -> Fetched:
-        return self.client.request("GET", url, stats=self.stats, **kwargs)
+        return self.request("GET", url, **kwargs)
 
     def request(self, method: str, url: str, **kwargs: Any) -> Fetched:
-        return self.client.request(method, url, stats=self.stats, **kwargs)
+        return self.client.request(method, url, stats=self.stats, deadline=self.deadline, **kwargs)
 
     @property
     def stopping(self) -> bool:

@@ -18,9 +18,11 @@ import httpx
 from pydantic import Field, field_validator, model_validator
 
 from mrt_engine.config import StrictModel
+from mrt_engine.http_deadline import Deadline, DeadlineBackend, install, within
 from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
 from mrt_engine.notify.message import TemplateError, compile_template, render
 from mrt_engine.secrets import Secret, redact, redact_url, shorten
+from mrt_engine.untrusted_json import parse_json
 
 MAX_TEXT = 500
 MAX_AT_ACCOUNTS = 10
@@ -79,7 +81,16 @@ class WeLinkChannel(Channel):
         self.settings = settings
         self.webhook = webhook
         self.is_at = settings.is_at if settings.is_at is not None else bool(settings.at_accounts)
-        self._client = httpx.Client(timeout=settings.timeout_seconds or timeout)
+        self.timeout = settings.timeout_seconds or timeout
+        self.timeout_key = (
+            "notify.welink.timeout_seconds"
+            if settings.timeout_seconds
+            else "delivery.request_timeout_seconds"
+        )
+        self._client = httpx.Client(timeout=self.timeout)
+        # The timeout is also the most one whole send may take (see mrt_engine.http_deadline):
+        # a reply trickled a byte at a time would otherwise hold a delivery worker for ever.
+        install(self._client, DeadlineBackend())
 
     def describe(self) -> str:
         return f"WeLink webhook {redact_url(self.webhook.reveal())}"
@@ -109,13 +120,21 @@ class WeLinkChannel(Channel):
 
     def send(self, outgoing: Outgoing) -> SendResult:
         body = self.payload(outgoing)
+        deadline = Deadline(time.monotonic() + self.timeout)
         try:
-            response = self._client.post(
-                self.webhook.reveal(),
-                content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-                headers={"Content-Type": "application/json", "Accept-Charset": "UTF-8"},
-            )
+            with within(deadline):
+                response = self._client.post(
+                    self.webhook.reveal(),
+                    content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+                    headers={"Content-Type": "application/json", "Accept-Charset": "UTF-8"},
+                )
         except httpx.HTTPError as exc:
+            if deadline.passed:
+                return SendResult(
+                    ok=False,
+                    error=f"no complete answer from WeLink within {self.timeout:g}s"
+                    f" ({self.timeout_key})",
+                )
             return SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
         reply = shorten(response.text, 300)
         if response.status_code != 200:
@@ -128,7 +147,7 @@ class WeLinkChannel(Channel):
                 permanent=permanent,
             )
         try:
-            answer = response.json()
+            answer = parse_json(response.content)
         except ValueError:
             return SendResult(
                 ok=False, http_status=200, reply=reply, error="WeLink answered non-JSON"

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from mrt_engine.timeutil import to_store, utcnow
+from mrt_engine.untrusted_json import parse_json
 
 
 class EngineAlreadyRunning(Exception):
@@ -44,7 +45,7 @@ class EngineLock:
     @staticmethod
     def _describe_holder(fd: int) -> str:
         try:
-            info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            info = parse_json(os.pread(fd, 4096, 0) or b"{}")
         except (OSError, ValueError):
             return ""
         if not info.get("pid"):

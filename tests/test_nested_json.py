@@ -1,0 +1,95 @@
+"""Deeply nested JSON (issue 8, item 6) is a malformed answer like any other: never a
+RecursionError, a traceback or an "internal error", wherever strangers' JSON is read."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_sources_common import CASES
+
+from mrt_engine.config import ConfigError, parse_text
+from mrt_engine.simulators.base import Fault
+from mrt_engine.untrusted_json import MAX_DEPTH, UntrustedJsonError, parse_json
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def nested(levels: int) -> bytes:
+    return b'{"a":' * (levels - 1) + b"[1]" + b"}" * (levels - 1)
+
+
+@pytest.fixture(params=list(CASES))
+def case(request, make_tracker):
+    spec = CASES[request.param]
+    sim = spec.simulator().start()
+    tracker = make_tracker({"sources": spec.config(sim), "http": {"max_retries": 0}})
+    yield spec, sim, tracker
+    sim.stop()
+
+
+def test_deeply_nested_json_from_any_source_is_a_malformed_answer(case, caplog):
+    spec, sim, tracker = case
+    spec.seed(sim)
+    assert tracker.once() == 0
+    cursor = tracker.sql("SELECT cursor FROM source_state")[0][0]
+    sim.inject(Fault(200, DEEP, path=spec.path, times=50))
+    assert tracker.once() == 1
+    after, error = tracker.sql("SELECT cursor, last_error FROM source_state")[0]
+    assert after == cursor
+    assert "internal error" not in error and "RecursionError" not in error
+    assert "Traceback" not in caplog.text
+
+
+def test_deeply_nested_json_from_github_issues_names_the_nesting(gh_tracker, github):
+    github.add_issue("vllm-project/vllm", "seed")
+    tracker = gh_tracker({"http": {"max_retries": 0}})
+    assert tracker.once() == 0
+    github.inject(Fault(200, DEEP, path="/repos/", times=50))
+    assert tracker.once() == 1
+    error = tracker.sql("SELECT last_error FROM source_state")[0][0]
+    assert error.startswith("expected JSON from http://127.0.0.1:")
+    assert error.endswith(f"nested deeper than {MAX_DEPTH} levels")
+
+
+def test_a_deeply_nested_welink_reply_is_a_failed_attempt_not_a_crash(
+    gh_tracker, github, welink, caplog
+):
+    tracker = gh_tracker()
+    github.add_issue("vllm-project/vllm", "seed")
+    tracker.once()
+    github.add_issue("vllm-project/vllm", "Qwen3 support")
+    welink.inject(Fault(200, DEEP, path="/api/werobot"))
+    assert tracker.once() == 1
+    status, error = tracker.sql("SELECT status, last_error FROM delivery")[0]
+    assert (status, error) == ("retrying", "WeLink answered non-JSON")
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+
+
+def test_nesting_that_json_can_parse_but_no_api_uses_is_refused():
+    assert parse_json(nested(MAX_DEPTH)) is not None
+    for levels in (MAX_DEPTH + 1, 900):
+        with pytest.raises(UntrustedJsonError, match=f"nested deeper than {MAX_DEPTH} levels"):
+            parse_json(nested(levels))
+    with pytest.raises(UntrustedJsonError):
+        parse_json(b"\xff")  # bad UTF-8 is a ValueError too, never a crash
+    assert parse_json(b'"plain"') == "plain" and parse_json(b"3") == 3
+
+
+@pytest.mark.parametrize(
+    ("suffix", "text"),
+    [
+        (".json", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+        (".toml", "a = " + "[" * 5000 + "]" * 5000),
+    ],
+    ids=["json", "toml"],
+)
+def test_a_deeply_nested_config_file_is_a_config_error(tmp_path, suffix, text):
+    with pytest.raises(ConfigError) as caught:
+        parse_text(text, tmp_path / f"config{suffix}")
+    assert "nested too deeply" in str(caught.value)
+
+
+def test_json_that_nests_within_the_bound_still_parses_as_before():
+    data = {"items": [{"labels": [{"name": "x"}], "user": {"login": "a"}}]}
+    assert parse_json(json.dumps(data).encode()) == data
