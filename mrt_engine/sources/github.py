@@ -11,7 +11,9 @@ An unchanged repository therefore answers the same first page again, which the E
 one ``304`` that costs no rate limit. Pages are followed through the ``Link`` header verbatim.
 
 The first poll records the newest page as a baseline and alerts nothing (or, with
-``first_run = "24h"``, alerts on what changed in that window).
+``first_run = "24h"``, alerts on what changed in that window). An older item that is touched
+later comes back through ``since``; its events (opened, closed, merged, each at its own time)
+that happened before the baseline are history, not news (see :func:`mrt_engine.batch.is_history`).
 """
 
 from __future__ import annotations
@@ -131,12 +133,13 @@ class GitHubIssues(Source):
     # ------------------------------------------------------------------ poll
     def poll(self, state: SourceState, http: PollSession, now: datetime) -> PollResult:
         since: datetime | None = None
+        window: datetime | None = None  # a first run over a recent window: its start
         if state.baseline_done and state.cursor:
             since = parse_upstream(state.cursor.get("since"))
         if since is None:
             if self.settings.first_run == "baseline":
                 return self._baseline(http, now)
-            since = parse_when(self.settings.first_run, now)
+            since = window = parse_when(self.settings.first_run, now)
         url = self._list_url(sort="updated", direction="asc", since=github_time(since))
         validators = state.validators if state.validated_url == url else None
         first = http.get(url, headers=self.headers(url), validators=validators)
@@ -159,7 +162,9 @@ class GitHubIssues(Source):
             updated = _time(item, "updated_at")
             newest = max(newest, updated)
             events.extend(self.item_events(item, now, http))
-        return PollResult(events, {"since": github_time(newest)}, first.validators, url)
+        return PollResult(
+            events, {"since": github_time(newest)}, first.validators, url, baseline_at=window
+        )
 
     def _baseline(self, http: PollSession, now: datetime) -> PollResult:
         """The newest page only: recorded as seen, never alerted."""
