@@ -31,7 +31,8 @@ dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=Tr
 
 _EVENT_COLUMNS = (
     "event (id, fingerprint, source, source_key, resource_type, resource_id, event_type,"
-    " event_id, title, summary, url, author, labels, occurred_at, observed_at, raw, baseline)"
+    " event_id, title, summary, url, author, labels, occurred_at, observed_at, raw, baseline,"
+    " body)"
 )
 _HIT_COLUMNS = (
     "rule_hit (event_id, rule, action, priority, reason, suppressed, origin, evaluated_at)"
@@ -136,6 +137,8 @@ def prepare_batch(
                     to_store(event.observed_at),
                     dumps(event.raw) if event.raw else None,
                     1 if history else 0,
+                    # Only when it says more than the summary, so replays read what rules read.
+                    event.body if event.body and event.body != event.summary else None,
                 ),
                 hit_rows,
                 alert_tail(decision, "poll", now_s) if notify else None,

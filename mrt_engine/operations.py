@@ -207,6 +207,7 @@ def tracker_event(row: Event) -> TrackerEvent:
         event_id=row.event_id,
         title=row.title,
         summary=row.summary,
+        body=row.body or "",
         url=row.url,
         author=row.author,
         labels=tuple(row.labels or ()),

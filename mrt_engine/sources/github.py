@@ -45,7 +45,7 @@ from mrt_engine.sources.github_refs import (
     GitHubTags,
 )
 from mrt_engine.sources.validators import ApiBase
-from mrt_engine.text import excerpt
+from mrt_engine.text import body_text, excerpt
 from mrt_engine.timeutil import github_time, parse_upstream, parse_when
 
 DEFAULT_API = "https://api.github.com"
@@ -217,7 +217,7 @@ class GitHubIssues(Source):
             and (not isinstance(lb, dict) or isinstance(lb.get("name"), str))
         )
         user = item.get("user") if isinstance(item.get("user"), dict) else {}
-        body = item.get("body") if isinstance(item.get("body"), str) else ""
+        body = body_text(item.get("body") if isinstance(item.get("body"), str) else "")
         closed_at = parse_upstream(item.get("closed_at"))
         common: dict[str, Any] = {
             "source": "github",
@@ -225,11 +225,12 @@ class GitHubIssues(Source):
             "resource_id": self.repo,
             "title": item["title"],
             "summary": excerpt(body, self.settings.body_excerpt_chars),
+            "body": body,
             "url": item["html_url"],
             "author": str(user.get("login") or ""),
             "labels": labels,
             "observed_at": now,
-            "raw": _compact(item, body),
+            "raw": _compact(item),
         }
         created = _time(item, "created_at")
         events: list[TrackerEvent] = []
@@ -297,8 +298,9 @@ def _time(item: dict[str, Any], key: str) -> datetime:
     return value
 
 
-def _compact(item: dict[str, Any], body: str) -> dict[str, Any]:
-    """The fields worth keeping for troubleshooting, without avatars and API URLs."""
+def _compact(item: dict[str, Any]) -> dict[str, Any]:
+    """The fields worth keeping for troubleshooting, without avatars, API URLs and the body
+    (kept once, in the event's ``body``)."""
     pull = item.get("pull_request") if isinstance(item.get("pull_request"), dict) else None
     user = item.get("user") if isinstance(item.get("user"), dict) else {}
     return {
@@ -317,7 +319,6 @@ def _compact(item: dict[str, Any], body: str) -> dict[str, Any]:
         "closed_at": item.get("closed_at"),
         "merged_at": pull.get("merged_at") if pull else None,
         "html_url": item.get("html_url"),
-        "body": body[:2000],
     }
 
 

@@ -40,6 +40,7 @@ class Item:
     labels: tuple[str, ...] = ()
     author: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    body: str = ""  # the whole text when ``summary`` is its excerpt (TrackerEvent.body)
 
 
 @dataclass
@@ -109,4 +110,5 @@ class ItemSetSource(Source):
             occurred_at=item.occurred_at,
             observed_at=now,
             raw=item.raw,
+            body=item.body,
         )

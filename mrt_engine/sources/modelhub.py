@@ -34,7 +34,7 @@ from mrt_engine.sources.base import (
     expect,
 )
 from mrt_engine.sources.validators import ApiBase
-from mrt_engine.text import clean_line
+from mrt_engine.text import body_text, clean_line
 from mrt_engine.timeutil import parse_upstream
 
 PUBLISHED = "service_version_published"
@@ -87,6 +87,7 @@ class ModelHubServices(Source):
             name = clean_line(
                 detail.get("service_name") or service.get("service_name") or service_id
             )
+            about = body_text(detail.get("description") or service.get("description") or "")
             versions = detail.get("versions")
             expect(isinstance(versions, list), f"service {service_id!r} without a 'versions' list")
             for version in versions:
@@ -100,7 +101,7 @@ class ModelHubServices(Source):
                 current[key] = {"stable": stable, "sha256": sha}
                 before = None if known is None else known.get(key)
                 changes = self._changes(
-                    service_id, name, version, before, sha, stable, now, known is None
+                    service_id, name, version, before, sha, stable, now, known is None, about
                 )
                 if known is not None:  # new to a list the baseline saw whole: appeared since
                     for change in changes:
@@ -123,8 +124,10 @@ class ModelHubServices(Source):
         return data, answer.headers.get("etag")
 
     def _changes(
-        self, service_id, name, version, before, sha, stable, now, baseline
+        self, service_id, name, version, before, sha, stable, now, baseline, about=""
     ) -> list[TrackerEvent]:
+        """The events of one version; ``about`` (the service's description) joins what rules
+        read as the summary."""
         number = version["version"]
         url = f"{self.api_base}/api/services/{quote(service_id, safe='')}"
         models = ", ".join(
@@ -155,6 +158,7 @@ class ModelHubServices(Source):
                 occurred_at=at,
                 observed_at=now,
                 raw=facts,
+                body=" · ".join(p for p in (summary, about) if p) if about else "",
             )
 
         if before is None:
