@@ -31,6 +31,9 @@ from mrt_engine.timeutil import Clock, to_store, utcnow
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 1000
+# An upstream's clock may run behind ours: what it dates just before our baseline may have
+# happened after it. Events that recent are in the baseline anyway, so the margin costs nothing.
+BASELINE_MARGIN = timedelta(minutes=10)
 
 
 class ConcurrentChange(Exception):
@@ -161,11 +164,11 @@ class Pipeline:
         finished = self.clock()
         validators = result.validators or Validators()
         fetched = len(result.events)
-        # The first successful poll takes the baseline; an operator's cursor reset moves it.
-        # Whole seconds, as upstreams stamp: what happened in the baseline's second is news.
+        # The first successful poll takes the baseline (a first run over a recent window: the
+        # window's start); an operator's cursor reset moves it.
         baseline_at = row.baseline_at
         if not row.baseline_done:
-            baseline_at = (result.baseline_at or started).replace(microsecond=0)
+            baseline_at = result.baseline_at or (started - BASELINE_MARGIN).replace(microsecond=0)
         batch = self._prepare(result.events, finished, result.baseline, baseline_at)
         with self.store.write():
             counts = write_batch(self.store, batch)
