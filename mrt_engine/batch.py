@@ -31,7 +31,8 @@ dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=Tr
 
 _EVENT_COLUMNS = (
     "event (id, fingerprint, source, source_key, resource_type, resource_id, event_type,"
-    " event_id, title, summary, url, author, labels, occurred_at, observed_at, raw, baseline)"
+    " event_id, title, summary, url, author, labels, occurred_at, observed_at, raw, baseline,"
+    " body)"
 )
 _HIT_COLUMNS = (
     "rule_hit (event_id, rule, action, priority, reason, suppressed, origin, evaluated_at)"
@@ -88,11 +89,18 @@ class PreparedBatch:
 
 
 def prepare_batch(
-    events: Sequence[TrackerEvent], rules: RuleSet, now: datetime, *, baseline: bool = False
+    events: Sequence[TrackerEvent],
+    rules: RuleSet,
+    now: datetime,
+    *,
+    baseline: bool = False,
+    baseline_at: datetime | None = None,
 ) -> PreparedBatch:
     """Evaluate and render ``events`` (first of each fingerprint) into rows; touches no store.
 
-    A baseline batch records events and hits but creates no alert.
+    A baseline batch records events and hits but creates no alert. So does an event that
+    happened before ``baseline_at`` (the source's baseline time): it is history, however late it
+    is seen (an issue closed years ago that a bot touches today).
     """
     now_s = to_store(now)
     seen: set[str] = set()
@@ -107,7 +115,8 @@ def prepare_batch(
             (hit.rule, hit.action, hit.priority, hit.reason, int(hit.suppressed), "poll", now_s)
             for hit in decision.hits
         ]
-        notify = decision.notify and not baseline
+        history = baseline or is_history(event, baseline_at)
+        notify = decision.notify and not history
         prepared.append(
             PreparedEvent(
                 fingerprint,
@@ -127,7 +136,9 @@ def prepare_batch(
                     to_store(event.occurred_at),
                     to_store(event.observed_at),
                     dumps(event.raw) if event.raw else None,
-                    1 if baseline else 0,
+                    1 if history else 0,
+                    # Only when it says more than the summary, so replays read what rules read.
+                    event.body if event.body and event.body != event.summary else None,
                 ),
                 hit_rows,
                 alert_tail(decision, "poll", now_s) if notify else None,
@@ -136,6 +147,15 @@ def prepare_batch(
             )
         )
     return PreparedBatch(prepared, now_s)
+
+
+def is_history(event: TrackerEvent, baseline_at: datetime | None) -> bool:
+    """Whether ``event`` happened before the source's baseline (an unknown time is news)."""
+    return (
+        baseline_at is not None
+        and event.occurred_at is not None
+        and event.occurred_at < baseline_at
+    )
 
 
 def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
@@ -178,9 +198,12 @@ def commit_events(
     now: datetime,
     *,
     baseline: bool = False,
+    baseline_at: datetime | None = None,
 ) -> CommitCounts:
     """:func:`prepare_batch` then :func:`write_batch`; must run inside :meth:`Store.write`."""
-    return write_batch(store, prepare_batch(events, rules, now, baseline=baseline))
+    return write_batch(
+        store, prepare_batch(events, rules, now, baseline=baseline, baseline_at=baseline_at)
+    )
 
 
 def alert_tail(decision: Decision, origin: str, now_s: str) -> tuple:

@@ -26,6 +26,9 @@ class TrackerEvent:
     labels: tuple[str, ...] = ()
     occurred_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    # The whole text the upstream gave (text.body_text), when ``summary`` is only its excerpt:
+    # rules match ``summary`` against it, messages show the excerpt.
+    body: str = ""
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
 
     @property

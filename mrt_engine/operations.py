@@ -207,6 +207,7 @@ def tracker_event(row: Event) -> TrackerEvent:
         event_id=row.event_id,
         title=row.title,
         summary=row.summary,
+        body=row.body or "",
         url=row.url,
         author=row.author,
         labels=tuple(row.labels or ()),
@@ -385,6 +386,7 @@ def _cursor_state(row: SourceState) -> dict[str, Any]:
     return {
         "cursor": row.cursor,
         "baseline_done": bool(row.baseline_done),
+        "baseline_at": to_store(row.baseline_at),
         "etag": row.etag,
         "last_modified": row.last_modified,
     }
@@ -400,7 +402,11 @@ def reset_cursor(
     clock: Clock = utcnow,
 ) -> OpResult:
     """Move a cursor: ``to`` a time (the next poll reports what changed after it), or back to
-    ``initial`` (the next poll takes a new baseline). The old value goes to the audit log."""
+    ``initial`` (the next poll takes a new baseline). The old value goes to the audit log.
+
+    ``to`` also lowers the baseline time to it, so what happened after it is news again;
+    ``initial`` clears it (the next poll sets it).
+    """
     if initial == (to is not None):
         raise OperationError("give exactly one of --to TIME or --initial")
     now = clock()
@@ -408,13 +414,18 @@ def reset_cursor(
         row = _source_row(source_key)
         before = _cursor_state(row)
         if initial:
-            cursor, baseline_done = None, False
+            cursor, baseline_done, baseline_at = None, False, None
         else:
             assert to is not None
             cursor, baseline_done = {"since": github_time(to)}, True
+            # Lowered, never raised: a later time would turn past news into history.
+            baseline_at = row.baseline_at
+            if baseline_at is None or to < baseline_at:
+                baseline_at = to
         SourceState.update(
             cursor=cursor,
             baseline_done=baseline_done,
+            baseline_at=baseline_at,
             etag=None,
             last_modified=None,
             validated_url=None,

@@ -31,6 +31,9 @@ from mrt_engine.timeutil import Clock, to_store, utcnow
 log = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 1000
+# An upstream's clock may run behind ours: what it dates just before our baseline may have
+# happened after it. Events that recent are in the baseline anyway, so the margin costs nothing.
+BASELINE_MARGIN = timedelta(minutes=10)
 
 
 class ConcurrentChange(Exception):
@@ -73,6 +76,7 @@ def source_state_of(row: SourceStateRow) -> SourceState:
         validators=Validators(row.etag, row.last_modified),
         validated_url=row.validated_url,
         baseline_done=row.baseline_done,
+        baseline_at=row.baseline_at,
     )
 
 
@@ -160,7 +164,12 @@ class Pipeline:
         finished = self.clock()
         validators = result.validators or Validators()
         fetched = len(result.events)
-        batch = self._prepare(result.events, finished, result.baseline)
+        # The first successful poll takes the baseline (a first run over a recent window: the
+        # window's start); an operator's cursor reset moves it.
+        baseline_at = row.baseline_at
+        if not row.baseline_done:
+            baseline_at = result.baseline_at or (started - BASELINE_MARGIN).replace(microsecond=0)
+        batch = self._prepare(result.events, finished, result.baseline, baseline_at)
         with self.store.write():
             counts = write_batch(self.store, batch)
             if row.consecutive_failures >= self.unhealthy_after:
@@ -173,6 +182,7 @@ class Pipeline:
                     last_modified=validators.last_modified,
                     validated_url=result.validated_url,
                     baseline_done=True,
+                    baseline_at=baseline_at,
                     poll_requested_at=None,
                     last_poll_at=started,
                     last_success_at=finished,
@@ -247,18 +257,24 @@ class Pipeline:
         log.warning("%s: poll failed (%d in a row): %s", source.key, failures, message)
         return PollOutcome(source.key, "error", error=message)
 
-    def _prepare(self, events: list, now: datetime, baseline: bool):
-        """Rows for ``events``: protected types by the protected rules, the rest by the user's."""
+    def _prepare(self, events: list, now: datetime, baseline: bool, baseline_at: datetime | None):
+        """Rows for ``events``: protected types by the protected rules, the rest by the user's.
+        Events that happened before ``baseline_at`` are history (stored, never alerted)."""
         protected = [e for e in events if e.event_type in PROTECTED_TYPES]
         if not protected or self.health is None:
-            return prepare_batch(events, self.rules, now, baseline=baseline)
+            return prepare_batch(
+                events, self.rules, now, baseline=baseline, baseline_at=baseline_at
+            )
         batch = prepare_batch(
             [e for e in events if e.event_type not in PROTECTED_TYPES],
             self.rules,
             now,
             baseline=baseline,
+            baseline_at=baseline_at,
         )
-        batch.events += prepare_batch(protected, self.health, now, baseline=baseline).events
+        batch.events += prepare_batch(
+            protected, self.health, now, baseline=baseline, baseline_at=baseline_at
+        ).events
         return batch
 
     def _health(

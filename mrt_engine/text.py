@@ -37,6 +37,21 @@ def clean_line(text: object) -> str:
     return " ".join(clean(text).split())  # split(): runs of str.isspace() characters
 
 
+# The most text of one item that rules read (a log pasted into an issue can be megabytes).
+BODY_MAX_CHARS = 64 * 1024
+
+
+def body_text(text: object, limit: int = BODY_MAX_CHARS) -> str:
+    """The whole text of an item as rules match it: cleaned, one line (like :func:`excerpt`, so
+    a phrase split by a line break still matches), at most ``limit`` characters."""
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        text = str(text)
+    # Cut before cleaning so a huge paste costs little; folding whitespace only shortens it.
+    return clean_line(text[: limit * 4])[:limit]
+
+
 def excerpt(text: object, limit: int) -> str:
     """A one-line excerpt of at most ``limit`` characters, ending in an ellipsis when cut."""
     line = clean_line(text)

@@ -83,25 +83,28 @@ def test_new_items_after_the_baseline_alert_once_and_unmatched_ones_do_not(
 
 
 def test_cursor_does_not_skip_items_updated_in_same_second(gh_tracker, github, welink):
-    second = T0 + timedelta(hours=1)
+    # A second just after the baseline (items stamped before it would be history).
+    second = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    stamp = second.strftime("%Y-%m-%dT%H:%M:%SZ")
     github.add_issue(REPO, "first in this second", at=second)
     tracker = gh_tracker()
     tracker.once()
-    assert state(tracker)["cursor"] == {"since": "2026-11-20T09:00:00Z"}
+    assert state(tracker)["cursor"] == {"since": stamp}
     # Created later, but GitHub stamps it with the very same second as the cursor.
     github.add_issue(REPO, "DeepSeek: second item in the same second", at=second)
     tracker.once()
     assert alerts(tracker) == ["DeepSeek: second item in the same second"]
     since = [r.param("since") for r in github.requests_to("/repos/")][-2:]
-    assert since == ["2026-11-20T09:00:00Z", "2026-11-20T09:00:00Z"]
+    assert since == [stamp, stamp]
 
 
 def test_pagination_follows_the_link_header_verbatim(gh_tracker, github):
-    github.add_issue(REPO, "seed", at=T0)
+    now = datetime.now(UTC).replace(microsecond=0)
+    github.add_issue(REPO, "seed", at=now)
     tracker = gh_tracker({"sources": {"github": {"per_page": 10, "monitor": {"pulls": False}}}})
     tracker.once()
-    for i in range(35):
-        github.add_issue(REPO, f"Qwen item {i}", at=T0 + timedelta(seconds=10 + i))
+    for i in range(35):  # after the baseline (items stamped before it would be history)
+        github.add_issue(REPO, f"Qwen item {i}", at=now + timedelta(seconds=10 + i))
     tracker.once()
     assert len(alerts(tracker)) == 35
     paths = [r.path for r in github.requests[-4:]]
@@ -110,7 +113,8 @@ def test_pagination_follows_the_link_header_verbatim(gh_tracker, github):
     repo_id = github.repos[REPO].id
     assert paths[1:] == [f"/repositories/{repo_id}/issues"] * 3
     assert [r.param("page") for r in github.requests[-3:]] == ["2", "3", "4"]
-    assert all(r.param("since") == "2026-11-20T08:00:00Z" for r in github.requests[-3:])
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert all(r.param("since") == stamp for r in github.requests[-3:])
 
 
 def test_unchanged_repo_costs_one_304_and_no_rate_limit(gh_tracker, github):

@@ -10,6 +10,8 @@ from pydantic import Field, field_validator, model_validator
 from mrt_engine.config import StrictModel
 from mrt_engine.text import clean
 
+# "summary" is the whole text the upstream gave (an issue's body, release notes, an advisory's
+# details, up to 64K characters), not only the excerpt that is stored and sent.
 TextField = Literal["title", "summary", "labels", "author", "resource_id", "url"]
 Action = Literal["notify", "suppress", "tag"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")

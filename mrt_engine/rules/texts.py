@@ -1,5 +1,8 @@
 """The text of an event as rules see it, and the keyword scan shared by every rule.
 
+The ``summary`` field is the event's whole body where the source gave one (bounded, see
+:func:`mrt_engine.text.body_text`); the stored and sent summary is only its excerpt.
+
 Keywords match as case-folded substrings. Rather than each rule searching each event, a
 :class:`TextGate` scans an event once per distinct field list for every rule's keywords and
 regex literals; the rules none of whose words occur are not evaluated.
@@ -16,6 +19,8 @@ from mrt_engine.events import TrackerEvent
 def _field_text(event: TrackerEvent, name: str) -> str:
     if name == "labels":
         return ", ".join(event.labels)
+    if name == "summary":  # the stored summary is an excerpt: rules read the whole text
+        return event.body or event.summary
     return getattr(event, name) or ""
 
 

@@ -36,8 +36,11 @@ class FeedSimulator(Simulator):
         entry_id: str | None = None,
         link: str | None = None,
         summary: str = "",
+        content: str = "",
         at: datetime | None = None,
     ) -> None:
+        """An entry; ``content`` is the full text (Atom ``content``, RSS ``content:encoded``)
+        where ``summary`` is the short one."""
         with self.lock:
             feed = self.feeds[name]
             n = len(feed["entries"]) + 1
@@ -48,6 +51,7 @@ class FeedSimulator(Simulator):
                     "title": title,
                     "link": link or f"https://example.org/{name}/{n}",
                     "summary": summary,
+                    "content": content,
                     "at": when,
                 }
             )
@@ -77,7 +81,9 @@ class FeedSimulator(Simulator):
             + (f"<id>{escape(e['id'])}</id>" if e["id"] else "")
             + f'<link href="{escape(e["link"])}"/>'
             f"<updated>{e['at'].strftime('%Y-%m-%dT%H:%M:%SZ')}</updated>"
-            f'<summary type="html">{escape(e["summary"])}</summary></entry>'
+            f'<summary type="html">{escape(e["summary"])}</summary>'
+            + (f'<content type="html">{escape(e["content"])}</content>' if e["content"] else "")
+            + "</entry>"
             for e in feed["entries"]
         )
         return (
@@ -92,11 +98,14 @@ class FeedSimulator(Simulator):
             f"<item><title>{escape(e['title'])}</title><link>{escape(e['link'])}</link>"
             + (f'<guid isPermaLink="false">{escape(e["id"])}</guid>' if e["id"] else "")
             + f"<pubDate>{format_datetime(e['at'], usegmt=True)}</pubDate>"
-            f"<description>{escape(e['summary'])}</description></item>"
+            f"<description>{escape(e['summary'])}</description>"
+            + (f"<content:encoded>{escape(e['content'])}</content:encoded>" if e["content"] else "")
+            + "</item>"
             for e in feed["entries"]
         )
         return (
-            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"'
+            ' xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel>'
             f"<title>{escape(feed['title'])}</title><link>https://example.org</link>"
             f"<description>simulated</description>{items}</channel></rss>"
         )

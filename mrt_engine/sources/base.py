@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,12 +18,17 @@ from mrt_engine.timeutil import Clock
 
 @dataclass(frozen=True)
 class SourceState:
-    """What a poll resumes from: the cursor and the validators of the last answer."""
+    """What a poll resumes from: the cursor and the validators of the last answer.
+
+    ``baseline_at``: when the source's baseline was taken (``None`` before it, or unknown);
+    an event that happened before it is history, not news.
+    """
 
     cursor: dict[str, Any] | None = None
     validators: Validators = field(default_factory=Validators)
     validated_url: str | None = None
     baseline_done: bool = False
+    baseline_at: datetime | None = None
 
 
 @dataclass
@@ -30,7 +36,9 @@ class PollResult:
     """New events (already-seen ones are fine: the store dedupes) and the state to save.
 
     ``baseline`` marks a first poll whose events are recorded but never alerted, so a repo with
-    a long history does not flood the channel.
+    a long history does not flood the channel. A first poll is the source's baseline, taken at
+    the poll's time unless ``baseline_at`` says otherwise (a first run that reports a recent
+    window: the window's start).
     """
 
     events: list[TrackerEvent]
@@ -39,6 +47,7 @@ class PollResult:
     validated_url: str | None = None
     baseline: bool = False
     not_modified: bool = False
+    baseline_at: datetime | None = None
 
 
 class Source(ABC):
@@ -108,6 +117,19 @@ def origin(url: str) -> tuple[str, str, int | None] | None:
     if not parts.hostname:
         return None
     return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+def appeared_at(stated: datetime | None, state: SourceState, now: datetime) -> datetime | None:
+    """The time of something new to a listing that the baseline saw whole.
+
+    Its stated time when that is not before the baseline. An earlier stated time means it was
+    made before and shown later (a private model made public, an advisory imported late, a feed
+    entry dated before it was posted): the poll that first lists it is the closest time known,
+    so it is news, not history (see :func:`mrt_engine.batch.is_history`).
+    """
+    if stated is None or state.baseline_at is None or stated >= state.baseline_at:
+        return stated
+    return now
 
 
 def expect(condition: bool, message: str) -> None:

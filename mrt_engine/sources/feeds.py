@@ -4,7 +4,7 @@ Each feed is fetched with a conditional GET (ETag and Last-Modified through the 
 layer) and parsed by feedparser, which copes with the quirks of real feeds. Entries are not
 assumed to be in date order: the set of entry ids is compared with the cursor's. An entry is
 identified by its id (guid), else its link. With ``keywords``, only entries whose title or
-summary holds one of them become events.
+text (summary and full content) holds one of them become events.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mrt_engine.secrets import shorten
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
 from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
 from mrt_engine.sources.validators import ApiBase
-from mrt_engine.text import clean_line, excerpt
+from mrt_engine.text import BODY_MAX_CHARS, body_text, excerpt
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TAG = re.compile(r"<[^>]*>")
@@ -50,8 +50,20 @@ class FeedConfig(StrictModel):
 
 
 def _text(value: Any) -> str:
-    """Feed text is often HTML: its text, one line."""
-    return clean_line(html.unescape(_TAG.sub(" ", str(value or ""))))
+    """Feed text is often HTML: its text, one line (bounded like any body rules read)."""
+    return body_text(html.unescape(_TAG.sub(" ", str(value or "")[: BODY_MAX_CHARS * 4])))
+
+
+def _body(entry: Any, summary: str) -> str:
+    """The entry's whole text: its content (Atom ``content``, RSS ``content:encoded``), led by
+    the summary where the content does not hold it already."""
+    parts = [c.get("value") for c in entry.get("content") or [] if isinstance(c, dict)]
+    content = _text(" ".join(str(p) for p in parts if p))
+    if not content or content == summary:
+        return summary
+    if summary and summary not in content:
+        return body_text(f"{summary} {content}")
+    return content
 
 
 def _when(entry: Any) -> datetime | None:
@@ -96,7 +108,8 @@ class Feed(ItemSetSource):
                 continue  # nothing to recognise it by next time
             title = _text(entry.get("title")) or "(untitled)"
             summary = _text(entry.get("summary"))
-            if self.words and not any(w in f"{title}\n{summary}".casefold() for w in self.words):
+            body = _body(entry, summary)
+            if self.words and not any(w in f"{title}\n{body}".casefold() for w in self.words):
                 continue
             authors = entry.get("author") or ""
             tags = tuple(
@@ -114,6 +127,7 @@ class Feed(ItemSetSource):
                     url=link,
                     occurred_at=_when(entry),
                     summary=excerpt(summary, SUMMARY_CHARS),
+                    body=body,
                     labels=tags[:20],
                     author=_text(authors),
                     raw={"id": identity, "link": link, "feed": parsed.feed.get("title", "")},

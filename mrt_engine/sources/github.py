@@ -11,7 +11,9 @@ An unchanged repository therefore answers the same first page again, which the E
 one ``304`` that costs no rate limit. Pages are followed through the ``Link`` header verbatim.
 
 The first poll records the newest page as a baseline and alerts nothing (or, with
-``first_run = "24h"``, alerts on what changed in that window).
+``first_run = "24h"``, alerts on what changed in that window). An older item that is touched
+later comes back through ``since``; its events (opened, closed, merged, each at its own time)
+that happened before the baseline are history, not news (see :func:`mrt_engine.batch.is_history`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from mrt_engine.sources.github_refs import (
     GitHubTags,
 )
 from mrt_engine.sources.validators import ApiBase
-from mrt_engine.text import excerpt
+from mrt_engine.text import body_text, excerpt
 from mrt_engine.timeutil import github_time, parse_upstream, parse_when
 
 DEFAULT_API = "https://api.github.com"
@@ -131,12 +133,13 @@ class GitHubIssues(Source):
     # ------------------------------------------------------------------ poll
     def poll(self, state: SourceState, http: PollSession, now: datetime) -> PollResult:
         since: datetime | None = None
+        window: datetime | None = None  # a first run over a recent window: its start
         if state.baseline_done and state.cursor:
             since = parse_upstream(state.cursor.get("since"))
         if since is None:
             if self.settings.first_run == "baseline":
                 return self._baseline(http, now)
-            since = parse_when(self.settings.first_run, now)
+            since = window = parse_when(self.settings.first_run, now)
         url = self._list_url(sort="updated", direction="asc", since=github_time(since))
         validators = state.validators if state.validated_url == url else None
         first = http.get(url, headers=self.headers(url), validators=validators)
@@ -159,7 +162,9 @@ class GitHubIssues(Source):
             updated = _time(item, "updated_at")
             newest = max(newest, updated)
             events.extend(self.item_events(item, now, http))
-        return PollResult(events, {"since": github_time(newest)}, first.validators, url)
+        return PollResult(
+            events, {"since": github_time(newest)}, first.validators, url, baseline_at=window
+        )
 
     def _baseline(self, http: PollSession, now: datetime) -> PollResult:
         """The newest page only: recorded as seen, never alerted."""
@@ -212,7 +217,7 @@ class GitHubIssues(Source):
             and (not isinstance(lb, dict) or isinstance(lb.get("name"), str))
         )
         user = item.get("user") if isinstance(item.get("user"), dict) else {}
-        body = item.get("body") if isinstance(item.get("body"), str) else ""
+        body = body_text(item.get("body") if isinstance(item.get("body"), str) else "")
         closed_at = parse_upstream(item.get("closed_at"))
         common: dict[str, Any] = {
             "source": "github",
@@ -220,11 +225,12 @@ class GitHubIssues(Source):
             "resource_id": self.repo,
             "title": item["title"],
             "summary": excerpt(body, self.settings.body_excerpt_chars),
+            "body": body,
             "url": item["html_url"],
             "author": str(user.get("login") or ""),
             "labels": labels,
             "observed_at": now,
-            "raw": _compact(item, body),
+            "raw": _compact(item),
         }
         created = _time(item, "created_at")
         events: list[TrackerEvent] = []
@@ -292,8 +298,9 @@ def _time(item: dict[str, Any], key: str) -> datetime:
     return value
 
 
-def _compact(item: dict[str, Any], body: str) -> dict[str, Any]:
-    """The fields worth keeping for troubleshooting, without avatars and API URLs."""
+def _compact(item: dict[str, Any]) -> dict[str, Any]:
+    """The fields worth keeping for troubleshooting, without avatars, API URLs and the body
+    (kept once, in the event's ``body``)."""
     pull = item.get("pull_request") if isinstance(item.get("pull_request"), dict) else None
     user = item.get("user") if isinstance(item.get("user"), dict) else {}
     return {
@@ -312,7 +319,6 @@ def _compact(item: dict[str, Any], body: str) -> dict[str, Any]:
         "closed_at": item.get("closed_at"),
         "merged_at": pull.get("merged_at") if pull else None,
         "html_url": item.get("html_url"),
-        "body": body[:2000],
     }
 
 

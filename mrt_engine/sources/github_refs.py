@@ -15,7 +15,7 @@ from mrt_engine.http import PollSession
 from mrt_engine.secrets import Secret
 from mrt_engine.sources.base import SourceState, expect
 from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
-from mrt_engine.text import excerpt
+from mrt_engine.text import body_text, excerpt
 from mrt_engine.timeutil import parse_upstream
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class GitHubReleases(_GitHubRefs):
         )
         title = f"{self.repo} {name}" + (f" ({', '.join(flags)})" if flags else "")
         author = entry.get("author") if isinstance(entry.get("author"), dict) else {}
-        body = entry.get("body") if isinstance(entry.get("body"), str) else ""
+        body = body_text(entry.get("body") if isinstance(entry.get("body"), str) else "")
         return Item(
             key=tag,
             event_id=tag,
@@ -99,6 +99,7 @@ class GitHubReleases(_GitHubRefs):
             url=url,
             occurred_at=parse_upstream(entry.get("published_at") or entry.get("created_at")),
             summary=excerpt(body, self.settings.body_excerpt_chars),
+            body=body,
             labels=flags,
             author=str(author.get("login") or ""),
             raw={

@@ -5,6 +5,10 @@ An item's ``event_id`` is what must change for the user to hear again: a version
 with its digest (a re-pushed tag is news), an advisory id with its modification time. The first
 poll records every item as a baseline (no alert flood); a reset cursor (``--initial``) does the
 same again. A conditional request that answers ``304`` costs nothing and changes nothing.
+
+An item new to the set is news even when the upstream dates it before the baseline (an entry
+backdated, an advisory imported late): the baseline saw the whole set without it, so its event
+takes the time of the poll that first lists it (:func:`~mrt_engine.sources.base.appeared_at`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from mrt_engine.events import TrackerEvent
 from mrt_engine.http import PollSession, Validators
-from mrt_engine.sources.base import PollResult, Source, SourceState
+from mrt_engine.sources.base import PollResult, Source, SourceState, appeared_at
 
 # Keys kept in the cursor at most (an image with thousands of tags keeps the newest ones).
 MAX_KNOWN = 5000
@@ -36,6 +40,7 @@ class Item:
     labels: tuple[str, ...] = ()
     author: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    body: str = ""  # the whole text when ``summary`` is its excerpt (TrackerEvent.body)
 
 
 @dataclass
@@ -73,6 +78,9 @@ class ItemSetSource(Source):
             for item in found.items
             if known is None or known.get(item.key) != item.event_id
         ]
+        if known is not None:  # new to a set the baseline saw whole: it appeared after it
+            for event in events:
+                event.occurred_at = appeared_at(event.occurred_at, state, now)
         current = {item.key: item.event_id for item in found.items}
         if known:  # keep what this answer did not list (a page limit, an upstream hiccup)
             current.update({k: v for k, v in known.items() if k not in current})
@@ -102,4 +110,5 @@ class ItemSetSource(Source):
             occurred_at=item.occurred_at,
             observed_at=now,
             raw=item.raw,
+            body=item.body,
         )

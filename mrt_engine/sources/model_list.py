@@ -4,7 +4,8 @@ Each poll lists the organisation's models and compares the list with the snapsho
 cursor (modelscope-watcher.md's new / updated / removed):
 
 * a model not in the snapshot: ``model_added`` (event_id: its creation time, so a model deleted
-  and created again is news again);
+  and created again is news again; a model created before the baseline and listed only now,
+  such as a private repository made public, is dated by the poll that first lists it);
 * a model whose revision changed (a commit sha, or a last-modified stamp where the platform has
   no sha): ``model_updated`` with the new revision as event_id;
 * a model gone from a complete listing (deleted or made private): ``model_removed``.
@@ -24,7 +25,7 @@ from typing import Any
 
 from mrt_engine.events import TrackerEvent
 from mrt_engine.http import MalformedResponse, PollSession, Validators
-from mrt_engine.sources.base import PollResult, Source, SourceState
+from mrt_engine.sources.base import PollResult, Source, SourceState, appeared_at
 from mrt_engine.timeutil import github_time, parse_upstream, to_store
 
 SHRINK_GUARD_MIN_MODELS = 6
@@ -114,7 +115,10 @@ class ModelListSource(Source):
         for model in listing.models:
             before = snapshot.get(model.id)
             if before is None:
-                events.append(self._event("model_added", model, now))
+                added = self._event("model_added", model, now)
+                # Created before the baseline yet not in it: made public (or moved here) since.
+                added.occurred_at = appeared_at(added.occurred_at, state, now)
+                events.append(added)
             elif before.get("rev") != model.revision:
                 events.append(self._event("model_updated", model, now))
         if listing.complete:

@@ -30,10 +30,11 @@ from mrt_engine.sources.base import (
     Source,
     SourceKind,
     SourceState,
+    appeared_at,
     expect,
 )
 from mrt_engine.sources.validators import ApiBase
-from mrt_engine.text import clean_line
+from mrt_engine.text import body_text, clean_line
 from mrt_engine.timeutil import parse_upstream
 
 PUBLISHED = "service_version_published"
@@ -86,6 +87,7 @@ class ModelHubServices(Source):
             name = clean_line(
                 detail.get("service_name") or service.get("service_name") or service_id
             )
+            about = body_text(detail.get("description") or service.get("description") or "")
             versions = detail.get("versions")
             expect(isinstance(versions, list), f"service {service_id!r} without a 'versions' list")
             for version in versions:
@@ -98,11 +100,13 @@ class ModelHubServices(Source):
                 stable = version.get("stable") is True
                 current[key] = {"stable": stable, "sha256": sha}
                 before = None if known is None else known.get(key)
-                events.extend(
-                    self._changes(
-                        service_id, name, version, before, sha, stable, now, known is None
-                    )
+                changes = self._changes(
+                    service_id, name, version, before, sha, stable, now, known is None, about
                 )
+                if known is not None:  # new to a list the baseline saw whole: appeared since
+                    for change in changes:
+                        change.occurred_at = appeared_at(change.occurred_at, state, now)
+                events.extend(changes)
         new_cursor = {"versions": current, "etags": etags}
         return PollResult(events, new_cursor, Validators(), url, baseline=known is None)
 
@@ -120,8 +124,10 @@ class ModelHubServices(Source):
         return data, answer.headers.get("etag")
 
     def _changes(
-        self, service_id, name, version, before, sha, stable, now, baseline
+        self, service_id, name, version, before, sha, stable, now, baseline, about=""
     ) -> list[TrackerEvent]:
+        """The events of one version; ``about`` (the service's description) joins what rules
+        read as the summary."""
         number = version["version"]
         url = f"{self.api_base}/api/services/{quote(service_id, safe='')}"
         models = ", ".join(
@@ -135,7 +141,9 @@ class ModelHubServices(Source):
             "models": models,
         }
 
-        def event(kind: str, event_id: str, title: str, summary: str) -> TrackerEvent:
+        def event(
+            kind: str, event_id: str, title: str, summary: str, at: datetime | None
+        ) -> TrackerEvent:
             return TrackerEvent(
                 source=self.platform,
                 source_key=self.key,
@@ -147,9 +155,10 @@ class ModelHubServices(Source):
                 summary=summary,
                 url=url,
                 labels=("stable",) if stable else (),
-                occurred_at=parse_upstream(version.get("created_at")),
+                occurred_at=at,
                 observed_at=now,
                 raw=facts,
+                body=" · ".join(p for p in (summary, about) if p) if about else "",
             )
 
         if before is None:
@@ -160,12 +169,20 @@ class ModelHubServices(Source):
                     f"{service_id}@{number}",
                     f"{name} {number} published on the Model Hub{flag}",
                     f"models: {models or '-'} · sha256 {sha[:16] or '-'}",
+                    parse_upstream(version.get("created_at")),
                 )
             ]
+        # The upstream does not say when a flag flipped or a checksum changed: at this poll.
         out = []
         if stable and not before.get("stable"):
             out.append(
-                event(STABLE, f"{service_id}@{number}:stable", f"{name} {number} is now stable", "")
+                event(
+                    STABLE,
+                    f"{service_id}@{number}:stable",
+                    f"{name} {number} is now stable",
+                    "",
+                    now,
+                )
             )
         old = before.get("sha256") or ""
         if old and sha and old != sha:
@@ -175,6 +192,7 @@ class ModelHubServices(Source):
                     f"{service_id}@{number}:{sha}",
                     f"SUPPLY-CHAIN ALARM: {name} {number} changed its sha256",
                     f"was {old}, now {sha}; a published package must never change",
+                    now,
                 )
             )
         return out

@@ -143,6 +143,18 @@ MIGRATIONS: list[list[str]] = [
     [
         # When the source's baseline was taken: an event that happened before it is history.
         "ALTER TABLE source_state ADD COLUMN baseline_at TEXT",
+        # A source baselined by schema 1 took its baseline at its first poll: the first event it
+        # stored (lowest id: the baseline's) or its first poll metric, whichever is earlier.
+        # Both are index lookups (event: a covering scan of the source's index entries), so a
+        # store of a million events upgrades in about a second. Unknown stays NULL: no history.
+        """UPDATE source_state SET baseline_at = (
+            SELECT MIN(t) FROM (
+                SELECT observed_at AS t FROM event WHERE id = (
+                    SELECT MIN(id) FROM event WHERE source_key = source_state.source_key)
+                UNION ALL
+                SELECT MIN(started_at) FROM poll_metric
+                    WHERE source_key = source_state.source_key))
+        WHERE baseline_done = 1 AND baseline_at IS NULL""",
         # The text rules match (bounded), when longer than the summary excerpt.
         "ALTER TABLE event ADD COLUMN body TEXT",
         # An upstream item that could not be turned into events; the rest of its page went on.

@@ -43,6 +43,7 @@ class EventView:
     observed_at: datetime
     baseline: bool
     raw: dict[str, Any] | None = None
+    body: str | None = None  # the whole text rules read as the summary, when longer
 
     @classmethod
     def of(cls, row: Event, with_raw: bool = False) -> EventView:
@@ -64,6 +65,7 @@ class EventView:
             observed_at=row.observed_at,
             baseline=bool(row.baseline),
             raw=clean_json(row.raw) if with_raw else None,
+            body=clean(row.body) if with_raw and row.body else None,
         )
 
 

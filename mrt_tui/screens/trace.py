@@ -60,6 +60,9 @@ def event_detail(trace: queries.Trace) -> Text:
             f"  #{a.id} priority {a.priority}, rules {', '.join(a.rules) or '-'}, "
             f"tags {', '.join(a.tags) or '-'}, {a.origin} {cells.full_time(a.created_at)}\n"
         )
+    if e.body:
+        out.append("\nbody (what rules read as the summary)\n", style="bold underline")
+        out.append(e.body + "\n")
     out.append("\nraw\n", style="bold underline")
     out.append(json.dumps(e.raw or {}, indent=2, ensure_ascii=False, sort_keys=True))
     return out
