@@ -23,16 +23,14 @@ Sleeps wait on the engine's stop event, so shutdown never waits for a backoff to
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,15 +38,17 @@ import httpx
 
 from mrt_engine.config import HostPolicy, HttpConfig
 from mrt_engine.http_deadline import Deadline, DeadlineBackend, PollDeadline, install, within
+from mrt_engine.rate_limits import (
+    RateLimitInfo,
+    rate_limit_info,
+    retry_after,
+    secondary_limit_wait,
+)
 from mrt_engine.secrets import redact, redact_url, shorten
 from mrt_engine.timeutil import Clock, utcnow
 from mrt_engine.untrusted_json import parse_json
 
 log = logging.getLogger(__name__)
-
-SECONDARY_LIMIT_MIN_WAIT = 60.0
-SECONDARY_LIMIT_MAX_WAIT = 900.0
-_RATELIMIT_T = re.compile(r"(?:^|[;,\s])(?:t|reset)\s*=\s*(\d+)")
 
 
 class FetchError(Exception):
@@ -107,12 +107,6 @@ class Validators:
 
     def __bool__(self) -> bool:
         return bool(self.etag or self.last_modified)
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitInfo:
-    remaining: int | None
-    reset_at: datetime | None
 
 
 @dataclass
@@ -306,7 +300,7 @@ class HttpClient:
                     raise NetworkError(f"{problem} (after {retries} tries)") from None
                 self._sleep(self._backoff(retries), why=problem, deadline=deadline)
                 continue
-            info = _rate_limit_info(fetched.headers, self.clock())
+            info = rate_limit_info(fetched.headers, self.clock())
             if stats is not None and info is not None:
                 stats.rate_limit = info
             status = fetched.status
@@ -456,18 +450,16 @@ class HttpClient:
         status = fetched.status
         if status not in (403, 429):
             return None
-        retry_after = _retry_after(fetched.headers, self.clock())
-        if retry_after is not None:
+        asked = retry_after(fetched.headers, self.clock())
+        if asked is not None:
             gate.secondary_strikes += 1
-            return max(retry_after, 0.0)
+            return max(asked, 0.0)
         if info is not None and info.remaining == 0 and info.reset_at is not None:
             return max((info.reset_at - self.clock()).total_seconds(), 1.0)
         says_limit = b"rate limit" in fetched.content[:2000].lower()
         if status == 429 or says_limit:
-            # GitHub's secondary limit without headers: at least a minute, then doubling.
             gate.secondary_strikes += 1
-            wait = SECONDARY_LIMIT_MIN_WAIT * 2 ** (gate.secondary_strikes - 1)
-            return min(wait, SECONDARY_LIMIT_MAX_WAIT)
+            return secondary_limit_wait(gate.secondary_strikes)
         return None
 
     def _backoff(self, retry: int) -> float:
@@ -502,53 +494,6 @@ def _links(response: httpx.Response) -> dict[str, dict[str, str]]:
         return response.links
     except (ValueError, KeyError):
         return {}
-
-
-def _retry_after(headers: httpx.Headers, now: datetime) -> float | None:
-    value = headers.get("retry-after")
-    if value:
-        value = value.strip()
-        if value.isdigit():
-            return float(value)
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return max((when - now).total_seconds(), 0.0)
-    ratelimit = headers.get("ratelimit")
-    if ratelimit:
-        match = _RATELIMIT_T.search(ratelimit)
-        remaining = re.search(r"(?:^|[;,\s])(?:r|remaining)\s*=\s*(\d+)", ratelimit)
-        if match and (remaining is None or remaining.group(1) == "0"):
-            return float(match.group(1))
-    return None
-
-
-def _rate_limit_info(headers: httpx.Headers, now: datetime) -> RateLimitInfo | None:
-    remaining = headers.get("x-ratelimit-remaining")
-    reset = headers.get("x-ratelimit-reset")
-    if remaining is None and reset is None:
-        return None
-    try:
-        left = int(remaining) if remaining is not None else None
-    except ValueError:
-        left = None
-    reset_at = None
-    if reset is not None:
-        try:
-            number = float(reset)
-        except ValueError:
-            number = None
-        if number is not None:
-            # Epoch seconds (GitHub) or, when small, seconds from now.
-            if number > 10**9:
-                reset_at = datetime.fromtimestamp(number, UTC)
-            else:
-                reset_at = now + timedelta(seconds=number)
-    return RateLimitInfo(left, reset_at)
 
 
 def host_key(url: str) -> str:
