@@ -134,6 +134,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                 )
             if s.last_error:
                 print(f"      last error ({_fmt_time(s.last_error_at, now)}): {s.last_error}")
+            if s.quarantine_latest is not None:
+                q = s.quarantine_latest
+                print(
+                    f"      {s.quarantined} item(s) quarantined; latest {q.item_key}"
+                    f" (seen {_fmt_time(q.last_seen_at, now)}, {q.times}x, trace quarantine:{q.id}):"
+                    f" {q.error}"
+                )
         print("\noutbox:")
         for channel, by_status in counts.items():
             label = "all channels" if channel == "*" else channel
@@ -167,17 +174,32 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 def cmd_trace(args: argparse.Namespace) -> int:
     with _store(args):
         traces = queries.trace(args.ref)
+        held = queries.quarantined(args.ref)
         if args.json:
-            _print_json(traces)
-            return EXIT_OK if traces else EXIT_FAILED
-        if not traces:
+            _print_json([*traces, *({"quarantined": q} for q in held)])
+            return EXIT_OK if traces or held else EXIT_FAILED
+        if not traces and not held:
             print(
-                f"no event matches {args.ref!r} (give a fingerprint or a prefix of it, a URL, event:ID or delivery:ID)"
+                f"no event matches {args.ref!r} (give a fingerprint or a prefix of it, a URL, event:ID, delivery:ID or quarantine:ID)"
             )
             return EXIT_FAILED
         for t in traces:
             _print_trace(t)
+        for q in held:
+            _print_quarantined(q)
         return EXIT_OK
+
+
+def _print_quarantined(q: queries.QuarantineView) -> None:
+    print(f"quarantined item {q.id}  {q.item_key} in {q.source_key}")
+    print("  not turned into events: the rest of its answer went on without it")
+    print(f"  error     {q.error}")
+    print(f"  url       {q.url or '-'}")
+    print(
+        f"  seen      {q.times}x, first {_fmt_time(q.first_seen_at)}, last {_fmt_time(q.last_seen_at)}"
+    )
+    print(f"  as sent   {q.excerpt or '-'}")
+    print()
 
 
 def _print_trace(t: queries.Trace) -> None:

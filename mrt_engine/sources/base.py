@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.events import TrackerEvent
 from mrt_engine.http import MalformedResponse, PollSession, Validators
+from mrt_engine.quarantine import Quarantined
 from mrt_engine.secrets import Secret, SecretResolver
 from mrt_engine.timeutil import Clock
 
@@ -30,7 +31,8 @@ class PollResult:
     """New events (already-seen ones are fine: the store dedupes) and the state to save.
 
     ``baseline`` marks a first poll whose events are recorded but never alerted, so a repo with
-    a long history does not flood the channel.
+    a long history does not flood the channel. ``quarantined`` are the items that could not be
+    processed (:mod:`mrt_engine.quarantine`); they are committed with the events.
     """
 
     events: list[TrackerEvent]
@@ -39,6 +41,7 @@ class PollResult:
     validated_url: str | None = None
     baseline: bool = False
     not_modified: bool = False
+    quarantined: list[Quarantined] = field(default_factory=list)
 
 
 class Source(ABC):

@@ -16,6 +16,7 @@ from typing import Any
 
 from mrt_engine.events import TrackerEvent
 from mrt_engine.http import PollSession, Validators
+from mrt_engine.quarantine import Quarantined
 from mrt_engine.sources.base import PollResult, Source, SourceState
 
 # Keys kept in the cursor at most (an image with thousands of tags keeps the newest ones).
@@ -40,11 +41,13 @@ class Item:
 
 @dataclass
 class ItemSet:
-    """What one fetch found; ``items`` is ``None`` when the upstream answered ``304``."""
+    """What one fetch found; ``items`` is ``None`` when the upstream answered ``304``.
+    ``quarantined``: the items that could not be processed (they keep their known entry)."""
 
     items: list[Item] | None
     validators: Validators | None = None
     validated_url: str | None = None
+    quarantined: list[Quarantined] = field(default_factory=list)
 
 
 class ItemSetSource(Source):
@@ -84,6 +87,7 @@ class ItemSetSource(Source):
             found.validators,
             found.validated_url,
             baseline=known is None,
+            quarantined=found.quarantined,
         )
 
     def event(self, item: Item, now: datetime) -> TrackerEvent:
