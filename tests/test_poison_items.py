@@ -237,3 +237,32 @@ def test_an_answer_whose_every_item_is_unusable_fails_the_poll(gh_tracker, githu
     assert failures == 1 and after == cursor
     assert "no issue of the answer is usable" in error and "(and 1 more)" in error
     assert tracker.sql("SELECT COUNT(*) FROM quarantine") == [(0,)]
+
+
+def test_a_channel_answer_with_a_lone_surrogate_is_recorded_on_the_attempt(
+    gh_tracker, github, welink
+):
+    github.add_issue(REPO, "seed", at=T0)
+    tracker = issues_only(gh_tracker)
+    tracker.once()
+    github.add_issue(REPO, "DeepSeek news", at=T0 + timedelta(minutes=1))
+    welink.inject(
+        Fault(200, '{"code": "58500", "data": null, "message": "odd \\ud800 reply"}', path="/api/")
+    )
+    result = tracker.cli("run", "--once")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    [(outcome, error)] = tracker.sql("SELECT outcome, error FROM attempt")
+    assert outcome == "failed" and "odd \ufffd reply" in error
+    assert tracker.sql("SELECT status, last_error FROM delivery")[0] == ("retrying", error)
+
+
+def test_an_operator_argument_that_is_not_utf8_is_audited_without_failing(gh_tracker, github):
+    github.add_issue(REPO, "seed", at=T0)
+    tracker = issues_only(gh_tracker)
+    tracker.once()
+    from mrt_engine import operations
+
+    with tracker.store() as store:
+        operations.set_paused(store, ISSUES, True, actor="ops\udcff@host via cli")
+    [(actor,)] = tracker.sql("SELECT actor FROM audit")
+    assert actor == "ops\ufffd@host via cli"
