@@ -16,7 +16,7 @@ from typing import Any
 from mrt_engine import operations, timeutil
 from mrt_engine.config import Config, load_config
 from mrt_engine.store import queries
-from mrt_engine.store.db import Store, open_store
+from mrt_engine.store.db import Store, StoreError, check_location, open_store
 
 log = logging.getLogger("mrt_engine")
 
@@ -59,11 +59,17 @@ def _config(args: argparse.Namespace) -> Config:
 
 @contextmanager
 def _store(args: argparse.Namespace) -> Iterator[Store]:
-    """The store of ``--db`` or of the config, closed again when the command is done."""
+    """The store of ``--db`` or of the config, closed again when the command is done. A store
+    that fails under the command (a damaged file, a full disk) is one StoreError: exit 2."""
     path = args.db if getattr(args, "db", None) else _config(args).db_path
     store = open_store(path, create=False)
     try:
         yield store
+    except Exception as exc:
+        fault = store.fault(exc)
+        if fault is None:
+            raise
+        raise fault from None
     finally:
         store.close()
 
@@ -86,6 +92,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     config = _config(args)
     components = build_components(config, os.environ)
+    for channel in components.channels.values():
+        channel.close()
+    # What `run` would meet opening its store, without creating the database.
+    problems = check_location(config.db_path)
+    if problems:
+        raise StoreError("; ".join(f"state.sqlite_path: {p}" for p in problems))
     for warning in components.warnings:
         print(f"warning: {warning}")
     print(f"config OK: {config.path}")
@@ -98,8 +110,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(
             f"  rule     {rule.name}: {rule.action}, priority {rule.priority}, channels {', '.join(rule.channels) or '-'}"
         )
-    for channel in components.channels.values():
-        channel.close()
     return EXIT_OK
 
 

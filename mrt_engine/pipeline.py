@@ -256,6 +256,7 @@ class Pipeline:
         stage: str,
     ) -> PollOutcome:
         """Record the failure; when the store cannot take the record either, log one line."""
+        self.store.fault(exc)  # a damaged file is remembered: the daemon stops on it
         try:
             return self._record_failure(source, row, started, t0, session, exc, stage)
         except Exception as second:
@@ -265,15 +266,24 @@ class Pipeline:
         self, source: Source, exc: BaseException, second: BaseException | None = None
     ) -> PollOutcome:
         """A failure the store could not record: one clear line, no traceback."""
-        message = storable(redact(f"{type(exc).__name__}: {exc}"))[:MAX_ERROR_CHARS]
-        why = storable(redact(f"{type(second).__name__}: {second}")) if second else message
-        log.error(
-            "%s: poll failed and the store could not record it (%s): %s",
-            source.key,
-            why[:MAX_ERROR_CHARS],
-            message,
-        )
+        message = self._describe(exc)
+        why = self._describe(second) if second is not None else message
+        if why == message:
+            log.error("%s: poll failed; the store could not record it: %s", source.key, message)
+        else:
+            log.error(
+                "%s: poll failed (%s); the store could not record it: %s",
+                source.key,
+                message,
+                why,
+            )
         return PollOutcome(source.key, "error", error=message)
+
+    def _describe(self, exc: BaseException) -> str:
+        """One line for ``exc``: a store fault as the store names it, else its type and text."""
+        fault = self.store.fault(exc)
+        text = str(fault) if fault is not None else f"{type(exc).__name__}: {exc}"
+        return storable(redact(" ".join(text.split())))[:MAX_ERROR_CHARS]
 
     def _record_failure(
         self,

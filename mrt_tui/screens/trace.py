@@ -158,6 +158,12 @@ class TraceScreen(Screen):
         except StoreError as exc:
             self.post_message(ActionDone(str(exc), error=True, refresh=False))
             return
+        except Exception as exc:  # as the list views: say so in one line, keep the console
+            fault = self.session.store.fault(exc)
+            self.post_message(
+                ActionDone(str(fault or f"cannot trace {ref}: {exc!r}"), error=True, refresh=False)
+            )
+            return
         self.post_message(RowsLoaded(traces, ref))
 
     @on(RowsLoaded)
