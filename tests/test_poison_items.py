@@ -266,3 +266,15 @@ def test_an_operator_argument_that_is_not_utf8_is_audited_without_failing(gh_tra
         operations.set_paused(store, ISSUES, True, actor="ops\udcff@host via cli")
     [(actor,)] = tracker.sql("SELECT actor FROM audit")
     assert actor == "ops\ufffd@host via cli"
+
+
+def test_an_id_with_a_lone_surrogate_matches_its_stored_cursor_entry(make_tracker, hf):
+    hf.put_model("Qwen/plain")
+    hf.put_model("Qwen/oddname")["id"] = "Qwen/odd\ud800name"  # as a JSON escape upstream
+    tracker = make_tracker({"sources": {"huggingface": {"orgs": ["Qwen"], "api_base": hf.url}}})
+    assert tracker.once() == 0  # the baseline
+    tracker.sql("UPDATE source_state SET etag = NULL")  # no 304: compare the whole list again
+    assert tracker.once() == 0
+    assert tracker.sql("SELECT event_type, title FROM event WHERE baseline = 0") == []
+    cursor = json.loads(tracker.sql("SELECT cursor FROM source_state")[0][0])
+    assert sorted(cursor["models"]) == ["Qwen/odd\ufffdname", "Qwen/plain"]

@@ -18,6 +18,7 @@ from mrt_engine.events import TrackerEvent
 from mrt_engine.http import PollSession, Validators
 from mrt_engine.quarantine import Quarantined
 from mrt_engine.sources.base import PollResult, Source, SourceState
+from mrt_engine.text import storable
 
 # Keys kept in the cursor at most (an image with thousands of tags keeps the newest ones).
 MAX_KNOWN = 5000
@@ -71,12 +72,13 @@ class ItemSetSource(Source):
             return PollResult(
                 [], state.cursor, state.validators, state.validated_url, not_modified=True
             )
+        # Keys and event ids as the cursor stores them, so odd text still matches itself.
         events = [
             self.event(item, now)
             for item in found.items
-            if known is None or known.get(item.key) != item.event_id
+            if known is None or known.get(storable(item.key)) != storable(item.event_id)
         ]
-        current = {item.key: item.event_id for item in found.items}
+        current = {storable(item.key): storable(item.event_id) for item in found.items}
         if known:  # keep what this answer did not list (a page limit, an upstream hiccup)
             current.update({k: v for k, v in known.items() if k not in current})
         if len(current) > MAX_KNOWN:

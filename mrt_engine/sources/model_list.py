@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from mrt_engine.events import TrackerEvent
 from mrt_engine.http import MalformedResponse, PollSession, Validators
 from mrt_engine.quarantine import Quarantined
 from mrt_engine.sources.base import PollResult, Source, SourceState
+from mrt_engine.text import storable
 from mrt_engine.timeutil import github_time, parse_upstream, to_store
 
 SHRINK_GUARD_MIN_MODELS = 6
@@ -60,6 +61,14 @@ class Listing:
     quarantined: list[Quarantined] = field(default_factory=list)
 
 
+def _as_stored(model: ModelInfo) -> ModelInfo:
+    """``model`` with its id and revision as the store keeps them (the snapshot in the cursor
+    is compared with the listing: an id with a lone surrogate must match its stored self)."""
+    if model.id.isascii() and model.revision.isascii():
+        return model
+    return replace(model, id=storable(model.id), revision=storable(model.revision))
+
+
 class ModelListSource(Source):
     """Base of every organisation-model-list source; platforms implement :meth:`list_models`."""
 
@@ -88,6 +97,7 @@ class ModelListSource(Source):
             return PollResult(
                 [], state.cursor, state.validators, state.validated_url, not_modified=True
             )
+        listing.models = [_as_stored(m) for m in listing.models]
         current = {m.id: m for m in listing.models}
         new_cursor = {
             **{k: v for k, v in cursor.items() if k not in ("models", "since")},

@@ -34,7 +34,7 @@ from mrt_engine.sources.base import (
     expect,
 )
 from mrt_engine.sources.validators import ApiBase
-from mrt_engine.text import clean_line
+from mrt_engine.text import clean_line, storable
 from mrt_engine.timeutil import parse_upstream
 
 PUBLISHED = "service_version_published"
@@ -118,8 +118,9 @@ class ModelHubServices(Source):
                 isinstance(version, dict) and isinstance(version.get("version"), str),
                 f"service {service_id!r} has a version without a 'version'",
             )
-            key = f"{service_id}@{version['version']}"
-            sha = version.get("sha256") if isinstance(version.get("sha256"), str) else ""
+            # As the cursor stores them, so odd text compares equal to itself next time.
+            key = storable(f"{service_id}@{version['version']}")
+            sha = storable(version["sha256"]) if isinstance(version.get("sha256"), str) else ""
             stable = version.get("stable") is True
             current[key] = {"stable": stable, "sha256": sha}
             before = None if known is None else known.get(key)
@@ -204,7 +205,8 @@ class ModelHubServices(Source):
 
 def _versions_of(known: dict[str, dict[str, Any]] | None, service_id: str) -> dict[str, Any]:
     """The cursor's entries of one service (``service@version``)."""
-    return {k: v for k, v in (known or {}).items() if k.startswith(f"{service_id}@")}
+    prefix = storable(f"{service_id}@")
+    return {k: v for k, v in (known or {}).items() if k.startswith(prefix)}
 
 
 def build(settings: ModelHubSettings, ctx: BuildContext) -> list[Source]:
