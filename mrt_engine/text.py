@@ -33,11 +33,16 @@ def storable(text: str) -> str:
     """``text`` with every code point UTF-8 cannot encode (a lone surrogate) replaced by U+FFFD.
 
     On the hot path of every poll: an ASCII string (``isascii`` reads a flag, it does not scan)
-    is returned as is, and a string without surrogates costs one regex scan in C.
+    is returned as is, and any other string costs one UTF-8 encoding in C (three times faster
+    than a regex scan of it); only a string that fails to encode is rewritten.
     """
     if text.isascii():
         return text
-    return _SURROGATES.sub(REPLACEMENT, text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATES.sub(REPLACEMENT, text)
+    return text
 
 
 def clean(text: object) -> str:
