@@ -278,3 +278,34 @@ def test_an_id_with_a_lone_surrogate_matches_its_stored_cursor_entry(make_tracke
     assert tracker.sql("SELECT event_type, title FROM event WHERE baseline = 0") == []
     cursor = json.loads(tracker.sql("SELECT cursor FROM source_state")[0][0])
     assert sorted(cursor["models"]) == ["Qwen/odd\ufffdname", "Qwen/plain"]
+
+
+def test_an_event_whose_row_cannot_be_built_is_quarantined_and_the_batch_goes_on():
+    from mrt_engine.batch import prepare_batch
+    from mrt_engine.events import TrackerEvent
+    from mrt_engine.rules import RuleConfig, RuleSet
+
+    now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+    def event(number: int, title) -> TrackerEvent:
+        return TrackerEvent(
+            source="github",
+            source_key=ISSUES,
+            resource_type="repo_issue",
+            resource_id=REPO,
+            event_type="issue_opened",
+            event_id=str(number),
+            title=title,
+            url=f"https://github.com/{REPO}/issues/{number}",
+            observed_at=now,
+        )
+
+    rules = RuleSet.compile([RuleConfig(name="qwen", keywords=["qwen"])], ["welink"])
+    batch = prepare_batch(
+        [event(1, "Qwen one"), event(2, None), event(3, "Qwen three")], rules, now
+    )
+    assert [p.event_row[7] for p in batch.events] == ["Qwen one", "Qwen three"]
+    assert all(p.alert_row is not None for p in batch.events)
+    [held] = batch.quarantined
+    assert held.item_key == "2" and "title" in held.error
+    assert held.url == f"https://github.com/{REPO}/issues/2"
