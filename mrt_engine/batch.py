@@ -4,7 +4,9 @@ Two steps, so the write lock is held only for the part that needs it:
 
 * :func:`prepare_batch` (no lock, no store): drops duplicates within the batch, evaluates the
   rules and builds every row except the ids. Rules are pure, so this can run while another
-  poll holds the write lock.
+  poll holds the write lock. Every text of a row is :func:`~mrt_engine.text.storable`, and an
+  event whose row cannot be built (a field that is not text, say) is quarantined instead of
+  failing the batch: a prepared row can always be written.
 * :func:`write_batch` (inside :meth:`Store.write`): skips the events already stored (same
   fingerprint), gives the rest ids and inserts everything with multi-row INSERTs.
 
@@ -18,12 +20,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from mrt_engine.events import TrackerEvent
+from mrt_engine.quarantine import Quarantined, quarantined
 from mrt_engine.rules.matcher import Decision, RuleSet
 from mrt_engine.store.db import Store
+from mrt_engine.text import storable
 from mrt_engine.timeutil import to_store
 
 # One encoder for every row: json.dumps with options builds a new encoder on each call.
@@ -86,6 +90,7 @@ class PreparedEvent:
 class PreparedBatch:
     events: list[PreparedEvent]
     now_s: str
+    quarantined: list[Quarantined] = field(default_factory=list)
 
 
 def prepare_batch(
@@ -100,53 +105,90 @@ def prepare_batch(
 
     A baseline batch records events and hits but creates no alert. So does an event that
     happened before ``baseline_at`` (the source's baseline time): it is history, however late it
-    is seen (an issue closed years ago that a bot touches today).
+    is seen (an issue closed years ago that a bot touches today). An event whose rows cannot be
+    built is set aside in ``quarantined``; the others go on.
     """
     now_s = to_store(now)
     seen: set[str] = set()
     prepared: list[PreparedEvent] = []
+    set_aside: list[Quarantined] = []
     for event in events:
-        fingerprint = event.fingerprint
-        if fingerprint in seen:
-            continue
-        seen.add(fingerprint)
-        decision = rules.evaluate(event)
-        hit_rows = [
-            (hit.rule, hit.action, hit.priority, hit.reason, int(hit.suppressed), "poll", now_s)
-            for hit in decision.hits
-        ]
-        history = baseline or is_history(event, baseline_at)
-        notify = decision.notify and not history
-        prepared.append(
-            PreparedEvent(
-                fingerprint,
-                (
-                    fingerprint,
-                    event.source,
-                    event.source_key,
-                    event.resource_type,
-                    event.resource_id,
-                    event.event_type,
-                    event.event_id,
-                    event.title,
-                    event.summary,
-                    event.url,
-                    event.author,
-                    dumps(event.labels),
-                    to_store(event.occurred_at),
-                    to_store(event.observed_at),
-                    dumps(event.raw) if event.raw else None,
-                    1 if history else 0,
-                    # Only when it says more than the summary, so replays read what rules read.
-                    event.body if event.body and event.body != event.summary else None,
-                ),
-                hit_rows,
-                alert_tail(decision, "poll", now_s) if notify else None,
-                decision.channels if notify else (),
-                decision.priority,
-            )
+        try:
+            fingerprint = event.fingerprint
+            if fingerprint in seen:
+                continue
+            seen.add(fingerprint)
+            history = baseline or is_history(event, baseline_at)
+            prepared.append(_prepare_event(event, fingerprint, rules, now_s, history))
+        except Exception as exc:  # one odd event never fails the rest of the poll
+            set_aside.append(_event_quarantined(event, exc))
+    return PreparedBatch(prepared, now_s, set_aside)
+
+
+def _prepare_event(
+    event: TrackerEvent, fingerprint: str, rules: RuleSet, now_s: str, history: bool
+) -> PreparedEvent:
+    """One event's rows; a ``history`` event is recorded as baseline and alerts nothing."""
+    decision = rules.evaluate(event)
+    hit_rows = [
+        (
+            storable(hit.rule),
+            hit.action,
+            hit.priority,
+            storable(hit.reason),
+            int(hit.suppressed),
+            "poll",
+            now_s,
         )
-    return PreparedBatch(prepared, now_s)
+        for hit in decision.hits
+    ]
+    notify = decision.notify and not history
+    observed = to_store(event.observed_at)
+    if observed is None:
+        raise ValueError("event without an observed_at time")
+    return PreparedEvent(
+        fingerprint,
+        (
+            fingerprint,
+            storable(event.source),
+            storable(event.source_key),
+            storable(event.resource_type),
+            storable(event.resource_id),
+            storable(event.event_type),
+            storable(event.event_id),
+            storable(event.title),
+            storable(event.summary),
+            storable(event.url),
+            storable(event.author),
+            storable(dumps(event.labels)),
+            to_store(event.occurred_at),
+            observed,
+            storable(dumps(event.raw)) if event.raw else None,
+            1 if history else 0,
+            # Only when it says more than the summary, so replays read what rules read.
+            storable(event.body) if event.body and event.body != event.summary else None,
+        ),
+        hit_rows,
+        alert_tail(decision, "poll", now_s) if notify else None,
+        decision.channels if notify else (),
+        decision.priority,
+    )
+
+
+def _event_quarantined(event: TrackerEvent, exc: Exception) -> Quarantined:
+    """An event that cannot be stored, as a quarantined item named by its upstream id."""
+    fields = {
+        name: getattr(event, name, None)
+        for name in ("event_type", "event_id", "resource_id", "title", "url")
+    }
+    wrong = [
+        name
+        for name in ("source_key", "resource_id", "event_type", "event_id", "title", "url")
+        if not isinstance(getattr(event, name, None), str)
+    ]
+    if wrong:  # the usual cause, said plainly rather than as an AttributeError
+        exc = TypeError(f"event fields that are not text: {', '.join(wrong)}")
+    return quarantined(fields, exc, key=lambda f: f["event_id"])
 
 
 def is_history(event: TrackerEvent, baseline_at: datetime | None) -> bool:
@@ -209,9 +251,9 @@ def commit_events(
 def alert_tail(decision: Decision, origin: str, now_s: str) -> tuple:
     """An alert row without its id and event id."""
     return (
-        dumps(decision.notify_rules),
+        storable(dumps(decision.notify_rules)),
         decision.priority,
-        dumps(decision.tags),
+        storable(dumps(decision.tags)),
         origin,
         now_s,
     )

@@ -16,7 +16,7 @@ from typing import Any
 from mrt_engine import operations, timeutil
 from mrt_engine.config import Config, load_config
 from mrt_engine.store import queries
-from mrt_engine.store.db import Store, open_store
+from mrt_engine.store.db import Store, StoreError, check_location, open_store
 
 log = logging.getLogger("mrt_engine")
 
@@ -59,11 +59,17 @@ def _config(args: argparse.Namespace) -> Config:
 
 @contextmanager
 def _store(args: argparse.Namespace) -> Iterator[Store]:
-    """The store of ``--db`` or of the config, closed again when the command is done."""
+    """The store of ``--db`` or of the config, closed again when the command is done. A store
+    that fails under the command (a damaged file, a full disk) is one StoreError: exit 2."""
     path = args.db if getattr(args, "db", None) else _config(args).db_path
     store = open_store(path, create=False)
     try:
         yield store
+    except Exception as exc:
+        fault = store.fault(exc)
+        if fault is None:
+            raise
+        raise fault from None
     finally:
         store.close()
 
@@ -86,6 +92,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     config = _config(args)
     components = build_components(config, os.environ)
+    for channel in components.channels.values():
+        channel.close()
+    # What `run` would meet opening its store, without creating the database.
+    problems = check_location(config.db_path)
+    if problems:
+        raise StoreError("; ".join(f"state.sqlite_path: {p}" for p in problems))
     for warning in components.warnings:
         print(f"warning: {warning}")
     print(f"config OK: {config.path}")
@@ -98,8 +110,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(
             f"  rule     {rule.name}: {rule.action}, priority {rule.priority}, channels {', '.join(rule.channels) or '-'}"
         )
-    for channel in components.channels.values():
-        channel.close()
     return EXIT_OK
 
 
@@ -134,6 +144,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                 )
             if s.last_error:
                 print(f"      last error ({_fmt_time(s.last_error_at, now)}): {s.last_error}")
+            if s.quarantine_latest is not None:
+                q = s.quarantine_latest
+                print(
+                    f"      {s.quarantined} item(s) quarantined; latest {q.item_key}"
+                    f" (seen {_fmt_time(q.last_seen_at, now)}, {q.times}x, trace quarantine:{q.id}):"
+                    f" {q.error}"
+                )
         print("\noutbox:")
         for channel, by_status in counts.items():
             label = "all channels" if channel == "*" else channel
@@ -167,17 +184,32 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 def cmd_trace(args: argparse.Namespace) -> int:
     with _store(args):
         traces = queries.trace(args.ref)
+        held = queries.quarantined(args.ref)
         if args.json:
-            _print_json(traces)
-            return EXIT_OK if traces else EXIT_FAILED
-        if not traces:
+            _print_json([*traces, *({"quarantined": q} for q in held)])
+            return EXIT_OK if traces or held else EXIT_FAILED
+        if not traces and not held:
             print(
-                f"no event matches {args.ref!r} (give a fingerprint or a prefix of it, a URL, event:ID or delivery:ID)"
+                f"no event matches {args.ref!r} (give a fingerprint or a prefix of it, a URL, event:ID, delivery:ID or quarantine:ID)"
             )
             return EXIT_FAILED
         for t in traces:
             _print_trace(t)
+        for q in held:
+            _print_quarantined(q)
         return EXIT_OK
+
+
+def _print_quarantined(q: queries.QuarantineView) -> None:
+    print(f"quarantined item {q.id}  {q.item_key} in {q.source_key}")
+    print("  not turned into events: the rest of its answer went on without it")
+    print(f"  error     {q.error}")
+    print(f"  url       {q.url or '-'}")
+    print(
+        f"  seen      {q.times}x, first {_fmt_time(q.first_seen_at)}, last {_fmt_time(q.last_seen_at)}"
+    )
+    print(f"  as sent   {q.excerpt or '-'}")
+    print()
 
 
 def _print_trace(t: queries.Trace) -> None:

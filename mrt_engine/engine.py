@@ -32,7 +32,7 @@ from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.secrets import SecretResolver
 from mrt_engine.sources.base import BuildContext, Source
-from mrt_engine.store.db import Store, open_store
+from mrt_engine.store.db import Store, open_store, prepare_folder, store_fault
 from mrt_engine.store.lock import EngineLock
 from mrt_engine.store.models import SourceState as SourceStateRow
 from mrt_engine.timeutil import Clock, utcnow
@@ -180,17 +180,32 @@ class Engine:
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
-        """Take the store (refusing if another engine holds it) and recover what a crash left."""
+        """Take the store (refusing if another engine holds it) and recover what a crash left.
+
+        A store that cannot be used (folder, lock file, a damaged file) raises one
+        :class:`~mrt_engine.store.db.StoreError`, with nothing left open.
+        """
         tune_interpreter()
         for warning in self.components.warnings:
             log.warning("%s", warning)
-        self.config.db_path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_folder(self.config.db_path)
         self.lock.acquire()
         try:
             self.store = open_store(self.config.db_path)
-        except BaseException:
+            self._recover()
+        except BaseException as exc:
+            fault = store_fault(exc, self.config.db_path) if isinstance(exc, Exception) else None
+            if self.store is not None:
+                self.store.close()
+                self.store = None
             self.lock.release()
+            if fault is not None:
+                raise fault from None
             raise
+
+    def _recover(self) -> None:
+        """Wire outbox, pipeline and workers to the open store; take back a dead engine's claims."""
+        assert self.store is not None
         delivery = self.config.delivery
         self.outbox = Outbox(
             self.store,
@@ -232,11 +247,21 @@ class Engine:
         )
 
     def run_once(self) -> int:
-        """Poll every source once, attempt every due delivery once. Exit status 0 or 1."""
+        """Poll every source once, attempt every due delivery once. Exit status 0 or 1; a store
+        that cannot be used raises :class:`~mrt_engine.store.db.StoreError` (exit status 2)."""
         self.open()
+        store = self.store
+        assert store is not None
         try:
             outcomes = self.poll_all()
+            if store.damage is not None:  # every poll said so already; deliveries would too
+                raise store.damage
             report = self.deliver_once()
+        except Exception as exc:
+            fault = store.fault(exc)
+            if fault is None:
+                raise
+            raise fault from None
         finally:
             self.close()
         failed_sources = [o for o in outcomes if o.failed]
@@ -353,23 +378,31 @@ class Engine:
 
     def _control(self) -> None:
         """Pick up operator requests written to the store (poll now), from any process."""
-        if self.store is None or self.scheduler is None or self.stop_event.is_set():
+        store = self.store
+        if store is None or self.scheduler is None or self.stop_event.is_set():
             return
         try:
-            requested = list(
-                SourceStateRow.select(SourceStateRow.source_key).where(
-                    SourceStateRow.poll_requested_at.is_null(False)
-                )
+            self._take_poll_requests(store)
+        except Exception as exc:
+            fault = store.fault(exc)
+            if fault is None:
+                log.exception("control: cannot read poll requests")
+            else:  # one line: the daemon loop stops the engine if the file is damaged
+                log.error("control: cannot read poll requests: %s", fault)
+
+    def _take_poll_requests(self, store: Store) -> None:
+        assert self.scheduler is not None
+        requested = list(
+            SourceStateRow.select(SourceStateRow.source_key).where(
+                SourceStateRow.poll_requested_at.is_null(False)
             )
-        except Exception:
-            log.exception("control: cannot read poll requests")
-            return
+        )
         by_key = {s.key: s for s in self.sources}
         for row in requested:
             source = by_key.get(row.source_key)
             if source is None:
                 continue
-            with self.store.write():
+            with store.write():
                 SourceStateRow.update(poll_requested_at=None).where(
                     SourceStateRow.source_key == row.source_key
                 ).execute()
@@ -407,8 +440,12 @@ class Engine:
         if self.outbox is not None and self.store is not None:
             try:
                 self.outbox.release()
-            except Exception:
-                log.exception("could not release delivery leases (the next engine will)")
+            except Exception as exc:
+                fault = self.store.fault(exc)
+                if fault is None:
+                    log.exception("could not release delivery leases (the next engine will)")
+                else:
+                    log.error("could not release delivery leases (the next engine will): %s", fault)
         self.http.close()
         for channel in self.channels.values():
             channel.close()
@@ -418,16 +455,28 @@ class Engine:
         self.lock.release()
 
     def run_forever(self) -> int:
-        """Daemon mode: run until SIGTERM or SIGINT, then stop cleanly. Exit status 0."""
+        """Daemon mode: run until SIGTERM or SIGINT, then stop cleanly. Exit status 0.
+
+        A damaged store file stops the engine: one error line, exit status 2. An
+        operator expects a daemon either to work or to stop loudly: every poll would fail on
+        that file (and its failure could not even be recorded), no alert could be committed or
+        sent, and no retry repairs a file; a service manager shows a stopped unit and its last
+        line, where a running one would only log the same error every interval. Faults that can
+        pass (a locked or full disk) are recorded per poll instead, or logged in one line each
+        when even that fails, and the engine goes on.
+        """
         self._install_signal_handlers()
         self.start()
+        store = self.store
         try:
             while not self.stop_event.wait(1.0):
-                pass
+                if store is not None and store.damage is not None:
+                    log.error("engine stopping: %s", store.damage)
+                    break
         finally:
             self.stop()
         log.info("engine stopped")
-        return 0
+        return 2 if store is not None and store.damage is not None else 0
 
     def _install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: Any) -> None:

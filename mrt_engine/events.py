@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mrt_engine.text import storable
+
 
 @dataclass(slots=True)
 class TrackerEvent:
@@ -49,12 +51,12 @@ class TrackerEvent:
 def fingerprint_of(
     source: str, resource_type: str, resource_id: str, event_type: str, event_id: str
 ) -> str:
-    """The idempotency key of an event (DESIGN.md "Fingerprint")."""
+    """The idempotency key of an event (DESIGN.md "Fingerprint"), of the fields as stored."""
     joined = "|".join((source, resource_type, resource_id, event_type, event_id))
-    return hashlib.sha256(joined.encode("utf-8")).hexdigest()
+    return hashlib.sha256(storable(joined).encode("utf-8")).hexdigest()
 
 
 def stable_event_id(*parts: object) -> str:
     """An event_id for upstream items that carry none: a short hash of fields that identify it."""
     joined = "\x1f".join("" if p is None else str(p) for p in parts)
-    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:24]
+    return hashlib.sha256(storable(joined).encode("utf-8")).hexdigest()[:24]

@@ -24,7 +24,7 @@ from mrt_engine.events import TrackerEvent
 from mrt_engine.rules.matcher import Decision, RuleSet
 from mrt_engine.store.db import Store
 from mrt_engine.store.models import Alert, Audit, Delivery, Event, SourceState
-from mrt_engine.text import clean
+from mrt_engine.text import clean, storable
 from mrt_engine.timeutil import Clock, github_time, to_store, utcnow
 
 
@@ -60,8 +60,15 @@ def _audit(
     now: datetime,
     detail: str | None = None,
 ) -> None:
+    # Targets come from the command line (undecodable bytes arrive as lone surrogates).
     Audit.create(
-        at=now, actor=actor, action=action, target=target, before=before, after=after, detail=detail
+        at=now,
+        actor=storable(actor),
+        action=action,
+        target=storable(target),
+        before=before,
+        after=after,
+        detail=storable(detail) if detail else detail,
     )
 
 
@@ -333,10 +340,10 @@ def replay(
                     " evaluated_at) VALUES (?,?,?,?,?,?,?,?)",
                     (
                         row.id,
-                        hit.rule,
+                        storable(hit.rule),
                         hit.action,
                         hit.priority,
-                        hit.reason,
+                        storable(hit.reason),
                         int(hit.suppressed),
                         "replay",
                         now_s,

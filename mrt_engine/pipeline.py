@@ -3,8 +3,12 @@
 Fetching and rule evaluation happen outside the transaction (see :mod:`mrt_engine.batch`).
 Then, under one write lock:
 new events (every one, matched or not), their rule hits, alerts with one outbox row per channel,
-the new cursor and validators, and the poll's metrics commit together or not at all. A failed
-poll commits only its error (consecutive failures, backoff) and leaves the cursor where it was.
+the new cursor and validators, the items the source quarantined, and the poll's metrics commit
+together or not at all. A failed poll commits only its error (consecutive failures, backoff) and
+leaves the cursor where it was.
+
+A poll never raises: whatever fails inside it (the source, rule evaluation, the commit) is a
+recorded poll failure, and when the store cannot even take that record, one log line says so.
 
 If an operator changed the cursor while the fetch was under way (``cursor reset``), the state's
 version no longer matches and the poll is discarded; the next poll starts from the new cursor.
@@ -18,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from mrt_engine import quarantine
 from mrt_engine.batch import CommitCounts, prepare_batch, write_batch
 from mrt_engine.health import PROTECTED_TYPES, RECOVERED, UNHEALTHY, health_event
 from mrt_engine.http import FetchError, HttpClient, PollSession, RateLimited, Stopped, Validators
@@ -26,6 +31,7 @@ from mrt_engine.secrets import shorten
 from mrt_engine.sources.base import PollResult, Source, SourceState
 from mrt_engine.store.db import Store
 from mrt_engine.store.models import SourceState as SourceStateRow
+from mrt_engine.text import storable
 from mrt_engine.timeutil import Clock, to_store, utcnow
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,7 @@ class PollOutcome:
     events_matched: int = 0
     alerts_created: int = 0
     error: str | None = None
+    quarantined: int = 0
 
     @property
     def failed(self) -> bool:
@@ -106,10 +113,16 @@ class Pipeline:
 
     # ------------------------------------------------------------------ one poll
     def poll(self, source: Source, *, force: bool = False) -> PollOutcome:
-        """Poll ``source`` once, unless it is paused or backing off (``force`` ignores both)."""
+        """Poll ``source`` once, unless it is paused or backing off (``force`` ignores both).
+
+        Never raises: a failure anywhere in the poll is returned (and recorded) as an outcome.
+        """
         started = self.clock()
         t0 = time.monotonic()
-        row = ensure_state(self.store, source, started)
+        try:
+            row = ensure_state(self.store, source, started)
+        except Exception as exc:  # the store itself fails: nothing can be recorded
+            return self._unrecorded(source, exc)
         if not force:
             skip = self._skip_reason(row, source, started)
             if skip:
@@ -123,10 +136,12 @@ class Pipeline:
         except FetchError as exc:
             if self.http.stop.is_set():  # cut short by shutdown: not the upstream's fault
                 return PollOutcome(source.key, "discarded", error="engine stopping")
-            return self._record_failure(source, row, started, t0, session, exc)
+            return self._failed(source, row, started, t0, session, exc, "source")
         except Exception as exc:  # a bug in a source must not stop the engine
-            log.exception("source %s crashed", source.key)
-            return self._record_failure(source, row, started, t0, session, exc)
+            # The traceback is for developers (--log-level debug); the failure itself is
+            # recorded and logged in one line below, and --once never prints a traceback.
+            log.debug("source %s crashed", source.key, exc_info=True)
+            return self._failed(source, row, started, t0, session, exc, "source")
         try:
             return self._commit(source, row, result, session, started, t0)
         except ConcurrentChange:
@@ -135,6 +150,9 @@ class Pipeline:
                 source.key,
             )
             return PollOutcome(source.key, "discarded", error="cursor changed during poll")
+        except Exception as exc:  # rules, row building or the store: the cursor stays
+            log.debug("committing a poll of %s failed", source.key, exc_info=True)
+            return self._failed(source, row, started, t0, session, exc, "commit")
 
     def _skip_reason(
         self, row: SourceStateRow, source: Source, now: datetime
@@ -170,8 +188,13 @@ class Pipeline:
         if not row.baseline_done:
             baseline_at = result.baseline_at or (started - BASELINE_MARGIN).replace(microsecond=0)
         batch = self._prepare(result.events, finished, result.baseline, baseline_at)
+        if result.events and not batch.events:  # nothing usable: the answer, not an item
+            raise quarantine.unusable("event", batch.quarantined)
+        set_aside = [*result.quarantined, *batch.quarantined]
         with self.store.write():
             counts = write_batch(self.store, batch)
+            if set_aside:
+                quarantine.upsert(self.store.db.cursor(), source.key, set_aside, batch.now_s)
             if row.consecutive_failures >= self.unhealthy_after:
                 self._health(source, RECOVERED, row.consecutive_failures, None, finished)
             rate = session.stats.rate_limit
@@ -213,9 +236,65 @@ class Pipeline:
                 counts.alerts,
                 " (baseline)" if result.baseline else "",
             )
-        return PollOutcome(source.key, status, fetched, counts.new, counts.matched, counts.alerts)
+        if set_aside:
+            log.warning(
+                "%s: %d item(s) quarantined, the rest of the answer went on (latest: %s: %s)",
+                source.key,
+                len(set_aside),
+                set_aside[-1].item_key,
+                set_aside[-1].error,
+            )
+        return PollOutcome(
+            source.key,
+            status,
+            fetched,
+            counts.new,
+            counts.matched,
+            counts.alerts,
+            quarantined=len(set_aside),
+        )
 
     # ------------------------------------------------------------------ failure
+    def _failed(
+        self,
+        source: Source,
+        row: SourceStateRow,
+        started: datetime,
+        t0: float,
+        session: PollSession,
+        exc: BaseException,
+        stage: str,
+    ) -> PollOutcome:
+        """Record the failure; when the store cannot take the record either, log one line."""
+        self.store.fault(exc)  # a damaged file is remembered: the daemon stops on it
+        try:
+            return self._record_failure(source, row, started, t0, session, exc, stage)
+        except Exception as second:
+            return self._unrecorded(source, exc, second)
+
+    def _unrecorded(
+        self, source: Source, exc: BaseException, second: BaseException | None = None
+    ) -> PollOutcome:
+        """A failure the store could not record: one clear line, no traceback."""
+        message = self._describe(exc)
+        why = self._describe(second) if second is not None else message
+        if why == message:
+            log.error("%s: poll failed; the store could not record it: %s", source.key, message)
+        else:
+            log.error(
+                "%s: poll failed (%s); the store could not record it: %s",
+                source.key,
+                message,
+                why,
+            )
+        return PollOutcome(source.key, "error", error=message)
+
+    def _describe(self, exc: BaseException) -> str:
+        """One line for ``exc``: a store fault as the store names it, else its type and text."""
+        fault = self.store.fault(exc)
+        text = str(fault) if fault is not None else f"{type(exc).__name__}: {exc}"
+        return storable(shorten(text, MAX_ERROR_CHARS))
+
     def _record_failure(
         self,
         source: Source,
@@ -224,11 +303,13 @@ class Pipeline:
         t0: float,
         session: PollSession,
         exc: BaseException,
+        stage: str = "source",
     ) -> PollOutcome:
         finished = self.clock()
         message = shorten(str(exc) or type(exc).__name__, MAX_ERROR_CHARS, one_line=False)
         if not isinstance(exc, FetchError):
-            message = f"internal error in source: {type(exc).__name__}: {message}"
+            message = f"internal error in {stage}: {type(exc).__name__}: {message}"
+        message = storable(message)  # upstream text in an error must not fail its own record
         failures = row.consecutive_failures + 1
         if isinstance(exc, RateLimited):
             backoff_until = exc.until
@@ -272,9 +353,11 @@ class Pipeline:
             baseline=baseline,
             baseline_at=baseline_at,
         )
-        batch.events += prepare_batch(
+        judged = prepare_batch(
             protected, self.health, now, baseline=baseline, baseline_at=baseline_at
-        ).events
+        )
+        batch.events += judged.events
+        batch.quarantined += judged.quarantined
         return batch
 
     def _health(

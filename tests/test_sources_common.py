@@ -28,6 +28,10 @@ class Case:
     remove: Callable[[Any], None]  # one of them disappears upstream
     path: str  # where the rate limit hits
     removal_event: str | None = None  # model lists announce removals; item sets do not
+    # One of the seeded items turns into something the source cannot process, and a new good
+    # item appears (None: the platform's parser leaves nothing to break per item).
+    spoil: Callable[[Any], str] | None = None  # returns the spoiled item's upstream id
+    fresh: Callable[[Any], None] | None = None
 
 
 def _feed_config(sim):
@@ -39,6 +43,12 @@ def _feed_seed(sim):
     sim.add_entry("blog", "two", entry_id="2")
 
 
+def _spoil(item: dict, **changes: Any) -> str:
+    """Change an upstream item in place; its upstream id, for the quarantine."""
+    item.update(changes)
+    return item.get("tag_name") or item.get("id") or item.get("name")
+
+
 CASES = {
     "huggingface": Case(
         HuggingFaceSimulator,
@@ -47,6 +57,8 @@ CASES = {
         lambda sim: sim.remove_model("Qwen/b"),
         "/api/models",
         removal_event="model_removed",
+        spoil=lambda sim: _spoil(sim.models["Qwen/b"], sha=None, lastModified="garbage"),
+        fresh=lambda sim: sim.put_model("Qwen/c"),
     ),
     "modelscope": Case(
         ModelScopeSimulator,
@@ -55,6 +67,8 @@ CASES = {
         lambda sim: sim.remove_model("Qwen/b"),
         "/openapi/",
         removal_event="model_removed",
+        spoil=lambda sim: _spoil(sim.models["Qwen/b"], tasks=5),
+        fresh=lambda sim: sim.put_model("Qwen/c"),
     ),
     "pypi": Case(
         PyPISimulator,
@@ -62,6 +76,8 @@ CASES = {
         lambda sim: (sim.release("vllm", "1.0"), sim.release("vllm", "1.1")),
         lambda sim: sim.projects["vllm"].pop("1.1"),
         "/pypi/",
+        spoil=lambda sim: (sim.projects["vllm"].update({"1.1": None}), "1.1")[1],
+        fresh=lambda sim: sim.release("vllm", "1.2"),
     ),
     "docker": Case(
         DockerHubSimulator,
@@ -69,6 +85,8 @@ CASES = {
         lambda sim: (sim.push("vllm/vllm-openai", "v1"), sim.push("vllm/vllm-openai", "v2")),
         lambda sim: sim.repos["vllm/vllm-openai"].pop("v2"),
         "/v2/",
+        spoil=lambda sim: _spoil(sim.repos["vllm/vllm-openai"]["v2"], digest=None, images=[]),
+        fresh=lambda sim: sim.push("vllm/vllm-openai", "v3"),
     ),
     "feeds": Case(
         FeedSimulator,
@@ -83,6 +101,8 @@ CASES = {
         lambda sim: (sim.publish("vllm", "GHSA-1", "one"), sim.publish("vllm", "GHSA-2", "two")),
         lambda sim: sim.vulns[("PyPI", "vllm")].pop(),
         "/v1/",
+        spoil=lambda sim: _spoil(sim.vulns[("PyPI", "vllm")][1], aliases=5),
+        fresh=lambda sim: sim.publish("vllm", "GHSA-3", "three"),
     ),
     "github-releases": Case(
         GitHubSimulator,
@@ -99,6 +119,8 @@ CASES = {
         ),
         lambda sim: sim.repos["vllm-project/vllm"].releases.pop(0),
         "/repos/",
+        spoil=lambda sim: _spoil(sim.repos["vllm-project/vllm"].releases[0], html_url=None),
+        fresh=lambda sim: sim.add_release("vllm-project/vllm", "v3"),
     ),
     "modelhub": Case(
         ModelHubSimulator,
@@ -106,6 +128,8 @@ CASES = {
         lambda sim: (sim.publish("svc", "1.0"), sim.publish("svc", "1.1")),
         lambda sim: sim.services["svc"]["versions"].pop(0),
         "/api/",
+        spoil=lambda sim: (sim.services["svc"]["versions"][0].update(version=11), "svc")[1],
+        fresh=lambda sim: sim.publish("other", "1.0"),
     ),
 }
 
@@ -117,6 +141,14 @@ def case(request, make_tracker):
     sources = spec.config(sim)
     tracker = make_tracker({"sources": sources})
     yield spec, sim, tracker
+    sim.stop()
+
+
+@pytest.fixture(params=[name for name, spec in CASES.items() if spec.spoil])
+def spoilable(request, make_tracker):
+    spec = CASES[request.param]
+    sim = spec.simulator().start()
+    yield spec, sim, make_tracker({"sources": spec.config(sim)})
     sim.stop()
 
 
@@ -174,3 +206,23 @@ def test_server_errors_and_broken_bodies_fail_the_poll_and_keep_the_cursor(case,
     sim.clear_faults()
     tracker.sql("UPDATE source_state SET backoff_until = NULL")
     assert tracker.once() == 0  # and it recovers once the upstream does
+
+
+def test_one_item_that_cannot_be_processed_is_quarantined_and_the_rest_goes_on(spoilable):
+    spec, sim, tracker = spoilable
+    spec.seed(sim)
+    assert tracker.once() == 0
+    bad = spec.spoil(sim)
+    spec.fresh(sim)
+    assert tracker.once() == 0
+    failures, error = tracker.sql("SELECT consecutive_failures, last_error FROM source_state")[0]
+    assert (failures, error) == (0, None)
+    new = tracker.sql("SELECT event_type, title FROM event WHERE baseline = 0")
+    assert len(new) == 1 and new[0][0] != spec.removal_event, new  # the fresh item, no removal
+    [(key, times, why)] = tracker.sql("SELECT item_key, times, error FROM quarantine")
+    assert (key, times) == (bad, 1) and why
+    # While it stays broken (seen again, or not at all behind a 304): one row, nothing removed.
+    assert tracker.once() == 0
+    assert tracker.sql("SELECT COUNT(*) FROM event WHERE baseline = 0") == [(1,)]
+    [(again, times)] = tracker.sql("SELECT item_key, times FROM quarantine")
+    assert again == bad and times in (1, 2)

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from console_data import NOW, WEBHOOK_ENV, build
 
+from mrt_engine import quarantine
 from mrt_engine.config import load_config
 from mrt_engine.engine import Engine
 from mrt_engine.store.models import Attempt, Audit, Delivery, SourceState
@@ -330,3 +331,39 @@ def test_paging_past_the_window_reads_older_then_newer_rows(console):
                 await settle(pilot)
 
     run(scenario())
+
+
+def test_quarantined_items_show_in_the_sources_and_trace_views(console):
+    session = console()
+    key = "github:vllm-project/vllm:issues"
+    item = quarantine.Quarantined(
+        "7",
+        "issue object without a valid 'created_at' timestamp",
+        '{"number": 7, "title": "[bold]Qwen[/] broken"}',
+        "https://github.com/vllm-project/vllm/issues/7",
+    )
+    with session.store.write():
+        quarantine.upsert(session.store.db.cursor(), key, [item], "2026-11-22T09:00:00.000000Z")
+    seen = {}
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await select(pilot, "5", key)
+            seen["cell"] = str(app.screen.table.get_cell(key, "quarantined"))
+            seen["status"] = str(app.screen.query_one("#status").render())
+            await pilot.press("3")
+            await settle(pilot)
+            await pilot.press("slash")
+            await pilot.press(*"quarantine:1")
+            await pilot.press("enter")
+            await settle(pilot, 3)
+            seen["trace"] = str(app.screen.query_one("#event").render())
+
+    run(scenario())
+    assert seen["cell"] == "1"
+    assert "1 quarantined, latest 7: issue object without a valid 'created_at'" in seen["status"]
+    assert "quarantined: this item did not become events" in seen["trace"]
+    assert "https://github.com/vllm-project/vllm/issues/7" in seen["trace"]
+    assert '"title": "[bold]Qwen[/] broken"' in seen["trace"]  # shown literally

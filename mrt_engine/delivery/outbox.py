@@ -19,6 +19,7 @@ from mrt_engine.notify.base import SendResult
 from mrt_engine.notify.message import MessageContext
 from mrt_engine.secrets import shorten
 from mrt_engine.store.db import Store
+from mrt_engine.text import storable
 from mrt_engine.timeutil import Clock, from_store, to_store, utcnow
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,8 @@ class Outbox:
                     now_s,
                     duration_ms,
                     result.http_status,
-                    reply,
-                    error,
+                    storable(reply) if reply else None,  # a channel's reply is stranger's text
+                    storable(error) if error else None,
                     claim.attempt_id,
                 ),
             )
@@ -156,7 +157,15 @@ class Outbox:
                 "UPDATE delivery SET status = ?, attempts = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
                 " sent_at = COALESCE(?, sent_at), last_error = ?, lease_owner = NULL,"
                 " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-                (status, attempts, next_at, sent_at, last_error, now_s, claim.delivery_id),
+                (
+                    status,
+                    attempts,
+                    next_at,
+                    sent_at,
+                    storable(last_error) if last_error else None,
+                    now_s,
+                    claim.delivery_id,
+                ),
             )
         if status == "dead":
             log.error(

@@ -88,8 +88,8 @@ class DeliveryWorkers:
         while not self.stop.is_set():
             try:
                 claims = self._claim_if_due(channel, worker)
-            except Exception:
-                log.exception("delivery worker %s could not read the outbox", worker)
+            except Exception as exc:
+                self._log_failure(exc, f"delivery worker {worker} could not read the outbox")
                 self.stop.wait(2.0)
                 continue
             if not claims:
@@ -99,11 +99,21 @@ class DeliveryWorkers:
             for claim in claims:
                 try:
                     send_claim(self.outbox, self.channels, claim)
-                except Exception:
+                except Exception as exc:
                     # The lease expires and another worker retries; the attempt stays in_flight.
-                    log.exception(
-                        "delivery worker %s could not record delivery %d", worker, claim.delivery_id
+                    self._log_failure(
+                        exc,
+                        f"delivery worker {worker} could not record delivery {claim.delivery_id}",
                     )
+
+    def _log_failure(self, exc: Exception, what: str) -> None:
+        """A store fault in one line (the daemon stops on a damaged file); a bug with its
+        traceback."""
+        fault = self.outbox.store.fault(exc)
+        if fault is None:
+            log.exception("%s", what)
+        else:
+            log.error("%s: %s", what, fault)
 
     def _claim_if_due(self, channel: str, worker: str) -> list[Claim]:
         due = self.outbox.next_due([channel])

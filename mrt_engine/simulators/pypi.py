@@ -46,7 +46,11 @@ class PyPISimulator(Simulator):
             latest = list(releases)[-1] if releases else None
             payload = {
                 "info": {"name": name, "version": latest, "summary": f"{name} (simulated)"},
-                "releases": {v: list(files) for v, files in releases.items()},
+                # As stored: a test may put what a broken upstream would send.
+                "releases": {
+                    v: list(files) if isinstance(files, list) else files
+                    for v, files in releases.items()
+                },
                 "urls": list(releases.get(latest, [])) if latest else [],
             }
         return self.conditional(request, payload)

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.events import TrackerEvent
 from mrt_engine.http import MalformedResponse, PollSession, Validators
+from mrt_engine.quarantine import Quarantined
 from mrt_engine.secrets import Secret, SecretResolver
 from mrt_engine.timeutil import Clock
 
@@ -38,7 +39,8 @@ class PollResult:
     ``baseline`` marks a first poll whose events are recorded but never alerted, so a repo with
     a long history does not flood the channel. A first poll is the source's baseline, taken at
     the poll's time unless ``baseline_at`` says otherwise (a first run that reports a recent
-    window: the window's start).
+    window: the window's start). ``quarantined`` are the items that could not be processed
+    (:mod:`mrt_engine.quarantine`); they are committed with the events.
     """
 
     events: list[TrackerEvent]
@@ -48,6 +50,7 @@ class PollResult:
     baseline: bool = False
     not_modified: bool = False
     baseline_at: datetime | None = None
+    quarantined: list[Quarantined] = field(default_factory=list)
 
 
 class Source(ABC):

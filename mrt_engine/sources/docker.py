@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.http import PollSession
+from mrt_engine.quarantine import Quarantine
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
 from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
 from mrt_engine.sources.validators import ApiBase
@@ -62,21 +63,22 @@ class DockerImage(ItemSetSource):
         first = http.get(url, headers={"Accept": "application/json"}, validators=validators)
         if first.not_modified:
             return ItemSet(None)
-        items, next_url = self._page(first.json())
+        quarantine = Quarantine()
+        items, next_url = self._page(first.json(), quarantine)
         pages = 1
         while next_url and pages < self.settings.max_pages:
-            page_items, next_url = self._page(http.get(next_url).json())
+            page_items, next_url = self._page(http.get(next_url).json(), quarantine)
             items.extend(page_items)
             pages += 1
-        return ItemSet(items, first.validators, url)
+        return ItemSet(items, first.validators, url, quarantine.items)
 
-    def _page(self, data: Any) -> tuple[list[Item], str | None]:
+    def _page(self, data: Any, quarantine: Quarantine) -> tuple[list[Item], str | None]:
         expect(isinstance(data, dict), f"expected a JSON object, got {type(data).__name__}")
         results = data.get("results")
         expect(isinstance(results, list), "answer without a 'results' list")
         next_url = data.get("next")
         expect(next_url is None or isinstance(next_url, str), "'next' is not a URL")
-        return [self._item(tag) for tag in results], next_url
+        return quarantine.each(results, self._item, what="tag"), next_url
 
     def _item(self, tag: Any) -> Item:
         expect(isinstance(tag, dict), "expected each tag to be an object")

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.http import PollSession
+from mrt_engine.quarantine import Quarantine, keyed_by
 from mrt_engine.secrets import shorten
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
 from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
@@ -101,39 +102,46 @@ class Feed(ItemSetSource):
             f"expected an RSS or Atom feed from {self.url}, got {kind} "
             f"({shorten(answer.content[:120].decode('utf-8', 'replace'), 60)!r})",
         )
-        items = []
-        for entry in parsed.entries:
-            identity = entry.get("id") or entry.get("link")
-            if not isinstance(identity, str) or not identity:
-                continue  # nothing to recognise it by next time
-            title = _text(entry.get("title")) or "(untitled)"
-            summary = _text(entry.get("summary"))
-            body = _body(entry, summary)
-            if self.words and not any(w in f"{title}\n{body}".casefold() for w in self.words):
-                continue
-            authors = entry.get("author") or ""
-            tags = tuple(
-                _text(t.get("term"))
-                for t in entry.get("tags") or []
-                if isinstance(t, dict) and t.get("term")
-            )
-            link = entry.get("link") if isinstance(entry.get("link"), str) else ""
-            items.append(
-                Item(
-                    key=identity,
-                    event_id=identity,
-                    event_type="feed_entry",
-                    title=title,
-                    url=link,
-                    occurred_at=_when(entry),
-                    summary=excerpt(summary, SUMMARY_CHARS),
-                    body=body,
-                    labels=tags[:20],
-                    author=_text(authors),
-                    raw={"id": identity, "link": link, "feed": parsed.feed.get("title", "")},
-                )
-            )
-        return ItemSet(items, answer.validators, self.url)
+        quarantine = Quarantine()
+        found = quarantine.each(
+            parsed.entries,
+            lambda entry: self._entry(entry, parsed.feed.get("title", "")),
+            key=keyed_by("id", "link"),
+            what="entry",
+        )
+        items = [item for item in found if item is not None]
+        return ItemSet(items, answer.validators, self.url, quarantine.items)
+
+    def _entry(self, entry: Any, feed_title: str) -> Item | None:
+        """One entry as an item; ``None`` when it is not wanted (no id, no keyword)."""
+        identity = entry.get("id") or entry.get("link")
+        if not isinstance(identity, str) or not identity:
+            return None  # nothing to recognise it by next time
+        title = _text(entry.get("title")) or "(untitled)"
+        summary = _text(entry.get("summary"))
+        body = _body(entry, summary)
+        if self.words and not any(w in f"{title}\n{body}".casefold() for w in self.words):
+            return None
+        authors = entry.get("author") or ""
+        tags = tuple(
+            _text(t.get("term"))
+            for t in entry.get("tags") or []
+            if isinstance(t, dict) and t.get("term")
+        )
+        link = entry.get("link") if isinstance(entry.get("link"), str) else ""
+        return Item(
+            key=identity,
+            event_id=identity,
+            event_type="feed_entry",
+            title=title,
+            url=link,
+            occurred_at=_when(entry),
+            summary=excerpt(summary, SUMMARY_CHARS),
+            body=body,
+            labels=tags[:20],
+            author=_text(authors),
+            raw={"id": identity, "link": link, "feed": feed_title},
+        )
 
 
 def build(settings: list[FeedConfig], ctx: BuildContext) -> list[Source]:

@@ -29,6 +29,7 @@ from pydantic_core import PydanticCustomError
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.events import TrackerEvent
 from mrt_engine.http import PollSession, Stopped
+from mrt_engine.quarantine import Quarantine, keyed_by
 from mrt_engine.secrets import Secret, shorten
 from mrt_engine.sources.base import (
     BuildContext,
@@ -51,6 +52,7 @@ from mrt_engine.timeutil import github_time, parse_upstream, parse_when
 DEFAULT_API = "https://api.github.com"
 _REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 EMPTY_REPO_MARGIN = timedelta(minutes=10)
+ISSUE_KEY = keyed_by("number")  # the upstream id a quarantined issue is known by
 
 
 class GitHubMonitor(StrictModel):
@@ -156,14 +158,21 @@ class GitHubIssues(Source):
             items.extend(self._page_items(page))
             pages += 1
             next_url = page.next_url()
+        quarantine = Quarantine()
         newest = since
         events: list[TrackerEvent] = []
-        for item in items:
-            updated = _time(item, "updated_at")
+        for updated, found in quarantine.each(
+            items, lambda item: self._normalise(item, now, http), key=ISSUE_KEY, what="issue"
+        ):
             newest = max(newest, updated)
-            events.extend(self.item_events(item, now, http))
+            events.extend(found)
         return PollResult(
-            events, {"since": github_time(newest)}, first.validators, url, baseline_at=window
+            events,
+            {"since": github_time(newest)},
+            first.validators,
+            url,
+            baseline_at=window,
+            quarantined=quarantine.items,
         )
 
     def _baseline(self, http: PollSession, now: datetime) -> PollResult:
@@ -171,17 +180,27 @@ class GitHubIssues(Source):
         url = self._list_url(sort="updated", direction="desc")
         fetched = http.get(url, headers=self.headers(url))
         items = self._page_items(fetched)
+        quarantine = Quarantine()
         events: list[TrackerEvent] = []
         newest: datetime | None = None
-        for item in items:
-            updated = _time(item, "updated_at")
+        for updated, found in quarantine.each(
+            items, lambda item: self._normalise(item, now, http), key=ISSUE_KEY, what="issue"
+        ):
             newest = updated if newest is None else max(newest, updated)
-            events.extend(self.item_events(item, now, http))
+            events.extend(found)
         if newest is None:
             newest = now - EMPTY_REPO_MARGIN
-        return PollResult(events, {"since": github_time(newest)}, None, None, baseline=True)
+        return PollResult(
+            events,
+            {"since": github_time(newest)},
+            None,
+            None,
+            baseline=True,
+            quarantined=quarantine.items,
+        )
 
-    def _page_items(self, fetched: Any) -> list[dict[str, Any]]:
+    def _page_items(self, fetched: Any) -> list[Any]:
+        """The items of one page; each is checked on its own (:meth:`_normalise`)."""
         data = fetched.json()
         if isinstance(data, dict) and "message" in data:
             expect(
@@ -189,16 +208,21 @@ class GitHubIssues(Source):
                 f"GitHub answered an error object instead of a list: {shorten(data['message'], 160)}",
             )
         expect(isinstance(data, list), f"expected a JSON list of issues, got {type(data).__name__}")
-        for item in data:
-            expect(isinstance(item, dict), "expected each issue to be an object")
-            for key, kind in (("number", int), ("title", str), ("html_url", str), ("state", str)):
-                expect(
-                    isinstance(item.get(key), kind),
-                    f"issue object without a valid {key!r} (got {type(item.get(key)).__name__})",
-                )
-            _time(item, "updated_at")
-            _time(item, "created_at")
         return data
+
+    def _normalise(
+        self, item: Any, now: datetime, http: PollSession
+    ) -> tuple[datetime, list[TrackerEvent]]:
+        """One issue object, checked: its ``updated_at`` (for the cursor) and its events."""
+        expect(isinstance(item, dict), "expected each issue to be an object")
+        for key, kind in (("number", int), ("title", str), ("html_url", str), ("state", str)):
+            expect(
+                isinstance(item.get(key), kind),
+                f"issue object without a valid {key!r} (got {type(item.get(key)).__name__})",
+            )
+        updated = _time(item, "updated_at")
+        _time(item, "created_at")
+        return updated, self.item_events(item, now, http)
 
     # ------------------------------------------------------------------ normalise
     def item_events(

@@ -12,6 +12,7 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from mrt_engine.http import PollSession
+from mrt_engine.quarantine import Quarantine, keyed_by
 from mrt_engine.secrets import Secret
 from mrt_engine.sources.base import SourceState, expect
 from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
@@ -53,22 +54,27 @@ class _GitHubRefs(ItemSetSource):
         first = http.get(url, headers=self.headers(url), validators=validators)
         if first.not_modified:
             return ItemSet(None)
-        items = self._page(first.json())
+        quarantine = Quarantine()
+        items = self._page(first.json(), quarantine)
         pages, next_url = 1, first.next_url()
         while next_url and pages < self.settings.max_pages_per_poll:
             page = http.get(next_url, headers=self.headers(next_url))
-            items.extend(self._page(page.json()))
+            items.extend(self._page(page.json(), quarantine))
             pages, next_url = pages + 1, page.next_url()
-        return ItemSet(items, first.validators, url)
+        return ItemSet(items, first.validators, url, quarantine.items)
 
-    def _page(self, data: Any) -> list[Item]:
+    def _page(self, data: Any, quarantine: Quarantine) -> list[Item]:
         expect(
             isinstance(data, list),
             f"expected a JSON list of {self.what}, got {type(data).__name__}",
         )
-        for entry in data:
-            expect(isinstance(entry, dict), f"expected each of the {self.what} to be an object")
-        return [self.item(entry) for entry in data]
+        return quarantine.each(
+            data, self._checked_item, key=keyed_by("tag_name", "name"), what=self.what[:-1]
+        )
+
+    def _checked_item(self, entry: Any) -> Item:
+        expect(isinstance(entry, dict), f"expected each of the {self.what} to be an object")
+        return self.item(entry)
 
     @abstractmethod
     def item(self, entry: dict[str, Any]) -> Item:

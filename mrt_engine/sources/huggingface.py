@@ -15,6 +15,7 @@ from pydantic import Field
 
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.http import PollSession
+from mrt_engine.quarantine import Quarantine, keyed_by
 from mrt_engine.secrets import Secret, shorten
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
 from mrt_engine.sources.model_list import Listing, ModelInfo, ModelListSource
@@ -81,55 +82,58 @@ class HuggingFaceModels(ModelListSource):
         first = http.get(url, headers=self.headers(url), validators=validators)
         if first.not_modified:
             return Listing(None)
-        models = self._page(first.json())
+        quarantine = Quarantine()
+        models = self._page(first.json(), quarantine)
         pages, next_url = 1, first.next_url()
         while next_url and pages < self.settings.max_pages:
             page = http.get(next_url, headers=self.headers(next_url))
-            models.extend(self._page(page.json()))
+            models.extend(self._page(page.json(), quarantine))
             pages += 1
             next_url = page.next_url()
-        return Listing(models, first.validators, url, complete=next_url is None)
+        return Listing(
+            models,
+            first.validators,
+            url,
+            complete=next_url is None,
+            quarantined=quarantine.items,
+        )
 
-    def _page(self, data: Any) -> list[ModelInfo]:
+    def _page(self, data: Any, quarantine: Quarantine) -> list[ModelInfo]:
         if isinstance(data, dict) and "error" in data:
             expect(False, f"HuggingFace answered an error: {shorten(data['error'], 160)}")
         expect(isinstance(data, list), f"expected a JSON list of models, got {type(data).__name__}")
-        out = []
-        for item in data:
-            expect(isinstance(item, dict), "expected each model to be an object")
-            model_id = item.get("id") or item.get("modelId")
-            expect(
-                isinstance(model_id, str) and "/" in model_id,
-                "model object without an 'org/name' id",
-            )
-            sha = item.get("sha")
-            modified = parse_upstream(item.get("lastModified"))
-            expect(
-                isinstance(sha, str) or modified is not None,
-                f"model {model_id} has neither sha nor lastModified",
-            )
-            tags = [t for t in item.get("tags") or [] if isinstance(t, str)]
-            facts = [
-                item.get("pipeline_tag"),
-                item.get("library_name"),
-                "gated" if item.get("gated") else None,
-                "private" if item.get("private") else None,
-            ]
-            out.append(
-                ModelInfo(
-                    id=model_id,
-                    revision=sha
-                    if isinstance(sha, str)
-                    else f"modified:{item.get('lastModified')}",
-                    url=self.web_url(model_id),
-                    last_modified=modified,
-                    created_at=parse_upstream(item.get("createdAt")),
-                    summary=" · ".join(str(f) for f in facts if f),
-                    labels=tuple(tags),
-                    raw={k: item.get(k) for k in ("id", *EXPAND) if k in item},
-                )
-            )
-        return out
+        return quarantine.each(data, self._model, key=keyed_by("id", "modelId"), what="model")
+
+    def _model(self, item: Any) -> ModelInfo:
+        expect(isinstance(item, dict), "expected each model to be an object")
+        model_id = item.get("id") or item.get("modelId")
+        expect(
+            isinstance(model_id, str) and "/" in model_id,
+            "model object without an 'org/name' id",
+        )
+        sha = item.get("sha")
+        modified = parse_upstream(item.get("lastModified"))
+        expect(
+            isinstance(sha, str) or modified is not None,
+            f"model {model_id} has neither sha nor lastModified",
+        )
+        tags = [t for t in item.get("tags") or [] if isinstance(t, str)]
+        facts = [
+            item.get("pipeline_tag"),
+            item.get("library_name"),
+            "gated" if item.get("gated") else None,
+            "private" if item.get("private") else None,
+        ]
+        return ModelInfo(
+            id=model_id,
+            revision=sha if isinstance(sha, str) else f"modified:{item.get('lastModified')}",
+            url=self.web_url(model_id),
+            last_modified=modified,
+            created_at=parse_upstream(item.get("createdAt")),
+            summary=" · ".join(str(f) for f in facts if f),
+            labels=tuple(tags),
+            raw={k: item.get(k) for k in ("id", *EXPAND) if k in item},
+        )
 
 
 def build(settings: HuggingFaceSettings, ctx: BuildContext) -> list[Source]:

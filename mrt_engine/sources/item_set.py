@@ -20,7 +20,9 @@ from typing import Any
 
 from mrt_engine.events import TrackerEvent
 from mrt_engine.http import PollSession, Validators
+from mrt_engine.quarantine import Quarantined
 from mrt_engine.sources.base import PollResult, Source, SourceState, appeared_at
+from mrt_engine.text import storable
 
 # Keys kept in the cursor at most (an image with thousands of tags keeps the newest ones).
 MAX_KNOWN = 5000
@@ -45,11 +47,13 @@ class Item:
 
 @dataclass
 class ItemSet:
-    """What one fetch found; ``items`` is ``None`` when the upstream answered ``304``."""
+    """What one fetch found; ``items`` is ``None`` when the upstream answered ``304``.
+    ``quarantined``: the items that could not be processed (they keep their known entry)."""
 
     items: list[Item] | None
     validators: Validators | None = None
     validated_url: str | None = None
+    quarantined: list[Quarantined] = field(default_factory=list)
 
 
 class ItemSetSource(Source):
@@ -73,15 +77,16 @@ class ItemSetSource(Source):
             return PollResult(
                 [], state.cursor, state.validators, state.validated_url, not_modified=True
             )
+        # Keys and event ids as the cursor stores them, so odd text still matches itself.
         events = [
             self.event(item, now)
             for item in found.items
-            if known is None or known.get(item.key) != item.event_id
+            if known is None or known.get(storable(item.key)) != storable(item.event_id)
         ]
         if known is not None:  # new to a set the baseline saw whole: it appeared after it
             for event in events:
                 event.occurred_at = appeared_at(event.occurred_at, state, now)
-        current = {item.key: item.event_id for item in found.items}
+        current = {storable(item.key): storable(item.event_id) for item in found.items}
         if known:  # keep what this answer did not list (a page limit, an upstream hiccup)
             current.update({k: v for k, v in known.items() if k not in current})
         if len(current) > MAX_KNOWN:
@@ -92,6 +97,7 @@ class ItemSetSource(Source):
             found.validators,
             found.validated_url,
             baseline=known is None,
+            quarantined=found.quarantined,
         )
 
     def event(self, item: Item, now: datetime) -> TrackerEvent:

@@ -19,13 +19,16 @@ runs every ``sweep_interval_seconds`` so removals further down the list are seen
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from mrt_engine.events import TrackerEvent
 from mrt_engine.http import MalformedResponse, PollSession, Validators
+from mrt_engine.quarantine import Quarantined
 from mrt_engine.sources.base import PollResult, Source, SourceState, appeared_at
+from mrt_engine.text import storable
 from mrt_engine.timeutil import github_time, parse_upstream, to_store
 
 SHRINK_GUARD_MIN_MODELS = 6
@@ -48,13 +51,23 @@ class ModelInfo:
 
 @dataclass
 class Listing:
-    """A listing; ``models`` is ``None`` when the first page answered ``304``."""
+    """A listing; ``models`` is ``None`` when the first page answered ``304``. ``quarantined``:
+    listed models that could not be processed (neither news nor removals)."""
 
     models: list[ModelInfo] | None
     validators: Validators | None = None
     validated_url: str | None = None
     complete: bool = True
     extra_cursor: dict[str, Any] = field(default_factory=dict)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+def _as_stored(model: ModelInfo) -> ModelInfo:
+    """``model`` with its id and revision as the store keeps them (the snapshot in the cursor
+    is compared with the listing: an id with a lone surrogate must match its stored self)."""
+    if model.id.isascii() and model.revision.isascii():
+        return model
+    return replace(model, id=storable(model.id), revision=storable(model.revision))
 
 
 class ModelListSource(Source):
@@ -85,6 +98,7 @@ class ModelListSource(Source):
             return PollResult(
                 [], state.cursor, state.validators, state.validated_url, not_modified=True
             )
+        listing.models = [_as_stored(m) for m in listing.models]
         current = {m.id: m for m in listing.models}
         new_cursor = {
             **{k: v for k, v in cursor.items() if k not in ("models", "since")},
@@ -104,13 +118,30 @@ class ModelListSource(Source):
             if since is None:
                 events = [self._event("model_added", m, now) for m in listing.models]
                 return PollResult(
-                    events, new_cursor, listing.validators, listing.validated_url, baseline=True
+                    events,
+                    new_cursor,
+                    listing.validators,
+                    listing.validated_url,
+                    baseline=True,
+                    quarantined=listing.quarantined,
                 )
             # Reset to a time: report what changed after it, take the rest as the new snapshot.
             recent = [m for m in listing.models if m.last_modified and m.last_modified >= since]
             events = [self._event("model_updated", m, now) for m in recent]
-            return PollResult(events, new_cursor, listing.validators, listing.validated_url)
-        self._guard_shrink(snapshot, current, listing.complete)
+            return PollResult(
+                events,
+                new_cursor,
+                listing.validators,
+                listing.validated_url,
+                quarantined=listing.quarantined,
+            )
+        # A quarantined model is still listed: it keeps its snapshot entry and is no removal. One
+        # that names no id could be any model, so the listing cannot prove a removal at all.
+        held = {q.item_key for q in listing.quarantined}
+        complete = listing.complete and all(q.identified for q in listing.quarantined)
+        for model_id in held & snapshot.keys():
+            new_cursor["models"].setdefault(model_id, snapshot[model_id])
+        self._guard_shrink(snapshot, current.keys() | held, complete)
         events: list[TrackerEvent] = []
         for model in listing.models:
             before = snapshot.get(model.id)
@@ -121,18 +152,24 @@ class ModelListSource(Source):
                 events.append(added)
             elif before.get("rev") != model.revision:
                 events.append(self._event("model_updated", model, now))
-        if listing.complete:
+        if complete:
             for model_id, before in snapshot.items():
-                if model_id not in current:
+                if model_id not in current and model_id not in held:
                     events.append(self._removed(model_id, before, now))
         else:
             # An incomplete listing cannot prove a removal: keep what it did not reach.
             for model_id, before in snapshot.items():
                 new_cursor["models"].setdefault(model_id, before)
-        return PollResult(events, new_cursor, listing.validators, listing.validated_url)
+        return PollResult(
+            events,
+            new_cursor,
+            listing.validators,
+            listing.validated_url,
+            quarantined=listing.quarantined,
+        )
 
     def _guard_shrink(
-        self, snapshot: dict[str, Any], current: dict[str, ModelInfo], complete: bool
+        self, snapshot: dict[str, Any], current: Collection[str], complete: bool
     ) -> None:
         if not complete or len(snapshot) < SHRINK_GUARD_MIN_MODELS:
             return

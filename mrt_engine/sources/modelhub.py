@@ -23,6 +23,7 @@ from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.events import TrackerEvent
 from mrt_engine.health import CHECKSUM_CHANGED
 from mrt_engine.http import PollSession, Validators
+from mrt_engine.quarantine import Quarantine, keyed_by
 from mrt_engine.secrets import Secret
 from mrt_engine.sources.base import (
     BuildContext,
@@ -34,7 +35,7 @@ from mrt_engine.sources.base import (
     expect,
 )
 from mrt_engine.sources.validators import ApiBase
-from mrt_engine.text import body_text, clean_line
+from mrt_engine.text import body_text, clean_line, storable
 from mrt_engine.timeutil import parse_upstream
 
 PUBLISHED = "service_version_published"
@@ -70,45 +71,70 @@ class ModelHubServices(Source):
         )
         current: dict[str, dict[str, Any]] = {}
         events: list[TrackerEvent] = []
-        for service in listing:
-            expect(isinstance(service, dict), "expected each service to be an object")
-            service_id = service.get("service_id")
-            expect(
-                isinstance(service_id, str) and service_id != "", "service without a 'service_id'"
-            )
-            detail, etag = self._detail(http, service_id, etags.get(service_id))
-            if detail is None:  # 304: unchanged since the last poll
-                current.update(
-                    {k: v for k, v in (known or {}).items() if k.startswith(f"{service_id}@")}
-                )
-                continue
+        quarantine = Quarantine()
+        for service_id, etag, versions, found in quarantine.each(
+            listing,
+            lambda service: self._service(http, service, known, etags, now, state),
+            key=keyed_by("service_id"),
+            what="service",
+        ):
             if etag:
                 etags[service_id] = etag
-            name = clean_line(
-                detail.get("service_name") or service.get("service_name") or service_id
-            )
-            about = body_text(detail.get("description") or service.get("description") or "")
-            versions = detail.get("versions")
-            expect(isinstance(versions, list), f"service {service_id!r} without a 'versions' list")
-            for version in versions:
-                expect(
-                    isinstance(version, dict) and isinstance(version.get("version"), str),
-                    f"service {service_id!r} has a version without a 'version'",
-                )
-                key = f"{service_id}@{version['version']}"
-                sha = version.get("sha256") if isinstance(version.get("sha256"), str) else ""
-                stable = version.get("stable") is True
-                current[key] = {"stable": stable, "sha256": sha}
-                before = None if known is None else known.get(key)
-                changes = self._changes(
-                    service_id, name, version, before, sha, stable, now, known is None, about
-                )
-                if known is not None:  # new to a list the baseline saw whole: appeared since
-                    for change in changes:
-                        change.occurred_at = appeared_at(change.occurred_at, state, now)
-                events.extend(changes)
+            current.update(versions)
+            events.extend(found)
+        for held in quarantine.items:  # a service set aside keeps what was known of it
+            current.update(_versions_of(known, held.item_key))
         new_cursor = {"versions": current, "etags": etags}
-        return PollResult(events, new_cursor, Validators(), url, baseline=known is None)
+        return PollResult(
+            events,
+            new_cursor,
+            Validators(),
+            url,
+            baseline=known is None,
+            quarantined=quarantine.items,
+        )
+
+    def _service(
+        self,
+        http: PollSession,
+        service: Any,
+        known: dict[str, dict[str, Any]] | None,
+        etags: dict[str, str],
+        now: datetime,
+        state: SourceState,
+    ) -> tuple[str, str | None, dict[str, dict[str, Any]], list[TrackerEvent]]:
+        """One listed service: its id, detail ETag, versions for the cursor and events."""
+        expect(isinstance(service, dict), "expected each service to be an object")
+        service_id = service.get("service_id")
+        expect(isinstance(service_id, str) and service_id != "", "service without a 'service_id'")
+        detail, etag = self._detail(http, service_id, etags.get(service_id))
+        if detail is None:  # 304: unchanged since the last poll
+            return service_id, etag, _versions_of(known, service_id), []
+        name = clean_line(detail.get("service_name") or service.get("service_name") or service_id)
+        about = body_text(detail.get("description") or service.get("description") or "")
+        versions = detail.get("versions")
+        expect(isinstance(versions, list), f"service {service_id!r} without a 'versions' list")
+        current: dict[str, dict[str, Any]] = {}
+        events: list[TrackerEvent] = []
+        for version in versions:
+            expect(
+                isinstance(version, dict) and isinstance(version.get("version"), str),
+                f"service {service_id!r} has a version without a 'version'",
+            )
+            # As the cursor stores them, so odd text compares equal to itself next time.
+            key = storable(f"{service_id}@{version['version']}")
+            sha = storable(version["sha256"]) if isinstance(version.get("sha256"), str) else ""
+            stable = version.get("stable") is True
+            current[key] = {"stable": stable, "sha256": sha}
+            before = None if known is None else known.get(key)
+            changes = self._changes(
+                service_id, name, version, before, sha, stable, now, known is None, about
+            )
+            if known is not None:  # new to a list the baseline saw whole: appeared since
+                for change in changes:
+                    change.occurred_at = appeared_at(change.occurred_at, state, now)
+            events.extend(changes)
+        return service_id, etag, current, events
 
     def _detail(
         self, http: PollSession, service_id: str, etag: str | None
@@ -196,6 +222,12 @@ class ModelHubServices(Source):
                 )
             )
         return out
+
+
+def _versions_of(known: dict[str, dict[str, Any]] | None, service_id: str) -> dict[str, Any]:
+    """The cursor's entries of one service (``service@version``)."""
+    prefix = storable(f"{service_id}@")
+    return {k: v for k, v in (known or {}).items() if k.startswith(prefix)}
 
 
 def build(settings: ModelHubSettings, ctx: BuildContext) -> list[Source]:

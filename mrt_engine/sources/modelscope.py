@@ -19,6 +19,7 @@ from pydantic import Field
 
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.http import PollSession, UpstreamError
+from mrt_engine.quarantine import Quarantine
 from mrt_engine.secrets import Secret, shorten
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
 from mrt_engine.sources.model_list import Listing, ModelInfo, ModelListSource
@@ -99,6 +100,8 @@ class ModelScopeModels(ModelListSource):
 
     def _openapi(self, http: PollSession) -> Listing:
         models: list[ModelInfo] = []
+        quarantine = Quarantine()
+        listed = 0  # models the upstream listed, quarantined ones too (for the page count)
         total = None
         page = 1
         while page <= self.settings.max_pages:
@@ -123,20 +126,23 @@ class ModelScopeModels(ModelListSource):
                 isinstance(body, dict) and isinstance(body.get("models"), list),
                 "ModelScope answer without data.models",
             )
-            batch = [self._model(m, legacy=False) for m in body["models"]]
-            models.extend(batch)
+            batch = body["models"]
+            models.extend(self._models(batch, quarantine, legacy=False))
+            listed += len(batch)
             total = body.get("total_count") if isinstance(body.get("total_count"), int) else total
             if (
                 not batch
-                or (total is not None and len(models) >= total)
+                or (total is not None and listed >= total)
                 or len(batch) < self.settings.page_size
             ):
-                return Listing(models, complete=True)
+                return Listing(models, complete=True, quarantined=quarantine.items)
             page += 1
-        return Listing(models, complete=False)
+        return Listing(models, complete=False, quarantined=quarantine.items)
 
     def _legacy(self, http: PollSession) -> Listing:
         models: list[ModelInfo] = []
+        quarantine = Quarantine()
+        listed = 0
         page = 1
         url = f"{self.api_base}/api/v1/models/"
         while page <= self.settings.max_pages:
@@ -153,17 +159,39 @@ class ModelScopeModels(ModelListSource):
                 isinstance(inner, dict) and isinstance(inner.get("Models"), list),
                 "ModelScope answer without Data.Models",
             )
-            batch = [self._model(m, legacy=True) for m in inner["Models"]]
-            models.extend(batch)
+            batch = inner["Models"]
+            models.extend(self._models(batch, quarantine, legacy=True))
+            listed += len(batch)
             total = inner.get("TotalCount")
             if (
                 not batch
-                or (isinstance(total, int) and len(models) >= total)
+                or (isinstance(total, int) and listed >= total)
                 or len(batch) < self.settings.page_size
             ):
-                return Listing(models, complete=True)
+                return Listing(models, complete=True, quarantined=quarantine.items)
             page += 1
-        return Listing(models, complete=False)
+        return Listing(models, complete=False, quarantined=quarantine.items)
+
+    def _models(self, batch: list[Any], quarantine: Quarantine, *, legacy: bool) -> list[ModelInfo]:
+        """One page's models; one that cannot be read is quarantined under its model id."""
+        return quarantine.each(
+            batch,
+            lambda item: self._model(item, legacy=legacy),
+            key=lambda item: self._model_id(item, legacy=legacy),
+            what="model",
+        )
+
+    def _model_id(self, item: Any, *, legacy: bool) -> str | None:
+        """``org/name`` as :meth:`_model` makes it, from as little of the item as possible."""
+        if not isinstance(item, dict):
+            return None
+        if legacy:
+            name = item.get("Name")
+            return f"{item.get('Path') or self.org}/{name}" if isinstance(name, str) else None
+        model_id = item.get("id")
+        if not isinstance(model_id, str) or not model_id:
+            return None
+        return model_id if "/" in model_id else f"{self.org}/{model_id}"
 
     def _model(self, item: Any, *, legacy: bool) -> ModelInfo:
         expect(isinstance(item, dict), "expected each model to be an object")

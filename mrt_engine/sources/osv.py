@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.http import PollSession
+from mrt_engine.quarantine import Quarantine
 from mrt_engine.rules.model import RuleConfig
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
 from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
@@ -78,17 +79,18 @@ class OsvAdvisories(ItemSetSource):
             "package": {"name": self.package.name, "ecosystem": self.package.ecosystem}
         }
         items: list[Item] = []
+        quarantine = Quarantine()
         for _ in range(MAX_PAGES):
             data = http.request("POST", url, json_body=query).json()
             expect(isinstance(data, dict), f"expected a JSON object, got {type(data).__name__}")
             vulns = data.get("vulns", [])
             expect(isinstance(vulns, list), "'vulns' is not a list")
-            items.extend(self._item(v) for v in vulns)
+            items.extend(quarantine.each(vulns, self._item, what="vulnerability"))
             token = data.get("next_page_token")
             if not token:
                 break
             query = {**query, "page_token": token}
-        return ItemSet(items)
+        return ItemSet(items, quarantined=quarantine.items)
 
     def _item(self, vuln: Any) -> Item:
         expect(isinstance(vuln, dict), "expected each vulnerability to be an object")

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from mrt_engine.config import HostPolicy, StrictModel
 from mrt_engine.http import PollSession
+from mrt_engine.quarantine import Quarantine
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
 from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
 from mrt_engine.sources.validators import ApiBase
@@ -66,13 +67,22 @@ class PyPIPackage(ItemSetSource):
         expect(isinstance(data, dict), f"expected a JSON object, got {type(data).__name__}")
         releases = data.get("releases")
         expect(isinstance(releases, dict), "answer without a 'releases' object")
-        items = []
-        for version, files in sorted(releases.items(), key=_sort_key, reverse=True):
-            expect(isinstance(files, list), f"release {version!r} without a list of files")
-            if not files:
-                continue  # a version registered without files is not installable yet
-            items.append(self._item(str(version), files))
-        return ItemSet(items, answer.validators, url)
+        quarantine = Quarantine()
+        found = quarantine.each(
+            sorted(releases.items(), key=_sort_key, reverse=True),
+            self._release,
+            key=lambda release: release[0],
+            what="release",
+        )
+        items = [item for item in found if item is not None]
+        return ItemSet(items, answer.validators, url, quarantine.items)
+
+    def _release(self, release: tuple[str, Any]) -> Item | None:
+        version, files = release
+        expect(isinstance(files, list), f"release {version!r} without a list of files")
+        if not files:
+            return None  # a version registered without files is not installable yet
+        return self._item(str(version), files)
 
     def _item(self, version: str, files: list[Any]) -> Item:
         uploads = [

@@ -1,7 +1,15 @@
-"""Opening the store: Peewee on SQLite in WAL mode, migrated to the current schema."""
+"""Opening the store: Peewee on SQLite in WAL mode, migrated to the current schema.
+
+A store that cannot be used is a :class:`StoreError`, one line naming the file and the cause:
+at the edge (``mrt-engine``, ``mrt-tui``) it is a message and exit status 2, never a traceback.
+:func:`store_fault` tells such a fault apart from other errors; a damaged file
+(:class:`StoreDamaged`) is one no retry can fix.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -30,6 +38,111 @@ class StoreError(Exception):
     """The store cannot be opened or used (missing file, too new, locked, corrupt)."""
 
 
+class StoreDamaged(StoreError):
+    """The store file is damaged (SQLite: corrupt, or not a database): nothing can be committed
+    to it until it is restored or replaced."""
+
+
+# SQLite's primary result codes for a file that is not (or no longer) a valid database.
+_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+# Errors of the statement or of our code, not of the store: they stay what they are.
+_NOT_STORE_FAULTS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+def store_fault(exc: BaseException, path: Path | str) -> StoreError | None:
+    """The store fault behind ``exc`` as a one-line :class:`StoreError` (a
+    :class:`StoreDamaged` for a damaged file), or ``None`` when ``exc`` is not a store fault.
+
+    Peewee re-raises SQLite's errors as its own, with the original as the first argument and
+    as the context, so the whole chain is searched.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        cause = todo.pop()
+        if id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, StoreError):
+            return cause
+        if isinstance(cause, sqlite3.Error) and not isinstance(cause, _NOT_STORE_FAULTS):
+            text = " ".join(str(cause).split()) or type(cause).__name__
+            name = getattr(cause, "sqlite_errorname", "") or ""
+            if name.startswith(_DAMAGED) or "malformed" in text or "not a database" in text:
+                return StoreDamaged(
+                    f"the store {path} is damaged ({text}): stop mrt-engine, move the file (and"
+                    " its -wal and -shm files) aside to keep it for recovery (sqlite3 FILE"
+                    " .recover), then restore a backup or let mrt-engine start a new store"
+                )
+            return StoreError(f"cannot use the store {path}: {text}")
+        todo.extend(c for c in (cause.__cause__, cause.__context__) if c is not None)
+        todo.extend(a for a in getattr(cause, "args", ()) if isinstance(a, BaseException))
+    return None
+
+
+def os_problem(exc: OSError) -> str:
+    """An OS error as a short reason (``a file is in the way``, ``permission denied``, ...)."""
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        return "a file is in the way where a folder is needed"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    return exc.strerror or type(exc).__name__
+
+
+def prepare_folder(path: Path) -> None:
+    """Create the store's folder (and its parents) as ``run`` needs it; a :class:`StoreError`
+    naming the folder when that is impossible."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the store's folder {folder}: {os_problem(exc)}"
+            " (state.sqlite_path names a place that cannot hold the store)"
+        ) from None
+    if not folder.is_dir():  # mkdir(exist_ok) accepts a symlink to a file on some systems
+        raise StoreError(f"cannot use {folder} as the store's folder: it is not a folder")
+
+
+def check_location(path: Path) -> list[str]:
+    """What opening the store at ``path`` for an engine would hit, found without creating the
+    database: its folder (created when missing, as ``run`` would), the engine's lock file next
+    to it, and an existing file's health. Problems as lines; none when ``run`` can go ahead."""
+    from mrt_engine.store.lock import EngineLock
+
+    try:
+        prepare_folder(path)
+        EngineLock(path).probe()
+    except StoreError as exc:
+        return [str(exc)]
+    if not path.exists():
+        return []
+    if not path.is_file():
+        return [f"the store {path} is not a file"]
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except OSError as exc:
+        return [f"cannot write the store {path}: {os_problem(exc)}"]
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=15)
+    except sqlite3.Error as exc:
+        return [f"cannot open the store {path}: {exc}"]
+    try:
+        migrations.check_version(conn, path)
+        verdict = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if verdict != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {verdict}")
+    except migrations.StoreTooNew as exc:
+        return [str(exc)]
+    except sqlite3.Error as exc:
+        return [str(store_fault(exc, path) or exc)]
+    finally:
+        conn.close()
+    return []
+
+
 class Store:
     """The single source of truth shared by engine, CLI and console."""
 
@@ -37,7 +150,16 @@ class Store:
         self.path = path
         self.db = db
         self.found_version = found_version
+        self.damage: StoreDamaged | None = None  # set once a damaged file was met
         self._write_lock = threading.RLock()
+
+    def fault(self, exc: BaseException) -> StoreError | None:
+        """:func:`store_fault` for this store; a damaged file is remembered in :attr:`damage`
+        (whoever runs the engine stops it: no retry can fix that)."""
+        found = store_fault(exc, self.path)
+        if isinstance(found, StoreDamaged) and self.damage is None:
+            self.damage = found
+        return found
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -78,7 +200,7 @@ def open_store(path: str | Path, *, create: bool = True) -> Store:
     if not create and not file.exists():
         raise StoreError(f"no store at {file} (has mrt-engine run with this config yet?)")
     if create:
-        file.parent.mkdir(parents=True, exist_ok=True)
+        prepare_folder(file)
     with _open_lock:
         if _current is not None:
             raise StoreError(f"a store is already open in this process: {_current.path}")
@@ -94,7 +216,7 @@ def open_store(path: str | Path, *, create: bool = True) -> Store:
         except migrations.StoreTooNew as exc:
             raise StoreError(str(exc)) from None
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot use store {file}: {exc}") from None
+            raise store_fault(exc, file) or StoreError(f"cannot use store {file}: {exc}") from None
         finally:
             raw.close()
         db = SqliteDatabase(str(file), pragmas=PRAGMAS, timeout=15)

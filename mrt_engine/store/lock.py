@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from mrt_engine.store.db import StoreError, os_problem
 from mrt_engine.timeutil import to_store, utcnow
 from mrt_engine.untrusted_json import parse_json
 
@@ -26,8 +27,21 @@ class EngineLock:
         self.path = db_path.with_name(db_path.name + ".lock")
         self._fd: int | None = None
 
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the engine's lock file {self.path}: {os_problem(exc)}"
+                " (the store's folder must be writable)"
+            ) from None
+
+    def probe(self) -> None:
+        """Create (or open) the lock file without taking the lock: what ``acquire`` would hit."""
+        os.close(self._open())
+
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -164,6 +164,7 @@ MIGRATIONS: list[list[str]] = [
             item_key TEXT NOT NULL,
             error TEXT NOT NULL,
             excerpt TEXT NOT NULL DEFAULT '',
+            url TEXT NOT NULL DEFAULT '',
             first_seen_at TEXT NOT NULL,
             last_seen_at TEXT NOT NULL,
             times INTEGER NOT NULL DEFAULT 1,

@@ -15,6 +15,7 @@ from peewee import (
     TextField,
 )
 
+from mrt_engine.text import storable
 from mrt_engine.timeutil import from_store, to_store
 
 database = DatabaseProxy()
@@ -31,12 +32,15 @@ class UtcField(TextField):
 
 
 class JsonField(TextField):
-    """A JSON document."""
+    """A JSON document (its text :func:`~mrt_engine.text.storable`: ``ensure_ascii=False``
+    writes a lone surrogate of upstream text out raw, which UTF-8 cannot encode)."""
 
     def db_value(self, value: Any) -> Any:
         if value is None:
             return None
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        return storable(
+            json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        )
 
     def python_value(self, value: Any) -> Any:
         return json.loads(value) if value is not None else None
@@ -218,6 +222,7 @@ class Quarantine(StoreModel):
     item_key = TextField()  # the upstream's id of the item (an issue number, a model id)
     error = TextField()
     excerpt = TextField(default="")  # the start of the item as received, cleaned
+    url = TextField(default="")  # the item's web address when it has one (trace finds it)
     first_seen_at = UtcField()
     last_seen_at = UtcField()
     times = IntegerField(default=1)

@@ -21,6 +21,7 @@ from mrt_engine.store.models import (
     Delivery,
     Event,
     PollMetric,
+    Quarantine,
     RuleHitRow,
     SourceState,
 )
@@ -32,6 +33,7 @@ from mrt_engine.store.views import (
     DeliveryView,
     EventView,
     HitView,
+    QuarantineView,
     SourceView,
     Trace,
     clean_json,
@@ -49,6 +51,7 @@ __all__ = [
     "DeliveryView",
     "EventView",
     "HitView",
+    "QuarantineView",
     "SourceView",
     "Trace",
     "to_plain",
@@ -74,12 +77,40 @@ def describe_cursor(cursor: dict[str, Any] | None) -> str:
 
 
 def source_states() -> list[SourceView]:
-    return [SourceView.of(r) for r in SourceState.select().order_by(SourceState.source_key)]
+    """Every source key with its state and its quarantined items (how many, the latest)."""
+    held = quarantine_by_source()
+    return [
+        SourceView.of(r, *held.get(r.source_key, (0, None)))
+        for r in SourceState.select().order_by(SourceState.source_key)
+    ]
 
 
 def source_state(source_key: str) -> SourceView | None:
     row = SourceState.get_or_none(SourceState.source_key == source_key)
-    return SourceView.of(row) if row else None
+    return SourceView.of(row, *quarantine_by_source().get(source_key, (0, None))) if row else None
+
+
+def quarantine_by_source() -> dict[str, tuple[int, QuarantineView]]:
+    """``{source_key: (quarantined items, the one seen last)}``, in one query."""
+    rows = Quarantine.raw(
+        "SELECT * FROM (SELECT q.*, COUNT(*) OVER (PARTITION BY source_key) AS n,"
+        " ROW_NUMBER() OVER (PARTITION BY source_key ORDER BY last_seen_at DESC, id DESC)"
+        " AS latest FROM quarantine q) WHERE latest = 1"
+    )
+    return {row.source_key: (row.n, QuarantineView.of(row)) for row in rows}
+
+
+def quarantined(ref: str) -> list[QuarantineView]:
+    """Quarantined items named by ``quarantine:ID``, their URL, or their upstream id."""
+    ref = ref.strip()
+    if ref.startswith(("quarantine:", "q:")):
+        try:
+            row = Quarantine.get_or_none(Quarantine.id == int(ref.split(":", 1)[1]))
+        except ValueError:
+            return []
+        return [QuarantineView.of(row)] if row else []
+    where = Quarantine.url == ref if "://" in ref else Quarantine.item_key == ref
+    return [QuarantineView.of(r) for r in Quarantine.select().where(where).order_by(Quarantine.id)]
 
 
 # ---------------------------------------------------------------------- outbox

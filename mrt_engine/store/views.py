@@ -10,7 +10,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mrt_engine.store.models import Alert, Attempt, Delivery, Event, RuleHitRow, SourceState
+from mrt_engine.store.models import (
+    Alert,
+    Attempt,
+    Delivery,
+    Event,
+    Quarantine,
+    RuleHitRow,
+    SourceState,
+)
 from mrt_engine.text import clean
 
 
@@ -188,6 +196,35 @@ class DeliveryView:
 
 
 @dataclass(frozen=True)
+class QuarantineView:
+    """An upstream item set aside because it could not be processed."""
+
+    id: int
+    source_key: str
+    item_key: str
+    error: str
+    excerpt: str
+    url: str
+    first_seen_at: datetime
+    last_seen_at: datetime
+    times: int
+
+    @classmethod
+    def of(cls, row: Quarantine) -> QuarantineView:
+        return cls(
+            id=row.id,
+            source_key=clean(row.source_key),
+            item_key=clean(row.item_key),
+            error=clean(row.error),
+            excerpt=clean(row.excerpt),
+            url=clean(row.url),
+            first_seen_at=row.first_seen_at,
+            last_seen_at=row.last_seen_at,
+            times=row.times,
+        )
+
+
+@dataclass(frozen=True)
 class SourceView:
     source_key: str
     platform: str
@@ -205,9 +242,13 @@ class SourceView:
     next_poll_at: datetime | None
     rate_limit_remaining: int | None
     rate_limit_reset_at: datetime | None
+    quarantined: int = 0  # items of this source set aside, and the latest of them
+    quarantine_latest: QuarantineView | None = None
 
     @classmethod
-    def of(cls, row: SourceState) -> SourceView:
+    def of(
+        cls, row: SourceState, quarantined: int = 0, latest: QuarantineView | None = None
+    ) -> SourceView:
         return cls(
             source_key=clean(row.source_key),
             platform=row.platform,
@@ -225,6 +266,8 @@ class SourceView:
             next_poll_at=row.next_poll_at,
             rate_limit_remaining=row.rate_limit_remaining,
             rate_limit_reset_at=row.rate_limit_reset_at,
+            quarantined=quarantined,
+            quarantine_latest=latest,
         )
 
 

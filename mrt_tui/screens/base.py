@@ -97,6 +97,10 @@ class LiveScreen(Screen):
             self.post_message(ActionDone(str(exc), error=True, refresh=False))
             return
         except Exception as exc:  # a bug must not take the console down: say so, keep going
+            fault = self.session.store.fault(exc)
+            if fault is not None:  # the store, not a bug: its one line is the whole story
+                self.post_message(ActionDone(str(fault), error=True, refresh=False))
+                return
             log.exception("reading the %s view failed", self.TITLE)
             self.post_message(
                 ActionDone(f"cannot read the {self.TITLE} view: {exc!r}", error=True, refresh=False)

@@ -1,4 +1,5 @@
-"""5 · Sources: per source key its cursor, polls, errors, rate limit; poll now, pause, reset."""
+"""5 · Sources: per source key its cursor, polls, errors, rate limit and quarantined items;
+poll now, pause, reset."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class SourcesScreen(LiveScreen):
         ("last", "polled", 8, 100),
         ("ok", "last ok", 8),
         ("fails", "fails", 5),
+        ("quarantined", "quar.", 5, 100),
         ("rate", "rate", 5, 100),
         ("next", "next", 8, 90),
         ("cursor", "cursor", 12),
@@ -58,6 +60,7 @@ class SourcesScreen(LiveScreen):
             cells.when(row.last_poll_at, now),
             cells.when(row.last_success_at, now),
             cells.text(row.consecutive_failures),
+            cells.text(row.quarantined or "-"),
             cells.text("-" if row.rate_limit_remaining is None else row.rate_limit_remaining),
             cells.when(row.next_poll_at, now),
             cells.text(queries.describe_cursor(row.cursor)),
@@ -67,25 +70,23 @@ class SourcesScreen(LiveScreen):
     def summary(self, rows) -> str:
         failing = sum(1 for r in rows if r.consecutive_failures)
         paused = sum(1 for r in rows if r.paused)
+        held = sum(1 for r in rows if r.quarantined)
         return (
-            f"{len(rows)} source(s), {failing} failing, {paused} paused · {self.session.describe()}"
+            f"{len(rows)} source(s), {failing} failing, {paused} paused"
+            + (f", {held} with quarantined items" if held else "")
+            + f" · {self.session.describe()}"
         )
 
     def on_data_table_row_highlighted(self, event) -> None:
         """The selected source in full on the status line (the columns cut long values)."""
         row: SourceView | None = self.selected
         if row is not None:
-            detail = f"{row.source_key} · cursor {queries.describe_cursor(row.cursor)}"
-            if row.last_error:
-                detail += f" · last error {row.last_error}"
-            self.query_one("#status").update(cells.text(detail))
+            self.query_one("#status").update(cells.text(_detail(row)))
 
     def status_text(self, rows, extra) -> str:
         row = self.selected
         if row is not None:
-            return f"{row.source_key} · cursor {queries.describe_cursor(row.cursor)}" + (
-                f" · last error {row.last_error}" if row.last_error else ""
-            )
+            return _detail(row)
         return self.summary(rows)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -147,6 +148,20 @@ class SourcesScreen(LiveScreen):
         self.app.push_screen(
             CursorReset(row.source_key, queries.describe_cursor(row.cursor)), chosen
         )
+
+
+def _detail(row: SourceView) -> str:
+    """One source in full: cursor, last error, and the latest item it had to quarantine."""
+    text = f"{row.source_key} · cursor {queries.describe_cursor(row.cursor)}"
+    if row.last_error:
+        text += f" · last error {row.last_error}"
+    latest = row.quarantine_latest
+    if latest is not None:
+        text += (
+            f" · {row.quarantined} quarantined, latest {latest.item_key}: {latest.error}"
+            f" (trace quarantine:{latest.id})"
+        )
+    return text
 
 
 def _short_key(key: str) -> str:

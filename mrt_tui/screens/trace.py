@@ -1,4 +1,5 @@
-"""3 · Trace: one event's chain — fingerprint → rule hits → alert → deliveries → attempts."""
+"""3 · Trace: one event's chain — fingerprint → rule hits → alert → deliveries → attempts; or
+an upstream item that was quarantined instead of becoming events."""
 
 from __future__ import annotations
 
@@ -68,6 +69,26 @@ def event_detail(trace: queries.Trace) -> Text:
     return out
 
 
+def quarantine_detail(item: queries.QuarantineView) -> Text:
+    """A quarantined item: why it was set aside, where, how often, and how it looked."""
+    out = Text()
+    out.append("quarantined: ", style="bold")
+    out.append("this item did not become events; the rest of its answer went on\n\n")
+    for label, value in (
+        ("item", item.item_key),
+        ("source key", item.source_key),
+        ("error", item.error),
+        ("link", item.url or "-"),
+        ("seen", f"{item.times}x, first {cells.full_time(item.first_seen_at)}"),
+        ("last seen", cells.full_time(item.last_seen_at)),
+    ):
+        out.append(f"{label:<12}", style="bold")
+        out.append(f"{value}\n")
+    out.append("\nas received\n", style="bold underline")
+    out.append(item.excerpt or "-")
+    return out
+
+
 class TraceScreen(Screen):
     TITLE = "Trace"
     BINDINGS = [
@@ -95,7 +116,7 @@ class TraceScreen(Screen):
         yield Header()
         with Vertical(id="body"):
             yield Input(
-                placeholder="event:ID, delivery:ID, a fingerprint (prefix) or a URL — enter",
+                placeholder="event:ID, delivery:ID, quarantine:ID, a fingerprint (prefix) or a URL — enter",
                 id="ref",
                 classes="hidden",
             )
@@ -136,9 +157,15 @@ class TraceScreen(Screen):
     def _read(self, ref: str) -> None:
         try:
             with self.session.store.read():
-                traces = queries.trace(ref)
+                traces = queries.trace(ref) or queries.quarantined(ref)
         except StoreError as exc:
             self.post_message(ActionDone(str(exc), error=True, refresh=False))
+            return
+        except Exception as exc:  # as the list views: say so in one line, keep the console
+            fault = self.session.store.fault(exc)
+            self.post_message(
+                ActionDone(str(fault or f"cannot trace {ref}: {exc!r}"), error=True, refresh=False)
+            )
             return
         self.post_message(RowsLoaded(traces, ref))
 
@@ -150,6 +177,12 @@ class TraceScreen(Screen):
             self.trace = None
             self.query_one("#event", Static).update(Text(f"nothing found for {self.ref}"))
             self.table.sync([])
+            return
+        if isinstance(message.rows[0], queries.QuarantineView):
+            self.trace = None
+            self.query_one("#event", Static).update(quarantine_detail(message.rows[0]))
+            self.table.sync([])
+            self.refresh_bindings()
             return
         trace = self.trace = message.rows[0]
         self.query_one("#event", Static).update(event_detail(trace))
