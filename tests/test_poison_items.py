@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from mrt_engine.simulators.base import Fault
 
 REPO = "vllm-project/vllm"
-T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+# Minutes before the tests run: items stamped after it are after the baseline (which keeps a
+# 10-minute margin), so they are news, not history.
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
 ISSUES = f"github:{REPO}:issues"
 
 
@@ -212,7 +214,9 @@ def test_an_issue_that_cannot_be_read_is_quarantined_and_shown_in_status_and_tra
     assert [t["quarantined"]["item_key"] for t in by_url] == ["3"]
 
     # Fixed upstream: the item is news at last.
-    bad["created_at"] = bad["updated_at"] = "2026-11-20T08:05:00Z"
+    bad["created_at"] = bad["updated_at"] = (T0 + timedelta(minutes=5)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     assert tracker.once() == 0
     assert alerts(tracker)[-1] == "Qwen broken"
 
