@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from pydantic import Field
 
-from mrt_engine.config import HostPolicy, StrictModel
+from mrt_engine.config import Duration, HostPolicy, StrictModel
 from mrt_engine.http import PollSession, UpstreamError
 from mrt_engine.secrets import Secret
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
@@ -35,10 +35,10 @@ class ModelScopeSettings(StrictModel):
     orgs: list[OrgName]
     token_env: str | None = None
     api_base: ApiBase | None = None  # default: $MODELSCOPE_ENDPOINT, else https://modelscope.cn
-    poll_interval_seconds: float | None = Field(None, ge=1)
+    poll_interval_seconds: Duration | None = Field(None, ge=1)
     page_size: int = Field(50, ge=1, le=100)
     max_pages: int = Field(100, ge=1, le=1000)
-    sweep_interval_seconds: float = Field(3600.0, ge=1)
+    sweep_interval_seconds: Duration = Field(3600.0, ge=1)
 
 
 def parse_stamp(value: Any) -> datetime | None:
