@@ -17,7 +17,7 @@ from mrt_engine.config import Duration, HostPolicy, StrictModel
 from mrt_engine.http import PollSession
 from mrt_engine.secrets import Secret
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
-from mrt_engine.sources.model_list import Listing, ModelInfo, ModelListSource
+from mrt_engine.sources.model_list import Listing, ModelInfo, ModelListSource, time_revision
 from mrt_engine.sources.validators import ApiBase, OrgName
 from mrt_engine.text import clean_line
 from mrt_engine.timeutil import parse_upstream
@@ -119,9 +119,7 @@ class HuggingFaceModels(ModelListSource):
             out.append(
                 ModelInfo(
                     id=model_id,
-                    revision=sha
-                    if isinstance(sha, str)
-                    else f"modified:{item.get('lastModified')}",
+                    revision=sha if isinstance(sha, str) else time_revision(modified),
                     url=self.web_url(model_id),
                     last_modified=modified,
                     created_at=parse_upstream(item.get("createdAt")),
