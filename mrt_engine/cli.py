@@ -19,6 +19,23 @@ from mrt_engine.store.lock import EngineAlreadyRunning
 
 
 # ---------------------------------------------------------------------- parser
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``[low, high]`` (SQLite's integers end at 2**63)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number from {low} to {high}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
 def _option_parents(default: object) -> tuple[argparse.ArgumentParser, ...]:
     """The options every subcommand shares (config, store, JSON, logging) as parent parsers.
 
@@ -93,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = sub.add_parser("outbox", parents=[store_opts, as_json], help="list deliveries")
     outbox.add_argument("--status", help="pending, retrying, sent or dead")
     outbox.add_argument("--channel")
-    outbox.add_argument("--limit", type=int, default=50)
+    outbox.add_argument("--limit", type=_count(1, 100_000), default=50, help="rows (default 50)")
     outbox.set_defaults(func=commands.cmd_outbox)
 
     trace = sub.add_parser(

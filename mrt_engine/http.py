@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
 import re
 import threading
@@ -35,12 +36,15 @@ import httpx
 from mrt_engine.config import HostPolicy, HttpConfig
 from mrt_engine.secrets import redact, redact_url
 from mrt_engine.text import excerpt
-from mrt_engine.timeutil import Clock, utcnow
+from mrt_engine.timeutil import Clock, doubling, utcnow
 
 log = logging.getLogger(__name__)
 
 SECONDARY_LIMIT_MIN_WAIT = 60.0
 SECONDARY_LIMIT_MAX_WAIT = 900.0
+# The longest rate-limit wait an upstream can impose: a longer Retry-After or reset time is a
+# broken or hostile header, and an unbounded one would overflow the time arithmetic.
+MAX_RATE_LIMIT_WAIT = 86400.0
 _RATELIMIT_T = re.compile(r"(?:^|[;,\s])(?:t|reset)\s*=\s*(\d+)")
 
 
@@ -390,21 +394,20 @@ class HttpClient:
         retry_after = _retry_after(fetched.headers, self.clock())
         if retry_after is not None:
             gate.secondary_strikes += 1
-            return max(retry_after, 0.0)
+            return min(max(retry_after, 0.0), MAX_RATE_LIMIT_WAIT)
         if info is not None and info.remaining == 0 and info.reset_at is not None:
             return max((info.reset_at - self.clock()).total_seconds(), 1.0)
         says_limit = b"rate limit" in fetched.content[:2000].lower()
         if status == 429 or says_limit:
             # GitHub's secondary limit without headers: at least a minute, then doubling.
             gate.secondary_strikes += 1
-            wait = SECONDARY_LIMIT_MIN_WAIT * 2 ** (gate.secondary_strikes - 1)
-            return min(wait, SECONDARY_LIMIT_MAX_WAIT)
+            return doubling(
+                SECONDARY_LIMIT_MIN_WAIT, gate.secondary_strikes - 1, SECONDARY_LIMIT_MAX_WAIT
+            )
         return None
 
     def _backoff(self, retry: int) -> float:
-        base = min(
-            self.config.retry_initial_seconds * 2 ** (retry - 1), self.config.retry_max_seconds
-        )
+        base = doubling(self.config.retry_initial_seconds, retry - 1, self.config.retry_max_seconds)
         return base * self.rng.uniform(0.8, 1.2)
 
     def _sleep(self, seconds: float, *, why: str) -> None:
@@ -464,12 +467,10 @@ def _rate_limit_info(headers: httpx.Headers, now: datetime) -> RateLimitInfo | N
             number = float(reset)
         except ValueError:
             number = None
-        if number is not None:
-            # Epoch seconds (GitHub) or, when small, seconds from now.
-            if number > 10**9:
-                reset_at = datetime.fromtimestamp(number, UTC)
-            else:
-                reset_at = now + timedelta(seconds=number)
+        if number is not None and math.isfinite(number):
+            # Epoch seconds (GitHub) or, when small, seconds from now; at most a day away.
+            seconds = number - now.timestamp() if number > 10**9 else number
+            reset_at = now + timedelta(seconds=min(max(seconds, 0.0), MAX_RATE_LIMIT_WAIT))
     return RateLimitInfo(left, reset_at)
 
 
