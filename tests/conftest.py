@@ -114,10 +114,12 @@ def _smtp(tls_ca: dict[str, str], *, implicit_tls: bool) -> Iterator[SmtpServer]
             return "250 2.0.0 Ok: queued as MRT123"
 
     def authenticator(srv, session, envelope, mechanism, auth_data):
+        # handled=False: aiosmtpd then answers a refusal with 535 (RFC 4954); by default it
+        # answers nothing and the client waits for its timeout.
         if isinstance(auth_data, LoginPassword):
             server.logins.append((auth_data.login.decode(), auth_data.password.decode()))
-            return AuthResult(success=auth_data.password == b"smtp-pass-123")
-        return AuthResult(success=False)
+            return AuthResult(success=auth_data.password == b"smtp-pass-123", handled=False)
+        return AuthResult(success=False, handled=False)
 
     kwargs: dict[str, Any] = {
         "hostname": "127.0.0.1",

@@ -276,7 +276,7 @@ def test_wrong_smtp_password_is_a_failed_attempt_not_a_crash(mail_tracker, githu
     github.add_issue(REPO, "Qwen3 release")
     assert tracker.once() == 1
     row = next(r for r in deliveries(tracker) if r[1] == "email")
-    assert row[2] == "retrying" and row[4].startswith("SMTP login failed")
+    assert row[2] == "retrying" and row[4].startswith("SMTP login refused: 535")
     assert smtp.logins[0] == ("mrt-bot", "bad-password-xyz")
     assert "bad-password-xyz" not in str(attempts(tracker))
 
