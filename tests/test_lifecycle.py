@@ -38,8 +38,7 @@ def test_daemon_alerts_within_seconds_and_stops_cleanly_on_sigterm(gh_tracker, g
     tracker = fast(gh_tracker)
     process = start(tracker)
     try:
-        assert wait_until(lambda: github.requests_to("/repos/"), 10)
-        time.sleep(1.5)
+        assert wait_until(lambda: tracker.baselines() == 2, 10)  # issues and pulls
         github.add_issue(REPO, "DeepSeek-V4 day-0 support", pull=True)
         assert wait_until(lambda: welink.texts(), 10), "no alert arrived"
     finally:
@@ -141,13 +140,14 @@ def test_v0_command_line_still_works(gh_tracker, github, welink):
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+    polled = len(github.requests_to("/repos/"))
     daemon = subprocess.Popen(
         [sys.executable, "-m", "mrt_engine", "--config", str(tracker.path), "--daemon"],
         env={**os.environ, **tracker.env},
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    assert wait_until(lambda: len(github.requests_to("/repos/")) > polled, 10)  # it runs
     daemon.terminate()
     _, err = daemon.communicate(timeout=15)
     assert daemon.returncode == 0 and "engine running" in err
@@ -158,8 +158,7 @@ def test_poll_now_from_another_process_reaches_the_running_engine(gh_tracker, gi
     tracker = gh_tracker({"sources": {"github": {"poll_interval_seconds": 3600}}})
     process = start(tracker)
     try:
-        assert wait_until(lambda: len(github.requests_to("/repos/")) >= 2, 10)
-        time.sleep(0.5)
+        assert wait_until(lambda: tracker.baselines() == 2, 10)
         github.add_issue(REPO, "DeepSeek urgent")
         assert tracker.cli("source", "poll", f"github:{REPO}:issues").returncode == 0
         assert wait_until(lambda: welink.texts(), 10)

@@ -96,10 +96,7 @@ def test_huggingface_sweep_sees_a_removal_below_the_first_page(hf_tracker, hf):
     tracker.once()
     oldest = min(hf.models.values(), key=lambda m: m["lastModified"])["id"]
     hf.remove_model(oldest)
-    import time
-
-    time.sleep(1.1)
-    tracker.once()
+    tracker.once(later=1.1)  # the sweep interval (1 s) has passed
     assert alerted(tracker) == [("model_removed", oldest)]
 
 

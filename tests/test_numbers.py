@@ -20,7 +20,12 @@ ISSUES = f"github:{REPO}:issues"
 @pytest.fixture
 def watched(gh_tracker, github):
     github.add_issue(REPO, "seed", at=datetime(2026, 11, 20, 8, 0, tzinfo=UTC))
-    tracker = gh_tracker({"sources": {"github": {"monitor": {"pulls": False}}}})
+    tracker = gh_tracker(
+        {
+            "sources": {"github": {"monitor": {"pulls": False}}},
+            "http": {"max_retries": 0},  # a rate limit fails the poll at once, with no wait
+        }
+    )
     assert tracker.once() == 0
     return tracker
 
