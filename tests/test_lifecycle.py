@@ -55,7 +55,13 @@ def test_sigint_during_a_slow_send_exits_quickly_and_the_send_is_not_lost(
     gh_tracker, github, welink
 ):
     github.add_issue(REPO, "seed", at=T0)
-    tracker = fast(gh_tracker)
+    tracker = gh_tracker(
+        {
+            "sources": {"github": {"poll_interval_seconds": 1}},
+            # The stop waits 2 s at most for the send (a 4 s answer): it cuts it off.
+            "scheduler": {"jitter_seconds": 0, "shutdown_timeout_seconds": 2},
+        }
+    )
     tracker.once()
     github.add_issue(REPO, "Qwen3 slow send")
     welink.inject(Fault(kind="slow", delay=4.0, path="/api/werobot"))
@@ -72,6 +78,7 @@ def test_sigint_during_a_slow_send_exits_quickly_and_the_send_is_not_lost(
     assert tracker.once() == 0
     assert any("Qwen3 slow send" in t for t in welink.texts())
     assert tracker.sql("SELECT status FROM delivery") == [("sent",)]
+    assert tracker.sql("SELECT outcome FROM attempt ORDER BY id") == [("interrupted",), ("sent",)]
 
 
 def test_a_second_engine_on_the_same_store_refuses_to_start(gh_tracker, github):
