@@ -19,36 +19,82 @@ from mrt_engine.store.lock import EngineAlreadyRunning
 
 
 # ---------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``[low, high]`` (SQLite's integers end at 2**63)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number from {low} to {high}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _option_parents(default: object) -> tuple[argparse.ArgumentParser, ...]:
+    """The options every subcommand shares (config, store, JSON, logging) as parent parsers.
+
+    The top level takes them with real defaults and the subcommands with ``SUPPRESS``, so they
+    may stand on either side of the subcommand: a subcommand that was not given an option does
+    not overwrite what the top level parsed (``mrt-engine --config X status``).
+    """
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", "-c", metavar="FILE", help="config file, JSON or TOML (or $MRT_CONFIG)"
+        "--config",
+        "-c",
+        metavar="FILE",
+        default=default,
+        help="config file, JSON or TOML (or $MRT_CONFIG)",
     )
     store_opts = argparse.ArgumentParser(add_help=False, parents=[common])
     store_opts.add_argument(
-        "--db", metavar="PATH", help="open this store instead of the config's state.sqlite_path"
+        "--db",
+        metavar="PATH",
+        default=default,
+        help="open this store instead of the config's state.sqlite_path",
     )
     as_json = argparse.ArgumentParser(add_help=False)
-    as_json.add_argument("--json", action="store_true", help="print JSON")
+    as_json.add_argument(
+        "--json",
+        action="store_true",
+        default=False if default is None else default,
+        help="print JSON",
+    )
+    log_opts = argparse.ArgumentParser(add_help=False)
+    log_opts.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=default,
+        help="log format (default: config log.format)",
+    )
+    log_opts.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default=default
+    )
+    return common, store_opts, as_json, log_opts
 
+
+def build_parser() -> argparse.ArgumentParser:
+    common, store_opts, as_json, log_opts = _option_parents(argparse.SUPPRESS)
     parser = argparse.ArgumentParser(
         prog="mrt-engine",
         description="Model Release Tracker engine: polls upstreams, matches rules, delivers alerts.",
+        parents=list(_option_parents(None)[1:]),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
-        "run", parents=[common], help="run the tracker (daemon, or --once for cron)"
+        "run", parents=[common, log_opts], help="run the tracker (daemon, or --once for cron)"
     )
     run.add_argument(
         "--once",
         action="store_true",
         help="poll every source once, try every due delivery once, exit",
     )
-    run.add_argument(
-        "--log-format", choices=["text", "json"], help="log format (default: config log.format)"
-    )
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=commands.cmd_run)
 
     check = sub.add_parser(
@@ -64,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = sub.add_parser("outbox", parents=[store_opts, as_json], help="list deliveries")
     outbox.add_argument("--status", help="pending, retrying, sent or dead")
     outbox.add_argument("--channel")
-    outbox.add_argument("--limit", type=int, default=50)
+    outbox.add_argument("--limit", type=_count(1, 100_000), default=50, help="rows (default 50)")
     outbox.set_defaults(func=commands.cmd_outbox)
 
     trace = sub.add_parser(
@@ -121,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--since", required=True, metavar="TIME", help="ISO time or an age like 7d")
     diff.set_defaults(func=commands.cmd_diff)
 
-    cursor = sub.add_parser("cursor", help="list or reset cursors")
+    cursor = sub.add_parser("cursor", parents=[store_opts, as_json], help="list or reset cursors")
     cursor_sub = cursor.add_subparsers(dest="cursor_command", metavar="list|reset", required=True)
     cursor_list = cursor_sub.add_parser(
         "list", parents=[store_opts, as_json], help="every source key and its cursor"
@@ -140,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reset.set_defaults(func=commands.cmd_cursor)
 
-    source = sub.add_parser("source", help="pause, resume or poll a source now")
+    source = sub.add_parser(
+        "source", parents=[store_opts], help="pause, resume or poll a source now"
+    )
     source_sub = source.add_subparsers(
         dest="source_command", metavar="pause|resume|poll", required=True
     )
@@ -152,7 +200,32 @@ def build_parser() -> argparse.ArgumentParser:
         p = source_sub.add_parser(name, parents=[store_opts], help=text)
         p.add_argument("key", metavar="KEY")
         p.set_defaults(func=commands.cmd_source)
+    _note_accepted_options(parser)
     return parser
+
+
+def _note_accepted_options(parser: argparse.ArgumentParser) -> None:
+    """Give each runnable subcommand its name and the options it takes (see :func:`_misplaced`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _note_accepted_options(child)
+            return
+    parser.set_defaults(
+        _command=parser.prog.removeprefix("mrt-engine "),
+        _accepts=frozenset(a.dest for a in parser._actions if a.option_strings),
+    )
+
+
+def _misplaced(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """An option given before a subcommand that does not take it (``--json run``)."""
+    accepts = getattr(args, "_accepts", frozenset())
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", *accepts):
+            continue
+        if getattr(args, action.dest, action.default) != action.default:
+            return f"{action.option_strings[0]} does not apply to {args._command}"
+    return None
 
 
 def _v0_args(argv: Sequence[str]) -> list[str] | None:
@@ -172,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    problem = _misplaced(parser, args)
+    if problem:
+        parser.error(problem)
     handlers: dict[type[BaseException], Callable[[BaseException], tuple[str, int]]] = {
         ConfigError: lambda e: (e.report(), EXIT_USAGE),  # type: ignore[attr-defined]
         commands.UsageError: lambda e: (f"mrt-engine: {e}", EXIT_USAGE),

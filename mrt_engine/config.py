@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import tomllib
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,6 +25,8 @@ from pydantic import (
 )
 
 DEFAULT_DB = "./mrt_state.sqlite3"
+MAX_INTERVAL_SECONDS = 30 * 86400
+MAX_WAIT_SECONDS = 600
 
 
 class ConfigError(Exception):
@@ -40,10 +44,28 @@ class ConfigError(Exception):
         return head + ":\n" + "\n".join(f"  {p}" for p in self.problems)
 
 
+def _at_most(limit: float, words: str) -> AfterValidator:
+    def check(value: float) -> float:
+        if value > limit:
+            raise ValueError(f"must be <= {limit:.0f} ({words}), got {value:g}")
+        return value
+
+    return AfterValidator(check)
+
+
+# Every duration of the config is one of these types: a finite number of seconds with an upper
+# bound, so no value can overflow a timedelta, a sleep or the scheduler (1e308, inf and nan
+# used to pass the check and crash ``run``). Lower bounds stay at the field.
+Duration = Annotated[float, Field(allow_inf_nan=False), _at_most(MAX_INTERVAL_SECONDS, "30 days")]
+"""An interval, a backoff or a lease: at most 30 days."""
+Wait = Annotated[float, Field(allow_inf_nan=False), _at_most(MAX_WAIT_SECONDS, "10 minutes")]
+"""A wait inside one poll or one request (a timeout, a retry pause, host spacing)."""
+
+
 class StrictModel(BaseModel):
     """A config section: unknown keys are errors (a typo must not be silently ignored)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class StateConfig(StrictModel):
@@ -55,10 +77,10 @@ class DeliveryConfig(StrictModel):
 
     workers: int = Field(2, ge=1, le=64)
     max_attempts: int = Field(10, ge=1, le=1000)
-    backoff_initial_seconds: float = Field(5.0, gt=0)
-    backoff_max_seconds: float = Field(3600.0, gt=0)
-    request_timeout_seconds: float = Field(10.0, gt=0, le=600)
-    lease_seconds: float = Field(120.0, ge=5)
+    backoff_initial_seconds: Duration = Field(5.0, gt=0)
+    backoff_max_seconds: Duration = Field(3600.0, gt=0)
+    request_timeout_seconds: Wait = Field(10.0, gt=0)
+    lease_seconds: Duration = Field(120.0, ge=5)
     jitter: float = Field(0.2, ge=0, le=0.9)
 
 
@@ -66,31 +88,31 @@ class HostPolicy(StrictModel):
     """Per-host HTTP limits; every source on the host shares them (S1/S2)."""
 
     max_concurrency: int | None = Field(None, ge=1, le=64)
-    min_interval_seconds: float | None = Field(None, ge=0)
-    timeout_seconds: float | None = Field(None, gt=0, le=600)
+    min_interval_seconds: Wait | None = Field(None, ge=0)
+    timeout_seconds: Wait | None = Field(None, gt=0)
 
 
 class HttpConfig(StrictModel):
     user_agent: str = "model-release-tracker/1.0 (+https://github.com/)"
-    timeout_seconds: float = Field(20.0, gt=0, le=600)
+    timeout_seconds: Wait = Field(20.0, gt=0)
     max_retries: int = Field(3, ge=0, le=10)
-    retry_initial_seconds: float = Field(1.0, gt=0)
-    retry_max_seconds: float = Field(30.0, gt=0)
-    max_inline_wait_seconds: float = Field(10.0, ge=0, le=600)
+    retry_initial_seconds: Wait = Field(1.0, gt=0)
+    retry_max_seconds: Wait = Field(30.0, gt=0)
+    max_inline_wait_seconds: Wait = Field(10.0, ge=0)
     max_response_bytes: int = Field(20_000_000, ge=10_000)
     # The most one try of a request may take, connect and every read included (a timeout above
     # bounds one socket operation only; an upstream trickling a byte a second never trips it).
-    request_deadline_seconds: float = Field(60.0, gt=0, le=3600)
+    request_deadline_seconds: Duration = Field(60.0, gt=0, le=3600)
     hosts: dict[str, HostPolicy] = Field(default_factory=dict)
 
 
 class SchedulerConfig(StrictModel):
     poll_workers: int = Field(4, ge=1, le=64)
-    jitter_seconds: float | None = Field(None, ge=0)
-    max_backoff_seconds: float = Field(900.0, ge=1)
-    shutdown_timeout_seconds: float = Field(5.0, ge=0.5, le=120)
+    jitter_seconds: Duration | None = Field(None, ge=0)
+    max_backoff_seconds: Duration = Field(900.0, ge=1)
+    shutdown_timeout_seconds: Wait = Field(5.0, ge=0.5, le=120)
     # The most one poll may spend on HTTP: every request, retry, backoff and rate-limit wait.
-    poll_deadline_seconds: float = Field(300.0, gt=0, le=3600)
+    poll_deadline_seconds: Duration = Field(300.0, gt=0, le=3600)
     # After this many failed polls in a row a source sends one "unhealthy" alert, and one
     # "recovered" alert when it works again (never one per failure).
     unhealthy_after_failures: int = Field(5, ge=1)
@@ -104,7 +126,7 @@ class LogConfig(StrictModel):
 class ConfigBase(StrictModel):
     """The fixed part of the schema; ``sources``, ``notify`` and ``rules`` are added on load."""
 
-    poll_interval_seconds: float = Field(300.0, ge=1)
+    poll_interval_seconds: Duration = Field(300.0, ge=1)
     watch_keywords: list[str] = Field(default_factory=list)
     state: StateConfig = Field(default_factory=StateConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
@@ -320,6 +342,8 @@ def format_errors(exc: ValidationError, model: type[BaseModel], data: Any) -> li
             if isinstance(bound, float) and bound.is_integer():
                 bound = int(bound)
             message = f"must be {op} {bound}, got {_show(given)}"
+        elif kind == "finite_number":
+            message = f"must be a finite number, got {_show(given)}"
         elif kind == "literal_error":
             expected = err.get("ctx", {}).get("expected", "")
             message = f"expected one of {expected}, got {_show(given)}"
@@ -334,6 +358,8 @@ def format_errors(exc: ValidationError, model: type[BaseModel], data: Any) -> li
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # inf, -inf, nan: as TOML writes them
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 

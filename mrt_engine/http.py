@@ -39,13 +39,14 @@ import httpx
 from mrt_engine.config import HostPolicy, HttpConfig
 from mrt_engine.http_deadline import Deadline, DeadlineBackend, PollDeadline, install, within
 from mrt_engine.rate_limits import (
+    MAX_RATE_LIMIT_WAIT,
     RateLimitInfo,
     rate_limit_info,
     retry_after,
     secondary_limit_wait,
 )
 from mrt_engine.secrets import redact, redact_url, shorten
-from mrt_engine.timeutil import Clock, utcnow
+from mrt_engine.timeutil import Clock, doubling, utcnow
 from mrt_engine.untrusted_json import parse_json
 
 log = logging.getLogger(__name__)
@@ -453,7 +454,7 @@ class HttpClient:
         asked = retry_after(fetched.headers, self.clock())
         if asked is not None:
             gate.secondary_strikes += 1
-            return max(asked, 0.0)
+            return min(max(asked, 0.0), MAX_RATE_LIMIT_WAIT)
         if info is not None and info.remaining == 0 and info.reset_at is not None:
             return max((info.reset_at - self.clock()).total_seconds(), 1.0)
         says_limit = b"rate limit" in fetched.content[:2000].lower()
@@ -463,9 +464,7 @@ class HttpClient:
         return None
 
     def _backoff(self, retry: int) -> float:
-        base = min(
-            self.config.retry_initial_seconds * 2 ** (retry - 1), self.config.retry_max_seconds
-        )
+        base = doubling(self.config.retry_initial_seconds, retry - 1, self.config.retry_max_seconds)
         return base * self.rng.uniform(0.8, 1.2)
 
     def _sleep(self, seconds: float, *, why: str, deadline: PollDeadline | None = None) -> None:

@@ -32,7 +32,7 @@ from mrt_engine.sources.base import PollResult, Source, SourceState
 from mrt_engine.store.db import Store
 from mrt_engine.store.models import SourceState as SourceStateRow
 from mrt_engine.text import storable
-from mrt_engine.timeutil import Clock, to_store, utcnow
+from mrt_engine.timeutil import Clock, doubling, to_store, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ class Pipeline:
         if isinstance(exc, RateLimited):
             backoff_until = exc.until
         else:
-            delay = min(source.interval * 2 ** (failures - 1), self.max_backoff)
+            delay = doubling(source.interval, failures - 1, self.max_backoff)
             delay = max(delay, 1.0) * self.rng.uniform(0.8, 1.2)
             backoff_until = finished + timedelta(seconds=delay) if failures > 1 else None
         next_poll = max(backoff_until or finished, finished + timedelta(seconds=source.interval))

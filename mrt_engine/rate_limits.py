@@ -9,14 +9,20 @@ what to do with it (wait inline, or block the host and fail the poll).
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from mrt_engine.timeutil import doubling
+
 SECONDARY_LIMIT_MIN_WAIT = 60.0
 SECONDARY_LIMIT_MAX_WAIT = 900.0
+# The longest rate-limit wait an upstream can impose: a longer Retry-After or reset time is a
+# broken or hostile header, and an unbounded one would overflow the time arithmetic.
+MAX_RATE_LIMIT_WAIT = 86400.0
 _RATELIMIT_T = re.compile(r"(?:^|[;,\s])(?:t|reset)\s*=\s*(\d+)")
 
 
@@ -30,7 +36,7 @@ class RateLimitInfo:
 
 def secondary_limit_wait(strikes: int) -> float:
     """GitHub's secondary limit without headers: at least a minute, doubling with each strike."""
-    return min(SECONDARY_LIMIT_MIN_WAIT * 2 ** (strikes - 1), SECONDARY_LIMIT_MAX_WAIT)
+    return doubling(SECONDARY_LIMIT_MIN_WAIT, strikes - 1, SECONDARY_LIMIT_MAX_WAIT)
 
 
 def retry_after(headers: httpx.Headers, now: datetime) -> float | None:
@@ -74,10 +80,8 @@ def rate_limit_info(headers: httpx.Headers, now: datetime) -> RateLimitInfo | No
             number = float(reset)
         except ValueError:
             number = None
-        if number is not None:
-            # Epoch seconds (GitHub) or, when small, seconds from now.
-            if number > 10**9:
-                reset_at = datetime.fromtimestamp(number, UTC)
-            else:
-                reset_at = now + timedelta(seconds=number)
+        if number is not None and math.isfinite(number):
+            # Epoch seconds (GitHub) or, when small, seconds from now; at most a day away.
+            seconds = number - now.timestamp() if number > 10**9 else number
+            reset_at = now + timedelta(seconds=min(max(seconds, 0.0), MAX_RATE_LIMIT_WAIT))
     return RateLimitInfo(left, reset_at)

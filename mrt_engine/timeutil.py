@@ -46,7 +46,10 @@ def parse_iso(value: str) -> datetime:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-01:00 is after the last datetime in UTC
+        raise ValueError(f"{value!r} is out of the range of dates") from None
 
 
 def parse_upstream(value: object) -> datetime | None:
@@ -64,19 +67,32 @@ def parse_duration(value: str) -> timedelta:
     match = _DURATION.match(value)
     if not match:
         raise ValueError(f"expected a duration like 30m, 2h or 3d, got {value!r}")
-    return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()])
+    except OverflowError:  # also inf: float() of 400 digits
+        raise ValueError(f"{value!r} is longer than any date range") from None
 
 
 def parse_when(value: str, now: datetime | None = None) -> datetime:
     """An operator's time: ISO-8601 (``2026-11-01``, ``2026-11-01T08:00Z``) or an age (``2h``)."""
     if _DURATION.match(value):
-        return (now or utcnow()) - parse_duration(value)
+        try:
+            return (now or utcnow()) - parse_duration(value)
+        except OverflowError:
+            raise ValueError(f"{value!r} ago is before the first date") from None
     try:
         return parse_iso(value)
     except ValueError:
         raise ValueError(
             f"expected a time like 2026-11-01, 2026-11-01T08:00Z or an age like 2h, got {value!r}"
         ) from None
+
+
+def doubling(first: float, times: int, cap: float) -> float:
+    """``first * 2**times``, at most ``cap``, for any ``times``: a count of failures or strikes
+    grows without bound, and ``2**1024`` no longer converts to a float."""
+    # 2.0**1000 times any duration the config allows (<= 30 days) is still a finite float.
+    return min(first * 2.0 ** min(max(times, 0), 1000), cap)
 
 
 def github_time(value: datetime) -> str:

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -114,11 +115,12 @@ def _smtp(tls_ca: dict[str, str], *, implicit_tls: bool) -> Iterator[SmtpServer]
             return "250 2.0.0 Ok: queued as MRT123"
 
     def authenticator(srv, session, envelope, mechanism, auth_data):
+        # handled=False: aiosmtpd then answers a refusal with 535 (RFC 4954); by default it
+        # answers nothing and the client waits for its timeout.
         if isinstance(auth_data, LoginPassword):
             server.logins.append((auth_data.login.decode(), auth_data.password.decode()))
-            # handled=False: aiosmtpd answers a failure with 535 itself, as a real server does.
             return AuthResult(success=auth_data.password == b"smtp-pass-123", handled=False)
-        return AuthResult(success=False)
+        return AuthResult(success=False, handled=False)
 
     kwargs: dict[str, Any] = {
         "hostname": "127.0.0.1",
@@ -181,6 +183,8 @@ class Tracker:
 
     path: Path
     env: dict[str, str]
+    # Commands run in this process (see ``cli``); a test about process isolation sets False.
+    in_process: bool = True
 
     @property
     def config(self) -> Any:
@@ -190,11 +194,20 @@ class Tracker:
     def db(self) -> Path:
         return self.config.db_path
 
-    def engine(self) -> Engine:
-        return Engine(self.config, environ=self.env)
+    def engine(self, *, later: float = 0.0) -> Engine:
+        """An engine on this config; with ``later``, its clock runs that many seconds ahead."""
+        if not later:
+            return Engine(self.config, environ=self.env)
+        return Engine(
+            self.config,
+            environ=self.env,
+            clock=lambda: datetime.now(UTC) + timedelta(seconds=later),
+        )
 
-    def once(self) -> int:
-        return self.engine().run_once()
+    def once(self, *, later: float = 0.0) -> int:
+        """``run --once``; with ``later``, as if that many seconds had passed (a retry or a sweep
+        that is due after a wait, without sleeping through it)."""
+        return self.engine(later=later).run_once()
 
     @contextmanager
     def store(self) -> Iterator[Store]:
@@ -208,24 +221,76 @@ class Tracker:
         with self.store() as store:
             return list(store.db.execute_sql(query, params).fetchall())
 
+    def baselines(self) -> int:
+        """How many sources have committed their baseline (0 while there is no store yet).
+
+        Read-only and without :func:`open_store` (no migration, no process-wide binding), so a
+        test can wait on it while an engine in another process creates and writes the store.
+        """
+        import sqlite3
+        from contextlib import closing
+
+        try:
+            with closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)) as db:
+                query = "SELECT COUNT(*) FROM source_state WHERE baseline_done"
+                return db.execute(query).fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``mrt-engine ARGS --config PATH`` in its own process (or, with ``in_process``, in this
+        one: the same code, without the half second a Python start costs)."""
+        split = 2 if args and args[0] in ("cursor", "source") else len(args)
+        argv = [*args[:split], "--config", str(self.path), *args[split:]]
+        if self.in_process and args and (args[0] != "run" or "--once" in args):
+            return _cli_in_process(argv, self.env)
         return subprocess.run(
-            [sys.executable, "-m", "mrt_engine", *args, "--config", str(self.path)]
-            if args and args[0] not in ("cursor", "source")
-            else [
-                sys.executable,
-                "-m",
-                "mrt_engine",
-                *args[:2],
-                "--config",
-                str(self.path),
-                *args[2:],
-            ],
+            [sys.executable, "-m", "mrt_engine", *argv],
             env={**os.environ, **self.env},
             capture_output=True,
             text=True,
             timeout=timeout,
         )
+
+
+def _cli_in_process(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``mrt_engine.cli.main`` here with the tracker's environment, capturing what it prints.
+
+    The daemon (``run`` without ``--once``) is never run this way: it takes the process's
+    signals. ``run --once`` configures logging for the whole process, so the logging setup is
+    put back afterwards. Only what a separate process would show is captured: stdout, stderr
+    (where ``run`` logs), and otherwise log records of WARNING and above (Python prints those to
+    stderr when logging is not configured).
+    """
+    import io
+    import logging
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from mrt_engine import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    saved_logging = (list(root.handlers), root.level)
+    saved_levels = {name: logging.getLogger(name).level for name in logging.root.manager.loggerDict}
+    unconfigured = logging.StreamHandler(err)
+    unconfigured.setLevel(logging.WARNING)
+    root.addHandler(unconfigured)
+    saved_env = dict(os.environ)
+    os.environ.update(env)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = cli.main(argv)
+            except SystemExit as exc:  # argparse: usage errors and --help
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        root.handlers[:] = saved_logging[0]
+        root.setLevel(saved_logging[1])
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated, Any, get_args, get_origin
 
 import pytest
+from pydantic import BaseModel
 
-from mrt_engine.config import ConfigError, load_config, validate
+from mrt_engine import cli
+from mrt_engine.config import ConfigError, key_path, load_config, root_model, validate
 from mrt_engine.engine import build_components
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,3 +217,103 @@ def test_relative_store_path_is_taken_from_the_config_directory(tmp_path):
     path = folder / "c.json"
     path.write_text(json.dumps({"state": {"sqlite_path": "data/state.sqlite3"}}))
     assert load_config(path).db_path == folder / "data" / "state.sqlite3"
+
+
+# ---------------------------------------------------------------------- numbers and durations
+def _number_fields(model: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The key path of every float in the schema (sections in lists or tables: their first item)."""
+    for name, info in model.model_fields.items():
+        yield from _number_paths(info.annotation, (*prefix, name))
+
+
+def _number_paths(annotation: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        yield from _number_paths(args[0], path)
+    elif annotation is float:
+        yield path
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield from _number_fields(annotation, path)
+    elif origin is list:
+        yield from _number_paths(args[0], (*path, 0))
+    elif origin is dict:
+        yield from _number_paths(args[1], (*path, "example.com"))
+    else:  # a union: X | None, str | Model
+        seen: set[tuple[Any, ...]] = set()
+        for arg in args:
+            for found in _number_paths(arg, path):
+                if found not in seen:
+                    seen.add(found)
+                    yield found
+
+
+def _nested(path: tuple[Any, ...], value: Any) -> Any:
+    for part in reversed(path):
+        value = [value] if isinstance(part, int) else {part: value}
+    return value
+
+
+NUMBER_PATHS = list(_number_fields(root_model()))
+
+
+def test_the_schema_walk_finds_the_durations_of_sources_and_channels():
+    paths = {key_path(p) for p in NUMBER_PATHS}
+    assert {
+        "poll_interval_seconds",
+        "delivery.lease_seconds",
+        "http.hosts.example.com.min_interval_seconds",
+        "sources.huggingface.sweep_interval_seconds",
+        "sources.feeds[0].poll_interval_seconds",
+        "notify.email.timeout_seconds",
+    } <= paths
+
+
+@pytest.mark.parametrize("value", [1e308, 1e20, math.inf, -math.inf, math.nan])
+@pytest.mark.parametrize("path", NUMBER_PATHS, ids=key_path)
+def test_every_number_of_the_config_is_finite_and_bounded(path, value):
+    with pytest.raises(ConfigError) as info:
+        validate(_nested(path, value))
+    assert any(p.startswith(f"{key_path(path)}: ") for p in info.value.problems), (
+        info.value.problems
+    )
+
+
+@pytest.mark.parametrize(
+    ("toml", "problem"),
+    [
+        ("poll_interval_seconds = 1e308", "poll_interval_seconds: must be <= 2592000 (30 days)"),
+        ("poll_interval_seconds = 1e20", "poll_interval_seconds: must be <= 2592000 (30 days)"),
+        ("poll_interval_seconds = inf", "poll_interval_seconds: must be a finite number, got inf"),
+        ("poll_interval_seconds = nan", "poll_interval_seconds: must be a finite number, got nan"),
+        (
+            '[sources.github]\nrepos = ["a/b"]\npoll_interval_seconds = -inf',
+            "sources.github.poll_interval_seconds: must be a finite number, got -inf",
+        ),
+        (
+            "[delivery]\nbackoff_max_seconds = 1e308",
+            "delivery.backoff_max_seconds: must be <= 2592000 (30 days), got 1e+308",
+        ),
+        (
+            "[scheduler]\nmax_backoff_seconds = 9e15",
+            "scheduler.max_backoff_seconds: must be <= 2592000 (30 days), got 9e+15",
+        ),
+    ],
+)
+def test_an_unbounded_number_is_exit_2_with_its_key_path_from_check_and_run(
+    tmp_path, capsys, toml, problem
+):
+    path = tmp_path / "c.toml"
+    path.write_text(toml + "\n")
+    for argv in (["check", "--config", str(path)], ["run", "--once", "--config", str(path)]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert problem in err and "Traceback" not in err
+
+
+def test_an_unbounded_interval_gives_one_line_and_no_traceback_from_the_command(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"poll_interval_seconds": 1e308, "sources": {"pypi": {"packages": ["x"]}}}')
+    result = run_cli("run", "--once", "--config", str(path))
+    assert result.returncode == 2
+    assert "poll_interval_seconds: must be <= 2592000 (30 days), got 1e+308" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

@@ -3,6 +3,10 @@
 After restarts every matching event is delivered at least once, nothing that did not match is
 sent, and a message arrives twice only when its send was in flight at a kill (the store then
 holds an ``interrupted`` attempt for it).
+
+Most kills fall at a random instant of the engine's work (its first polls, commits and sends
+start as soon as it is running); every fourth falls during its start (opening the store, taking
+back the claims of the engine killed before). ``MRT_CRASH_CYCLES`` runs more of them.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from conftest import wait_until
 from mrt_engine.simulators.welink import WeLinkSimulator
 
 REPO = "vllm-project/vllm"
-CYCLES = int(os.environ.get("MRT_CRASH_CYCLES", "25"))
+CYCLES = int(os.environ.get("MRT_CRASH_CYCLES", "20"))
+WORK_WINDOW = 0.8  # seconds after "engine running": the first poll, its commit, its sends
+START_WINDOW = (0.05, 0.5)  # seconds after the process starts: imports, store, recovery
 
 
 def test_sigkill_at_random_points_loses_no_alert_and_duplicates_only_in_flight_sends(
@@ -62,11 +68,20 @@ def test_sigkill_at_random_points_loses_no_alert_and_duplicates_only_in_flight_s
         env = {**os.environ, **tracker.env}
         command = [sys.executable, "-m", "mrt_engine", "run", "--config", str(tracker.path)]
         kills = 0
-        for _ in range(CYCLES):
-            process = subprocess.Popen(
-                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            time.sleep(rng.uniform(0.3, 2.0))
+        log = tracker.path.parent / "engine.log"
+        for cycle in range(CYCLES):
+            with log.open("w") as err:
+                process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
+            if cycle % 4 == 3:
+                time.sleep(rng.uniform(*START_WINDOW))
+            else:
+                assert wait_until(
+                    lambda p=process: "engine running" in log.read_text() or p.poll() is not None,
+                    timeout=30,
+                    interval=0.01,
+                )
+                assert process.poll() is None, log.read_text()
+                time.sleep(rng.uniform(0, WORK_WINDOW))
             process.send_signal(signal.SIGKILL)
             process.wait(10)
             kills += 1
@@ -86,7 +101,7 @@ def test_sigkill_at_random_points_loses_no_alert_and_duplicates_only_in_flight_s
                     and tracker_sql_quiet(tracker)
                 ),
                 timeout=90,
-                interval=0.5,
+                interval=0.05,
             )
         finally:
             final.send_signal(signal.SIGTERM)

@@ -38,8 +38,7 @@ def test_daemon_alerts_within_seconds_and_stops_cleanly_on_sigterm(gh_tracker, g
     tracker = fast(gh_tracker)
     process = start(tracker)
     try:
-        assert wait_until(lambda: github.requests_to("/repos/"), 10)
-        time.sleep(1.5)
+        assert wait_until(lambda: tracker.baselines() == 2, 10)  # issues and pulls
         github.add_issue(REPO, "DeepSeek-V4 day-0 support", pull=True)
         assert wait_until(lambda: welink.texts(), 10), "no alert arrived"
     finally:
@@ -56,7 +55,13 @@ def test_sigint_during_a_slow_send_exits_quickly_and_the_send_is_not_lost(
     gh_tracker, github, welink
 ):
     github.add_issue(REPO, "seed", at=T0)
-    tracker = fast(gh_tracker)
+    tracker = gh_tracker(
+        {
+            "sources": {"github": {"poll_interval_seconds": 1}},
+            # The stop waits 2 s at most for the send (a 4 s answer): it cuts it off.
+            "scheduler": {"jitter_seconds": 0, "shutdown_timeout_seconds": 2},
+        }
+    )
     tracker.once()
     github.add_issue(REPO, "Qwen3 slow send")
     welink.inject(Fault(kind="slow", delay=4.0, path="/api/werobot"))
@@ -73,6 +78,7 @@ def test_sigint_during_a_slow_send_exits_quickly_and_the_send_is_not_lost(
     assert tracker.once() == 0
     assert any("Qwen3 slow send" in t for t in welink.texts())
     assert tracker.sql("SELECT status FROM delivery") == [("sent",)]
+    assert tracker.sql("SELECT outcome FROM attempt ORDER BY id") == [("interrupted",), ("sent",)]
 
 
 def test_a_second_engine_on_the_same_store_refuses_to_start(gh_tracker, github):
@@ -141,13 +147,14 @@ def test_v0_command_line_still_works(gh_tracker, github, welink):
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+    polled = len(github.requests_to("/repos/"))
     daemon = subprocess.Popen(
         [sys.executable, "-m", "mrt_engine", "--config", str(tracker.path), "--daemon"],
         env={**os.environ, **tracker.env},
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    assert wait_until(lambda: len(github.requests_to("/repos/")) > polled, 10)  # it runs
     daemon.terminate()
     _, err = daemon.communicate(timeout=15)
     assert daemon.returncode == 0 and "engine running" in err
@@ -158,8 +165,7 @@ def test_poll_now_from_another_process_reaches_the_running_engine(gh_tracker, gi
     tracker = gh_tracker({"sources": {"github": {"poll_interval_seconds": 3600}}})
     process = start(tracker)
     try:
-        assert wait_until(lambda: len(github.requests_to("/repos/")) >= 2, 10)
-        time.sleep(0.5)
+        assert wait_until(lambda: tracker.baselines() == 2, 10)
         github.add_issue(REPO, "DeepSeek urgent")
         assert tracker.cli("source", "poll", f"github:{REPO}:issues").returncode == 0
         assert wait_until(lambda: welink.texts(), 10)

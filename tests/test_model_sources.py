@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mrt_engine.simulators.base import Fault
-from mrt_engine.simulators.modelscope import ModelScopeSimulator
+from mrt_engine.simulators.modelscope import ModelScopeSimulator, iso_stamp
 
 
 @pytest.fixture
@@ -96,10 +96,7 @@ def test_huggingface_sweep_sees_a_removal_below_the_first_page(hf_tracker, hf):
     tracker.once()
     oldest = min(hf.models.values(), key=lambda m: m["lastModified"])["id"]
     hf.remove_model(oldest)
-    import time
-
-    time.sleep(1.1)
-    tracker.once()
+    tracker.once(later=1.1)  # the sweep interval (1 s) has passed
     assert alerted(tracker) == [("model_removed", oldest)]
 
 
@@ -160,3 +157,81 @@ def test_modelscope_openapi_and_legacy_fallback(make_tracker, welink, legacy):
         else:
             assert methods == {("GET", "/openapi/v1/models")}
         assert any(t.endswith(f"{ms.url}/models/deepseek-ai/DeepSeek-R9") for t in welink.texts())
+
+
+@pytest.fixture
+def ms_tracker(make_tracker, modelscope, welink):
+    return make_tracker(
+        {
+            "sources": {
+                "modelscope": {"orgs": ["deepseek-ai"], "api_base": modelscope.url, "page_size": 2}
+            },
+            "rules": [{"name": "models", "source": ["modelscope"]}],
+            "notify": {"welink": {"webhook_env": "WL"}},
+        },
+        {"WL": welink.webhook_url},
+    )
+
+
+def test_a_modelscope_api_switch_announces_no_model_again(ms_tracker, modelscope):
+    # The OpenAPI writes ISO text, the legacy API epoch seconds: the same instants.
+    for i in range(4):
+        modelscope.put_model(f"deepseek-ai/DeepSeek-R{i}")
+    assert ms_tracker.once() == 0
+    modelscope.legacy_only = True  # the OpenAPI now answers 404
+    assert ms_tracker.once() == 0
+    assert alerted(ms_tracker) == []
+    assert json.loads(ms_tracker.sql("SELECT cursor FROM source_state")[0][0])["api"] == "legacy"
+    # A real change is still news after the switch.
+    modelscope.put_model("deepseek-ai/DeepSeek-R2")
+    assert ms_tracker.once() == 0
+    assert alerted(ms_tracker) == [("model_updated", "deepseek-ai/DeepSeek-R2")]
+
+
+def rewrite_cursor(tracker, change) -> None:
+    with tracker.store() as store:
+        (raw,) = store.db.execute_sql("SELECT cursor FROM source_state").fetchone()
+        cursor = json.loads(raw)
+        change(cursor)
+        store.db.execute_sql("UPDATE source_state SET cursor = ?", (json.dumps(cursor),))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_revisions_stored_as_raw_upstream_text_are_not_news_after_an_upgrade(
+    ms_tracker, modelscope, legacy
+):
+    modelscope.legacy_only = legacy
+    stamps = {}
+    for i in range(3):
+        model = modelscope.put_model(f"deepseek-ai/DeepSeek-R{i}")
+        stamps[model["id"]] = model["last_modified"]
+    assert ms_tracker.once() == 0
+
+    def raw_revisions(cursor):  # what earlier versions stored: the upstream's own text
+        for model_id, entry in cursor["models"].items():
+            epoch = stamps[model_id]
+            entry["rev"] = f"modified:{epoch if legacy else iso_stamp(epoch)}"
+
+    rewrite_cursor(ms_tracker, raw_revisions)
+    assert ms_tracker.once() == 0
+    assert alerted(ms_tracker) == []
+    revisions = json.loads(ms_tracker.sql("SELECT cursor FROM source_state")[0][0])["models"]
+    assert all(v["rev"].startswith("modified:20") for v in revisions.values())
+
+
+def test_a_huggingface_model_without_sha_is_not_news_when_its_time_is_written_differently(
+    hf_tracker, hf
+):
+    hf.put_model("deepseek-ai/DeepSeek-V3")
+    listing = [{"id": "deepseek-ai/DeepSeek-V3", "lastModified": "2026-11-20T08:00:00.000Z"}]
+    hf.inject(Fault(200, json.dumps(listing), path="/api/models"))
+    tracker = hf_tracker()
+    assert tracker.once() == 0
+    listing[0]["lastModified"] = "2026-11-20T16:00:00+08:00"  # the same instant
+    hf.inject(Fault(200, json.dumps(listing), path="/api/models"))
+    assert tracker.once() == 0
+    assert alerted(tracker) == []
+    listing[0]["lastModified"] = "2026-11-20T08:05:00Z"  # a real change
+    hf.inject(Fault(200, json.dumps(listing), path="/api/models"))
+    assert tracker.once() == 0
+    assert alerted(tracker) == [("model_updated", "deepseek-ai/DeepSeek-V3")]

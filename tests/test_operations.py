@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import wait_until
 
 from mrt_engine import operations
 from mrt_engine.engine import compile_rules
@@ -246,8 +246,9 @@ def test_replay_dry_run_is_read_only(busy):
 
 def test_status_works_while_an_engine_runs(busy):
     process = busy_daemon(busy)
+    lock = busy.db.with_name(busy.db.name + ".lock")  # holds the pid of the engine that runs
     try:
-        time.sleep(1.0)
+        assert wait_until(lambda: f'"pid": {process.pid}' in lock.read_text(), 10)
         result = busy.cli("status", "--json")
         assert result.returncode == 0
     finally:

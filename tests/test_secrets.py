@@ -53,6 +53,7 @@ def test_no_secret_in_logs_store_or_cli_output_even_when_everything_fails(
         logging.getLogger().handlers.clear()
     captured = capsys.readouterr()
     outputs = [captured.out, captured.err]
+    tracker.in_process = False  # a fresh process has registered no secret to redact
     for command in (
         ("status",),
         ("outbox", "--json"),

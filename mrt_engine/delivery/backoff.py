@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from mrt_engine.timeutil import doubling
+
 
 def retry_delay(
     attempts: int,
@@ -18,6 +20,6 @@ def retry_delay(
     ``initial * 2**(attempts-1)`` capped at ``maximum``, then scaled by a random factor in
     ``[1 - jitter, 1 + jitter]``, and capped again so the cap is a real upper bound.
     """
-    base = min(initial * 2 ** max(attempts - 1, 0), maximum)
+    base = doubling(initial, attempts - 1, maximum)
     factor = (rng or random).uniform(1 - jitter, 1 + jitter)
     return min(base * factor, maximum)

@@ -23,7 +23,7 @@ from email.utils import parseaddr as parse_address
 
 from pydantic import Field, field_validator
 
-from mrt_engine.config import StrictModel
+from mrt_engine.config import StrictModel, Wait
 from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
 from mrt_engine.notify.message import TemplateError, compile_template, render
 from mrt_engine.secrets import Secret, redact, shorten
@@ -49,7 +49,7 @@ class EmailSettings(StrictModel):
     use_ssl: bool | None = None  # implicit TLS; default: true on port 465
     ca_file: str | None = None
     template: str | None = None
-    timeout_seconds: float | None = Field(None, gt=0, le=300)
+    timeout_seconds: Wait | None = Field(None, gt=0, le=300)
 
     @field_validator("to_list")
     @classmethod

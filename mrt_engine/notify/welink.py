@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator, model_validator
 
-from mrt_engine.config import StrictModel
+from mrt_engine.config import StrictModel, Wait
 from mrt_engine.http_deadline import Deadline, DeadlineBackend, install, within
 from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
 from mrt_engine.notify.message import TemplateError, compile_template, render
@@ -45,7 +45,7 @@ class WeLinkSettings(StrictModel):
     is_at_all: bool = False
     at_accounts: list[str] = Field(default_factory=list)
     template: str | None = None
-    timeout_seconds: float | None = Field(None, gt=0, le=120)
+    timeout_seconds: Wait | None = Field(None, gt=0, le=120)
 
     @field_validator("at_accounts")
     @classmethod

@@ -1,15 +1,25 @@
 """A ModelScope simulator: the OpenAPI ``GET /openapi/v1/models`` (page_number/page_size,
 ``{"success": true, "data": {"models", "total_count"}}``) and the legacy ``PUT /api/v1/models/``
 (``{"Code": 200, "Success": true, "Data": {"Models", "TotalCount"}}``). With ``legacy_only`` the
-OpenAPI path answers 404, as on deployments that predate it."""
+OpenAPI path answers 404, as on deployments that predate it.
+
+The two APIs write the same instant differently: the OpenAPI as ISO 8601 text in Beijing time
+(``2025-11-20T16:00:00+08:00``), the legacy API as epoch seconds (``1763625600``)."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from mrt_engine.simulators.base import Request, Response, Simulator
+
+BEIJING = timezone(timedelta(hours=8))
+
+
+def iso_stamp(epoch: int) -> str:
+    """An instant as the OpenAPI writes it."""
+    return datetime.fromtimestamp(epoch, BEIJING).isoformat()
 
 
 class ModelScopeSimulator(Simulator):
@@ -63,8 +73,8 @@ class ModelScopeSimulator(Simulator):
         out = [
             {
                 "id": m["id"],
-                "last_modified": m["last_modified"],
-                "created_at": m["created_at"],
+                "last_modified": iso_stamp(m["last_modified"]),
+                "created_at": iso_stamp(m["created_at"]),
                 "tasks": m["tasks"],
                 "tags": m["tags"],
                 "downloads": m["downloads"],

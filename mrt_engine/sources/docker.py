@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from mrt_engine.config import HostPolicy, StrictModel
+from mrt_engine.config import Duration, HostPolicy, StrictModel
 from mrt_engine.http import PollSession
 from mrt_engine.quarantine import Quarantine
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
@@ -30,7 +30,7 @@ class DockerSettings(StrictModel):
 
     images: list[str]
     api_base: ApiBase | None = None
-    poll_interval_seconds: float | None = Field(None, ge=1)
+    poll_interval_seconds: Duration | None = Field(None, ge=1)
     page_size: int = Field(50, ge=1, le=100)
     max_pages: int = Field(2, ge=1, le=50)
 

@@ -18,7 +18,7 @@ from typing import Any
 import feedparser
 from pydantic import Field, field_validator
 
-from mrt_engine.config import HostPolicy, StrictModel
+from mrt_engine.config import Duration, HostPolicy, StrictModel
 from mrt_engine.http import PollSession
 from mrt_engine.quarantine import Quarantine, keyed_by
 from mrt_engine.secrets import shorten
@@ -38,7 +38,7 @@ class FeedConfig(StrictModel):
     name: str
     url: ApiBase
     keywords: list[str] = Field(default_factory=list)
-    poll_interval_seconds: float | None = Field(None, ge=1)
+    poll_interval_seconds: Duration | None = Field(None, ge=1)
 
     @field_validator("name")
     @classmethod

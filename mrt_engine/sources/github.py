@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 from pydantic import AfterValidator, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from mrt_engine.config import HostPolicy, StrictModel
+from mrt_engine.config import Duration, HostPolicy, StrictModel
 from mrt_engine.events import TrackerEvent
 from mrt_engine.http import PollSession, Stopped
 from mrt_engine.quarantine import Quarantine, keyed_by
@@ -80,7 +80,7 @@ class GitHubSettings(StrictModel):
     monitor: GitHubMonitor = Field(default_factory=GitHubMonitor)
     token_env: str | None = None
     api_base: ApiBase = DEFAULT_API
-    poll_interval_seconds: float | None = Field(None, ge=1)
+    poll_interval_seconds: Duration | None = Field(None, ge=1)
     first_run: str = "baseline"
     per_page: int = Field(100, ge=1, le=100)
     max_pages_per_poll: int = Field(10, ge=1, le=1000)

@@ -13,12 +13,12 @@ from urllib.parse import urlencode
 
 from pydantic import Field
 
-from mrt_engine.config import HostPolicy, StrictModel
+from mrt_engine.config import Duration, HostPolicy, StrictModel
 from mrt_engine.http import PollSession
 from mrt_engine.quarantine import Quarantine, keyed_by
 from mrt_engine.secrets import Secret, shorten
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
-from mrt_engine.sources.model_list import Listing, ModelInfo, ModelListSource
+from mrt_engine.sources.model_list import Listing, ModelInfo, ModelListSource, time_revision
 from mrt_engine.sources.validators import ApiBase, OrgName
 from mrt_engine.timeutil import parse_upstream
 
@@ -43,10 +43,10 @@ class HuggingFaceSettings(StrictModel):
     orgs: list[OrgName]
     token_env: str | None = None
     api_base: ApiBase | None = None  # default: $HF_ENDPOINT, else https://huggingface.co
-    poll_interval_seconds: float | None = Field(None, ge=1)
+    poll_interval_seconds: Duration | None = Field(None, ge=1)
     page_size: int = Field(100, ge=1, le=1000)
     max_pages: int = Field(50, ge=1, le=1000)
-    sweep_interval_seconds: float = Field(3600.0, ge=1)
+    sweep_interval_seconds: Duration = Field(3600.0, ge=1)
 
 
 class HuggingFaceModels(ModelListSource):
@@ -126,7 +126,7 @@ class HuggingFaceModels(ModelListSource):
         ]
         return ModelInfo(
             id=model_id,
-            revision=sha if isinstance(sha, str) else f"modified:{item.get('lastModified')}",
+            revision=sha if isinstance(sha, str) else time_revision(modified),
             url=self.web_url(model_id),
             last_modified=modified,
             created_at=parse_upstream(item.get("createdAt")),

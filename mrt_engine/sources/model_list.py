@@ -6,7 +6,7 @@ cursor (modelscope-watcher.md's new / updated / removed):
 * a model not in the snapshot: ``model_added`` (event_id: its creation time, so a model deleted
   and created again is news again; a model created before the baseline and listed only now,
   such as a private repository made public, is dated by the poll that first lists it);
-* a model whose revision changed (a commit sha, or a last-modified stamp where the platform has
+* a model whose revision changed (a commit sha, or a last-modified time where the platform has
   no sha): ``model_updated`` with the new revision as event_id;
 * a model gone from a complete listing (deleted or made private): ``model_removed``.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mrt_engine.events import TrackerEvent
@@ -33,6 +33,17 @@ from mrt_engine.timeutil import github_time, parse_upstream, to_store
 
 SHRINK_GUARD_MIN_MODELS = 6
 MAX_LABELS = 20
+TIME_REVISION = "modified:"
+
+
+def time_revision(when: datetime) -> str:
+    """The revision of a model known only by the time of its last change.
+
+    It is the instant, written one way (UTC, whole seconds: the coarsest any API gives), never
+    the upstream's text: two APIs of one platform write the same instant differently (epoch
+    seconds, ISO text with an offset), and a different text is not a new revision.
+    """
+    return TIME_REVISION + when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,19 @@ class ModelListSource(Source):
     @abstractmethod
     def list_models(self, http: PollSession, state: SourceState, *, conditional: bool) -> Listing:
         """List the organisation's models (all pages)."""
+
+    def parse_time(self, value: Any) -> datetime | None:
+        """A time as the platform writes it (platforms with other forms override this)."""
+        return parse_upstream(value)
+
+    def stored_revision(self, revision: Any) -> Any:
+        """A revision from the cursor in today's form: cursors written before revisions were
+        normalised hold the upstream's raw time text (``modified:1763625600``)."""
+        if isinstance(revision, str) and revision.startswith(TIME_REVISION):
+            when = self.parse_time(revision.removeprefix(TIME_REVISION))
+            if when is not None:
+                return time_revision(when)
+        return revision
 
     def poll(self, state: SourceState, http: PollSession, now: datetime) -> PollResult:
         cursor = state.cursor or {}
@@ -150,7 +174,7 @@ class ModelListSource(Source):
                 # Created before the baseline yet not in it: made public (or moved here) since.
                 added.occurred_at = appeared_at(added.occurred_at, state, now)
                 events.append(added)
-            elif before.get("rev") != model.revision:
+            elif self.stored_revision(before.get("rev")) != model.revision:
                 events.append(self._event("model_updated", model, now))
         if complete:
             for model_id, before in snapshot.items():
@@ -213,7 +237,7 @@ class ModelListSource(Source):
             resource_type=self.resource_type,
             resource_id=model_id,
             event_type="model_removed",
-            event_id=f"removed:{before.get('rev')}@{github_time(now)[:10]}",
+            event_id=f"removed:{self.stored_revision(before.get('rev'))}@{github_time(now)[:10]}",
             title=model_id,
             summary="no longer listed (deleted, renamed or made private)",
             url=self.web_url(model_id),

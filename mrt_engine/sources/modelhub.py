@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from pydantic import Field
 
-from mrt_engine.config import HostPolicy, StrictModel
+from mrt_engine.config import Duration, HostPolicy, StrictModel
 from mrt_engine.events import TrackerEvent
 from mrt_engine.health import CHECKSUM_CHANGED
 from mrt_engine.http import PollSession, Validators
@@ -47,7 +47,7 @@ class ModelHubSettings(StrictModel):
 
     api_base: ApiBase
     token_env: str | None = None
-    poll_interval_seconds: float | None = Field(None, ge=1)
+    poll_interval_seconds: Duration | None = Field(None, ge=1)
 
 
 class ModelHubServices(Source):

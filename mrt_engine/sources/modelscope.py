@@ -6,27 +6,30 @@ page_size=50``, answers ``{"success": true, "data": {"models": [...], "total_cou
 that path answers 404 (older or private deployments), the legacy ``PUT /api/v1/models/`` with
 ``{"Path": ORG, "PageNumber": N, "PageSize": S}`` is used instead (envelope ``{"Code": 200,
 "Success": true, "Data": {"Models": [...], "TotalCount": N}}``); the choice is remembered in the
-cursor. ModelScope has no commit sha in the list, so ``last_modified`` is the revision.
+cursor. ModelScope has no commit sha in the list, so the instant of ``last_modified`` is the
+revision (the two APIs write it differently: see :func:`time_revision`).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import Field
 
-from mrt_engine.config import HostPolicy, StrictModel
+from mrt_engine.config import Duration, HostPolicy, StrictModel
 from mrt_engine.http import PollSession, UpstreamError
 from mrt_engine.quarantine import Quarantine
 from mrt_engine.secrets import Secret, shorten
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
-from mrt_engine.sources.model_list import Listing, ModelInfo, ModelListSource
+from mrt_engine.sources.model_list import Listing, ModelInfo, ModelListSource, time_revision
 from mrt_engine.sources.validators import ApiBase, OrgName
 from mrt_engine.timeutil import parse_upstream
 
 DEFAULT_API = "https://modelscope.cn"
+_EPOCH = re.compile(r"\d{1,15}(\.\d+)?")
 
 
 class ModelScopeSettings(StrictModel):
@@ -35,10 +38,10 @@ class ModelScopeSettings(StrictModel):
     orgs: list[OrgName]
     token_env: str | None = None
     api_base: ApiBase | None = None  # default: $MODELSCOPE_ENDPOINT, else https://modelscope.cn
-    poll_interval_seconds: float | None = Field(None, ge=1)
+    poll_interval_seconds: Duration | None = Field(None, ge=1)
     page_size: int = Field(50, ge=1, le=100)
     max_pages: int = Field(100, ge=1, le=1000)
-    sweep_interval_seconds: float = Field(3600.0, ge=1)
+    sweep_interval_seconds: Duration = Field(3600.0, ge=1)
 
 
 def parse_stamp(value: Any) -> datetime | None:
@@ -51,8 +54,8 @@ def parse_stamp(value: Any) -> datetime | None:
             return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
             return None
-    if isinstance(value, str) and value.strip().isdigit():
-        return parse_stamp(int(value.strip()))
+    if isinstance(value, str) and _EPOCH.fullmatch(value.strip()):
+        return parse_stamp(float(value))
     return parse_upstream(value)
 
 
@@ -85,6 +88,9 @@ class ModelScopeModels(ModelListSource):
 
     def web_url(self, model_id: str) -> str:
         return f"{self.api_base}/models/{model_id}"
+
+    def parse_time(self, value: Any) -> datetime | None:
+        return parse_stamp(value)
 
     def list_models(self, http: PollSession, state: SourceState, *, conditional: bool) -> Listing:
         api = (state.cursor or {}).get("api", "openapi")
@@ -222,7 +228,7 @@ class ModelScopeModels(ModelListSource):
         ]
         return ModelInfo(
             id=model_id,
-            revision=f"modified:{modified_raw}",
+            revision=time_revision(modified),
             url=self.web_url(model_id),
             last_modified=modified,
             created_at=parse_stamp(created_raw),

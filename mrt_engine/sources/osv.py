@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from mrt_engine.config import HostPolicy, StrictModel
+from mrt_engine.config import Duration, HostPolicy, StrictModel
 from mrt_engine.http import PollSession
 from mrt_engine.quarantine import Quarantine
 from mrt_engine.rules.model import RuleConfig
@@ -45,7 +45,7 @@ class OsvSettings(StrictModel):
 
     packages: list[str | OsvPackage]
     api_base: ApiBase | None = None
-    poll_interval_seconds: float | None = Field(None, ge=1)
+    poll_interval_seconds: Duration | None = Field(None, ge=1)
 
     def package_list(self) -> list[OsvPackage]:
         return [p if isinstance(p, OsvPackage) else OsvPackage(name=p) for p in self.packages]
