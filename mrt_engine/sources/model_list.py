@@ -170,12 +170,15 @@ class ModelListSource(Source):
         for model in listing.models:
             before = snapshot.get(model.id)
             if before is None:
-                added = self._event("model_added", model, now)
-                # Created before the baseline yet not in it: made public (or moved here) since.
-                added.occurred_at = appeared_at(added.occurred_at, state, now)
-                events.append(added)
+                change = self._event("model_added", model, now)
             elif self.stored_revision(before.get("rev")) != model.revision:
-                events.append(self._event("model_updated", model, now))
+                change = self._event("model_updated", model, now)
+            else:
+                continue
+            # The snapshot proves the change came after it, whatever the upstream's stamp says
+            # (a model created before the baseline and made public since; a late-stamped edit).
+            change.occurred_at = appeared_at(change.occurred_at, state, now)
+            events.append(change)
         if complete:
             for model_id, before in snapshot.items():
                 if model_id not in current and model_id not in held:
