@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mrt_engine.http import FetchError, MalformedResponse
-from mrt_engine.secrets import redact
-from mrt_engine.text import excerpt, storable
+from mrt_engine.secrets import shorten
+from mrt_engine.text import storable
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if not isinstance(exc, MalformedResponse):
         text = f"{type(exc).__name__}: {text}"
-    return redact(storable(" ".join(text.split())))[:ERROR_CHARS]
+    return storable(shorten(text, ERROR_CHARS))
 
 
 def _dump(item: Any) -> str:
@@ -88,7 +88,7 @@ def quarantined(
     return Quarantined(
         item_key=item_key,
         error=describe_error(exc),
-        excerpt=storable(excerpt(dumped, EXCERPT_CHARS)),
+        excerpt=storable(shorten(dumped, EXCERPT_CHARS)),
         url=storable(url) if isinstance(url, str) else "",
     )
 

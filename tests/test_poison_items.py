@@ -313,3 +313,18 @@ def test_an_event_whose_row_cannot_be_built_is_quarantined_and_the_batch_goes_on
     [held] = batch.quarantined
     assert held.item_key == "2" and "title" in held.error
     assert held.url == f"https://github.com/{REPO}/issues/2"
+
+
+def test_a_quarantined_item_that_carries_a_secret_keeps_none_of_it(gh_tracker, github):
+    from conftest import GH_TOKEN
+
+    github.add_issue(REPO, "seed", at=T0)
+    tracker = issues_only(gh_tracker)
+    assert tracker.once() == 0
+    # An item echoing our token, cut by the excerpt right inside it.
+    bad = github.add_issue(REPO, "x" * 90 + GH_TOKEN, at=T0 + timedelta(minutes=1))
+    bad["created_at"] = f"not a time {GH_TOKEN}"
+    assert tracker.once() == 0
+    [(error, excerpt)] = tracker.sql("SELECT error, excerpt FROM quarantine")
+    for text in (error, excerpt):
+        assert GH_TOKEN[:8] not in text, text
