@@ -320,3 +320,42 @@ def test_a_restarted_engine_takes_back_claims_at_once_and_marks_the_send_interru
     assert outcomes == ["failed", "interrupted", "sent"]
     error = tracker.sql("SELECT error FROM attempt WHERE outcome = 'interrupted'")[0][0]
     assert "may or may not have been delivered" in error
+
+
+def test_a_channel_that_raises_is_a_failed_attempt_and_one_log_line(gh_tracker, github, caplog):
+    import logging
+
+    from mrt_engine.config import load_config
+    from mrt_engine.engine import Engine
+    from mrt_engine.notify.base import Channel
+
+    class Broken(Channel):  # a channel with a bug: a plugin of ours, not a mock of one
+        name = "welink"
+
+        def send(self, outgoing):
+            raise RuntimeError("boom in the channel")
+
+        def describe(self) -> str:
+            return "broken"
+
+    tracker = gh_tracker()
+    baseline(tracker, github)
+    github.add_issue(REPO, "DeepSeek-V4 support")
+    engine = Engine(load_config(tracker.path), environ=tracker.env)
+    engine.open()
+    try:
+        engine.poll_all()
+        engine.workers.channels["welink"] = Broken()
+        with caplog.at_level(logging.INFO):
+            report = engine.deliver_once()
+    finally:
+        engine.close()
+    assert (report.attempted, report.failed) == (1, 1)
+    [(_, outcome, _, _, error, _)] = attempts(tracker)
+    assert outcome == "failed" and error == "RuntimeError: boom in the channel"
+    assert deliveries(tracker)[0][2] == "retrying"
+    logged = [r for r in caplog.records if r.name == "mrt_engine.delivery.worker"]
+    assert [r.getMessage() for r in logged] == [
+        "channel welink raised while sending delivery 1: RuntimeError: boom in the channel"
+    ]
+    assert all(r.exc_info is None for r in caplog.records)  # the traceback only at debug

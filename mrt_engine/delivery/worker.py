@@ -42,10 +42,16 @@ def send_claim(outbox: Outbox, channels: Mapping[str, Channel], claim: Claim) ->
         try:
             result = channel.send(Outgoing(claim.delivery_id, claim.attempt_number, claim.context))
         except Exception as exc:  # a channel bug is a failed attempt, never a lost alert
-            log.exception(
-                "channel %s raised while sending delivery %d", claim.channel, claim.delivery_id
+            error = redact(f"{type(exc).__name__}: {exc}")
+            # One line, like a source's crash; the traceback is there at --log-level debug.
+            log.error(
+                "channel %s raised while sending delivery %d: %s",
+                claim.channel,
+                claim.delivery_id,
+                error,
             )
-            result = SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
+            log.debug("the channel's traceback", exc_info=True)
+            result = SendResult(ok=False, error=error)
     duration_ms = int((time.monotonic() - t0) * 1000)
     return outbox.complete(claim, result, duration_ms)
 
