@@ -343,6 +343,14 @@ def cmd_source(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def _output(path: str) -> Any:
+    """``path`` opened for writing, or a usage error that says why not."""
+    try:
+        return open(path, "w", newline="", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     import csv
 
@@ -353,7 +361,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             rows = snapshots.snapshot(args.source)
         except snapshots.SnapshotError as exc:
             raise UsageError(str(exc)) from None
-        out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+        out = _output(args.output) if args.output else sys.stdout
         try:
             if args.format == "json":
                 out.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")

@@ -54,3 +54,19 @@ def test_export_of_an_unknown_or_time_cursor_source_is_a_clear_error(gh_tracker,
         result = tracker.cli("export", "--source", key)
         assert result.returncode == 2
         assert "Traceback" not in result.stderr and result.stderr.strip()
+
+
+def test_export_to_a_file_that_cannot_be_written_is_one_line_and_exit_2(
+    make_tracker, modelscope, tmp_path
+):
+    modelscope.put_model("Qwen/Qwen3-8B")
+    tracker = make_tracker(
+        {"sources": {"modelscope": {"orgs": ["Qwen"], "api_base": modelscope.url}}}
+    )
+    assert tracker.once() == 0
+    (tmp_path / "afile").write_text("")
+    for target in ("/proc/mrt-export.csv", str(tmp_path / "afile" / "out.csv")):
+        result = tracker.cli("export", "--source", "modelscope:Qwen:models", "-o", target)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"cannot write {target}" in result.stderr
