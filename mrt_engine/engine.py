@@ -36,6 +36,7 @@ from mrt_engine.store.db import Store, open_store
 from mrt_engine.store.lock import EngineLock
 from mrt_engine.store.models import SourceState as SourceStateRow
 from mrt_engine.timeutil import Clock, utcnow
+from mrt_engine.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,9 @@ class Engine:
         )
         released = self.outbox.recover()
         if released:
-            log.warning("took back %d delivery claim(s) left by a previous engine", released)
+            log.warning(
+                "took back %s left by a previous engine", plural(released, "delivery claim")
+            )
         self.pipeline = Pipeline(
             self.store,
             self.http,
@@ -214,12 +217,12 @@ class Engine:
             self.outbox, self.channels, workers=delivery.workers, stop=self.stop_event
         )
         log.info(
-            "engine %s opened %s: %d source(s), %d channel(s), %d rule(s)",
+            "engine %s opened %s: %s, %s, %s",
             self.owner,
             self.config.db_path,
-            len(self.sources),
-            len(self.channels),
-            len(self.rules.rules),
+            plural(len(self.sources), "source"),
+            plural(len(self.channels), "channel"),
+            plural(len(self.rules.rules), "rule"),
         )
 
     def run_once(self) -> int:
@@ -234,10 +237,10 @@ class Engine:
         for o in failed_sources:
             log.error("source %s: %s", o.source_key, o.error)
         log.info(
-            "once: %d source(s) polled, %d failed; %d delivery attempt(s), %d sent, %d failed",
-            len(outcomes),
+            "once: %s polled, %d failed; %s, %d sent, %d failed",
+            plural(len(outcomes), "source"),
             len(failed_sources),
-            report.attempted,
+            plural(report.attempted, "delivery attempt"),
             report.sent,
             report.failed,
         )

@@ -36,6 +36,7 @@ from mrt_engine.config import HostPolicy, HttpConfig
 from mrt_engine.secrets import redact, redact_url
 from mrt_engine.text import excerpt
 from mrt_engine.timeutil import Clock, utcnow
+from mrt_engine.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,9 @@ class HttpClient:
                 problem = f"{type(exc).__name__} for {method} {redact_url(url)}: {exc}"
                 retries += 1
                 if retries > self.config.max_retries:
-                    raise NetworkError(f"{problem} (after {retries} tries)") from None
+                    raise NetworkError(
+                        f"{problem} (after {plural(retries, 'try', 'tries')})"
+                    ) from None
                 self._sleep(self._backoff(retries), why=problem)
                 continue
             info = _rate_limit_info(fetched.headers, self.clock())
@@ -294,7 +297,9 @@ class HttpClient:
                 retries += 1
                 problem = f"{status} from {where}"
                 if retries > self.config.max_retries:
-                    raise UpstreamError(f"{problem} (after {retries} tries)", status)
+                    raise UpstreamError(
+                        f"{problem} (after {plural(retries, 'try', 'tries')})", status
+                    )
                 self._sleep(self._backoff(retries), why=problem)
                 continue
             detail = excerpt(fetched.content[:300].decode("utf-8", "replace"), 120)

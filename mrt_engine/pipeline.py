@@ -27,6 +27,7 @@ from mrt_engine.sources.base import PollResult, Source, SourceState
 from mrt_engine.store.db import Store
 from mrt_engine.store.models import SourceState as SourceStateRow
 from mrt_engine.timeutil import Clock, to_store, utcnow
+from mrt_engine.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -196,11 +197,11 @@ class Pipeline:
             self._metric(source.key, started, finished, t0, status, session, fetched, counts, None)
         if counts.alerts:
             log.info(
-                "%s: %d new event(s), %d matched, %d alert(s)%s",
+                "%s: %s, %d matched, %s%s",
                 source.key,
-                counts.new,
+                plural(counts.new, "new event"),
                 counts.matched,
-                counts.alerts,
+                plural(counts.alerts, "alert"),
                 " (baseline)" if result.baseline else "",
             )
         return PollOutcome(source.key, status, fetched, counts.new, counts.matched, counts.alerts)

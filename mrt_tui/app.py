@@ -13,6 +13,7 @@ from textual.theme import Theme
 
 from mrt_engine import operations
 from mrt_engine.store.db import StoreError
+from mrt_engine.wording import plural
 from mrt_tui.commands import ConsoleCommands
 from mrt_tui.messages import ActionDone
 from mrt_tui.screens.events import EventsScreen
@@ -46,6 +47,8 @@ class MrtApp(App):
         Binding("ctrl+r", "refresh_now", "Refresh", show=False, id="app.refresh"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("colon", "command_palette", "Commands", show=False, id="app.commands"),
+        # Textual adds ctrl+p only when no binding opens the palette: ours (:) would hide it.
+        Binding("ctrl+p", "command_palette", "Commands", show=False, id="app.palette"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -103,26 +106,10 @@ class MrtApp(App):
             reload()
 
     def action_help(self) -> None:
-        from rich.text import Text
-
+        from mrt_tui.help import bindings_help
         from mrt_tui.screens.text_view import TextView
 
-        lines = Text()
-        seen = set()
-        for binding in [*self.screen.BINDINGS, *type(self).BINDINGS]:
-            if not isinstance(binding, Binding) or binding.id in seen:
-                continue
-            seen.add(binding.id)
-            lines.append(f"{binding.key:<14}", style="bold")
-            lines.append(f"{binding.description}  ")
-            lines.append(f"[{binding.id}]\n", style="dim")
-        lines.append(
-            "\nTables: j/k move, g/G top/bottom, pgup/pgdn page (past the end: the next page)\n"
-        )
-        lines.append(
-            "ctrl+p or : opens the command palette; esc closes a dialog or clears a filter\n"
-        )
-        self.push_screen(TextView(f"Help · {self.screen.TITLE or ''}", lines))
+        self.push_screen(TextView(f"Help · {self.screen.TITLE or ''}", bindings_help(self.screen)))
 
     # ------------------------------------------------------------------ replay (Events, Trace)
     def open_replay(self) -> None:
@@ -147,7 +134,7 @@ class MrtApp(App):
                     clock=self.session.clock,
                 ),
                 describe=lambda plan: (
-                    f"replay: {plan.deliveries} deliveries enqueued for {len(plan.items)} event(s)"
+                    f"replay: {plural(plan.deliveries, 'delivery', 'deliveries')} enqueued for {plural(len(plan.items), 'event')}"
                 ),
             )
 

@@ -235,6 +235,23 @@ def test_enter_drills_down_to_the_trace_with_every_attempt(console):
     run(scenario())
 
 
+def test_the_trace_counts_one_try_in_the_singular(console):
+    session = console()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            once = Delivery.get(Delivery.status == "retrying")  # tried once
+            await select(pilot, "2", str(once.id))
+            await pilot.press("enter")
+            await settle(pilot, 3)
+            took = [str(cell) for cell in app.screen.table.get_row(f"d{once.id}")]
+            assert "1 try" in took and "1 tries" not in took
+
+    run(scenario())
+
+
 def test_the_filter_narrows_the_feed_and_escape_clears_it(console):
     session = console()
 
@@ -293,6 +310,50 @@ def test_follow_help_refresh_and_a_remapped_key(console, tmp_path):
             await pilot.press("ctrl+d")  # the remapped requeue
             await settle(pilot)
             assert app.screen.__class__.__name__ == "Confirm"
+
+    run(scenario())
+
+
+def help_lines(app) -> list[str]:
+    """The help screen's text, one binding a line, spaces folded."""
+    return [" ".join(line.split()) for line in str(app.screen.body).splitlines()]
+
+
+def test_help_lists_every_active_binding_by_its_display_key(console, tmp_path):
+    (tmp_path / "tui.json").write_text('{"keymap": {"events.follow": "ctrl+f"}}')
+    session = console()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("question_mark")
+            await settle(pilot)
+            lines = help_lines(app)
+            # the view's own, the ones it inherits, the table's and the app's
+            for line in [
+                "r Resend [events.resend]",
+                "/ Filter [list.filter]",
+                "esc Clear filter [list.clear_filter]",
+                "j Down [table.down]",
+                "? Help [app.help]",
+                ": Commands [app.commands]",
+                "^r Refresh [app.refresh]",
+                "^f Follow [events.follow]",  # as the operator remapped it
+            ]:
+                assert line in lines, (line, lines)
+            text = "\n".join(lines)
+            assert "question_mark" not in text and "colon" not in text and "slash" not in text
+            await pilot.press("escape", "2")
+            await settle(pilot)
+            await pilot.press("question_mark")
+            await settle(pilot)
+            lines = help_lines(app)
+            assert "D Requeue dead [outbox.requeue_dead]" in lines, lines
+            assert "/ Filter [list.filter]" in lines
+            await pilot.press("escape", "ctrl+p")  # the palette, as the help and README say
+            await settle(pilot)
+            assert app.screen.__class__.__name__ == "CommandPalette"
 
     run(scenario())
 

@@ -20,6 +20,7 @@ from mrt_engine.config import StrictModel
 from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
 from mrt_engine.notify.message import TemplateError, compile_template, render
 from mrt_engine.secrets import Secret, redact
+from mrt_engine.wording import plural
 
 
 class EmailSettings(StrictModel):
@@ -82,7 +83,7 @@ class EmailChannel(Channel):
         mode = "SSL" if self.use_ssl else ("STARTTLS" if self.settings.use_tls else "plain")
         return (
             f"SMTP {self.settings.smtp_host}:{self.settings.smtp_port} ({mode}) "
-            f"to {len(self.settings.to_list)} recipient(s)"
+            f"to {plural(len(self.settings.to_list), 'recipient')}"
         )
 
     def _tls(self) -> ssl.SSLContext:
