@@ -313,7 +313,7 @@ class Engine:
         self.scheduler = scheduler
         scheduler.start()
         self.workers.start()
-        log.info("engine running: %d source(s) scheduled", len(self.sources))
+        log.info("engine running: %s scheduled", plural(len(self.sources), "source"))
 
     def _control(self) -> None:
         """Pick up operator requests written to the store (poll now), from any process."""
@@ -368,6 +368,7 @@ class Engine:
         if self.workers is not None:
             self.workers.join(max(deadline - time.monotonic() - 0.3, 0.1))
         self.close()
+        log.info("engine stopped")
 
     def close(self) -> None:
         if self.outbox is not None and self.store is not None:
@@ -392,7 +393,6 @@ class Engine:
                 pass
         finally:
             self.stop()
-        log.info("engine stopped")
         return 0
 
     def _install_signal_handlers(self) -> None:

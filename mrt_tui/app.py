@@ -22,6 +22,7 @@ from mrt_tui.screens.rules import RulesScreen
 from mrt_tui.screens.sources import SourcesScreen
 from mrt_tui.screens.trace import TraceScreen
 from mrt_tui.session import ConsoleSession
+from mrt_tui.signals import StopSignals
 from mrt_tui.themes import DEFAULT_THEME, keymap, load_themes, remember_theme, remembered_theme
 
 
@@ -53,10 +54,16 @@ class MrtApp(App):
     ]
 
     def __init__(
-        self, session: ConsoleSession, *, theme: str | None = None, remember: bool = True
+        self,
+        session: ConsoleSession,
+        *,
+        theme: str | None = None,
+        remember: bool = True,
+        signals: StopSignals | None = None,
     ) -> None:
         super().__init__()
         self.session = session
+        self._signals = signals
         self._requested_theme = theme
         self._remember = remember
         self._trace_ref: str | None = None
@@ -64,6 +71,8 @@ class MrtApp(App):
         self.sub_title = session.describe()
 
     def on_mount(self) -> None:
+        if self._signals is not None:
+            self._signals.attach(self)  # SIGTERM / SIGHUP now exit the app like q
         for theme in load_themes():
             self.register_theme(theme)
         wanted = self._requested_theme or remembered_theme() or DEFAULT_THEME
@@ -74,6 +83,10 @@ class MrtApp(App):
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.set_keymap(keymap())
         self.switch_mode("events")
+
+    def on_unmount(self) -> None:
+        if self._signals is not None:
+            self._signals.detach()
 
     def _theme_changed(self, theme: Theme) -> None:
         if self._remember:

@@ -41,21 +41,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config_path = args.config or os.environ.get("MRT_CONFIG")
     log_file = _log_to_file()
-    try:
-        session = _session(args, config_path)
-    except (ConfigError, StoreError) as exc:
-        print(f"mrt-tui: {exc}", file=sys.stderr)
-        return 2
-    except EngineAlreadyRunning as exc:
-        print(f"mrt-tui: {exc} (use --attach to watch it)", file=sys.stderr)
-        return 2
-    from mrt_tui.app import MrtApp
+    from mrt_tui.signals import StopSignals
 
-    try:
-        MrtApp(session, theme=args.theme).run()
-    finally:
-        session.close()  # in embedded and demo modes: the engine stops cleanly here
-    if log_file:
+    with StopSignals() as signals:  # from here on, SIGTERM / SIGHUP stop the engine cleanly
+        try:
+            session = _session(args, config_path)
+        except (ConfigError, StoreError) as exc:
+            print(f"mrt-tui: {exc}", file=sys.stderr)
+            return 2
+        except EngineAlreadyRunning as exc:
+            print(f"mrt-tui: {exc} (use --attach to watch it)", file=sys.stderr)
+            return 2
+        from mrt_tui.app import MrtApp
+
+        try:
+            MrtApp(session, theme=args.theme, signals=signals).run()
+        finally:
+            session.close()  # in embedded and demo modes: the engine stops cleanly here
+    if log_file and signals.received is None:  # after SIGHUP there is no terminal to tell
         print(f"mrt-tui: engine log in {log_file}")
     return 0
 
@@ -85,10 +88,14 @@ def _session(args: argparse.Namespace, config_path: str | None):
         from mrt_tui.demo import DemoUpstream
 
         demo = DemoUpstream()
-        path = demo.start()
-        return sessions.embedded(
-            path, mode="demo", environ={**os.environ, **demo.environ}, on_close=demo.stop
-        )
+        try:
+            path = demo.start()
+            return sessions.embedded(
+                path, mode="demo", environ={**os.environ, **demo.environ}, on_close=demo.stop
+            )
+        except BaseException:
+            demo.stop()  # the simulators and the demo's folder go with a failed start
+            raise
     if args.attach:
         if not (config_path or args.db):
             raise ConfigError(["--attach needs --config FILE or --db PATH"])

@@ -391,3 +391,18 @@ def test_paging_past_the_window_reads_older_then_newer_rows(console):
                 await settle(pilot)
 
     run(scenario())
+
+
+def test_a_stop_signal_during_start_up_ends_the_console_as_soon_as_it_runs(console):
+    import os
+    import signal
+
+    from mrt_tui.signals import StopSignals
+
+    session = console()
+    with StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGTERM)  # while the engine starts: remembered, not fatal
+        assert signals.received == signal.SIGTERM
+        app = MrtApp(session, theme="mrt-dark", remember=False, signals=signals)
+        run(app.run_async(headless=True, size=(80, 24)))  # returns: the app exited by itself
+    assert not app.is_running
