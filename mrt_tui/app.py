@@ -66,6 +66,7 @@ class MrtApp(App):
         self._signals = signals
         self._requested_theme = theme
         self._remember = remember
+        self._shown_theme: str | None = None  # the theme on screen; another one is a choice
         self._trace_ref: str | None = None
         self._previous_mode = "events"
         self.sub_title = session.describe()
@@ -80,6 +81,7 @@ class MrtApp(App):
             self.notify(f"unknown theme {wanted!r}; using {DEFAULT_THEME}", severity="warning")
             wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
         self.theme = wanted
+        self._shown_theme = wanted
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.set_keymap(keymap())
         self.switch_mode("events")
@@ -89,8 +91,13 @@ class MrtApp(App):
             self._signals.detach()
 
     def _theme_changed(self, theme: Theme) -> None:
-        if self._remember:
-            remember_theme(theme.name)
+        """The operator chose a theme: remember it. The theme set at start-up (--theme, the
+        remembered one) is not a choice, so opening the console writes no settings file."""
+        if theme.name == self._shown_theme:
+            return
+        self._shown_theme = theme.name
+        if self._remember and (path := remember_theme(theme.name)) is not None:
+            self.notify(f"theme {theme.name} remembered in {path}")
 
     # ------------------------------------------------------------------ navigation
     def switch_mode(self, mode: str):

@@ -406,3 +406,42 @@ def test_a_stop_signal_during_start_up_ends_the_console_as_soon_as_it_runs(conso
         app = MrtApp(session, theme="mrt-dark", remember=False, signals=signals)
         run(app.run_async(headless=True, size=(80, 24)))  # returns: the app exited by itself
     assert not app.is_running
+
+
+def test_the_console_writes_its_settings_file_only_when_the_operator_changes_a_setting(
+    console, tmp_path
+):
+    session = console()
+    settings = tmp_path / "tui.json"
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-light")  # --theme: for this run only
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            assert not settings.exists()  # opening the console writes nothing
+            app.theme = "mrt-high-contrast"  # the operator's choice (command palette)
+            await settle(pilot)
+            assert settings.exists()
+            assert any(str(settings) in str(n.message) for n in app._notifications)
+
+    run(scenario())
+    assert '"mrt-high-contrast"' in settings.read_text()
+
+
+def test_an_unknown_theme_is_a_usage_error_naming_the_themes(capsys):
+    from mrt_tui.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--demo", "--theme", "solarised"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown theme 'solarised'" in err
+    assert all(name in err for name in ("mrt-dark", "mrt-light", "mrt-high-contrast"))
+
+
+def test_help_says_where_the_settings_file_is_and_how_to_remap_keys():
+    from mrt_tui.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "MRT_TUI_SETTINGS" in text and "~/.config/mrt/tui.json" in text
+    assert '"keymap"' in text and "binding id" in text
