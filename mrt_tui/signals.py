@@ -61,6 +61,11 @@ class StopSignals:
             log.warning("received %s while already stopping", signal.Signals(signum).name)
             return
         self.received = signal.Signals(signum)
+        if signum == signal.SIGHUP:
+            # A hang-up comes with a SIGCONT (the kernel sends both to the session leader), and
+            # Textual takes SIGCONT for a return from ctrl+z: it would restart its output on the
+            # dead terminal and block the exit forever. There is no terminal to resume.
+            signal.signal(signal.SIGCONT, signal.SIG_DFL)
         log.info("received %s: the console stops its engine and exits", self.received.name)
         if self._app is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._app.exit)
