@@ -17,6 +17,7 @@ from mrt_engine import operations, timeutil
 from mrt_engine.config import Config, load_config
 from mrt_engine.store import queries
 from mrt_engine.store.db import Store, StoreError, check_location, open_store
+from mrt_engine.wording import plural
 
 log = logging.getLogger("mrt_engine")
 
@@ -140,7 +141,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 )
             if s.consecutive_failures:
                 print(
-                    f"      {s.consecutive_failures} failure(s) in a row; backoff until {_fmt_time(s.backoff_until)}"
+                    f"      {plural(s.consecutive_failures, 'failure')} in a row; backoff until {_fmt_time(s.backoff_until)}"
                 )
             if s.last_error:
                 print(f"      last error ({_fmt_time(s.last_error_at, now)}): {s.last_error}")
@@ -238,7 +239,7 @@ def _print_trace(t: queries.Trace) -> None:
     for dt in t.deliveries:
         d = dt.delivery
         print(
-            f"    delivery {d.id} -> {d.channel}: {d.status}, {d.attempts} attempt(s), sent {_fmt_time(d.sent_at)}"
+            f"    delivery {d.id} -> {d.channel}: {d.status}, {plural(d.attempts, 'attempt')}, sent {_fmt_time(d.sent_at)}"
         )
         for at in dt.attempts:
             answer = f"HTTP {at.http_status}" if at.http_status else ""
@@ -288,9 +289,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             return EXIT_OK
         verb = "would enqueue" if plan.dry_run else "enqueued"
         print(
-            f"scanned {plan.scanned} event(s), {plan.matched} match the current rules; "
-            f"{verb} {plan.deliveries} deliver{'y' if plan.deliveries == 1 else 'ies'} "
-            f"for {len(plan.items)} event(s) never sent there"
+            f"scanned {plural(plan.scanned, 'event')}, {plan.matched} match the current rules; "
+            f"{verb} {plural(plan.deliveries, 'delivery', 'deliveries')} "
+            f"for {plural(len(plan.items), 'event')} never sent there"
         )
         for item in plan.items[:50]:
             print(
@@ -373,7 +374,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             if out is not sys.stdout:
                 out.close()
         if args.output:
-            print(f"{len(rows)} row(s) of {args.source} written to {args.output}", file=sys.stderr)
+            print(
+                f"{plural(len(rows), 'row')} of {args.source} written to {args.output}",
+                file=sys.stderr,
+            )
         return EXIT_OK
 
 

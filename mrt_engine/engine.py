@@ -36,6 +36,7 @@ from mrt_engine.store.db import Store, open_store, prepare_folder, store_fault
 from mrt_engine.store.lock import EngineLock
 from mrt_engine.store.models import SourceState as SourceStateRow
 from mrt_engine.timeutil import Clock, utcnow
+from mrt_engine.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,9 @@ class Engine:
         )
         released = self.outbox.recover()
         if released:
-            log.warning("took back %d delivery claim(s) left by a previous engine", released)
+            log.warning(
+                "took back %s left by a previous engine", plural(released, "delivery claim")
+            )
         self.pipeline = Pipeline(
             self.store,
             self.http,
@@ -238,12 +241,12 @@ class Engine:
             self.outbox, self.channels, workers=delivery.workers, stop=self.stop_event
         )
         log.info(
-            "engine %s opened %s: %d source(s), %d channel(s), %d rule(s)",
+            "engine %s opened %s: %s, %s, %s",
             self.owner,
             self.config.db_path,
-            len(self.sources),
-            len(self.channels),
-            len(self.rules.rules),
+            plural(len(self.sources), "source"),
+            plural(len(self.channels), "channel"),
+            plural(len(self.rules.rules), "rule"),
         )
 
     def run_once(self) -> int:
@@ -268,10 +271,10 @@ class Engine:
         for o in failed_sources:
             log.error("source %s: %s", o.source_key, o.error)
         log.info(
-            "once: %d source(s) polled, %d failed; %d delivery attempt(s), %d sent, %d failed",
-            len(outcomes),
+            "once: %s polled, %d failed; %s, %d sent, %d failed",
+            plural(len(outcomes), "source"),
             len(failed_sources),
-            report.attempted,
+            plural(report.attempted, "delivery attempt"),
             report.sent,
             report.failed,
         )
@@ -374,7 +377,7 @@ class Engine:
         self.scheduler = scheduler
         scheduler.start()
         self.workers.start()
-        log.info("engine running: %d source(s) scheduled", len(self.sources))
+        log.info("engine running: %s scheduled", plural(len(self.sources), "source"))
 
     def _control(self) -> None:
         """Pick up operator requests written to the store (poll now), from any process."""
@@ -435,6 +438,7 @@ class Engine:
         if self.workers is not None:
             self.workers.join(max(deadline - time.monotonic() - 0.3, 0.1))
         self.close()
+        log.info("engine stopped")
 
     def close(self) -> None:
         if self.outbox is not None and self.store is not None:
@@ -475,7 +479,6 @@ class Engine:
                     break
         finally:
             self.stop()
-        log.info("engine stopped")
         return 2 if store is not None and store.damage is not None else 0
 
     def _install_signal_handlers(self) -> None:

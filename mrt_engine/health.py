@@ -17,6 +17,7 @@ from mrt_engine.events import TrackerEvent
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.rules.model import RuleConfig
 from mrt_engine.timeutil import to_store
+from mrt_engine.wording import plural
 
 UNHEALTHY = "source_unhealthy"
 RECOVERED = "source_recovered"
@@ -49,10 +50,10 @@ def health_event(
 ) -> TrackerEvent:
     """The event for one incident's start (``UNHEALTHY``) or end (``RECOVERED``)."""
     if kind == UNHEALTHY:
-        title = f"Source {source_key} is failing: {failures} polls in a row"
+        title = f"Source {source_key} is failing: {plural(failures, 'poll')} in a row"
         summary = f"last error: {error}" if error else ""
     else:
-        title = f"Source {source_key} works again after {failures} failed polls"
+        title = f"Source {source_key} works again after {plural(failures, 'failed poll')}"
         summary = ""
     return TrackerEvent(
         source="mrt",

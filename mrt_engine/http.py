@@ -48,6 +48,7 @@ from mrt_engine.rate_limits import (
 from mrt_engine.secrets import redact, redact_url, shorten
 from mrt_engine.timeutil import Clock, doubling, utcnow
 from mrt_engine.untrusted_json import parse_json
+from mrt_engine.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +299,9 @@ class HttpClient:
                     problem = f"{type(exc).__name__} for {where}: {exc}"
                 retries += 1
                 if retries > self.config.max_retries:
-                    raise NetworkError(f"{problem} (after {retries} tries)") from None
+                    raise NetworkError(
+                        f"{problem} (after {plural(retries, 'try', 'tries')})"
+                    ) from None
                 self._sleep(self._backoff(retries), why=problem, deadline=deadline)
                 continue
             info = rate_limit_info(fetched.headers, self.clock())
@@ -332,7 +335,9 @@ class HttpClient:
                 retries += 1
                 problem = f"{status} from {where}"
                 if retries > self.config.max_retries:
-                    raise UpstreamError(f"{problem} (after {retries} tries)", status)
+                    raise UpstreamError(
+                        f"{problem} (after {plural(retries, 'try', 'tries')})", status
+                    )
                 self._sleep(self._backoff(retries), why=problem, deadline=deadline)
                 continue
             detail = shorten(fetched.content[:300].decode("utf-8", "replace"), 120)

@@ -33,6 +33,7 @@ from mrt_engine.store.db import Store
 from mrt_engine.store.models import SourceState as SourceStateRow
 from mrt_engine.text import storable
 from mrt_engine.timeutil import Clock, doubling, to_store, utcnow
+from mrt_engine.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -229,18 +230,18 @@ class Pipeline:
             self._metric(source.key, started, finished, t0, status, session, fetched, counts, None)
         if counts.alerts:
             log.info(
-                "%s: %d new event(s), %d matched, %d alert(s)%s",
+                "%s: %s, %d matched, %s%s",
                 source.key,
-                counts.new,
+                plural(counts.new, "new event"),
                 counts.matched,
-                counts.alerts,
+                plural(counts.alerts, "alert"),
                 " (baseline)" if result.baseline else "",
             )
         if set_aside:
             log.warning(
-                "%s: %d item(s) quarantined, the rest of the answer went on (latest: %s: %s)",
+                "%s: %s quarantined, the rest of the answer went on (latest: %s: %s)",
                 source.key,
-                len(set_aside),
+                plural(len(set_aside), "item"),
                 set_aside[-1].item_key,
                 set_aside[-1].error,
             )

@@ -13,6 +13,7 @@ from textual.theme import Theme
 
 from mrt_engine import operations
 from mrt_engine.store.db import StoreError
+from mrt_engine.wording import plural
 from mrt_tui.commands import ConsoleCommands
 from mrt_tui.messages import ActionDone
 from mrt_tui.screens.events import EventsScreen
@@ -21,6 +22,7 @@ from mrt_tui.screens.rules import RulesScreen
 from mrt_tui.screens.sources import SourcesScreen
 from mrt_tui.screens.trace import TraceScreen
 from mrt_tui.session import ConsoleSession
+from mrt_tui.signals import StopSignals
 from mrt_tui.themes import DEFAULT_THEME, keymap, load_themes, remember_theme, remembered_theme
 
 
@@ -46,21 +48,32 @@ class MrtApp(App):
         Binding("ctrl+r", "refresh_now", "Refresh", show=False, id="app.refresh"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("colon", "command_palette", "Commands", show=False, id="app.commands"),
+        # Textual adds ctrl+p only when no binding opens the palette: ours (:) would hide it.
+        Binding("ctrl+p", "command_palette", "Commands", show=False, id="app.palette"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
     def __init__(
-        self, session: ConsoleSession, *, theme: str | None = None, remember: bool = True
+        self,
+        session: ConsoleSession,
+        *,
+        theme: str | None = None,
+        remember: bool = True,
+        signals: StopSignals | None = None,
     ) -> None:
         super().__init__()
         self.session = session
+        self._signals = signals
         self._requested_theme = theme
         self._remember = remember
+        self._shown_theme: str | None = None  # the theme on screen; another one is a choice
         self._trace_ref: str | None = None
         self._previous_mode = "events"
         self.sub_title = session.describe()
 
     def on_mount(self) -> None:
+        if self._signals is not None:
+            self._signals.attach(self)  # SIGTERM / SIGHUP now exit the app like q
         for theme in load_themes():
             self.register_theme(theme)
         wanted = self._requested_theme or remembered_theme() or DEFAULT_THEME
@@ -68,13 +81,23 @@ class MrtApp(App):
             self.notify(f"unknown theme {wanted!r}; using {DEFAULT_THEME}", severity="warning")
             wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
         self.theme = wanted
+        self._shown_theme = wanted
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.set_keymap(keymap())
         self.switch_mode("events")
 
+    def on_unmount(self) -> None:
+        if self._signals is not None:
+            self._signals.detach()
+
     def _theme_changed(self, theme: Theme) -> None:
-        if self._remember:
-            remember_theme(theme.name)
+        """The operator chose a theme: remember it. The theme set at start-up (--theme, the
+        remembered one) is not a choice, so opening the console writes no settings file."""
+        if theme.name == self._shown_theme:
+            return
+        self._shown_theme = theme.name
+        if self._remember and (path := remember_theme(theme.name)) is not None:
+            self.notify(f"theme {theme.name} remembered in {path}")
 
     # ------------------------------------------------------------------ navigation
     def switch_mode(self, mode: str):
@@ -103,26 +126,10 @@ class MrtApp(App):
             reload()
 
     def action_help(self) -> None:
-        from rich.text import Text
-
+        from mrt_tui.help import bindings_help
         from mrt_tui.screens.text_view import TextView
 
-        lines = Text()
-        seen = set()
-        for binding in [*self.screen.BINDINGS, *type(self).BINDINGS]:
-            if not isinstance(binding, Binding) or binding.id in seen:
-                continue
-            seen.add(binding.id)
-            lines.append(f"{binding.key:<14}", style="bold")
-            lines.append(f"{binding.description}  ")
-            lines.append(f"[{binding.id}]\n", style="dim")
-        lines.append(
-            "\nTables: j/k move, g/G top/bottom, pgup/pgdn page (past the end: the next page)\n"
-        )
-        lines.append(
-            "ctrl+p or : opens the command palette; esc closes a dialog or clears a filter\n"
-        )
-        self.push_screen(TextView(f"Help · {self.screen.TITLE or ''}", lines))
+        self.push_screen(TextView(f"Help · {self.screen.TITLE or ''}", bindings_help(self.screen)))
 
     # ------------------------------------------------------------------ replay (Events, Trace)
     def open_replay(self) -> None:
@@ -147,7 +154,7 @@ class MrtApp(App):
                     clock=self.session.clock,
                 ),
                 describe=lambda plan: (
-                    f"replay: {plan.deliveries} deliveries enqueued for {len(plan.items)} event(s)"
+                    f"replay: {plural(plan.deliveries, 'delivery', 'deliveries')} enqueued for {plural(len(plan.items), 'event')}"
                 ),
             )
 

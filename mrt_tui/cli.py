@@ -18,10 +18,26 @@ from mrt_engine.config import ConfigError
 from mrt_engine.store.db import StoreError
 from mrt_engine.store.lock import EngineAlreadyRunning
 
+SETTINGS_HELP = """\
+settings file:
+  $MRT_TUI_SETTINGS, else $XDG_CONFIG_HOME/mrt/tui.json (~/.config/mrt/tui.json).
+  The console writes it only when you change a setting in the console (a theme
+  chosen in the command palette is remembered there; --theme is for one run).
+  It holds the theme and your remapped keys, by binding id (? lists every key
+  of the view with its binding id):
+    {"theme": "mrt-light", "keymap": {"outbox.resend": "R", "events.follow": "ctrl+f"}}
+
+The engine's log goes to $XDG_STATE_HOME/mrt/mrt-tui.log (~/.local/state/...)
+while the console owns the terminal. SIGTERM, SIGHUP and q stop the engine cleanly.
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mrt-tui", description="The Model Release Tracker's operator console."
+        prog="mrt-tui",
+        description="The Model Release Tracker's operator console.",
+        epilog=SETTINGS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", help="config file (JSON or TOML); default $MRT_CONFIG")
     parser.add_argument(
@@ -32,30 +48,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="simulated upstreams and channel on 127.0.0.1"
     )
     parser.add_argument(
-        "--theme", help="mrt-dark, mrt-light, mrt-high-contrast or any Textual theme"
+        "--theme",
+        help="this run's theme: mrt-dark, mrt-light, mrt-high-contrast or a Textual theme",
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.theme is not None:
+        from mrt_tui.themes import theme_names
+
+        names = theme_names()
+        if args.theme not in names:
+            parser.error(f"unknown theme {args.theme!r}; available: {', '.join(names)}")
     config_path = args.config or os.environ.get("MRT_CONFIG")
     log_file = _log_to_file()
-    try:
-        session = _session(args, config_path)
-    except (ConfigError, StoreError) as exc:
-        print(f"mrt-tui: {exc}", file=sys.stderr)
-        return 2
-    except EngineAlreadyRunning as exc:
-        print(f"mrt-tui: {exc} (use --attach to watch it)", file=sys.stderr)
-        return 2
-    from mrt_tui.app import MrtApp
+    from mrt_tui.signals import StopSignals
 
-    try:
-        MrtApp(session, theme=args.theme).run()
-    finally:
-        session.close()  # in embedded and demo modes: the engine stops cleanly here
-    if log_file:
+    with StopSignals() as signals:  # from here on, SIGTERM / SIGHUP stop the engine cleanly
+        try:
+            session = _session(args, config_path)
+        except (ConfigError, StoreError) as exc:
+            print(f"mrt-tui: {exc}", file=sys.stderr)
+            return 2
+        except EngineAlreadyRunning as exc:
+            print(f"mrt-tui: {exc} (use --attach to watch it)", file=sys.stderr)
+            return 2
+        from mrt_tui.app import MrtApp
+
+        try:
+            MrtApp(session, theme=args.theme, signals=signals).run()
+        finally:
+            session.close()  # in embedded and demo modes: the engine stops cleanly here
+    if log_file and signals.received is None:  # after SIGHUP there is no terminal to tell
         print(f"mrt-tui: engine log in {log_file}")
     return 0
 
@@ -85,10 +112,14 @@ def _session(args: argparse.Namespace, config_path: str | None):
         from mrt_tui.demo import DemoUpstream
 
         demo = DemoUpstream()
-        path = demo.start()
-        return sessions.embedded(
-            path, mode="demo", environ={**os.environ, **demo.environ}, on_close=demo.stop
-        )
+        try:
+            path = demo.start()
+            return sessions.embedded(
+                path, mode="demo", environ={**os.environ, **demo.environ}, on_close=demo.stop
+            )
+        except BaseException:
+            demo.stop()  # the simulators and the demo's folder go with a failed start
+            raise
     if args.attach:
         if not (config_path or args.db):
             raise ConfigError(["--attach needs --config FILE or --db PATH"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -117,9 +118,12 @@ class DemoUpstream:
         return {"MRT_DEMO_WELINK_URL": self.welink.webhook_url}
 
     def stop(self) -> None:
+        """Stop publishing and the simulators, and remove the demo's folder (its config and
+        store: call this after the engine that used them has stopped)."""
         self._stop.set()
         for sim in (self.github, self.huggingface, self.modelscope, self.welink):
             sim.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def _issue(self, repo: str, *, bug: bool = False) -> None:
         titles = [t for t in TITLES if t.startswith("[Bug]")] if bug else TITLES

@@ -58,6 +58,14 @@ def load_themes() -> list[Theme]:
     return list(themes.values())
 
 
+def theme_names() -> list[str]:
+    """Every theme the console can show: its own (the files found) first, then Textual's."""
+    from textual.theme import BUILTIN_THEMES
+
+    ours = [theme.name for theme in load_themes()]
+    return ours + sorted(name for name in BUILTIN_THEMES if name not in ours)
+
+
 def settings_path() -> Path:
     if os.environ.get("MRT_TUI_SETTINGS"):
         return Path(os.environ["MRT_TUI_SETTINGS"])
@@ -84,7 +92,9 @@ def keymap() -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
 
 
-def remember_theme(name: str) -> None:
+def remember_theme(name: str) -> Path | None:
+    """Write the theme into the settings file (created if need be); its path, or None when it
+    cannot be written."""
     path = settings_path()
     try:
         data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -98,3 +108,5 @@ def remember_theme(name: str) -> None:
         path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     except OSError as exc:  # a read-only home: the choice lasts for this run only
         log.warning("cannot remember the theme in %s: %s", path, exc)
+        return None
+    return path

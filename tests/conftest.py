@@ -356,4 +356,18 @@ def _no_store_left_open() -> Iterator[None]:
         pytest.fail(f"a store was left open: {leaked}")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In .ci/run's lower-bounds run (MRT_LOWER_BOUNDS set), skip the snapshot comparisons: the
+    pictures are drawn with the newest Textual, and older ones draw the same screens with other
+    colours, borders and spacing. Every console behaviour is still tested there (test_tui.py)."""
+    if not os.environ.get("MRT_LOWER_BOUNDS"):
+        return
+    skip = pytest.mark.skip(
+        reason="lower-bounds run: snapshots are pictures drawn by the newest Textual"
+    )
+    for item in items:
+        if "snap_compare" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
 __all__ = ["GH_TOKEN", "WL_TOKEN", "Tracker", "deep_merge", "threading", "wait_until"]

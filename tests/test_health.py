@@ -40,3 +40,25 @@ def test_one_unhealthy_alert_then_one_recovered_alert(gh_tracker, github, welink
     texts = welink.texts()
     assert sum("is failing" in t for t in texts) == 1
     assert sum("works again" in t for t in texts) == 1
+
+
+def test_a_single_failure_is_counted_in_the_singular(gh_tracker, github, welink):
+    github.add_issue("vllm-project/vllm", "[Model] Support DeepSeek-V3")
+    tracker = gh_tracker({"scheduler": {"unhealthy_after_failures": 1}, "http": {"max_retries": 0}})
+    assert tracker.once() == 0  # the baseline
+    github.inject(Fault(502, "bad gateway", path="/repos/", times=1))
+    engine = tracker.engine()
+    engine.open()
+    try:
+        source = engine.sources[0]
+        assert engine.poll_source(source, force=True).status == "error"
+        assert engine.poll_source(source, force=True).status in ("ok", "not_modified")
+    finally:
+        engine.close()
+    titles = [t for (t,) in tracker.sql("SELECT title FROM event WHERE source = 'mrt' ORDER BY id")]
+    assert titles == [
+        "Source github:vllm-project/vllm:issues is failing: 1 poll in a row",
+        "Source github:vllm-project/vllm:issues works again after 1 failed poll",
+    ]
+    [(error,)] = tracker.sql("SELECT error FROM poll_metric WHERE outcome = 'error'")
+    assert error.endswith("(after 1 try)")

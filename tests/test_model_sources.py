@@ -120,7 +120,7 @@ def test_a_listing_that_suddenly_shrinks_is_refused(hf_tracker, hf):
     hf.inject(Fault(200, json.dumps([{"id": "deepseek-ai/M1", "sha": "x"}]), path="/api/models"))
     assert tracker.once() == 1
     error = tracker.sql("SELECT last_error FROM source_state")[0][0]
-    assert "shrank from 10 to 1 models" in error
+    assert "shrank from 10 to 1 model at once" in error
     assert alerted(tracker) == []
 
 

@@ -62,7 +62,7 @@ def test_trace_by_url_and_by_fingerprint_prefix(busy):
     prefix = trace["event"]["fingerprint"][:10]
     text = busy.cli("trace", prefix).stdout
     assert 'hit  watch_keywords (notify, priority 0, poll): keyword "Qwen" in title' in text
-    assert "delivery 2 -> welink: dead, 1 attempt(s)" in text
+    assert "delivery 2 -> welink: dead, 1 attempt, sent" in text
     missing = busy.cli("trace", "0123456789abcdef")
     assert missing.returncode == 1 and "no event matches" in missing.stdout
 

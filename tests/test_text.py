@@ -39,3 +39,11 @@ def test_excerpt_cuts_at_a_word_and_marks_the_cut():
     assert excerpt("one two three four", 100) == "one two three four"
     cut = excerpt("alpha beta gamma delta epsilon", 20)
     assert cut == "alpha beta gamma…" and len(cut) <= 20
+
+
+def test_a_count_of_one_takes_the_singular_and_every_other_count_the_plural():
+    from mrt_engine.wording import plural
+
+    assert plural(1, "try", "tries") == "1 try"
+    assert [plural(n, "try", "tries") for n in (0, 2, 3)] == ["0 tries", "2 tries", "3 tries"]
+    assert plural(1, "event") == "1 event" and plural(5, "event") == "5 events"

@@ -236,6 +236,23 @@ def test_enter_drills_down_to_the_trace_with_every_attempt(console):
     run(scenario())
 
 
+def test_the_trace_counts_one_try_in_the_singular(console):
+    session = console()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            once = Delivery.get(Delivery.status == "retrying")  # tried once
+            await select(pilot, "2", str(once.id))
+            await pilot.press("enter")
+            await settle(pilot, 3)
+            took = [str(cell) for cell in app.screen.table.get_row(f"d{once.id}")]
+            assert "1 try" in took and "1 tries" not in took
+
+    run(scenario())
+
+
 def test_the_filter_narrows_the_feed_and_escape_clears_it(console):
     session = console()
 
@@ -294,6 +311,50 @@ def test_follow_help_refresh_and_a_remapped_key(console, tmp_path):
             await pilot.press("ctrl+d")  # the remapped requeue
             await settle(pilot)
             assert app.screen.__class__.__name__ == "Confirm"
+
+    run(scenario())
+
+
+def help_lines(app) -> list[str]:
+    """The help screen's text, one binding a line, spaces folded."""
+    return [" ".join(line.split()) for line in str(app.screen.body).splitlines()]
+
+
+def test_help_lists_every_active_binding_by_its_display_key(console, tmp_path):
+    (tmp_path / "tui.json").write_text('{"keymap": {"events.follow": "ctrl+f"}}')
+    session = console()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("question_mark")
+            await settle(pilot)
+            lines = help_lines(app)
+            # the view's own, the ones it inherits, the table's and the app's
+            for line in [
+                "r Resend [events.resend]",
+                "/ Filter [list.filter]",
+                "esc Clear filter [list.clear_filter]",
+                "j Down [table.down]",
+                "? Help [app.help]",
+                ": Commands [app.commands]",
+                "^r Refresh [app.refresh]",
+                "^f Follow [events.follow]",  # as the operator remapped it
+            ]:
+                assert line in lines, (line, lines)
+            text = "\n".join(lines)
+            assert "question_mark" not in text and "colon" not in text and "slash" not in text
+            await pilot.press("escape", "2")
+            await settle(pilot)
+            await pilot.press("question_mark")
+            await settle(pilot)
+            lines = help_lines(app)
+            assert "D Requeue dead [outbox.requeue_dead]" in lines, lines
+            assert "/ Filter [list.filter]" in lines
+            await pilot.press("escape", "ctrl+p")  # the palette, as the help and README say
+            await settle(pilot)
+            assert app.screen.__class__.__name__ == "CommandPalette"
 
     run(scenario())
 
@@ -367,3 +428,57 @@ def test_quarantined_items_show_in_the_sources_and_trace_views(console):
     assert "quarantined: this item did not become events" in seen["trace"]
     assert "https://github.com/vllm-project/vllm/issues/7" in seen["trace"]
     assert '"title": "[bold]Qwen[/] broken"' in seen["trace"]  # shown literally
+
+
+def test_a_stop_signal_during_start_up_ends_the_console_as_soon_as_it_runs(console):
+    import os
+    import signal
+
+    from mrt_tui.signals import StopSignals
+
+    session = console()
+    with StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGTERM)  # while the engine starts: remembered, not fatal
+        assert signals.received == signal.SIGTERM
+        app = MrtApp(session, theme="mrt-dark", remember=False, signals=signals)
+        run(app.run_async(headless=True, size=(80, 24)))  # returns: the app exited by itself
+    assert not app.is_running
+
+
+def test_the_console_writes_its_settings_file_only_when_the_operator_changes_a_setting(
+    console, tmp_path
+):
+    session = console()
+    settings = tmp_path / "tui.json"
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-light")  # --theme: for this run only
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            assert not settings.exists()  # opening the console writes nothing
+            app.theme = "mrt-high-contrast"  # the operator's choice (command palette)
+            await settle(pilot)
+            assert settings.exists()
+            assert any(str(settings) in str(n.message) for n in app._notifications)
+
+    run(scenario())
+    assert '"mrt-high-contrast"' in settings.read_text()
+
+
+def test_an_unknown_theme_is_a_usage_error_naming_the_themes(capsys):
+    from mrt_tui.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--demo", "--theme", "solarised"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown theme 'solarised'" in err
+    assert all(name in err for name in ("mrt-dark", "mrt-light", "mrt-high-contrast"))
+
+
+def test_help_says_where_the_settings_file_is_and_how_to_remap_keys():
+    from mrt_tui.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "MRT_TUI_SETTINGS" in text and "~/.config/mrt/tui.json" in text
+    assert '"keymap"' in text and "binding id" in text

@@ -21,6 +21,7 @@ from mrt_engine.secrets import shorten
 from mrt_engine.store.db import Store
 from mrt_engine.text import storable
 from mrt_engine.timeutil import Clock, from_store, to_store, utcnow
+from mrt_engine.wording import plural
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +170,10 @@ class Outbox:
             )
         if status == "dead":
             log.error(
-                "delivery %d to %s is dead after %d attempt(s): %s",
+                "delivery %d to %s is dead after %s: %s",
                 claim.delivery_id,
                 claim.channel,
-                attempts,
+                plural(attempts, "attempt"),
                 error,
             )
         elif status == "retrying":
@@ -218,8 +219,8 @@ class Outbox:
             released = cursor.rowcount
         if interrupted:
             log.warning(
-                "%d send(s) were in flight when an engine stopped; they will be retried",
-                interrupted,
+                "%s in flight when an engine stopped will be retried",
+                plural(interrupted, "send"),
             )
         return released
 

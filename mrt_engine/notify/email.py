@@ -27,6 +27,7 @@ from mrt_engine.config import StrictModel, Wait
 from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
 from mrt_engine.notify.message import TemplateError, compile_template, render
 from mrt_engine.secrets import Secret, redact, shorten
+from mrt_engine.wording import plural
 
 # Replies that ask for another connection mode or login (530 "Must issue a STARTTLS command
 # first" / "Authentication required", 534/535 login refused, 538 encryption required): fixing the
@@ -116,7 +117,7 @@ class EmailChannel(Channel):
         mode = "SSL" if self.use_ssl else ("STARTTLS" if self.settings.use_tls else "plain")
         return (
             f"SMTP {self.settings.smtp_host}:{self.settings.smtp_port} ({mode}) "
-            f"to {len(self.settings.to_list)} recipient(s)"
+            f"to {plural(len(self.settings.to_list), 'recipient')}"
         )
 
     def _tls(self) -> ssl.SSLContext:

@@ -30,6 +30,7 @@ from mrt_engine.quarantine import Quarantined
 from mrt_engine.sources.base import PollResult, Source, SourceState, appeared_at
 from mrt_engine.text import storable
 from mrt_engine.timeutil import github_time, parse_upstream, to_store
+from mrt_engine.wording import plural
 
 SHRINK_GUARD_MIN_MODELS = 6
 MAX_LABELS = 20
@@ -202,7 +203,7 @@ class ModelListSource(Source):
             return
         if len(current) < len(snapshot) / 2:
             raise MalformedResponse(
-                f"{self.org}'s model list shrank from {len(snapshot)} to {len(current)} models at once; "
+                f"{self.org}'s model list shrank from {len(snapshot)} to {plural(len(current), 'model')} at once; "
                 "treated as an upstream glitch, not as removals (reset the cursor to accept it)"
             )
 

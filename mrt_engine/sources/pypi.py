@@ -21,6 +21,7 @@ from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
 from mrt_engine.sources.validators import ApiBase
 from mrt_engine.text import clean_line
 from mrt_engine.timeutil import parse_upstream
+from mrt_engine.wording import plural
 
 DEFAULT_API = "https://pypi.org"
 _NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
@@ -108,7 +109,7 @@ class PyPIPackage(ItemSetSource):
             title=title,
             url=f"{_web(self.api_base)}/project/{self.name}/{version}/",
             occurred_at=uploaded,
-            summary=clean_line(f"{len(files)} file(s): {', '.join(kinds)}"),
+            summary=clean_line(f"{plural(len(files), 'file')}: {', '.join(kinds)}"),
             labels=labels,
             raw={
                 "version": version,

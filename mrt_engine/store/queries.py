@@ -40,6 +40,7 @@ from mrt_engine.store.views import (
     to_plain,
 )
 from mrt_engine.text import clean
+from mrt_engine.wording import plural
 
 # The views are re-exported: callers read them together with the queries that build them.
 __all__ = [
@@ -67,7 +68,7 @@ def describe_cursor(cursor: dict[str, Any] | None) -> str:
     if not cursor:
         return "-"
     if isinstance(cursor.get("models"), dict):
-        text = f"snapshot of {len(cursor['models'])} models"
+        text = f"snapshot of {plural(len(cursor['models']), 'model')}"
         if cursor.get("swept_at"):
             text += f", swept {cursor['swept_at']}"
         if cursor.get("since"):

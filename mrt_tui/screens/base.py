@@ -20,6 +20,7 @@ from textual.worker import WorkerState
 
 from mrt_engine.operations import OperationError
 from mrt_engine.store.db import StoreError
+from mrt_engine.wording import plural
 from mrt_tui.messages import ActionDone, Prefetched, RowsLoaded
 from mrt_tui.widgets.live_table import LiveTable
 
@@ -56,7 +57,8 @@ class LiveScreen(Screen):
             yield Input(placeholder=self.FILTER_HELP, id="filter", classes="hidden")
             yield LiveTable(self.COLUMNS, id="table")
             yield Static("", id="status")
-        yield Footer()
+        # the palette's keys (: and ctrl+p) are in the help; a footer entry would crowd out ? and q
+        yield Footer(show_command_palette=False)
 
     @property
     def table(self) -> LiveTable:
@@ -123,7 +125,7 @@ class LiveScreen(Screen):
 
     def status_text(self, rows: list[Any], extra: Any) -> str:
         where = "newest" if self.before_id is None else f"older than #{self.before_id}"
-        shown = f"{len(rows)} row(s), {where}"
+        shown = f"{plural(len(rows), 'row')}, {where}"
         if self.filter_text:
             shown += f" · filter: {self.filter_text}"
         return shown

@@ -17,6 +17,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from mrt_engine import operations
 from mrt_engine.timeutil import parse_when
+from mrt_engine.wording import plural
 
 
 @dataclass
@@ -99,8 +100,8 @@ class ReplayForm(ModalScreen[ReplayRequest | None]):
         request = ReplayRequest(since, until, values["source"] or None, channel, plan.deliveries)
         text = Text.assemble(
             ("dry run  ", "bold"),
-            f"{plan.scanned} event(s) scanned, {plan.matched} match now, "
-            f"{len(plan.items)} never sent: {plan.deliveries} deliveries would be enqueued",
+            f"{plural(plan.scanned, 'event')} scanned, {plan.matched} match now, "
+            f"{len(plan.items)} never sent: {plural(plan.deliveries, 'delivery', 'deliveries')} would be enqueued",
         )
         self.post_message(_Preview(text, request))
 

@@ -13,6 +13,7 @@ from mrt_engine import operations
 from mrt_engine.rules.dryrun import draft_rule, dry_run
 from mrt_engine.rules.matcher import CompiledRule
 from mrt_engine.store import feed
+from mrt_engine.wording import plural
 from mrt_tui import cells
 from mrt_tui.messages import ShowText
 from mrt_tui.screens.base import LiveScreen
@@ -69,7 +70,7 @@ class RulesScreen(LiveScreen):
         ]
 
     def status_text(self, rows, extra) -> str:
-        return f"{len(rows)} rule(s) · t tests the selected rule, / a draft, against the last {DRY_RUN_EVENTS} events"
+        return f"{plural(len(rows), 'rule')} · t tests the selected rule, / a draft, against the last {DRY_RUN_EVENTS} events"
 
     # ------------------------------------------------------------------ dry runs
     def action_test_rule(self) -> None:
@@ -98,7 +99,7 @@ class RulesScreen(LiveScreen):
         with self.session.store.read():
             rows = feed.recent_events(DRY_RUN_EVENTS)
         matches = dry_run(rule, ((r.id, operations.tracker_event(r)) for r in rows))
-        lines = [f"{label}: {len(matches)} of the last {len(rows)} events would match"]
+        lines = [f"{label}: {len(matches)} of the last {plural(len(rows), 'event')} would match"]
         for event_id, event, hit in matches[:50]:
             lines.append(f"#{event_id} {event.title[:70]}  — {hit.reason}")
         self.post_message(ShowText("Dry run (nothing is sent)", "\n".join(lines)))

@@ -16,6 +16,7 @@ from textual.widgets import Footer, Header, Input, Static
 from mrt_engine import operations
 from mrt_engine.store import queries
 from mrt_engine.store.db import StoreError
+from mrt_engine.wording import plural
 from mrt_tui import cells
 from mrt_tui.messages import ActionDone, RowsLoaded
 from mrt_tui.screens.base import REFRESH_SECONDS
@@ -125,7 +126,7 @@ class TraceScreen(Screen):
                     "Select an event or a delivery and press enter, or press / here.", id="event"
                 )
             yield LiveTable(self.COLUMNS, id="table")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     @property
     def session(self):
@@ -202,7 +203,7 @@ class TraceScreen(Screen):
                         cells.when(
                             delivery.next_attempt_at if waiting else delivery.updated_at, now
                         ),
-                        cells.text(f"{delivery.attempts} tries"),
+                        cells.text(plural(delivery.attempts, "try", "tries")),
                         cells.text(""),
                         cells.text(delivery.last_error or ""),
                     ],
