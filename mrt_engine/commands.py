@@ -148,7 +148,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             if s.quarantine_latest is not None:
                 q = s.quarantine_latest
                 print(
-                    f"      {s.quarantined} item(s) quarantined; latest {q.item_key}"
+                    f"      {plural(s.quarantined, 'item')} quarantined; latest {q.item_key}"
                     f" (seen {_fmt_time(q.last_seen_at, now)}, {q.times}x, trace quarantine:{q.id}):"
                     f" {q.error}"
                 )

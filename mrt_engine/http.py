@@ -486,7 +486,7 @@ class HttpClient:
         or trickling upstream returns at once, and its poll is discarded."""
         cut = self._backend.cut()
         if cut:
-            log.info("cut %d HTTP connection(s) short", cut)
+            log.info("cut %s short", plural(cut, "HTTP connection"))
 
     def close(self) -> None:
         if self._client is not None:

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from mrt_engine import operations
 from mrt_engine.store import queries
 from mrt_engine.store.queries import SourceView
+from mrt_engine.wording import plural
 from mrt_tui import cells
 from mrt_tui.screens.base import LiveScreen
 
@@ -72,7 +73,7 @@ class SourcesScreen(LiveScreen):
         paused = sum(1 for r in rows if r.paused)
         held = sum(1 for r in rows if r.quarantined)
         return (
-            f"{len(rows)} source(s), {failing} failing, {paused} paused"
+            f"{plural(len(rows), 'source')}, {failing} failing, {paused} paused"
             + (f", {held} with quarantined items" if held else "")
             + f" · {self.session.describe()}"
         )
