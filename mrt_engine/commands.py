@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from mrt_engine.engine import build_components
+    from mrt_engine.components import build_components
 
     config = _config(args)
     components = build_components(config, os.environ)
@@ -265,7 +265,7 @@ def cmd_resend(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from mrt_engine.engine import compile_rules
+    from mrt_engine.components import compile_rules
 
     config = _config(args)
     since = _when(args.since, "--since")

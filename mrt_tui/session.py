@@ -61,7 +61,7 @@ class ConsoleSession:
         if self.engine is not None:
             return self.engine.rules
         if self.config is not None:
-            from mrt_engine.engine import compile_rules
+            from mrt_engine.components import compile_rules
 
             return compile_rules(self.config)
         return None

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mrt_engine.batch import commit_events
+from mrt_engine.components import build_components, compile_rules
 from mrt_engine.config import load_config
-from mrt_engine.engine import build_components, compile_rules
 from mrt_engine.events import TrackerEvent
 from mrt_engine.pipeline import ensure_state
 from mrt_engine.store.db import open_store

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from mrt_engine import operations
-from mrt_engine.engine import compile_rules
+from mrt_engine.components import compile_rules
 from mrt_engine.rules.dryrun import draft_rule, dry_run
 from mrt_engine.rules.matcher import CompiledRule
 from mrt_engine.simulators.feeds import FeedSimulator

@@ -14,8 +14,8 @@ import pytest
 from pydantic import BaseModel
 
 from mrt_engine import cli
+from mrt_engine.components import build_components
 from mrt_engine.config import ConfigError, key_path, load_config, root_model, validate
-from mrt_engine.engine import build_components
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK = "https://open.welink.huaweicloud.com/api/werobot/v1/webhook/send?token=tok-abcdef123456&channel=standard"

@@ -9,7 +9,7 @@ import pytest
 from conftest import wait_until
 
 from mrt_engine import operations
-from mrt_engine.engine import compile_rules
+from mrt_engine.components import compile_rules
 from mrt_engine.simulators.base import Fault
 
 REPO = "vllm-project/vllm"
