@@ -46,6 +46,8 @@ class ConfigError(Exception):
 
 def _at_most(limit: float, words: str) -> AfterValidator:
     def check(value: float) -> float:
+        if not math.isfinite(value):  # StrictModel refuses these first; this type holds alone
+            raise ValueError(f"must be a finite number, got {value}")
         if value > limit:
             raise ValueError(f"must be <= {limit:.0f} ({words}), got {value:g}")
         return value
@@ -55,10 +57,11 @@ def _at_most(limit: float, words: str) -> AfterValidator:
 
 # Every duration of the config is one of these types: a finite number of seconds with an upper
 # bound, so no value can overflow a timedelta, a sleep or the scheduler (1e308, inf and nan
-# used to pass the check and crash ``run``). Lower bounds stay at the field.
-Duration = Annotated[float, Field(allow_inf_nan=False), _at_most(MAX_INTERVAL_SECONDS, "30 days")]
+# used to pass the check and crash ``run``). Lower bounds stay at the field. (No Field() inside
+# the Annotated: pydantic 2.0, our lower bound, refuses a second Field() on the same field.)
+Duration = Annotated[float, _at_most(MAX_INTERVAL_SECONDS, "30 days")]
 """An interval, a backoff or a lease: at most 30 days."""
-Wait = Annotated[float, Field(allow_inf_nan=False), _at_most(MAX_WAIT_SECONDS, "10 minutes")]
+Wait = Annotated[float, _at_most(MAX_WAIT_SECONDS, "10 minutes")]
 """A wait inside one poll or one request (a timeout, a retry pause, host spacing)."""
 
 

@@ -41,6 +41,12 @@ _longest_prefix = 0
 # WeCom key, Feishu hook ids travel in the path and are covered by the registered full URL).
 _SECRET_PARAMS = {"token", "access_token", "key", "secret", "sign", "signature", "sig", "apikey"}
 _MIN_SECRET_LEN = 4
+# A credential parameter written into any text (an echoed request line, a URL in an error):
+# its value goes by the name, since clients encode the same token differently ("/" as "%2F" or
+# not, "+" as "%2B" or not) and no list of registered forms covers them all.
+_SECRET_PARAM_VALUE = re.compile(
+    r"(?i)(?<![\w-])(" + "|".join(sorted(_SECRET_PARAMS)) + r")=[^&\s\"'<>]+"
+)
 # A cut that leaves fewer characters says too little of a secret to be worth a false positive.
 _MIN_PREFIX = 8
 # Where a text was cut: an ellipsis (ours or an upstream's), or the end of the text.
@@ -139,7 +145,8 @@ def redact(text: object) -> str:
     pattern = _pattern
     if pattern is None:
         return message
-    return _redact_cut_starts(pattern.sub("***", message))
+    message = _SECRET_PARAM_VALUE.sub(r"\1=***", pattern.sub("***", message))
+    return _redact_cut_starts(message)
 
 
 def shorten(text: object, limit: int, *, one_line: bool = True) -> str:
