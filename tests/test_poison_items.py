@@ -243,6 +243,32 @@ def test_an_answer_whose_every_item_is_unusable_fails_the_poll(gh_tracker, githu
     assert tracker.sql("SELECT COUNT(*) FROM quarantine") == [(0,)]
 
 
+def test_a_bad_item_alone_on_the_last_page_does_not_fail_the_poll(make_tracker, welink):
+    """Whether every item failed is judged over the whole answer, not page by page: a broken
+    advisory that happens to be alone on the last page does not hide the good ones before it."""
+    from mrt_engine.simulators.osv import OsvSimulator
+
+    with OsvSimulator(page_size=2) as osv:
+        osv.publish("vllm", "GHSA-old", "old")
+        tracker = make_tracker(
+            {
+                "sources": {"osv": {"packages": ["vllm"], "api_base": osv.url}},
+                "notify": {"welink": {"webhook_env": "WL"}},
+            },
+            {"WL": welink.webhook_url},
+        )
+        assert tracker.once() == 0  # the baseline
+        osv.publish("vllm", "GHSA-good", "Qwen loader RCE")
+        osv.publish("vllm", "GHSA-bad", "broken")
+        osv.vulns[("PyPI", "vllm")][-1]["aliases"] = 5  # alone on page 2, unreadable
+
+        assert tracker.once() == 0
+
+    assert tracker.sql("SELECT consecutive_failures, last_error FROM source_state") == [(0, None)]
+    assert [t.split(":")[0] for t in alerts(tracker)] == ["[HIGH] GHSA-good in vllm"]
+    assert tracker.sql("SELECT item_key FROM quarantine") == [("GHSA-bad",)]
+
+
 def test_a_channel_answer_with_a_lone_surrogate_is_recorded_on_the_attempt(
     gh_tracker, github, welink
 ):
