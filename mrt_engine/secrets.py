@@ -211,6 +211,18 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Tokens whose shape is a valid variable name: GitHub's (ghp_, gho_, ghu_, ghs_, ghr_,
+# github_pat_) and HuggingFace's (hf_), each with a long random tail.
+_TOKEN_SHAPES = re.compile(r"(gh[pousr]_|github_pat_|hf_)[A-Za-z0-9_]{20,}")
+
+
+def looks_like_a_secret(name: str) -> bool:
+    """Whether ``name``, given as an environment variable's name, is rather a secret itself:
+    not a variable name at all (a URL, a password with punctuation), or a well-known token."""
+    return not _ENV_NAME.fullmatch(name) or bool(_TOKEN_SHAPES.fullmatch(name))
+
+
 class MissingSecret(Exception):
     """A required secret's environment variable is not set."""
 
@@ -228,6 +240,14 @@ class SecretResolver:
         if not env:
             if required:
                 self.errors.append(f"{where}: required: name the environment variable for {what}")
+            return None
+        if looks_like_a_secret(env):
+            # The usual slip: the secret itself where its variable's name belongs. Never echo it.
+            self.errors.append(
+                f"{where}: expected the name of an environment variable that holds {what}; the"
+                " value given looks like the secret itself (not shown): put it in an environment"
+                " variable and give that variable's name here"
+            )
             return None
         value = self.environ.get(env, "")
         if value.strip():
