@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import string
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ def register(value: str) -> None:
             return
         _values.update(added)
         ordered = sorted(_values, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        _pattern = re.compile("|".join(_flexible(v) for v in ordered))
         _prefixes = frozenset(v[:n] for v in _values for n in range(_secret_from(v) + 1, len(v)))
         _longest_prefix = max((len(p) for p in _prefixes), default=0)
 
@@ -130,6 +131,32 @@ def _forms(value: str) -> set[str]:
             forms.add(encoded)
             forms.add(_PERCENT_ESCAPE.sub(lambda m: m.group().lower(), encoded))
     return forms
+
+
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
+def _flexible(value: str) -> str:
+    """A pattern of ``value`` that also finds it partly percent-encoded: each character that
+    URLs may escape, as itself or as its ``%XX`` escapes (either hex case), a space also as
+    ``+``. Clients and servers each escape a query their own way (httpx 0.25 writes a token's
+    ``/`` as ``%2F`` and leaves its ``+`` and ``=``), so no list of whole forms is complete."""
+    parts = []
+    for char in value:
+        if char in _UNRESERVED:
+            parts.append(re.escape(char))
+            continue
+        octets = char.encode("utf-8", "surrogatepass")
+        options = [re.escape(char), "".join(_escape_pattern(octet) for octet in octets)]
+        if char == " ":
+            options.append(r"\+")
+        parts.append("(?:" + "|".join(options) + ")")
+    return "".join(parts)
+
+
+def _escape_pattern(octet: int) -> str:
+    """``%XX`` of ``octet``, its hex letters in either case."""
+    return "%" + "".join(f"[{d}{d.lower()}]" if d.isalpha() else d for d in f"{octet:02X}")
 
 
 def redact(text: object) -> str:
