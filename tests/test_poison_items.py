@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from mrt_engine.simulators.base import Fault
 
@@ -107,6 +108,39 @@ def test_an_error_text_with_a_lone_surrogate_is_recorded(gh_tracker, github):
     assert failures == 1 and "bad \ufffd token" in error
     metric = tracker.sql("SELECT error FROM poll_metric WHERE outcome = 'error'")[0][0]
     assert "bad \ufffd token" in metric
+
+
+def test_a_log_line_with_a_lone_surrogate_reaches_the_console_log_file(
+    gh_tracker, github, welink, tmp_path, monkeypatch
+):
+    """The console logs to a UTF-8 file: a line that quotes a channel's reply with a lone
+    surrogate was lost there ("--- Logging error ---" on stderr instead), like any other line
+    that quotes upstream text."""
+    from mrt_tui.cli import _log_to_file
+
+    github.add_issue(REPO, "seed", at=T0)
+    tracker = issues_only(gh_tracker)
+    tracker.once()
+    github.add_issue(REPO, "DeepSeek news", at=T0 + timedelta(minutes=1))
+    welink.inject(
+        Fault(200, '{"code": "58500", "data": null, "message": "odd \\ud800 reply"}', path="/api/")
+    )
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        path = _log_to_file()
+        assert tracker.once() == 1
+        for handler in root.handlers:
+            handler.flush()
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[0]:
+                handler.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    text = Path(path).read_text(encoding="utf-8")
+    assert "odd \ufffd reply" in text, text
 
 
 # ---------------------------------------------------------------------- (b) recorded failures
