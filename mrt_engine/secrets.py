@@ -268,6 +268,9 @@ class SecretResolver:
             if required:
                 self.errors.append(f"{where}: required: name the environment variable for {what}")
             return None
+        value = self.environ.get(env, "")
+        if value.strip():
+            return Secret(value.strip(), env)
         if looks_like_a_secret(env):
             # The usual slip: the secret itself where its variable's name belongs. Never echo it.
             self.errors.append(
@@ -276,9 +279,6 @@ class SecretResolver:
                 " variable and give that variable's name here"
             )
             return None
-        value = self.environ.get(env, "")
-        if value.strip():
-            return Secret(value.strip(), env)
         message = f"{where}: environment variable {env} is not set ({what})"
         if required:
             self.errors.append(message)
