@@ -184,6 +184,7 @@ class HttpClient:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _client: httpx.Client | None = None
     _backend: DeadlineBackend = field(default_factory=DeadlineBackend)
+    _in_flight: int = 0  # requests being sent or read now (what abort cuts short)
 
     def __post_init__(self) -> None:
         self._client = httpx.Client(
@@ -369,6 +370,17 @@ class HttpClient:
             json=json_body,
             timeout=gate.policy.timeout_seconds,
         )
+        with self._lock:
+            self._in_flight += 1
+        try:
+            return self._exchange(request, url, deadline)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _exchange(self, request: httpx.Request, url: str, deadline: Deadline) -> Fetched:
+        """Send ``request`` and read its whole (bounded) answer before ``deadline``."""
+        assert self._client is not None
         with within(deadline):
             response = self._client.send(request, stream=True)
             try:
@@ -484,9 +496,11 @@ class HttpClient:
     def abort(self) -> None:
         """Cut every request in flight now (the engine is stopping): a read blocked on a silent
         or trickling upstream returns at once, and its poll is discarded."""
-        cut = self._backend.cut()
-        if cut:
-            log.info("cut %s short", plural(cut, "HTTP connection"))
+        with self._lock:
+            busy = self._in_flight
+        self._backend.cut()  # idle kept-alive connections too: nothing more will be sent
+        if busy:
+            log.info("cut %s short", plural(busy, "request in flight", "requests in flight"))
 
     def close(self) -> None:
         if self._client is not None:

@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 
 from mrt_engine.secrets import RedactingFilter
-from mrt_engine.text import clean
+from mrt_engine.text import clean, storable
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,22 +19,23 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": clean(record.getMessage()),
+            "msg": storable(clean(record.getMessage())),
             "thread": record.threadName,
         }
         # exc_text first: the redacting filter has put the scrubbed traceback there.
         if record.exc_text:
-            entry["exc"] = clean(record.exc_text)
+            entry["exc"] = storable(clean(record.exc_text))
         elif record.exc_info:
-            entry["exc"] = clean(self.formatException(record.exc_info))
+            entry["exc"] = storable(clean(self.formatException(record.exc_info)))
         return json.dumps(entry, ensure_ascii=False)
 
 
 class CleanTextFormatter(logging.Formatter):
-    """The usual text format, with control characters removed from upstream text in messages."""
+    """The usual text format, with control characters removed from upstream text in messages,
+    and text a UTF-8 log file cannot take (a lone surrogate) replaced: the line is written."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return clean(super().format(record)).replace("\x00", "")
+        return storable(clean(super().format(record)).replace("\x00", ""))
 
 
 def setup_logging(fmt: str = "text", level: str = "info", stream=None) -> None:

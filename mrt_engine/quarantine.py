@@ -9,8 +9,10 @@ they show in ``mrt-engine status``, ``trace`` and the console's Sources view.
 
 When *every* item of a non-empty answer fails, the answer itself is what changed (a new API
 shape): that is a :class:`MalformedResponse`, so the poll fails, the cursor stays and the source
-turns unhealthy as for any broken answer. Failures of the transport (network, rate limit, auth,
-engine stopping) are never per item: they fail the poll.
+turns unhealthy as for any broken answer. "Every" counts all the pages one :class:`Quarantine`
+has seen: a broken item alone on the last page is one bad item, not a broken answer. Failures
+of the transport (network, rate limit, auth, engine stopping) are never per item: they fail the
+poll.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class Quarantine:
 
     def __init__(self) -> None:
         self.items: list[Quarantined] = []
+        self.used = 0  # items of this answer (all its pages so far) that went through
 
     def each(
         self,
@@ -124,8 +127,9 @@ class Quarantine:
     ) -> list[T]:
         """``normalise(item)`` for each item; an item that fails is quarantined and skipped.
 
-        Raises :class:`MalformedResponse` when every item of a non-empty ``items`` fails, and
-        lets every other transport error (:class:`FetchError`) through.
+        Raises :class:`MalformedResponse` when every item failed, of ``items`` and of the
+        pages this quarantine saw before, and lets every other transport error
+        (:class:`FetchError`) through.
         """
         results: list[T] = []
         failed: list[Quarantined] = []
@@ -138,7 +142,8 @@ class Quarantine:
                 failed.append(quarantined(item, exc, key))
             except Exception as exc:
                 failed.append(quarantined(item, exc, key))
-        if failed and not results:
+        self.used += len(results)
+        if failed and not self.used:
             raise unusable(what, failed)
         self.items.extend(failed)
         return results

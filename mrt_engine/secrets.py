@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import string
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ def register(value: str) -> None:
             return
         _values.update(added)
         ordered = sorted(_values, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        _pattern = re.compile("|".join(_flexible(v) for v in ordered))
         _prefixes = frozenset(v[:n] for v in _values for n in range(_secret_from(v) + 1, len(v)))
         _longest_prefix = max((len(p) for p in _prefixes), default=0)
 
@@ -136,6 +137,32 @@ def _forms(value: str) -> set[str]:
             forms.add(encoded)
             forms.add(_PERCENT_ESCAPE.sub(lambda m: m.group().lower(), encoded))
     return forms
+
+
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
+def _flexible(value: str) -> str:
+    """A pattern of ``value`` that also finds it partly percent-encoded: each character that
+    URLs may escape, as itself or as its ``%XX`` escapes (either hex case), a space also as
+    ``+``. Clients and servers each escape a query their own way (httpx 0.25 writes a token's
+    ``/`` as ``%2F`` and leaves its ``+`` and ``=``), so no list of whole forms is complete."""
+    parts = []
+    for char in value:
+        if char in _UNRESERVED:
+            parts.append(re.escape(char))
+            continue
+        octets = char.encode("utf-8", "surrogatepass")
+        options = [re.escape(char), "".join(_escape_pattern(octet) for octet in octets)]
+        if char == " ":
+            options.append(r"\+")
+        parts.append("(?:" + "|".join(options) + ")")
+    return "".join(parts)
+
+
+def _escape_pattern(octet: int) -> str:
+    """``%XX`` of ``octet``, its hex letters in either case."""
+    return "%" + "".join(f"[{d}{d.lower()}]" if d.isalpha() else d for d in f"{octet:02X}")
 
 
 def redact(text: object) -> str:
@@ -218,6 +245,18 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Tokens whose shape is a valid variable name: GitHub's (ghp_, gho_, ghu_, ghs_, ghr_,
+# github_pat_) and HuggingFace's (hf_), each with a long random tail.
+_TOKEN_SHAPES = re.compile(r"(gh[pousr]_|github_pat_|hf_)[A-Za-z0-9_]{20,}")
+
+
+def looks_like_a_secret(name: str) -> bool:
+    """Whether ``name``, given as an environment variable's name, is rather a secret itself:
+    not a variable name at all (a URL, a password with punctuation), or a well-known token."""
+    return not _ENV_NAME.fullmatch(name) or bool(_TOKEN_SHAPES.fullmatch(name))
+
+
 class MissingSecret(Exception):
     """A required secret's environment variable is not set."""
 
@@ -239,6 +278,14 @@ class SecretResolver:
         value = self.environ.get(env, "")
         if value.strip():
             return Secret(value.strip(), env)
+        if looks_like_a_secret(env):
+            # The usual slip: the secret itself where its variable's name belongs. Never echo it.
+            self.errors.append(
+                f"{where}: expected the name of an environment variable that holds {what}; the"
+                " value given looks like the secret itself (not shown): put it in an environment"
+                " variable and give that variable's name here"
+            )
+            return None
         message = f"{where}: environment variable {env} is not set ({what})"
         if required:
             self.errors.append(message)

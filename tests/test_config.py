@@ -200,6 +200,34 @@ def test_missing_required_secret_is_an_error_and_optional_one_a_warning(tmp_path
     )
 
 
+@pytest.mark.parametrize(
+    "section, key, pasted",
+    [
+        ("notify", "welink", "https://open.welink.example/send?token=PASTEDsecret123&channel=s"),
+        ("sources", "github", "ghp_PASTEDsecret0123456789abcdefABCDEF"),
+        ("sources", "huggingface", "hf_PASTEDsecretAbCdEfGhIjKlMnOpQrStUv"),
+    ],
+)
+def test_a_secret_pasted_where_its_variable_name_belongs_is_never_echoed(
+    tmp_path, section, key, pasted
+):
+    """The usual first-hour slip: the token itself in ``*_env``. check says what to do and
+    never prints the value (it would land in a terminal, a CI log, the daemon's log)."""
+    name = "webhook_env" if key == "welink" else "token_env"
+    settings = {name: pasted, **({"repos": ["a/b"]} if key == "github" else {})}
+    if key == "huggingface":
+        settings["orgs"] = ["Qwen"]
+    data = {section: {key: settings}}
+    if section == "sources":
+        data["notify"] = {"welink": {"webhook_env": "HOOK"}}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(data))
+    result = run_cli("check", "--config", str(path), env={"HOOK": WEBHOOK, "PATH": "/usr/bin:/bin"})
+    assert "PASTEDsecret" not in result.stdout + result.stderr
+    assert f"{section}.{key}.{name}: " in result.stdout + result.stderr
+    assert "the name of an environment variable" in result.stdout + result.stderr
+
+
 def test_check_shows_webhook_redacted(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"notify": {"welink": {}}}))

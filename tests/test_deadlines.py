@@ -186,7 +186,8 @@ def test_slow_sources_on_one_host_do_not_starve_a_source_on_another_host(make_tr
 
 
 @pytest.mark.parametrize("mode", ["trickle", "silent"])
-def test_stopping_the_engine_cuts_a_slow_request_short(make_tracker, mode):
+def test_stopping_the_engine_cuts_a_slow_request_short(make_tracker, mode, caplog):
+    caplog.set_level("INFO", logger="mrt_engine.http")
     with HostileServer(mode) as server:
         tracker = make_tracker(
             {
@@ -207,8 +208,29 @@ def test_stopping_the_engine_cuts_a_slow_request_short(make_tracker, mode):
             stopped_at = time.monotonic() - started
         assert engine._active_polls == 0, "a poll was still running after stop returned"
         assert stopped_at < 30  # far below the 300 s the request would otherwise take
+    assert "cut 1 request in flight short" in caplog.text
     # Cut short by the stop, not failed by the upstream: nothing recorded against the source.
     assert tracker.sql("SELECT last_error, consecutive_failures FROM source_state") == [(None, 0)]
+
+
+def test_stopping_an_idle_engine_reports_no_request_cut_short(make_tracker, caplog):
+    """Connections kept alive between polls are closed at a stop, but no request was cut
+    short: the log says so only when one was (it said "cut 3 HTTP connections short" at every
+    stop, of an engine that was only waiting for its next poll)."""
+    from mrt_engine.simulators.github import GitHubSimulator
+
+    caplog.set_level("INFO", logger="mrt_engine.http")
+    with GitHubSimulator() as github:
+        github.add_issue("vllm-project/vllm", "seed")
+        tracker = make_tracker({"sources": issues_only(github.url)})
+        engine = tracker.engine()
+        engine.start()
+        try:
+            assert wait_until(lambda: tracker.baselines() == 1, timeout=30)
+            assert wait_until(lambda: engine._active_polls == 0, timeout=30)
+        finally:
+            finishes(engine.stop)
+    assert "short" not in caplog.text
 
 
 # ---------------------------------------------------------------------- timeout precedence

@@ -297,3 +297,66 @@ def test_a_service_version_from_before_the_baseline_turning_stable_or_changing_i
         "SUPPLY-CHAIN ALARM: asr-whisper service 2.0.0 changed its sha256",
         "nmt-m2m100 service 1.0.0 is now stable",
     ]
+
+
+def test_an_item_the_baseline_could_not_read_is_not_news_once_it_reads(make_tracker, hf, welink):
+    """The baseline saw the whole listing, an unreadable (quarantined) item too: once that item
+    reads, it is as old as it says, not new to the listing (a release or model of 2020 alerted as
+    if published today)."""
+    from mrt_engine.simulators.modelhub import ModelHubSimulator
+    from mrt_engine.simulators.pypi import PyPISimulator
+
+    old = datetime(2020, 5, 1, tzinfo=UTC)
+    with PyPISimulator() as pypi, ModelHubSimulator() as hub:
+        hub.publish("nmt-m2m100", "1.0.0")
+        hub.set_version("nmt-m2m100", "1.0.0", created_at="2020-05-01T00:00:00Z")
+        hub.publish("asr-whisper", "1.0.0")
+        hub.publish("asr-whisper", "1.1.0")
+        for version in ("1.0.0", "1.1.0"):
+            hub.set_version("asr-whisper", version, created_at="2020-05-01T00:00:00Z")
+        with hub.lock:  # a version number that is not text: the service cannot be read
+            broken_version = hub.services["asr-whisper"]["versions"][0]
+            broken_version["version"] = 11
+        pypi.release("vllm", "0.1.0", at=old)
+        pypi.release("vllm", "0.9.0", at=old)
+        with pypi.lock:
+            pypi.projects["vllm"]["0.1.0"] = "not a list of files"
+        hf.put_model("deepseek-ai/DeepSeek-V2", at=old)
+        broken = hf.put_model("deepseek-ai/DeepSeek-Coder", at=old)
+        with hf.lock:
+            broken["sha"], broken["lastModified"] = None, "not a time"
+        tracker = make_tracker(
+            {
+                "sources": {
+                    "pypi": {"packages": ["vllm"], "api_base": pypi.url},
+                    "huggingface": {"orgs": ["deepseek-ai"], "api_base": hf.url},
+                    "modelhub": {"api_base": hub.url},
+                },
+                "rules": [
+                    {
+                        "name": "all",
+                        "event_type": [
+                            "version_released",
+                            "model_added",
+                            "service_version_published",
+                        ],
+                    }
+                ],
+                "notify": {"welink": {"webhook_env": "WL"}},
+            },
+            {"WL": welink.webhook_url},
+        )
+        assert tracker.once() == 0  # the baseline, each source with one item quarantined
+        assert tracker.sql("SELECT COUNT(*) FROM quarantine") == [(3,)]
+        pypi.release("vllm", "0.1.0", at=old)  # all read again upstream, unchanged in age
+        hf.put_model("deepseek-ai/DeepSeek-Coder", at=old)
+        with hub.lock:
+            broken_version["version"] = "1.1.0"
+        pypi.release("vllm", "1.0.0")  # and something really new
+        assert tracker.once() == 0
+    assert alerted(tracker) == [("vllm 1.0.0 released on PyPI", "version_released")]
+    assert stored(tracker, "vllm 0.1.0 released on PyPI") == {"version_released": 1}
+    assert stored(tracker, "deepseek-ai/DeepSeek-Coder") == {"model_added": 1}
+    assert stored(tracker, "asr-whisper service 1.1.0 published on the Model Hub") == {
+        "service_version_published": 1
+    }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from mrt_engine.simulators.base import Fault
 
@@ -107,6 +108,39 @@ def test_an_error_text_with_a_lone_surrogate_is_recorded(gh_tracker, github):
     assert failures == 1 and "bad \ufffd token" in error
     metric = tracker.sql("SELECT error FROM poll_metric WHERE outcome = 'error'")[0][0]
     assert "bad \ufffd token" in metric
+
+
+def test_a_log_line_with_a_lone_surrogate_reaches_the_console_log_file(
+    gh_tracker, github, welink, tmp_path, monkeypatch
+):
+    """The console logs to a UTF-8 file: a line that quotes a channel's reply with a lone
+    surrogate was lost there ("--- Logging error ---" on stderr instead), like any other line
+    that quotes upstream text."""
+    from mrt_tui.cli import _log_to_file
+
+    github.add_issue(REPO, "seed", at=T0)
+    tracker = issues_only(gh_tracker)
+    tracker.once()
+    github.add_issue(REPO, "DeepSeek news", at=T0 + timedelta(minutes=1))
+    welink.inject(
+        Fault(200, '{"code": "58500", "data": null, "message": "odd \\ud800 reply"}', path="/api/")
+    )
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        path = _log_to_file()
+        assert tracker.once() == 1
+        for handler in root.handlers:
+            handler.flush()
+    finally:
+        for handler in root.handlers:
+            if handler not in saved[0]:
+                handler.close()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    text = Path(path).read_text(encoding="utf-8")
+    assert "odd \ufffd reply" in text, text
 
 
 # ---------------------------------------------------------------------- (b) recorded failures
@@ -241,6 +275,32 @@ def test_an_answer_whose_every_item_is_unusable_fails_the_poll(gh_tracker, githu
     assert failures == 1 and after == cursor
     assert "no issue of the answer is usable" in error and "(and 1 more)" in error
     assert tracker.sql("SELECT COUNT(*) FROM quarantine") == [(0,)]
+
+
+def test_a_bad_item_alone_on_the_last_page_does_not_fail_the_poll(make_tracker, welink):
+    """Whether every item failed is judged over the whole answer, not page by page: a broken
+    advisory that happens to be alone on the last page does not hide the good ones before it."""
+    from mrt_engine.simulators.osv import OsvSimulator
+
+    with OsvSimulator(page_size=2) as osv:
+        osv.publish("vllm", "GHSA-old", "old")
+        tracker = make_tracker(
+            {
+                "sources": {"osv": {"packages": ["vllm"], "api_base": osv.url}},
+                "notify": {"welink": {"webhook_env": "WL"}},
+            },
+            {"WL": welink.webhook_url},
+        )
+        assert tracker.once() == 0  # the baseline
+        osv.publish("vllm", "GHSA-good", "Qwen loader RCE")
+        osv.publish("vllm", "GHSA-bad", "broken")
+        osv.vulns[("PyPI", "vllm")][-1]["aliases"] = 5  # alone on page 2, unreadable
+
+        assert tracker.once() == 0
+
+    assert tracker.sql("SELECT consecutive_failures, last_error FROM source_state") == [(0, None)]
+    assert [t.split(":")[0] for t in alerts(tracker)] == ["[HIGH] GHSA-good in vllm"]
+    assert tracker.sql("SELECT item_key FROM quarantine") == [("GHSA-bad",)]
 
 
 def test_a_channel_answer_with_a_lone_surrogate_is_recorded_on_the_attempt(

@@ -201,6 +201,22 @@ def test_every_encoding_of_a_registered_secret_is_redacted():
         assert redact(f"said {shown}!") == "said ***!"
 
 
+def test_a_secret_partly_percent_encoded_is_redacted():
+    """Clients and servers each encode a query their own way: httpx 0.25 sends a token
+    ``Ab+Cd/Ef==`` as ``Ab+Cd%2FEf==`` (only the slash escaped), and a webhook that echoes
+    its request-target shows that form; so does a proxy that escapes some characters only."""
+    Secret("https://hook.example/send?token=Pq+Rs/Tu==PARTLY-0123456789&channel=s", "PART")
+    for shown in (
+        "Pq+Rs%2FTu==PARTLY-0123456789",  # httpx 0.25-0.27 on the wire
+        "Pq+Rs%2fTu%3D=PARTLY-0123456789",
+        "Pq%2BRs/Tu==PARTLY-0123456789",
+        "Pq Rs%2FTu%3d%3dPARTLY-0123456789",
+    ):
+        assert redact(f"no robot at /send?token={shown}&channel=s") == (
+            "no robot at /send?token=***&channel=s"
+        ), shown
+
+
 def test_a_cut_secret_is_redacted_where_the_text_was_cut():
     Secret("cut-me-secret-0123456789", "CUT")
     assert redact("token cut-me-secr… (after 3 tries)") == "token ***… (after 3 tries)"

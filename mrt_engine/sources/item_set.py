@@ -26,6 +26,8 @@ from mrt_engine.text import storable
 
 # Keys kept in the cursor at most (an image with thousands of tags keeps the newest ones).
 MAX_KNOWN = 5000
+# The cursor's value for an item the baseline listed but could not read (it was quarantined).
+UNREAD = None
 
 
 @dataclass(frozen=True)
@@ -71,22 +73,31 @@ class ItemSetSource(Source):
 
     def poll(self, state: SourceState, http: PollSession, now: datetime) -> PollResult:
         cursor = state.cursor or {}
-        known: dict[str, str] | None = cursor.get("items") if state.baseline_done else None
+        known: dict[str, str | None] | None = cursor.get("items") if state.baseline_done else None
         found = self.fetch(http, state, conditional=known is not None)
         if found.items is None:
             return PollResult(
                 [], state.cursor, state.validators, state.validated_url, not_modified=True
             )
         # Keys and event ids as the cursor stores them, so odd text still matches itself.
-        events = [
-            self.event(item, now)
-            for item in found.items
-            if known is None or known.get(storable(item.key)) != storable(item.event_id)
-        ]
-        if known is not None:  # new to a set the baseline saw whole: it appeared after it
-            for event in events:
+        events = []
+        for item in found.items:
+            key = storable(item.key)
+            if known is not None and known.get(key) == storable(item.event_id):
+                continue
+            event = self.event(item, now)
+            # New to a set the baseline saw whole: it appeared after it. One the baseline
+            # listed but could not read is as old as it says (the history rule judges it).
+            if known is not None and not (key in known and known[key] is UNREAD):
                 event.occurred_at = appeared_at(event.occurred_at, state, now)
-        current = {storable(item.key): storable(item.event_id) for item in found.items}
+            events.append(event)
+        current: dict[str, str | None] = {
+            storable(item.key): storable(item.event_id) for item in found.items
+        }
+        if known is None:  # the baseline also lists what it could not read
+            for held in found.quarantined:
+                if held.identified:
+                    current.setdefault(held.item_key, UNREAD)
         if known:  # keep what this answer did not list (a page limit, an upstream hiccup)
             current.update({k: v for k, v in known.items() if k not in current})
         if len(current) > MAX_KNOWN:

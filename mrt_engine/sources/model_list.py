@@ -35,6 +35,8 @@ from mrt_engine.wording import plural
 SHRINK_GUARD_MIN_MODELS = 6
 MAX_LABELS = 20
 TIME_REVISION = "modified:"
+# The snapshot entry of a model the baseline listed but could not read (it was quarantined).
+UNREAD = {"rev": None, "unread": True}
 
 
 def time_revision(when: datetime) -> str:
@@ -140,6 +142,11 @@ class ModelListSource(Source):
         }
         since = parse_upstream(cursor.get("since"))
         if snapshot is None:
+            # The baseline also lists what it could not read: a model that reads later is as
+            # old as it says, not new to the listing.
+            for held in listing.quarantined:
+                if held.identified:
+                    new_cursor["models"].setdefault(held.item_key, dict(UNREAD))
             if since is None:
                 events = [self._event("model_added", m, now) for m in listing.models]
                 return PollResult(
@@ -170,6 +177,9 @@ class ModelListSource(Source):
         events: list[TrackerEvent] = []
         for model in listing.models:
             before = snapshot.get(model.id)
+            if before is not None and before.get("unread"):  # listed, unreadable, at the baseline
+                events.append(self._event("model_added", model, now))
+                continue
             if before is None:
                 change = self._event("model_added", model, now)
             elif self.stored_revision(before.get("rev")) != model.revision:

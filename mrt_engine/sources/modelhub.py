@@ -40,6 +40,8 @@ from mrt_engine.timeutil import parse_upstream
 
 PUBLISHED = "service_version_published"
 STABLE = "service_version_stable"
+# The cursor's entry (``service@``) of a service the baseline listed but could not read.
+UNREAD = {"unread": True}
 
 
 class ModelHubSettings(StrictModel):
@@ -84,6 +86,8 @@ class ModelHubServices(Source):
             events.extend(found)
         for held in quarantine.items:  # a service set aside keeps what was known of it
             current.update(_versions_of(known, held.item_key))
+            if known is None and held.identified:  # the baseline listed it, unreadable
+                current[storable(f"{held.item_key}@")] = dict(UNREAD)
         new_cursor = {"versions": current, "etags": etags}
         return PollResult(
             events,
@@ -116,6 +120,7 @@ class ModelHubServices(Source):
         expect(isinstance(versions, list), f"service {service_id!r} without a 'versions' list")
         current: dict[str, dict[str, Any]] = {}
         events: list[TrackerEvent] = []
+        unread = bool(((known or {}).get(storable(f"{service_id}@")) or {}).get("unread"))
         for version in versions:
             expect(
                 isinstance(version, dict) and isinstance(version.get("version"), str),
@@ -130,7 +135,9 @@ class ModelHubServices(Source):
             changes = self._changes(
                 service_id, name, version, before, sha, stable, now, known is None, about
             )
-            if known is not None:  # new to a list the baseline saw whole: appeared since
+            # New to a list the baseline saw whole: appeared since. A version of a service
+            # the baseline listed but could not read is as old as it says.
+            if known is not None and not unread:
                 for change in changes:
                     change.occurred_at = appeared_at(change.occurred_at, state, now)
             events.extend(changes)

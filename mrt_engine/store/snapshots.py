@@ -48,7 +48,10 @@ def snapshot(source_key: str) -> list[dict[str, Any]]:
             for model_id, v in sorted(cursor["models"].items())
         ]
     if isinstance(cursor.get("items"), dict):
-        return [{"key": clean(k), "event_id": clean(str(v))} for k, v in cursor["items"].items()]
+        return [
+            {"key": clean(k), "event_id": "" if v is None else clean(str(v))}
+            for k, v in cursor["items"].items()
+        ]
     if isinstance(cursor.get("versions"), dict):
         return [
             {
