@@ -362,3 +362,18 @@ def test_bad_upstream_input_records_an_error_keeps_the_cursor_and_other_sources_
     assert [t for t in sent if t not in health] == [
         f"DeepSeek on SGLang #{i}" for i in range(len(bad_answers))
     ]
+
+
+def test_labels_that_are_not_a_list_are_no_labels_not_letters(gh_tracker, github):
+    now = datetime.now(UTC).replace(microsecond=0)
+    github.add_issue(REPO, "seed", at=now)
+    tracker = gh_tracker({"sources": {"github": {"monitor": {"pulls": False}}}})
+    tracker.once()
+    odd = github.add_issue(REPO, "DeepSeek odd labels", at=now + timedelta(seconds=5))
+    odd["labels"] = "bug"
+    mixed = github.add_issue(REPO, "Qwen mixed labels", at=now + timedelta(seconds=6))
+    mixed["labels"] = [{"name": "bug"}, "triage", {"name": 7}, 3]
+    assert tracker.once() == 0
+    stored = dict(tracker.sql("SELECT title, labels FROM event WHERE title != 'seed'"))
+    assert json.loads(stored["DeepSeek odd labels"]) == []
+    assert json.loads(stored["Qwen mixed labels"]) == ["bug", "triage"]

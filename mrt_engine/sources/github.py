@@ -234,12 +234,7 @@ class GitHubIssues(Source):
         if is_pr != (self.kind == "pulls"):
             return []
         number = item["number"]
-        labels = tuple(
-            lb["name"] if isinstance(lb, dict) else str(lb)
-            for lb in (item.get("labels") or [])
-            if isinstance(lb, dict | str)
-            and (not isinstance(lb, dict) or isinstance(lb.get("name"), str))
-        )
+        labels = _labels(item)
         user = item.get("user") if isinstance(item.get("user"), dict) else {}
         body = body_text(item.get("body") if isinstance(item.get("body"), str) else "")
         closed_at = parse_upstream(item.get("closed_at"))
@@ -322,6 +317,19 @@ def _time(item: dict[str, Any], key: str) -> datetime:
     return value
 
 
+def _labels(item: dict[str, Any]) -> tuple[str, ...]:
+    """The label names: GitHub sends a list of label objects (or, from some tools, names);
+    anything else (a bare string would iterate into letters) is no label."""
+    found = item.get("labels")
+    if not isinstance(found, list):
+        return ()
+    return tuple(
+        lb["name"] if isinstance(lb, dict) else lb
+        for lb in found
+        if isinstance(lb, str) or (isinstance(lb, dict) and isinstance(lb.get("name"), str))
+    )
+
+
 def _compact(item: dict[str, Any]) -> dict[str, Any]:
     """The fields worth keeping for troubleshooting, without avatars, API URLs and the body
     (kept once, in the event's ``body``)."""
@@ -334,9 +342,7 @@ def _compact(item: dict[str, Any]) -> dict[str, Any]:
         "state_reason": item.get("state_reason"),
         "draft": item.get("draft"),
         "user": user.get("login"),
-        "labels": [
-            lb.get("name") if isinstance(lb, dict) else lb for lb in item.get("labels") or []
-        ],
+        "labels": list(_labels(item)),
         "comments": item.get("comments"),
         "created_at": item.get("created_at"),
         "updated_at": item.get("updated_at"),
