@@ -15,17 +15,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peewee import fn
 
-from mrt_engine.batch import insert_alerts
 from mrt_engine.events import TrackerEvent
-from mrt_engine.rules.matcher import Decision, RuleSet
 from mrt_engine.store.db import Store
 from mrt_engine.store.models import Alert, Audit, Delivery, Event, SourceState
 from mrt_engine.text import clean, storable
 from mrt_engine.timeutil import Clock, github_time, to_store, utcnow
+
+# The rules and the pipeline's batch writer (pydantic, httpx) are imported where an operation
+# needs them: `mrt-engine resend` or `source pause` does without (tests/test_startup.py).
+if TYPE_CHECKING:
+    from mrt_engine.rules.matcher import Decision, RuleSet
 
 
 class OperationError(Exception):
@@ -175,6 +178,8 @@ def resend_event(
         delivery_id = existing.id if existing is not None else None
     if delivery_id is not None:
         return resend_delivery(store, delivery_id, actor=actor, clock=clock)
+    from mrt_engine.batch import insert_alerts
+
     with store.write():
         now_s = to_store(now)
         if alert is None:
@@ -322,6 +327,8 @@ def replay(
 ) -> ReplayPlan:
     """Re-evaluate stored events with the current rules and enqueue what now matches and was
     never enqueued for that channel. ``dry_run`` only reports it."""
+    from mrt_engine.batch import insert_alerts
+
     if until is not None and until < since:
         raise OperationError("--until is before --since")
     with store.write() if not dry_run else store.read():

@@ -14,6 +14,7 @@ from typing import Any
 
 from peewee import fn
 
+from mrt_engine.delivery import STATUSES
 from mrt_engine.store.models import (
     Alert,
     Attempt,
@@ -58,7 +59,6 @@ __all__ = [
     "to_plain",
 ]
 
-STATUSES = ("pending", "retrying", "sent", "dead")
 _HEX = re.compile(r"^[0-9a-f]{6,64}$")
 
 
