@@ -171,6 +171,27 @@ MIGRATIONS: list[list[str]] = [
             UNIQUE (source_key, item_key)
         )""",
     ],
+    # 3: indexes that match what is asked of a year of history (issue 9). Each helper's block
+    # below is its own; tests/test_query_plans.py checks every query's plan against them.
+    [
+        # ---- query shapes (issue 9 item 5) ----
+        # The outbox by status and channel, newest first (queries.deliveries): with both
+        # columns equal the rows come in id order, so a page is read off the index, never
+        # sorted. A status or a channel alone is read as one such range per (status, channel)
+        # pair, merged by id. Also finds the dead ones to requeue, and the channels (a few
+        # index seeks). It replaces delivery_due, which no query uses any more: one index on
+        # every delivery for another, so an insert costs what it did.
+        "CREATE INDEX delivery_status_channel ON delivery (status, channel)",
+        "DROP INDEX delivery_due",
+        # The queue a worker claims from (Outbox.claim: a channel's due rows, highest priority
+        # first, in the order of its ORDER BY) and the time its next row is due
+        # (Outbox.next_due: the first entry). Partial: only rows still to send are in them, so
+        # they stay the size of the queue, not of the history, and a sent row leaves them.
+        "CREATE INDEX delivery_queue ON delivery (channel, priority DESC, next_attempt_at)"
+        " WHERE status IN ('pending', 'retrying')",
+        "CREATE INDEX delivery_queue_due ON delivery (channel, next_attempt_at)"
+        " WHERE status IN ('pending', 'retrying')",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)
