@@ -206,7 +206,12 @@ def test_a_schema_2_store_gets_the_outbox_indexes_and_keeps_its_rows(tmp_path):
         indexes = {
             r[0] for r in store.db.execute_sql("SELECT name FROM sqlite_master WHERE type='index'")
         }
-        assert {"delivery_status_channel", "delivery_queue", "delivery_queue_due"} <= indexes
+        assert {
+            "delivery_status_channel",
+            "delivery_queue",
+            "delivery_queue_due",
+            "delivery_leased",
+        } <= indexes
         assert "delivery_due" not in indexes
         assert [d.channel for d in queries.deliveries("pending")] == ["welink"]
         assert Outbox(store, owner="me", clock=lambda: NOW).next_due("welink") == NOW

@@ -212,12 +212,11 @@ class Outbox:
                 params,
             )
             interrupted = cursor.rowcount
-            # Only a queued row is ever leased (completing one ends its lease with its status),
-            # so the queue's index finds the leases without reading the history.
+            # Found through delivery_leased, which holds only the rows being sent.
             lease_where = "lease_owner IS NOT NULL" if owner is None else "lease_owner = ?"
             cursor.execute(
                 "UPDATE delivery SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
-                f" WHERE {QUEUED} AND {lease_where}",
+                f" WHERE {lease_where}",
                 [now_s] if owner is None else [now_s, owner],
             )
             released = cursor.rowcount
