@@ -11,13 +11,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mrt_engine import operations, timeutil
-from mrt_engine.config import Config, load_config
-from mrt_engine.store import queries
-from mrt_engine.store.db import Store, StoreError, check_location, open_store
+from mrt_engine import timeutil
+from mrt_engine.delivery import STATUSES
 from mrt_engine.wording import plural
+
+# Each command imports what it needs (the config's pydantic models, the store's peewee, httpx):
+# `mrt-engine --help` and argument errors import none of them (tests/test_startup.py).
+if TYPE_CHECKING:
+    from mrt_engine.config import Config
+    from mrt_engine.store import queries
+    from mrt_engine.store.db import Store
 
 log = logging.getLogger("mrt_engine")
 
@@ -38,6 +43,8 @@ def _fmt_time(value: datetime | None, now: datetime | None = None) -> str:
 
 
 def _print_json(data: Any) -> None:
+    from mrt_engine.store import queries
+
     print(json.dumps(queries.to_plain(data), indent=2, ensure_ascii=False))
 
 
@@ -52,6 +59,8 @@ def _when(value: str | None, name: str) -> datetime | None:
 
 # ---------------------------------------------------------------------- config and store
 def _config(args: argparse.Namespace) -> Config:
+    from mrt_engine.config import load_config
+
     path = args.config or os.environ.get("MRT_CONFIG")
     if not path:
         raise UsageError("no config given: use --config FILE (or set MRT_CONFIG)")
@@ -62,6 +71,8 @@ def _config(args: argparse.Namespace) -> Config:
 def _store(args: argparse.Namespace) -> Iterator[Store]:
     """The store of ``--db`` or of the config, closed again when the command is done. A store
     that fails under the command (a damaged file, a full disk) is one StoreError: exit 2."""
+    from mrt_engine.store.db import open_store
+
     path = args.db if getattr(args, "db", None) else _config(args).db_path
     store = open_store(path, create=False)
     try:
@@ -90,6 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from mrt_engine.components import build_components
+    from mrt_engine.store.db import StoreError, check_location
 
     config = _config(args)
     components = build_components(config, os.environ)
@@ -115,6 +127,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from mrt_engine.store import queries
+
     with _store(args) as store:
         states = queries.source_states()
         counts = queries.outbox_counts()
@@ -160,10 +174,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    if args.status and args.status not in queries.STATUSES:
-        raise UsageError(
-            f"--status: expected one of {', '.join(queries.STATUSES)}, got {args.status!r}"
-        )
+    if args.status and args.status not in STATUSES:
+        raise UsageError(f"--status: expected one of {', '.join(STATUSES)}, got {args.status!r}")
+    from mrt_engine.store import queries
+
     with _store(args):
         rows = queries.deliveries(args.status, args.channel, args.limit)
         if args.json:
@@ -183,6 +197,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
+    from mrt_engine.store import queries
+
     with _store(args):
         traces = queries.trace(args.ref)
         held = queries.quarantined(args.ref)
@@ -252,6 +268,8 @@ def _print_trace(t: queries.Trace) -> None:
 
 
 def cmd_resend(args: argparse.Namespace) -> int:
+    from mrt_engine import operations
+
     actor = operations.actor_name("cli")
     if args.dead == (args.delivery_id is not None):
         raise UsageError("give a DELIVERY_ID or --dead (with an optional --channel)")
@@ -265,6 +283,7 @@ def cmd_resend(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from mrt_engine import operations
     from mrt_engine.components import compile_rules
 
     config = _config(args)
@@ -303,6 +322,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_cursor(args: argparse.Namespace) -> int:
+    from mrt_engine import operations
+    from mrt_engine.store import queries
+
     with _store(args) as store:
         if args.cursor_command == "list":
             states = queries.source_states()
@@ -332,6 +354,8 @@ def cmd_cursor(args: argparse.Namespace) -> int:
 
 
 def cmd_source(args: argparse.Namespace) -> int:
+    from mrt_engine import operations
+
     actor = operations.actor_name("cli")
     with _store(args) as store:
         if args.source_command == "poll":
