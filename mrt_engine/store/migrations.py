@@ -171,6 +171,18 @@ MIGRATIONS: list[list[str]] = [
             UNIQUE (source_key, item_key)
         )""",
     ],
+    # 3: issue 9 (each helper's statements in its own commented block)
+    [
+        # -- retention (mrt_engine/store/retention.py): how far the pruning of events has come.
+        # Every event up to ``through_id`` is decided (its raw cleared, or kept because a rule
+        # matched it), so a daily prune reads only the events that aged since the last one.
+        """CREATE TABLE retention_mark (
+            job TEXT PRIMARY KEY NOT NULL,
+            through_id INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        # -- end of retention
+    ],
 ]
 
 LATEST = len(MIGRATIONS)
