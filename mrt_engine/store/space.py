@@ -58,11 +58,11 @@ def store_stats(store: Store) -> StoreStats:
         names = [
             r[0]
             for r in db.execute_sql(
-                "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name"
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
             ).fetchall()
         ]
         rows = {name: _count(db, name) for name in names}
-        rows["sqlite_schema"] = _count(db, "sqlite_schema")
+        rows["sqlite_schema"] = _count(db, "sqlite_master")  # its newer name (SQLite 3.33)
         sizes = _page_bytes(db)
         page_size = db.execute_sql("PRAGMA page_size").fetchone()[0]
         pages = db.execute_sql("PRAGMA page_count").fetchone()[0]
@@ -71,8 +71,8 @@ def store_stats(store: Store) -> StoreStats:
         TableStats(
             name,
             count,
-            sizes[name][0] if sizes is not None else None,
-            sizes[name][1] if sizes is not None else None,
+            sizes.get(name, [0, 0])[0] if sizes is not None else None,
+            sizes.get(name, [0, 0])[1] if sizes is not None else None,
         )
         for name, count in rows.items()
     ]
@@ -97,13 +97,14 @@ def _page_bytes(db: Any) -> dict[str, list[int]] | None:
     try:
         found = db.execute_sql(
             "SELECT COALESCE(m.tbl_name, s.name), m.type = 'index', SUM(s.pgsize)"
-            " FROM dbstat AS s LEFT JOIN sqlite_schema AS m ON m.name = s.name"
+            " FROM dbstat AS s LEFT JOIN sqlite_master AS m ON m.name = s.name"
             " GROUP BY 1, 2"
         ).fetchall()
     except sqlite3.OperationalError:  # SQLite built without SQLITE_ENABLE_DBSTAT_VTAB
         return None
     sizes: dict[str, list[int]] = {}
     for table, is_index, size in found:
+        table = "sqlite_schema" if table == "sqlite_master" else table  # dbstat before 3.33
         sizes.setdefault(table, [0, 0])[1 if is_index else 0] += size
     return sizes
 
