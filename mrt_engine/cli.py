@@ -198,6 +198,26 @@ def build_parser() -> argparse.ArgumentParser:
         p = source_sub.add_parser(name, parents=[store_opts], help=text)
         p.add_argument("key", metavar="KEY")
         p.set_defaults(func=commands.cmd_source)
+    store = sub.add_parser(
+        "store", parents=[store_opts, as_json], help="prune old rows, show sizes, give space back"
+    )
+    store_sub = store.add_subparsers(
+        dest="store_command", metavar="prune|stats|vacuum", required=True
+    )
+    prune = store_sub.add_parser(
+        "prune",
+        parents=[store_opts, as_json],
+        help="forget what config retention lets go (the running engine does it daily)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only count what would go")
+    store_sub.add_parser(
+        "stats", parents=[store_opts, as_json], help="rows and bytes per table, file sizes"
+    )
+    store_sub.add_parser(
+        "vacuum", parents=[store_opts], help="give free pages back to the disk (no engine running)"
+    )
+    for child in store_sub.choices.values():
+        child.set_defaults(func=commands.cmd_store)
     _note_accepted_options(parser)
     return parser
 

@@ -197,6 +197,15 @@ MIGRATIONS: list[list[str]] = [
         # The claims an engine holds (Outbox.release at stop, Outbox.recover at start): only
         # rows being sent are in it, for the moment of the send.
         "CREATE INDEX delivery_leased ON delivery (lease_owner) WHERE lease_owner IS NOT NULL",
+        # -- retention (mrt_engine/store/retention.py): how far the pruning of events has come.
+        # Every event up to ``through_id`` is decided (its raw cleared, or kept because a rule
+        # matched it), so a daily prune reads only the events that aged since the last one.
+        """CREATE TABLE retention_mark (
+            job TEXT PRIMARY KEY NOT NULL,
+            through_id INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        # -- end of retention
     ],
 ]
 
