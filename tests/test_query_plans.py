@@ -45,12 +45,13 @@ MODULES = (
     "mrt_engine.operations",
     "mrt_engine.delivery.outbox",
     "mrt_engine.rules.dryrun",
+    "mrt_engine.store.retention",
 )
 
 # Tables that grow with history: a query reads a bounded part of them, through an index.
 BIG_TABLES = frozenset({"event", "rule_hit", "alert", "delivery", "attempt", "poll_metric"})
 # Tables that stay small: one row per source key, per operator action, per unreadable item.
-SMALL_TABLES = frozenset({"source_state", "audit", "quarantine"})
+SMALL_TABLES = frozenset({"source_state", "audit", "quarantine", "retention_mark"})
 
 # Callables whose full scans other items of issue 9 remove. The mark is strict: once the fix is
 # merged the test passes, the mark fails, and its line here goes.
@@ -368,10 +369,16 @@ def _model_rows(model_name: str):
 
 def _instances(cls_name: str):
     def make(s: Samples):
+        from console_data import NOW
+
         from mrt_engine.delivery.outbox import Outbox, OutboxPolicy
         from mrt_engine.operations import ReplayPlan
+        from mrt_engine.store import retention
 
+        kinds = {type(k).__name__: k for k in retention.kinds(retention.RetentionPolicy(), NOW)}
         return {
+            **{name: (lambda kind=kind: [kind]) for name, kind in kinds.items()},
+            "PruneReport": lambda: [retention.PruneReport(dry_run=True, at=NOW)],
             "Outbox": lambda: [Outbox(s.store, owner="plans", clock=_clock())],
             "OutboxPolicy": lambda: [OutboxPolicy()],
             "EventFilter": lambda: _filters(s),
@@ -379,6 +386,18 @@ def _instances(cls_name: str):
         }[cls_name]()
 
     return make
+
+
+def _policy(**kwargs):
+    from mrt_engine.store.retention import RetentionPolicy
+
+    return RetentionPolicy(pause_seconds=0, **kwargs)
+
+
+def _retention_section(s: Samples):
+    from mrt_engine.config import validate
+
+    return [validate({}).retention]
 
 
 # By annotation (a domain type), then by parameter name. Each gives a list of values: the first
@@ -401,8 +420,15 @@ TYPE_SAMPLES: dict[str, Callable[[Samples], list]] = {
     "sqlite3.Cursor": lambda s: [s.store.db.cursor()],
     "datetime": _when,
     "QuarantineView": lambda s: [None],
+    "RetentionPolicy": lambda s: [_policy(), _policy(batch_rows=1)],
 }
 SAMPLES: dict[str, Callable[[Samples], list]] = {
+    "store": lambda s: [s.store],
+    "db": lambda s: [s.store.db],
+    "config": _retention_section,
+    "position": lambda s: [0],
+    "stopped": lambda s: [lambda: False],
+    "ids": lambda s: [s.delivery_ids[:2]],
     "status": lambda s: ["pending", "retrying", "sent", "dead"],
     "channel": lambda s: ["welink", "email"],
     "channels": lambda s: [["welink", "email"]],
