@@ -189,7 +189,7 @@ MIGRATIONS: list[list[str]] = [
         "CREATE VIRTUAL TABLE event_search_terms USING fts5vocab(event_search, instance)",
         "CREATE INDEX event_event_type ON event (event_type)",
         "CREATE INDEX event_source ON event (source)",
-        "CREATE INDEX event_source_key ON event (source_key)",
+        "CREATE INDEX event_source_key ON event (source_key, source)",
         # --- end of Events search
     ],
 ]

@@ -1,6 +1,6 @@
 """Finding the events an Events filter matches, a window at a time, without reading the table.
 
-**What matches** is one SQL expression over an event row (:func:`plan`), which alone decides:
+**What matches** is one SQL expression over an event row (:func:`plan`), and it alone decides:
 
 * a word matches when its case-folded form (``str.casefold``, as rule keywords fold) is a
   substring of :func:`search_text` of the title: the title as the console shows it (control and
@@ -9,21 +9,26 @@
 * ``source:``, ``type:`` and ``matched:`` compare as they always did.
 
 **Which rows get looked at** is the job of indexes. Each condition an index can answer lists
-its rows newest first (:class:`_Stream`): words of three characters or more through
-``event_search`` (FTS5, trigram tokenizer, over :func:`search_text` of every title); ``type:``
-and ``source:`` through the indexes on ``event_type``, ``source_key`` and ``source`` (one list
-per distinct value, found by a skip scan of the index); ``matched:yes`` through ``rule_hit``'s
-index on the event. The search steps every such list in turn, in growing steps, testing each
-row it meets with the whole expression. A list read down to id N has shown every match from
-N up, so the search stops once some list has shown a page of matches, or has run out. It reads
-at most (number of lists) times what the best list alone would: a rare word reads its few rows,
-a common word one page, and a rare ``type:`` with a common word is found through the type index.
+its rows newest first (a :class:`_Stream` each, or several whose union holds them): the words
+through ``event_search``, an FTS5 trigram index of every title's search text (a word of three
+characters or more is the phrase of its trigrams; a shorter one, the trigrams starting with it);
+``type:`` and ``source:`` through the indexes on ``event_type``, ``source`` and
+``(source_key, source)``, one list per distinct value, found by a skip scan; ``matched:yes``
+through ``rule_hit``'s index on the event. The search reads every list in turn, in steps that
+double, testing each row it meets with the whole expression. A list read down to id N has shown
+every match from N up, so the search stops as soon as the ids some condition's lists have
+covered hold a window of matches, or that condition's lists are exhausted. It reads at most (the
+number of lists) times what the best list alone would: a rare word reads its few rows, a common
+one a window, and a rare ``type:`` with a common word is found through the type index.
 
-A filter no index can answer (``matched:no`` alone, words of one or two characters, which a
-trigram index cannot find) reads the table newest first: quick when it matches often, a scan
-when it matches rarely (type three characters, or add a field, to narrow it).
+Only a filter no index can answer reads the table newest first: ``matched:no`` alone (most
+events match no rule, so a window fills fast; a store where nearly all match reads more), or a
+word of one or two letters so common that more than MAX_TERMS trigrams start with it (found
+within the first rows). The search keeps no state between calls.
 
-The search keeps no state between calls: each window is read afresh in one read transaction.
+The index is written with each event by :func:`mrt_engine.batch.write_batch`, in the same
+transaction (contentless: the folded titles are never read back, and the title is in ``event``),
+and filled for older events by migration 3.
 """
 
 from __future__ import annotations
@@ -117,9 +122,9 @@ def _stream_sql(newer: bool) -> dict[str, str]:
     two placeholders are the edge and the step. For older windows ids go down, for newer up."""
     op, order = (">", "ASC") if newer else ("<", "DESC")
 
-    def by_index(index: str, column: str) -> str:
+    def by_index(index: str, equal: str) -> str:
         return (
-            f"SELECT e.id, ({{where}}) FROM event AS e INDEXED BY {index} WHERE e.{column} = ?"
+            f"SELECT e.id, ({{where}}) FROM event AS e INDEXED BY {index} WHERE {equal}"
             f" AND e.id {op} ? ORDER BY e.id {order} LIMIT ?"
         )
 
@@ -135,24 +140,38 @@ def _stream_sql(newer: bool) -> dict[str, str]:
             "SELECT event_id AS id FROM rule_hit INDEXED BY rule_hit_event"
             f" WHERE event_id {op} ? GROUP BY event_id ORDER BY event_id {order} LIMIT ?"
         ),
-        "type": by_index("event_event_type", "event_type"),
-        "source": by_index("event_source", "source"),
-        "source_key": by_index("event_source_key", "source_key"),
+        "type": by_index("event_event_type", "e.event_type = ?"),
+        "source": by_index("event_source", "e.source = ?"),
+        "pair": by_index("event_source_key", "e.source_key = ? AND e.source = ?"),
         "all": f"SELECT e.id, ({{where}}) FROM event AS e WHERE e.id {op} ?"
         f" ORDER BY e.id {order} LIMIT ?",
     }
 
 
-def _distinct(execute, column: str, test: str, params: tuple) -> list[str]:
-    """The distinct values of ``event.column`` that pass ``test`` (SQL over ``v``), by a skip
-    scan of the column's index: one seek per distinct value, not a read of every row."""
-    sql = (
-        f"WITH RECURSIVE d(v) AS (SELECT (SELECT min({column}) FROM event)"
-        f" UNION ALL SELECT (SELECT min({column}) FROM event WHERE {column} > d.v)"
-        f" FROM d WHERE d.v IS NOT NULL)"
-        f" SELECT v FROM d WHERE v IS NOT NULL AND ({test})"
-    )
-    return [row[0] for row in execute(sql, params).fetchall()]
+def _values(
+    execute, index: str, columns: tuple[str, ...], test: str, params: tuple, fixed: tuple = ()
+) -> list[tuple]:
+    """The distinct values of ``event``'s ``columns`` that pass ``test`` (SQL over the row), by
+    a skip scan of ``index`` (on those columns): one seek per distinct value, however many rows
+    hold it. ``fixed``: the values of the leading columns already chosen."""
+    column = columns[len(fixed)]
+    equal = "".join(f"{c} = ? AND " for c in columns[: len(fixed)])
+    found: list[tuple] = []
+    op, last = ">=", ""  # the empty text is below every text
+    while True:
+        row = execute(
+            f"SELECT {column}, ({test}) FROM event INDEXED BY {index}"
+            f" WHERE {equal}{column} {op} ? ORDER BY {column} LIMIT 1",
+            (*params, *fixed, last),
+        ).fetchone()
+        if row is None:
+            return found
+        op, last = ">", row[0]
+        value = (*fixed, last)
+        if len(value) < len(columns):
+            found.extend(_values(execute, index, columns, test, params, value))
+        elif row[1]:
+            found.append(value)
 
 
 # FTS5 reads U+FFFE and U+FFFF as U+FFFD (into the index and from queries alike): its terms
@@ -195,20 +214,49 @@ def _glob(pattern: str) -> str:
 
 def plan(flt: EventFilter, execute: Callable, *, newer: bool = False) -> Plan | None:
     """The SQL of ``flt`` and its streams; ``None`` when nothing can match (a word holding a
-    character no title shows). ``execute(sql, params)`` runs the skip scans for field values."""
-    sql = _stream_sql(newer)
-    where: list[str] = []
-    params: list = []
-    conditions: list[list[_Stream]] = []
+    character no title shows, a short word no title holds). ``execute(sql, params)`` runs the
+    lookups of field values and trigrams."""
     if not all(_encodable(v) for v in (flt.source or "", flt.event_type or "")):
         return None  # the store holds no such text: nothing can equal or glob-match it
-    indexed: list[str] = []
-    for word in flt.text.split():
+    sql = _stream_sql(newer)
+    tests: list[tuple[int, str, tuple]] = []  # (cost rank, SQL over e, its parameters)
+    conditions: list[list[_Stream]] = []
+    if flt.text:
+        words = _words(flt.text, execute)
+        if words is None:
+            return None
+        tests.extend((2, _WORD, (folded,)) for folded in words[0])  # calls into Python: last
+        if words[1]:
+            conditions.append([_Stream(sql["words"], (words[1],))])
+    if flt.source:
+        tests.append(_source(flt.source, execute, sql, conditions))
+    if flt.event_type:
+        tests.append(_event_type(flt.event_type, execute, sql, conditions))
+    if flt.matched is not None:
+        hit = "EXISTS (SELECT 1 FROM rule_hit AS h WHERE h.event_id = e.id)"
+        tests.append((1, hit if flt.matched else f"NOT {hit}", ()))
+        if flt.matched:
+            conditions.append([_Stream(sql["matched"])])
+    if not conditions:
+        conditions.append([_Stream(sql["all"])])
+    # Cheapest first, and nested so that SQLite stops at the first that fails (an AND in a
+    # result column evaluates both sides).
+    where, params = "1", []
+    for _, test, args in sorted(tests, key=lambda t: t[0], reverse=True):
+        where = f"CASE WHEN {test} THEN {where} ELSE 0 END"
+        params[:0] = args
+    return Plan(where, params, conditions)
+
+
+def _words(text: str, execute: Callable) -> tuple[list[str], str] | None:
+    """The folded words of ``text`` and the FTS5 query holding every row they match (""
+    when no word can be looked up); ``None`` when no row can match."""
+    folded_words, indexed = [], []
+    for word in text.split():
         folded = word.casefold()
         if not _encodable(folded) or clean(folded) != folded:
             return None  # search text holds neither lone surrogates nor removed characters
-        where.append(_WORD)
-        params.append(folded)
+        folded_words.append(folded)
         if len(folded) >= TRIGRAM:
             indexed.append(_quoted(folded))
             continue
@@ -217,42 +265,35 @@ def plan(flt: EventFilter, execute: Callable, *, newer: bool = False) -> Plan | 
             return None  # no title holds it
         if len(terms) <= MAX_TERMS:
             indexed.append("(" + " OR ".join(map(_quoted, terms)) + ")")
-    if indexed:  # FTS5 intersects the words itself
-        conditions.append([_Stream(sql["words"], (" AND ".join(indexed),))])
-    if flt.source:
-        value = flt.source
-        if "*" in value or "?" in value:
-            where.append("glob(?, e.source_key)")
-            params.append(_glob(value))
-            keys = _distinct(execute, "source_key", "glob(?, v)", (_glob(value),))
-            conditions.append([_Stream(sql["source_key"], (k,)) for k in keys])
-        else:
-            where.append("(e.source = ? OR substr(e.source_key, 1, ?) = ?)")
-            params.extend((value, len(value), value))
-            keys = _distinct(execute, "source_key", "substr(v, 1, ?) = ?", (len(value), value))
-            conditions.append(
-                [_Stream(sql["source"], (value,))]
-                + [_Stream(sql["source_key"], (k,)) for k in keys]
-            )
-    if flt.event_type:
-        value = flt.event_type
-        if "*" in value or "?" in value:
-            where.append("glob(?, e.event_type)")
-            params.append(_glob(value))
-            types = _distinct(execute, "event_type", "glob(?, v)", (_glob(value),))
-        else:
-            where.append("e.event_type = ?")
-            params.append(value)
-            types = [value]
-        conditions.append([_Stream(sql["type"], (t,)) for t in types])
-    if flt.matched is not None:
-        hit = "EXISTS (SELECT 1 FROM rule_hit AS h WHERE h.event_id = e.id)"
-        where.append(hit if flt.matched else f"NOT {hit}")
-        if flt.matched:
-            conditions.append([_Stream(sql["matched"])])
-    if not conditions:
-        conditions.append([_Stream(sql["all"])])
-    return Plan(" AND ".join(where) or "1", params, conditions)
+    return folded_words, " AND ".join(indexed)  # FTS5 intersects the words itself
+
+
+def _source(value: str, execute, sql: dict, conditions: list) -> tuple[int, str, tuple]:
+    """``source:value``: its test, and its streams appended to ``conditions``."""
+    if "*" in value or "?" in value:
+        test = (0, "glob(?, e.source_key)", (_glob(value),))
+        lookup, args = "glob(?, source_key)", (_glob(value),)
+        streams = []
+    else:
+        test = (0, "(e.source = ? OR substr(e.source_key, 1, ?) = ?)", (value, len(value), value))
+        # The platform's events, and those of keys starting with the value that another
+        # platform wrote (usually none: a key starts with its own platform's name).
+        lookup, args = "source != ? AND substr(source_key, 1, ?) = ?", (value, len(value), value)
+        streams = [_Stream(sql["source"], (value,))]
+    pairs = _values(execute, "event_source_key", ("source_key", "source"), lookup, args)
+    conditions.append(streams + [_Stream(sql["pair"], pair) for pair in pairs])
+    return test
+
+
+def _event_type(value: str, execute, sql: dict, conditions: list) -> tuple[int, str, tuple]:
+    """``type:value``: its test, and its streams appended to ``conditions``."""
+    if "*" in value or "?" in value:
+        args = (_glob(value),)
+        types = _values(execute, "event_event_type", ("event_type",), "glob(?, event_type)", args)
+        conditions.append([_Stream(sql["type"], t) for t in types])
+        return (0, "glob(?, e.event_type)", args)
+    conditions.append([_Stream(sql["type"], (value,))])
+    return (0, "e.event_type = ?", (value,))
 
 
 def matching_ids(
