@@ -118,18 +118,22 @@ _WORD = f"instr({SEARCH_FUNCTION}(e.title), ?) > 0"
 
 
 def _stream_sql(newer: bool) -> dict[str, str]:
-    """The lists, as statements that also test each row: ``{where}`` is the filter; the last
-    two placeholders are the edge and the step. For older windows ids go down, for newer up."""
+    """The lists, as queries of each row's ``id`` and whether it matches (``ok``: ``{where}``
+    is the filter); the last two placeholders are the edge and the step. For older windows ids
+    go down, for newer ones up."""
     op, order = (">", "ASC") if newer else ("<", "DESC")
 
     def by_index(index: str, equal: str) -> str:
         return (
-            f"SELECT e.id, ({{where}}) FROM event AS e INDEXED BY {index} WHERE {equal}"
+            f"SELECT e.id AS id, ({{where}}) AS ok FROM event AS e INDEXED BY {index} WHERE {equal}"
             f" AND e.id {op} ? ORDER BY e.id {order} LIMIT ?"
         )
 
     def joined(ids: str) -> str:
-        return f"SELECT c.id, ({{where}}) FROM ({ids}) AS c LEFT JOIN event AS e ON e.id = c.id"
+        return (
+            f"SELECT c.id AS id, ({{where}}) AS ok FROM ({ids}) AS c"
+            " LEFT JOIN event AS e ON e.id = c.id"
+        )
 
     return {
         "words": joined(
@@ -143,7 +147,7 @@ def _stream_sql(newer: bool) -> dict[str, str]:
         "type": by_index("event_event_type", "e.event_type = ?"),
         "source": by_index("event_source", "e.source = ?"),
         "pair": by_index("event_source_key", "e.source_key = ? AND e.source = ?"),
-        "all": f"SELECT e.id, ({{where}}) FROM event AS e WHERE e.id {op} ?"
+        "all": f"SELECT e.id AS id, ({{where}}) AS ok FROM event AS e WHERE e.id {op} ?"
         f" ORDER BY e.id {order} LIMIT ?",
     }
 
@@ -320,6 +324,10 @@ def matching_ids(
         for stream in streams:
             stream.edge = start
     matches: set[int] = set()  # positions of matching ids
+    # One row per step: how many ids the list gave, how far it got, which ones match.
+    step_sql = (
+        "SELECT count(*), min(id), max(id), group_concat(CASE WHEN ok THEN id END) FROM ({}) AS s"
+    )
     step = max(FIRST_STEP, limit)
     while True:
         reach = None  # every match at a position >= reach has been met
@@ -327,15 +335,16 @@ def matching_ids(
             shown = -_TOP  # how far all of this condition's streams have shown its rows
             for stream in streams:
                 if not stream.done:
-                    rows = execute(
-                        stream.sql.format(where=found.where),
+                    count, low, high, ok = execute(
+                        step_sql.format(stream.sql.format(where=found.where)),
                         (*found.params, *stream.params, stream.edge, step),
-                    ).fetchall()
-                    matches.update(sign * i for i, ok in rows if ok)
-                    if len(rows) < step:
+                    ).fetchone()
+                    if ok:
+                        matches.update(sign * int(i) for i in ok.split(","))
+                    if count < step:
                         stream.done = True
                     else:
-                        stream.edge = min((i for i, _ in rows), key=lambda i: sign * i)
+                        stream.edge = high if newer else low
                 if not stream.done:
                     shown = max(shown, sign * stream.edge)
             reach = shown if reach is None else min(reach, shown)
