@@ -27,6 +27,8 @@ class EventFilter:
     """What the Events view shows: words in the title, source, event type, matched or not.
 
     Written as ``deepseek source:github type:pr_* matched:yes`` (``matched:no`` for unmatched).
+    A word matches any part of the title as shown, in any case (see
+    :mod:`mrt_engine.store.search`).
     """
 
     text: str = ""
