@@ -351,11 +351,13 @@ def test_a_search_writes_nothing_so_an_unchanged_store_stays_unchanged(store):
     other = sqlite3.connect(store.path)
     try:
         version = other.execute("PRAGMA data_version").fetchone()[0]
+        own = store.db.execute_sql("PRAGMA data_version").fetchone()[0]  # what a refresh asks
         changes = store.db.connection().total_changes
         for query in ("deepseek", "问", "matched:no source:github type:issue_*"):
             found(query)
         assert store.db.connection().total_changes == changes
         assert other.execute("PRAGMA data_version").fetchone()[0] == version
+        assert store.db.execute_sql("PRAGMA data_version").fetchone()[0] == own
     finally:
         other.close()
 
