@@ -27,6 +27,7 @@ from mrt_engine.events import TrackerEvent, stored_raw
 from mrt_engine.quarantine import Quarantined, quarantined
 from mrt_engine.rules.matcher import Decision, RuleSet
 from mrt_engine.store.db import Store
+from mrt_engine.store.search import indexed_text
 from mrt_engine.text import storable
 from mrt_engine.timeutil import to_store
 
@@ -38,6 +39,7 @@ _EVENT_COLUMNS = (
     " event_id, title, summary, url, author, labels, occurred_at, observed_at, raw, baseline,"
     " body)"
 )
+_SEARCH_COLUMNS = "event_search (rowid, title)"
 _HIT_COLUMNS = (
     "rule_hit (event_id, rule, action, priority, reason, suppressed, origin, evaluated_at)"
 )
@@ -84,6 +86,7 @@ class PreparedEvent:
     alert_row: tuple | None  # (rules, priority, tags, origin, created_at)
     channels: tuple[str, ...]
     priority: int
+    search_title: str  # the title as the Events filter's word index holds it (indexed_text)
 
 
 @dataclass(slots=True)
@@ -147,6 +150,7 @@ def _prepare_event(
     raw = stored_raw(event)
     if observed is None:
         raise ValueError("event without an observed_at time")
+    title = storable(event.title)
     return PreparedEvent(
         fingerprint,
         (
@@ -157,7 +161,7 @@ def _prepare_event(
             storable(event.resource_id),
             storable(event.event_type),
             storable(event.event_id),
-            storable(event.title),
+            title,
             storable(event.summary),
             storable(event.url),
             storable(event.author),
@@ -173,6 +177,7 @@ def _prepare_event(
         alert_tail(decision, "poll", now_s) if notify else None,
         decision.channels if notify else (),
         decision.priority,
+        indexed_text(title),  # folded here, outside the write lock
     )
 
 
@@ -216,11 +221,12 @@ def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
     now_s = batch.now_s
     next_event = _next_id(cursor, "event")
     next_alert = _next_id(cursor, "alert")
-    event_rows, hit_rows, alert_rows, delivery_rows = [], [], [], []
+    event_rows, search_rows, hit_rows, alert_rows, delivery_rows = [], [], [], [], []
     matched = 0
     for offset, item in enumerate(fresh):
         event_id = next_event + offset
         event_rows.append((event_id, *item.event_row))
+        search_rows.append((event_id, item.search_title))
         if item.hit_rows:
             matched += 1
             hit_rows.extend((event_id, *hit) for hit in item.hit_rows)
@@ -229,6 +235,8 @@ def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
             alert_rows.append((alert_id, event_id, *item.alert_row))
             delivery_rows.extend(outbox_rows(alert_id, item.channels, item.priority, now_s))
     insert_rows(cursor, _EVENT_COLUMNS, event_rows)
+    # The Events filter's word index, in step with the events (same transaction).
+    insert_rows(cursor, _SEARCH_COLUMNS, search_rows)
     insert_rows(cursor, _HIT_COLUMNS, hit_rows)
     insert_alerts(cursor, alert_rows, delivery_rows)
     return CommitCounts(len(fresh), matched, len(alert_rows))

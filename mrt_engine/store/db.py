@@ -18,7 +18,7 @@ from pathlib import Path
 
 from peewee import SqliteDatabase
 
-from mrt_engine.store import migrations
+from mrt_engine.store import migrations, search
 from mrt_engine.store.models import ALL_MODELS, database
 
 PRAGMAS = {
@@ -220,6 +220,8 @@ def open_store(path: str | Path, *, create: bool = True) -> Store:
         finally:
             raw.close()
         db = SqliteDatabase(str(file), pragmas=PRAGMAS, timeout=15)
+        # The Events filter's words are matched by this function (on the rows the index finds).
+        db.register_function(search.search_text, search.SEARCH_FUNCTION, 1, deterministic=True)
         database.initialize(db)
         db.bind(ALL_MODELS)
         store = Store(file, db, found)

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 from peewee import JOIN, fn
 
-from mrt_engine.store.models import Alert, Delivery, Event, RuleHitRow
+from mrt_engine.store import search
+from mrt_engine.store.models import Alert, Delivery, Event, RuleHitRow, database
 from mrt_engine.store.queries import DeliveryView, deliveries, delivery_channels
 from mrt_engine.text import clean
 from mrt_engine.timeutil import from_store
@@ -26,6 +27,8 @@ class EventFilter:
     """What the Events view shows: words in the title, source, event type, matched or not.
 
     Written as ``deepseek source:github type:pr_* matched:yes`` (``matched:no`` for unmatched).
+    A word matches any part of the title as shown, in any case (see
+    :mod:`mrt_engine.store.search`).
     """
 
     text: str = ""
@@ -84,11 +87,6 @@ class EventRow:
     baseline: bool
 
 
-def _glob(pattern: str) -> str:
-    """A ``*``/``?`` pattern for SQLite's GLOB, with GLOB's ``[`` taken literally."""
-    return pattern.replace("[", "[[]")
-
-
 def _window(query, model, before_id: int | None, after_id: int | None, limit: int):
     """Rows of ``query`` below ``before_id`` or above ``after_id``, newest first either way."""
     if after_id is not None:
@@ -107,7 +105,11 @@ def event_rows(
     after_id: int | None = None,
     limit: int = PAGE,
 ) -> list[EventRow]:
-    """A window of the event feed, newest first, with the rules that hit each event."""
+    """A window of the event feed, newest first, with the rules that hit each event.
+
+    A filter is answered by :func:`mrt_engine.store.search.matching_ids` (its indexes), never
+    by reading the table row by row.
+    """
     flt = flt or EventFilter()
     query = Event.select(
         Event.id,
@@ -119,27 +121,19 @@ def event_rows(
         Event.url,
         Event.baseline,
     )
-    if flt.text:
-        for word in flt.text.split():  # instr, not LIKE: % and _ in the words stay literal
-            query = query.where(fn.instr(fn.lower(Event.title), word.lower()) > 0)
-    if flt.source:
-        value = flt.source
-        if "*" in value or "?" in value:
-            query = query.where(fn.glob(_glob(value), Event.source_key))
-        else:
-            query = query.where(
-                (Event.source == value) | (fn.substr(Event.source_key, 1, len(value)) == value)
+    if flt.active:
+        # One snapshot for the search's several reads and the rows it found.
+        with database.atomic():
+            ids = search.matching_ids(
+                flt, database.execute_sql, before_id=before_id, after_id=after_id, limit=limit
             )
-    if flt.event_type:
-        value = flt.event_type
-        if "*" in value or "?" in value:
-            query = query.where(fn.glob(_glob(value), Event.event_type))
-        else:
-            query = query.where(Event.event_type == value)
-    if flt.matched is not None:
-        has_hit = fn.EXISTS(RuleHitRow.select(RuleHitRow.id).where(RuleHitRow.event == Event.id))
-        query = query.where(has_hit if flt.matched else ~has_hit)
-    rows = _window(query, Event, before_id, after_id, limit)
+            rows = list(query.where(Event.id.in_(ids)).order_by(Event.id.desc())) if ids else []
+            return _event_rows(rows)
+    return _event_rows(_window(query, Event, before_id, after_id, limit))
+
+
+def _event_rows(rows: list[Event]) -> list[EventRow]:
+    """The rows as the Events view shows them, with the rules that hit each event."""
     ids = [r.id for r in rows]
     rules: dict[int, list[str]] = {}
     alerts: dict[int, int] = {}
