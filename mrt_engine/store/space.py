@@ -58,7 +58,10 @@ def store_stats(store: Store) -> StoreStats:
         names = [
             r[0]
             for r in db.execute_sql(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+                # A virtual table (the FTS5 search index) is stored in its shadow tables, which
+                # are listed; a contentless one cannot even be counted.
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND sql NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name"
             ).fetchall()
         ]
         rows = {name: _count(db, name) for name in names}
