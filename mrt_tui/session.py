@@ -66,6 +66,16 @@ class ConsoleSession:
             return compile_rules(self.config)
         return None
 
+    def source_states(self) -> list[Any]:
+        """Every source's state. With the engine in this process, the times of its idle polls
+        are live; attached, they are as the engine last wrote them (at most a minute late:
+        ``scheduler.idle_flush_seconds``)."""
+        from mrt_engine.store import queries
+
+        rows = queries.source_states()
+        pipeline = getattr(self.engine, "pipeline", None)
+        return pipeline.idle.live(rows) if pipeline is not None else rows
+
     def describe(self) -> str:
         where = self.store.path
         return {

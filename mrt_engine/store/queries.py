@@ -220,6 +220,9 @@ def trace(ref: str) -> list[Trace]:
 
 # ---------------------------------------------------------------------- metrics and audit
 def recent_polls(source_key: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest poll metrics, newest first. A row of idle polls stands for ``polls`` of them
+    (``started_at`` the first's start, ``finished_at`` the last's end; ``duration_ms`` their
+    total, ``max_duration_ms`` the longest)."""
     query = PollMetric.select().order_by(PollMetric.id.desc()).limit(limit)
     if source_key:
         query = query.where(PollMetric.source_key == source_key)
@@ -227,7 +230,10 @@ def recent_polls(source_key: str | None = None, limit: int = 20) -> list[dict[st
         {
             "source_key": m.source_key,
             "started_at": m.started_at,
+            "finished_at": m.finished_at,
+            "polls": m.polls,
             "duration_ms": m.duration_ms,
+            "max_duration_ms": m.duration_ms if m.max_duration_ms is None else m.max_duration_ms,
             "outcome": m.outcome,
             "http_requests": m.http_requests,
             "events_fetched": m.events_fetched,

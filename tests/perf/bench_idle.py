@@ -17,9 +17,10 @@ once), one window of ``--seconds`` is measured on the engine's process:
 * idle polls: the ``304`` answers the simulator gave inside the window (each idle poll is one
   conditional request).
 
-``--baseline REF`` first runs the same measurement against the engine code of a git ref (for
-example ``main``), exported with ``git archive`` and imported ahead of this checkout's, so one
-run reports before and after. Prints JSON.
+``--baseline REF`` also runs the engine code of a git ref (for example ``main``), exported with
+``git archive`` and imported ahead of this checkout's, at the same time as this checkout's
+(each with its own simulators and store; both measured over the same window, so under the same
+machine load), so one run reports before and after. Prints JSON.
 
     python tests/perf/bench_idle.py [--sources 20] [--seconds 60] [--baseline main]
 """
@@ -38,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import closing
+from contextlib import closing, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,7 @@ class CountingGitHub(GitHubSimulator):
 
 
 def _proc(pid: int) -> dict[str, float]:
-    io = dict(
-        line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines() if line
-    )
+    io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines() if line)
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return {
@@ -147,44 +146,46 @@ def _fsyncs(trace: Path, t0: float, t1: float) -> Counter:
     return found
 
 
-def measure(
-    code: str, label: str, *, sources: int, seconds: float, warmup: float, trace: bool
-) -> dict[str, Any]:
-    """One engine, one window: the figures of ``code`` (a source folder; "" for this checkout)."""
-    work = Path(tempfile.mkdtemp(prefix="bench-idle-"))
-    github = CountingGitHub(token=TOKEN).start()
-    welink = WeLinkSimulator(token=WL_TOKEN).start()
-    process: subprocess.Popen | None = None
-    pid = 0
-    try:
+class EngineRun:
+    """One engine (``code``: a source folder, "" for this checkout) with its own simulators
+    and store, measured over a window."""
+
+    def __init__(self, code: str, label: str, *, sources: int, interval: float, trace: bool):
+        self.code, self.label, self.sources, self.trace = code, label, sources, trace
+        self.work = Path(tempfile.mkdtemp(prefix="bench-idle-"))
+        self.db = self.work / "mrt.sqlite3"
+        self.github = CountingGitHub(token=TOKEN).start()
+        self.welink = WeLinkSimulator(token=WL_TOKEN).start()
+        self.process: subprocess.Popen | None = None
+        self.pid = 0
         repos = [f"org{n}/repo{n}" for n in range(sources)]
         for repo in repos:
-            github.add_issue(repo, "an old issue", at=datetime(2026, 1, 1, tzinfo=UTC))
-        db = work / "mrt.sqlite3"
-        config = {
+            self.github.add_issue(repo, "an old issue", at=datetime(2026, 1, 1, tzinfo=UTC))
+        self.config = {
             "watch_keywords": ["deepseek"],
-            "state": {"sqlite_path": str(db)},
+            "state": {"sqlite_path": str(self.db)},
             "sources": {
                 "github": {
                     "repos": repos,
                     "token_env": "GH",
-                    "api_base": github.url,
+                    "api_base": self.github.url,
                     "monitor": {"pulls": False},
-                    "poll_interval_seconds": 1,
+                    "poll_interval_seconds": interval,
                 }
             },
             "notify": {"welink": {"webhook_env": "WL"}},
             "http": {"hosts": {"127.0.0.1": {"min_interval_seconds": 0}}},
             "log": {"level": "warning"},
         }
-        config_path = work / "config.json"
-        config_path.write_text(json.dumps(config))
-        env = {**os.environ, "GH": TOKEN, "WL": welink.webhook_url}
-        pid_file = work / "engine.pid"
-        command = [sys.executable, "-c", LAUNCHER, code, str(pid_file), "run", "--config"]
+
+    def start(self) -> None:
+        config_path = self.work / "config.json"
+        config_path.write_text(json.dumps(self.config))
+        env = {**os.environ, "GH": TOKEN, "WL": self.welink.webhook_url}
+        pid_file = self.work / "engine.pid"
+        command = [sys.executable, "-c", LAUNCHER, self.code, str(pid_file), "run", "--config"]
         command.append(str(config_path))
-        strace_out = work / "fsyncs.txt"
-        if trace:
+        if self.trace:
             command = [
                 "strace",
                 "-f",
@@ -196,64 +197,95 @@ def measure(
                 "-e",
                 "signal=none",
                 "-o",
-                str(strace_out),
+                str(self.work / "fsyncs.txt"),
                 *command,
             ]
-        log = (work / "engine.log").open("w")
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-        pid = _pid_from(pid_file, process)
-        # Warm up: the baseline poll, the first incremental poll (a 200 with an ETag), then
-        # every source has answered 304 at least once.
-        deadline = time.monotonic() + 120
-        while len(github.paths_with_304()) < sources:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"engine did not settle: {(work / 'engine.log').read_text()}")
-            time.sleep(0.2)
-        time.sleep(warmup)
-        size0, metrics0 = _store_size(db), _metric_rows(db)
-        t0, before = time.time(), _proc(pid)
-        time.sleep(seconds)
-        t1, after = time.time(), _proc(pid)
-        size1, metrics1 = _store_size(db), _metric_rows(db)
-        answers = github.between(t0, t1)
-        os.kill(pid, signal.SIGTERM)  # the engine, not strace: it stops cleanly
-        process.wait(60)
-        process = None
+        log = (self.work / "engine.log").open("w")
+        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        self.pid = _pid_from(pid_file, self.process)
+
+    def settled(self) -> bool:
+        """Every source has answered 304 at least once (after the baseline poll and the first
+        incremental one, a 200 with an ETag)."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"engine stopped: {(self.work / 'engine.log').read_text()}")
+        return len(self.github.paths_with_304()) >= self.sources
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "at": time.time(),
+            **_proc(self.pid),
+            "size": _store_size(self.db),
+            "metrics": _metric_rows(self.db),
+        }
+
+    def stop(self) -> None:
+        if self.process is not None:
+            os.kill(self.pid, signal.SIGTERM)  # the engine, not strace: it stops cleanly
+            self.process.wait(60)
+            self.process = None
+
+    def figures(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        t0, t1 = before["at"], after["at"]
         wall = t1 - t0
+        answers = self.github.between(t0, t1)
         idle = answers.get(304, 0)
         written = after["write_bytes"] - before["write_bytes"]
-        fsyncs = _fsyncs(strace_out, t0, t1) if trace else None
+        cpu = after["cpu_seconds"] - before["cpu_seconds"]
+        growth = after["size"] - before["size"]
+        fsyncs = _fsyncs(self.work / "fsyncs.txt", t0, t1) if self.trace else None
         total_fsyncs = sum(fsyncs.values()) if fsyncs is not None else None
+        metrics0, metrics1 = before["metrics"], after["metrics"]
         return {
-            "code": label,
+            "code": self.label,
             "window_seconds": round(wall, 1),
             "answers": {str(k): v for k, v in sorted(answers.items())},
             "idle_polls": idle,
             "bytes_written": written,
             "bytes_per_idle_poll": round(written / idle, 1) if idle else None,
             "bytes_per_day": int(written / wall * 86400),
-            "store_growth_bytes": size1 - size0,
-            "store_growth_per_day": int((size1 - size0) / wall * 86400),
+            "store_growth_bytes": growth,
+            "store_growth_per_day": int(growth / wall * 86400),
             "fsyncs": dict(fsyncs) if fsyncs is not None else None,
             "fsyncs_per_idle_poll": (
                 round(total_fsyncs / idle, 4) if idle and total_fsyncs is not None else None
             ),
-            "cpu_percent": round((after["cpu_seconds"] - before["cpu_seconds"]) / wall * 100, 2),
+            "cpu_percent": round(cpu / wall * 100, 2),
+            "cpu_ms_per_idle_poll": round(cpu / idle * 1000, 2) if idle else None,
             "poll_metric_in_window": {
                 k: metrics1.get(k, 0) - metrics0.get(k, 0) for k in sorted(set(metrics1))
             },
         }
-    finally:
-        if process is not None:
-            for target in {pid, process.pid} - {0}:
-                try:
+
+    def close(self) -> None:
+        if self.process is not None:
+            for target in {self.pid, self.process.pid} - {0}:
+                with suppress(ProcessLookupError):
                     os.kill(target, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            process.wait()
-        github.stop()
-        welink.stop()
-        shutil.rmtree(work, ignore_errors=True)
+            self.process.wait()
+        self.github.stop()
+        self.welink.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def measure(runs: list[EngineRun], *, seconds: float, warmup: float) -> list[dict[str, Any]]:
+    """Start every engine, let them settle, then measure all of them over the same window (the
+    same machine load for each: this machine is shared, and CPU time depends on it)."""
+    for run in runs:
+        run.start()
+    deadline = time.monotonic() + 120
+    while not all(run.settled() for run in runs):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the engines did not settle in 120 s")
+        time.sleep(0.2)
+    time.sleep(warmup)
+    before = [run.snapshot() for run in runs]
+    time.sleep(seconds)
+    after = [run.snapshot() for run in runs]
+    for run in runs:
+        run.stop()
+    return [run.figures(b, a) for run, b, a in zip(runs, before, after, strict=True)]
 
 
 def export(ref: str) -> str:
@@ -270,31 +302,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds after every 304")
     parser.add_argument("--baseline", help="also measure the engine of this git ref first")
     parser.add_argument("--no-strace", action="store_true", help="do not count fsyncs")
     args = parser.parse_args()
     trace = not args.no_strace and shutil.which("strace") is not None
-    runs: list[tuple[str, str]] = []
-    exported: str | None = None
-    if args.baseline:
-        exported = export(args.baseline)
-        runs.append((exported, args.baseline))
-    runs.append(("", "this checkout"))
-    results = []
+    exported = export(args.baseline) if args.baseline else None
+    codes = [(exported, args.baseline)] if exported else []
+    codes.append(("", "this checkout"))
+    runs: list[EngineRun] = []
     try:
-        for code, label in runs:
-            results.append(
-                measure(
-                    code,
-                    label,
-                    sources=args.sources,
-                    seconds=args.seconds,
-                    warmup=args.warmup,
-                    trace=trace,
-                )
+        for code, label in codes:
+            runs.append(
+                EngineRun(code, label, sources=args.sources, interval=args.interval, trace=trace)
             )
+        results = measure(runs, seconds=args.seconds, warmup=args.warmup)
     finally:
+        for run in runs:
+            run.close()
         if exported:
             shutil.rmtree(exported, ignore_errors=True)
     print(
@@ -302,7 +328,7 @@ def main() -> None:
             {
                 "benchmark": "idle engine: sources answering 304 every second",
                 "sources": args.sources,
-                "interval_seconds": 1,
+                "interval_seconds": args.interval,
                 "fsync_method": "strace -f --seccomp-bpf -e trace=fsync,fdatasync"
                 if trace
                 else None,
