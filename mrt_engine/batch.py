@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mrt_engine.events import TrackerEvent
+from mrt_engine.events import TrackerEvent, stored_raw
 from mrt_engine.quarantine import Quarantined, quarantined
 from mrt_engine.rules.matcher import Decision, RuleSet
 from mrt_engine.store.db import Store
@@ -144,6 +144,7 @@ def _prepare_event(
     ]
     notify = decision.notify and not history
     observed = to_store(event.observed_at)
+    raw = stored_raw(event)
     if observed is None:
         raise ValueError("event without an observed_at time")
     return PreparedEvent(
@@ -163,7 +164,7 @@ def _prepare_event(
             storable(dumps(event.labels)),
             to_store(event.occurred_at),
             observed,
-            storable(dumps(event.raw)) if event.raw else None,
+            storable(dumps(raw)) if raw else None,
             1 if history else 0,
             # Only when it says more than the summary, so replays read what rules read.
             storable(event.body) if event.body and event.body != event.summary else None,

@@ -10,12 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from mrt_engine import commands, operations
+from mrt_engine import commands
 from mrt_engine.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from mrt_engine.config import ConfigError
-from mrt_engine.store.db import StoreError
-from mrt_engine.store.lock import EngineAlreadyRunning
 
 
 # ---------------------------------------------------------------------- parser
@@ -200,6 +198,26 @@ def build_parser() -> argparse.ArgumentParser:
         p = source_sub.add_parser(name, parents=[store_opts], help=text)
         p.add_argument("key", metavar="KEY")
         p.set_defaults(func=commands.cmd_source)
+    store = sub.add_parser(
+        "store", parents=[store_opts, as_json], help="prune old rows, show sizes, give space back"
+    )
+    store_sub = store.add_subparsers(
+        dest="store_command", metavar="prune|stats|vacuum", required=True
+    )
+    prune = store_sub.add_parser(
+        "prune",
+        parents=[store_opts, as_json],
+        help="forget what config retention lets go (the running engine does it daily)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="only count what would go")
+    store_sub.add_parser(
+        "stats", parents=[store_opts, as_json], help="rows and bytes per table, file sizes"
+    )
+    store_sub.add_parser(
+        "vacuum", parents=[store_opts], help="give free pages back to the disk (no engine running)"
+    )
+    for child in store_sub.choices.values():
+        child.set_defaults(func=commands.cmd_store)
     _note_accepted_options(parser)
     return parser
 
@@ -237,6 +255,28 @@ def _v0_args(argv: Sequence[str]) -> list[str] | None:
     return None
 
 
+# The errors a command ends with on purpose: (module, class, message and exit status). They are
+# named, not imported: their modules import pydantic, peewee and httpx, which `--help` and argument
+# errors do without (tests/test_startup.py), and an error can only come from a module that was
+# imported, so matching one never imports anything. The first match wins.
+_KNOWN_ERRORS: tuple[tuple[str, str, Callable[[Any], tuple[str, int]]], ...] = (
+    ("mrt_engine.config", "ConfigError", lambda e: (e.report(), EXIT_USAGE)),
+    ("mrt_engine.commands", "UsageError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
+    ("mrt_engine.store.lock", "EngineAlreadyRunning", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
+    ("mrt_engine.store.db", "StoreError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
+    ("mrt_engine.operations", "OperationError", lambda e: (f"mrt-engine: {e}", EXIT_FAILED)),
+)
+
+
+def _known_error(exc: Exception) -> tuple[str, int] | None:
+    """The message and exit status of an error a command ends with on purpose, else ``None``."""
+    for module, name, answer in _KNOWN_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return answer(exc)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args_list = _v0_args(args_list) or args_list
@@ -248,21 +288,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     problem = _misplaced(parser, args)
     if problem:
         parser.error(problem)
-    handlers: dict[type[BaseException], Callable[[BaseException], tuple[str, int]]] = {
-        ConfigError: lambda e: (e.report(), EXIT_USAGE),  # type: ignore[attr-defined]
-        commands.UsageError: lambda e: (f"mrt-engine: {e}", EXIT_USAGE),
-        EngineAlreadyRunning: lambda e: (f"mrt-engine: {e}", EXIT_USAGE),
-        StoreError: lambda e: (f"mrt-engine: {e}", EXIT_USAGE),
-        operations.OperationError: lambda e: (f"mrt-engine: {e}", EXIT_FAILED),
-    }
     try:
         return args.func(args)
-    except tuple(handlers) as exc:
-        handler = next(h for t, h in handlers.items() if isinstance(exc, t))
-        message, code = handler(exc)
-        print(message, file=sys.stderr)
-        return code
     except KeyboardInterrupt:
         return EXIT_FAILED
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:
+        known = _known_error(exc)
+        if known is None:
+            raise
+        message, code = known
+        print(message, file=sys.stderr)
+        return code

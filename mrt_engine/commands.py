@@ -11,13 +11,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mrt_engine import operations, timeutil
-from mrt_engine.config import Config, load_config
-from mrt_engine.store import queries
-from mrt_engine.store.db import Store, StoreError, check_location, open_store
-from mrt_engine.wording import plural
+from mrt_engine import timeutil
+from mrt_engine.delivery import STATUSES
+from mrt_engine.wording import plural, size
+
+# Each command imports what it needs (the config's pydantic models, the store's peewee, httpx):
+# `mrt-engine --help` and argument errors import none of them (tests/test_startup.py).
+if TYPE_CHECKING:
+    from mrt_engine.config import Config
+    from mrt_engine.store import queries
+    from mrt_engine.store.db import Store
 
 log = logging.getLogger("mrt_engine")
 
@@ -38,6 +43,8 @@ def _fmt_time(value: datetime | None, now: datetime | None = None) -> str:
 
 
 def _print_json(data: Any) -> None:
+    from mrt_engine.store import queries
+
     print(json.dumps(queries.to_plain(data), indent=2, ensure_ascii=False))
 
 
@@ -52,18 +59,26 @@ def _when(value: str | None, name: str) -> datetime | None:
 
 # ---------------------------------------------------------------------- config and store
 def _config(args: argparse.Namespace) -> Config:
+    from mrt_engine.config import load_config
+
     path = args.config or os.environ.get("MRT_CONFIG")
     if not path:
         raise UsageError("no config given: use --config FILE (or set MRT_CONFIG)")
     return load_config(path)
 
 
+def _store_path(args: argparse.Namespace) -> Any:
+    """``--db``, or the config's ``state.sqlite_path``."""
+    return args.db if getattr(args, "db", None) else _config(args).db_path
+
+
 @contextmanager
 def _store(args: argparse.Namespace) -> Iterator[Store]:
     """The store of ``--db`` or of the config, closed again when the command is done. A store
     that fails under the command (a damaged file, a full disk) is one StoreError: exit 2."""
-    path = args.db if getattr(args, "db", None) else _config(args).db_path
-    store = open_store(path, create=False)
+    from mrt_engine.store.db import open_store
+
+    store = open_store(_store_path(args), create=False)
     try:
         yield store
     except Exception as exc:
@@ -90,6 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from mrt_engine.components import build_components
+    from mrt_engine.store.db import StoreError, check_location
 
     config = _config(args)
     components = build_components(config, os.environ)
@@ -115,6 +131,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from mrt_engine.store import queries
+
     with _store(args) as store:
         states = queries.source_states()
         counts = queries.outbox_counts()
@@ -162,10 +180,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    if args.status and args.status not in queries.STATUSES:
-        raise UsageError(
-            f"--status: expected one of {', '.join(queries.STATUSES)}, got {args.status!r}"
-        )
+    if args.status and args.status not in STATUSES:
+        raise UsageError(f"--status: expected one of {', '.join(STATUSES)}, got {args.status!r}")
+    from mrt_engine.store import queries
+
     with _store(args):
         rows = queries.deliveries(args.status, args.channel, args.limit)
         if args.json:
@@ -185,6 +203,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
+    from mrt_engine.store import queries
+
     with _store(args):
         traces = queries.trace(args.ref)
         held = queries.quarantined(args.ref)
@@ -243,6 +263,11 @@ def _print_trace(t: queries.Trace) -> None:
         print(
             f"    delivery {d.id} -> {d.channel}: {d.status}, {plural(d.attempts, 'attempt')}, sent {_fmt_time(d.sent_at)}"
         )
+        if d.attempts and not dt.attempts:
+            print(
+                "      attempts not kept: the delivery was sent longer ago than"
+                " retention.sent_attempts_days"
+            )
         for at in dt.attempts:
             answer = f"HTTP {at.http_status}" if at.http_status else ""
             parts = [p for p in (answer, at.reply, at.error) if p]
@@ -254,6 +279,8 @@ def _print_trace(t: queries.Trace) -> None:
 
 
 def cmd_resend(args: argparse.Namespace) -> int:
+    from mrt_engine import operations
+
     actor = operations.actor_name("cli")
     if args.dead == (args.delivery_id is not None):
         raise UsageError("give a DELIVERY_ID or --dead (with an optional --channel)")
@@ -267,6 +294,7 @@ def cmd_resend(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from mrt_engine import operations
     from mrt_engine.components import compile_rules
 
     config = _config(args)
@@ -305,6 +333,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_cursor(args: argparse.Namespace) -> int:
+    from mrt_engine import operations
+    from mrt_engine.store import queries
+
     with _store(args) as store:
         if args.cursor_command == "list":
             states = queries.source_states()
@@ -334,6 +365,8 @@ def cmd_cursor(args: argparse.Namespace) -> int:
 
 
 def cmd_source(args: argparse.Namespace) -> int:
+    from mrt_engine import operations
+
     actor = operations.actor_name("cli")
     with _store(args) as store:
         if args.source_command == "poll":
@@ -398,3 +431,87 @@ def cmd_diff(args: argparse.Namespace) -> int:
             for row in found[kind]:
                 print(f"    {mark} {row['title']}  [{row['event_type']} {row['event_id']}]")
         return EXIT_OK
+
+
+# ---------------------------------------------------------------------- store upkeep
+def cmd_store(args: argparse.Namespace) -> int:
+    """``store prune|stats|vacuum``: retention, sizes and space (:mod:`mrt_engine.store.retention`)."""
+    from mrt_engine import operations
+    from mrt_engine.store import retention, space
+
+    if args.store_command == "vacuum":
+        return _vacuum(args)
+    with _store(args) as store:
+        if args.store_command == "stats":
+            stats = space.store_stats(store)
+            if args.json:
+                _print_json(stats)
+            else:
+                _print_stats(stats)
+            return EXIT_OK
+        config = _config(args) if args.config or os.environ.get("MRT_CONFIG") else None
+        policy = retention.RetentionPolicy.of(config.retention) if config else None
+        report = retention.prune(
+            store,
+            policy or retention.RetentionPolicy(),
+            timeutil.utcnow(),
+            dry_run=args.dry_run,
+            actor=operations.actor_name("cli"),
+        )
+        if args.json:
+            _print_json(report)
+        else:
+            _print_prune(report)
+        return EXIT_OK
+
+
+def _print_prune(report: Any) -> None:
+    if report.dry_run:
+        print("dry run: nothing was changed")
+    for p in report.parts:
+        verb = f"would {p.action}" if report.dry_run else _done(p.action)
+        print(f"{p.table:<12} {verb:<18} {p.rows:>11,} {p.what} from before {_fmt_time(p.before)}")
+    if not report.rows:
+        print("nothing to prune")
+    elif not report.dry_run:
+        print(
+            f"{plural(report.rows, 'row')} in {plural(report.batches, 'batch', 'batches')}"
+            f" (the longest held the store {report.longest_batch_ms:.0f} ms)"
+        )
+
+
+def _done(action: str) -> str:
+    """``delete`` -> ``deleted``, ``clear raw of`` -> ``cleared raw of``."""
+    verb, _, rest = action.partition(" ")
+    return " ".join(filter(None, (verb.rstrip("e") + "ed", rest)))
+
+
+def _print_stats(stats: Any) -> None:
+    f = stats.file
+    print(
+        f"store {stats.path}: {size(f.bytes)}, wal {size(f.wal_bytes)},"
+        f" free {size(f.free_bytes)} (reused by new rows; pages of {f.page_size} B)"
+    )
+    print(f"{'table':<18} {'rows':>13} {'bytes':>10} {'index bytes':>12}")
+    for t in sorted(stats.tables, key=lambda t: -(t.bytes or 0) - (t.index_bytes or 0)):
+        shown = [size(b) if b is not None else "?" for b in (t.bytes, t.index_bytes)]
+        print(f"{t.table:<18} {t.rows:>13,} {shown[0]:>10} {shown[1]:>12}")
+    if any(t.bytes is None for t in stats.tables):
+        print("(bytes per table: this SQLite was built without its dbstat table)")
+
+
+def _vacuum(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mrt_engine.store import space
+    from mrt_engine.store.lock import EngineLock
+
+    lock = EngineLock(Path(_store_path(args)).expanduser())
+    lock.acquire()  # no engine may write while the file is rewritten
+    try:
+        with _store(args) as store:
+            before, after = space.vacuum(store)
+    finally:
+        lock.release()
+    print(f"vacuumed {store.path}: {size(before)} -> {size(after)}")
+    return EXIT_OK

@@ -27,6 +27,7 @@ from pydantic import (
 DEFAULT_DB = "./mrt_state.sqlite3"
 MAX_INTERVAL_SECONDS = 30 * 86400
 MAX_WAIT_SECONDS = 600
+MAX_RETENTION_DAYS = 36500
 
 
 class ConfigError(Exception):
@@ -63,6 +64,8 @@ Duration = Annotated[float, _at_most(MAX_INTERVAL_SECONDS, "30 days")]
 """An interval, a backoff or a lease: at most 30 days."""
 Wait = Annotated[float, _at_most(MAX_WAIT_SECONDS, "10 minutes")]
 """A wait inside one poll or one request (a timeout, a retry pause, host spacing)."""
+Days = Annotated[float, _at_most(MAX_RETENTION_DAYS, "100 years: keep it that long")]
+"""How long the store keeps something, in days."""
 
 
 class StrictModel(BaseModel):
@@ -124,6 +127,24 @@ class SchedulerConfig(StrictModel):
     idle_flush_seconds: Duration = Field(60.0, gt=0, le=60)
 
 
+class RetentionConfig(StrictModel):
+    """What the store forgets, and when (see :mod:`mrt_engine.store.retention`). Fingerprints,
+    rule hits, alerts and deliveries are kept forever; these only troubleshoot."""
+
+    enabled: bool = (
+        True  # the engine prunes every interval_seconds (the CLI's `store prune` any time)
+    )
+    poll_metrics_days: Days = Field(30.0, ge=1)
+    unmatched_raw_days: Days = Field(30.0, ge=1)  # raw JSON of events no rule matched
+    sent_attempts_days: Days = Field(90.0, ge=1)  # attempts of deliveries sent that long ago
+    interval_seconds: Duration = Field(86400.0, ge=1)
+    # Rows per write transaction, at most (batches start at 100 rows and grow while they hold
+    # the store under 12 ms; one over 25 ms halves the next).
+    batch_rows: int = Field(2000, ge=1, le=100_000)
+    # Between two batches: the writer is free for polls and deliveries to commit.
+    pause_seconds: Wait = Field(0.05, ge=0)
+
+
 class LogConfig(StrictModel):
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -138,6 +159,7 @@ class ConfigBase(StrictModel):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
     @field_validator("watch_keywords")

@@ -34,12 +34,16 @@ from mrt_engine.sources.base import Source
 from mrt_engine.store.db import Store, open_store, prepare_folder, store_fault
 from mrt_engine.store.lock import EngineLock
 from mrt_engine.store.models import SourceState as SourceStateRow
+from mrt_engine.store.retention import PruneReport, RetentionPolicy, prune
 from mrt_engine.timeutil import Clock, utcnow
 from mrt_engine.wording import plural
 
 log = logging.getLogger(__name__)
 
 CONTROL_INTERVAL_SECONDS = 1.0
+# The first prune after start waits this long at most (then every retention.interval_seconds),
+# so an engine restarted more often than daily still prunes, after its first polls.
+FIRST_PRUNE_AFTER_SECONDS = 60.0
 # How often CPython hands the GIL to another thread (default 5 ms). The engine's threads mostly
 # call into SQLite and the network, and each call takes the GIL back when it returns; with the
 # default, a poll thread evaluating rules makes every such return wait up to 5 ms, so polls
@@ -97,6 +101,8 @@ class Engine:
         self._active_polls = 0
         self._active_lock = threading.Condition()
         self._stopped = threading.Event()
+        self._retention: threading.Thread | None = None
+        self.last_prune: PruneReport | None = None
 
     @property
     def sources(self) -> list[Source]:
@@ -315,6 +321,11 @@ class Engine:
         self.scheduler = scheduler
         scheduler.start()
         self.workers.start()
+        if self.config.retention.enabled:
+            self._retention = threading.Thread(
+                target=self._prune_every_interval, name="retention", daemon=True
+            )
+            self._retention.start()
         log.info("engine running: %s scheduled", plural(len(self.sources), "source"))
 
     def _control(self) -> None:
@@ -371,6 +382,40 @@ class Engine:
                 executor=_lane(host_key(source.api_base)),
             )
 
+    def _prune_every_interval(self) -> None:
+        """Prune the store soon after start, then every ``retention.interval_seconds``, in
+        small batches that let polls commit between them; a stop ends it between two."""
+        interval = self.config.retention.interval_seconds
+        wait = min(interval, FIRST_PRUNE_AFTER_SECONDS)
+        while not self.stop_event.wait(wait):
+            wait = interval
+            store = self.store
+            if store is None:
+                return
+            try:
+                report = prune(
+                    store,
+                    RetentionPolicy.of(self.config.retention),
+                    self.clock(),
+                    stop=self.stop_event,
+                )
+            except Exception as exc:
+                fault = store.fault(exc)
+                if fault is None:
+                    log.exception("retention: the prune failed (the next one tries again)")
+                else:  # one line: the daemon loop stops the engine if the file is damaged
+                    log.error("retention: the prune failed (the next one tries again): %s", fault)
+                continue
+            self.last_prune = report
+            if report.rows:
+                log.info(
+                    "retention: %s in %s (the longest held the store %.0f ms)%s",
+                    ", ".join(f"{p.action} {p.rows:,} {p.what}" for p in report.parts if p.rows),
+                    plural(report.batches, "batch", "batches"),
+                    report.longest_batch_ms,
+                    "; stopped by the shutdown" if report.stopped else "",
+                )
+
     def stop(self) -> None:
         """Stop cleanly: finish the transaction in flight, release leases, close. Idempotent."""
         if self._stopped.is_set():
@@ -391,6 +436,8 @@ class Engine:
             )
         if self.workers is not None:
             self.workers.join(max(deadline - time.monotonic() - 0.3, 0.1))
+        if self._retention is not None:  # it stops between two batches
+            self._retention.join(max(deadline - time.monotonic() - 0.2, 0.1))
         self.close()
         log.info("engine stopped")
 

@@ -27,6 +27,8 @@ class TrackerEvent:
     author: str = ""
     labels: tuple[str, ...] = ()
     occurred_at: datetime | None = None
+    # The upstream's facts the fields above do not hold, for trace (a state, a revision, the
+    # time a cursor went by): not the whole upstream object. See :func:`stored_raw`.
     raw: dict[str, Any] = field(default_factory=dict)
     # The whole text the upstream gave (text.body_text), when ``summary`` is only its excerpt:
     # rules match ``summary`` against it, messages show the excerpt.
@@ -46,6 +48,21 @@ class TrackerEvent:
     def org(self) -> str:
         """The owner part of ``resource_id`` (``vllm-project`` of ``vllm-project/vllm``)."""
         return self.resource_id.split("/", 1)[0]
+
+
+def stored_raw(event: TrackerEvent) -> dict[str, Any] | None:
+    """What of ``event.raw`` the store keeps: no null (it says nothing) and no value one of the
+    event's fields already holds (a title, URL, author, resource, event id or the labels are
+    stored once, in their column). ``None`` when nothing is left."""
+    held = {event.title, event.url, event.author, event.resource_id, event.event_id, ""}
+    kept = {
+        key: value
+        for key, value in event.raw.items()
+        if value is not None
+        and not (isinstance(value, str) and value in held)
+        and not (isinstance(value, list | tuple) and tuple(value) == event.labels)
+    }
+    return kept or None
 
 
 def fingerprint_of(

@@ -15,17 +15,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from peewee import fn
-
-from mrt_engine.batch import insert_alerts
 from mrt_engine.events import TrackerEvent
-from mrt_engine.rules.matcher import Decision, RuleSet
 from mrt_engine.store.db import Store
 from mrt_engine.store.models import Alert, Audit, Delivery, Event, SourceState
 from mrt_engine.text import clean, storable
 from mrt_engine.timeutil import Clock, github_time, to_store, utcnow
+
+# The rules and the pipeline's batch writer (pydantic, httpx) are imported where an operation
+# needs them: `mrt-engine resend` or `source pause` does without (tests/test_startup.py).
+if TYPE_CHECKING:
+    from mrt_engine.rules.matcher import Decision, RuleSet
 
 
 class OperationError(Exception):
@@ -175,6 +176,8 @@ def resend_event(
         delivery_id = existing.id if existing is not None else None
     if delivery_id is not None:
         return resend_delivery(store, delivery_id, actor=actor, clock=clock)
+    from mrt_engine.batch import insert_alerts
+
     with store.write():
         now_s = to_store(now)
         if alert is None:
@@ -249,20 +252,24 @@ class ReplayPlan:
 
 
 def _window(since: datetime, until: datetime | None, source: str | None) -> Iterator[Event]:
-    when = fn.COALESCE(Event.occurred_at, Event.observed_at)
-    query = Event.select().where(when >= to_store(since))
+    """Stored events that happened from ``since`` to ``until`` (when the upstream gave no time:
+    were observed then), of ``source`` (a glob), in id order.
+
+    Found through the ``occurred_at`` index, whose NULL entries are the events without a time, so
+    a replay of the last hours reads those hours, not the year (the ids, unsorted: asked for in
+    id order, SQLite reads the whole table); then the rows, a thousand at a time.
+    """
+    timed = Event.occurred_at >= since
+    untimed = Event.occurred_at.is_null() & (Event.observed_at >= since)
     if until is not None:
-        query = query.where(when <= to_store(until))
-    query = query.order_by(Event.id)
-    last = 0
-    while True:
-        batch = list(query.where(Event.id > last).limit(1000))
-        if not batch:
-            return
-        for row in batch:
+        timed &= Event.occurred_at <= until
+        untimed &= Event.observed_at <= until
+    ids = sorted(r[0] for r in Event.select(Event.id).where(timed | untimed).tuples())
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        for row in Event.select().where(Event.id.in_(chunk)).order_by(Event.id):
             if source is None or fnmatchcase(row.source_key, source):
                 yield row
-        last = batch[-1].id
 
 
 def plan_replay(
@@ -322,6 +329,8 @@ def replay(
 ) -> ReplayPlan:
     """Re-evaluate stored events with the current rules and enqueue what now matches and was
     never enqueued for that channel. ``dry_run`` only reports it."""
+    from mrt_engine.batch import insert_alerts
+
     if until is not None and until < since:
         raise OperationError("--until is before --since")
     with store.write() if not dry_run else store.read():

@@ -81,7 +81,7 @@ def test_a_lone_surrogate_in_a_title_does_not_block_the_page(gh_tracker, github,
     )[0]
     assert summary == "body \ufffd text" and author == "bad\ufffduser"
     assert json.loads(labels) == ["bug\ufffd"]
-    assert json.loads(raw)["title"] == "Qwen3 \ufffd crash"
+    assert "title" not in json.loads(raw)  # stored once, in its column
     assert source_state(tracker)[:2] == (0, None)
     # The next poll resumes after the page: nothing is fetched or alerted twice.
     assert tracker.cli("run", "--once").returncode == 0

@@ -1,1 +1,5 @@
 """Delivery (R1/R2): outbox claim/send/retry/dead-letter and the workers that drain it."""
+
+# A delivery's status: pending -> sent, or retrying (with backoff) -> dead after the last attempt.
+# Here, not in the outbox module, so the command line checks ``--status`` without the store.
+STATUSES = ("pending", "retrying", "sent", "dead")

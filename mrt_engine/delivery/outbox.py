@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +27,9 @@ from mrt_engine.wording import plural
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "engine stopped during the send; the message may or may not have been delivered"
-DUE_STATUSES = ("pending", "retrying")
+# The delivery queue: the rows still to send. Written as in the WHERE of the partial indexes
+# delivery_queue and delivery_queue_due (migration 3), so that SQLite uses them.
+QUEUED = "status IN ('pending', 'retrying')"
 
 
 @dataclass(frozen=True)
@@ -70,20 +73,17 @@ class Outbox:
     # ------------------------------------------------------------------ claiming
     def claim(
         self,
-        channels: Collection[str],
+        channel: str,
         *,
         limit: int = 1,
         worker: str = "",
         exclude: Collection[int] = (),
     ) -> list[Claim]:
-        """Lease up to ``limit`` due deliveries for ``channels``, highest priority first."""
-        if not channels:
-            return []
+        """Lease up to ``limit`` due deliveries of ``channel``, highest priority first."""
         now = self.clock()
         now_s = to_store(now)
         lease_s = to_store(now + timedelta(seconds=self.policy.lease_seconds))
-        chan_marks = ",".join("?" * len(channels))
-        params: list = [*DUE_STATUSES, now_s, now_s, *channels]
+        params: list = [channel, now_s, now_s]
         skip = ""
         if exclude:
             skip = f" AND id NOT IN ({','.join('?' * len(exclude))})"
@@ -91,12 +91,14 @@ class Outbox:
         params.append(limit)
         with self.store.write():
             cursor = self.store.db.cursor()
+            # Read in the order of the queue's index, so the first due rows end the read, under
+            # the write lock (sorting all due rows took 0.2 s a claim). Named, not left to the
+            # planner, which may take the due-time index and sort; an error if it is ever gone.
             cursor.execute(
-                "SELECT id, channel, attempts FROM delivery"
-                " WHERE status IN (?,?) AND next_attempt_at <= ?"
-                " AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
-                f" AND channel IN ({chan_marks}){skip}"
-                " ORDER BY priority DESC, next_attempt_at, id LIMIT ?",
+                "SELECT id, channel, attempts FROM delivery INDEXED BY delivery_queue"
+                f" WHERE {QUEUED} AND channel = ?"
+                " AND next_attempt_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
+                f"{skip} ORDER BY priority DESC, next_attempt_at, id LIMIT ?",
                 params,
             )
             rows = cursor.fetchall()
@@ -210,6 +212,7 @@ class Outbox:
                 params,
             )
             interrupted = cursor.rowcount
+            # Found through delivery_leased, which holds only the rows being sent.
             lease_where = "lease_owner IS NOT NULL" if owner is None else "lease_owner = ?"
             cursor.execute(
                 "UPDATE delivery SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
@@ -224,20 +227,17 @@ class Outbox:
             )
         return released
 
-    def next_due(self, channels: Collection[str]) -> datetime | None:
-        """When the earliest pending/retrying delivery for ``channels`` becomes due."""
-        if not channels:
-            return None
-        marks = ",".join("?" * len(channels))
+    def next_due(self, channel: str) -> datetime | None:
+        """When the earliest pending/retrying delivery of ``channel`` becomes due."""
+        # The first entry of the queue's delivery_queue_due index.
         cursor = self.store.db.execute_sql(
-            f"SELECT MIN(next_attempt_at) FROM delivery WHERE status IN (?,?) AND channel IN ({marks})",
-            [*DUE_STATUSES, *channels],
+            f"SELECT MIN(next_attempt_at) FROM delivery WHERE {QUEUED} AND channel = ?", [channel]
         )
         value = cursor.fetchone()[0]
         return from_store(value) if value else None
 
 
-def message_context(cursor, delivery_id: int) -> MessageContext:
+def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
     """Everything a channel needs to render the message of one delivery."""
     cursor.execute(
         "SELECT e.id, e.event_type, e.source_key, e.resource_id, e.title, e.url, e.fingerprint,"

@@ -122,10 +122,10 @@ class DeliveryWorkers:
             log.error("%s: %s", what, fault)
 
     def _claim_if_due(self, channel: str, worker: str) -> list[Claim]:
-        due = self.outbox.next_due([channel])
+        due = self.outbox.next_due(channel)
         if due is None or due > self.outbox.clock():
             return []
-        return self.outbox.claim([channel], limit=1, worker=worker)
+        return self.outbox.claim(channel, limit=1, worker=worker)
 
     def join(self, timeout: float) -> bool:
         """Wait for workers to finish their current send; ``True`` if all stopped in time."""
@@ -145,7 +145,7 @@ class DeliveryWorkers:
                 with lock:
                     exclude = list(tried)
                 claims = self.outbox.claim(
-                    [channel], limit=1, worker=f"{channel}-once", exclude=exclude
+                    channel, limit=1, worker=f"{channel}-once", exclude=exclude
                 )
                 if not claims:
                     return

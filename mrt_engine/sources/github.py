@@ -331,24 +331,18 @@ def _labels(item: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _compact(item: dict[str, Any]) -> dict[str, Any]:
-    """The fields worth keeping for troubleshooting, without avatars, API URLs and the body
-    (kept once, in the event's ``body``)."""
+    """What trace needs beyond the event's columns (title, URL, author, labels, body): the
+    issue's state and the times that decided its events and the cursor. No avatars, API URLs
+    or counters that change without an event."""
     pull = item.get("pull_request") if isinstance(item.get("pull_request"), dict) else None
-    user = item.get("user") if isinstance(item.get("user"), dict) else {}
     return {
         "number": item.get("number"),
-        "title": item.get("title"),
         "state": item.get("state"),
         "state_reason": item.get("state_reason"),
         "draft": item.get("draft"),
-        "user": user.get("login"),
-        "labels": list(_labels(item)),
-        "comments": item.get("comments"),
-        "created_at": item.get("created_at"),
         "updated_at": item.get("updated_at"),
         "closed_at": item.get("closed_at"),
         "merged_at": pull.get("merged_at") if pull else None,
-        "html_url": item.get("html_url"),
     }
 
 

@@ -110,15 +110,8 @@ class GitHubReleases(_GitHubRefs):
             author=str(author.get("login") or ""),
             raw={
                 k: entry.get(k)
-                for k in (
-                    "id",
-                    "tag_name",
-                    "name",
-                    "draft",
-                    "prerelease",
-                    "published_at",
-                    "html_url",
-                )
+                # tag_name and html_url are the event's id and URL
+                for k in ("id", "name", "draft", "prerelease", "published_at")
             },
         )
 

@@ -36,6 +36,10 @@ EXPAND = (
     "likes",
 )
 
+# What trace shows of a model beyond its columns (id, tags as labels): the revision and times that
+# decided its events. Not the download and like counters, which change without an event.
+RAW = ("sha", "lastModified", "createdAt", "pipeline_tag", "library_name", "gated", "private")
+
 
 class HuggingFaceSettings(StrictModel):
     """``sources.huggingface``."""
@@ -132,7 +136,7 @@ class HuggingFaceModels(ModelListSource):
             created_at=parse_upstream(item.get("createdAt")),
             summary=" · ".join(str(f) for f in facts if f),
             labels=tuple(tags),
-            raw={k: item.get(k) for k in ("id", *EXPAND) if k in item},
+            raw={k: item.get(k) for k in RAW if k in item},
         )
 
 

@@ -234,13 +234,9 @@ class ModelScopeModels(ModelListSource):
             created_at=parse_stamp(created_raw),
             summary=" · ".join(f for f in facts if f),
             labels=tuple(tasks + tags),
-            raw={
-                "id": model_id,
-                "last_modified": modified_raw,
-                "created_at": created_raw,
-                "tasks": tasks,
-                "downloads": downloads,
-            },
+            # The times as the upstream wrote them (the revision is made of them); the id and
+            # tasks are the event's title and labels, downloads change without an event.
+            raw={"last_modified": modified_raw, "created_at": created_raw},
         )
 
 

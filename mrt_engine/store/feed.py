@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from peewee import JOIN, fn
 
 from mrt_engine.store.models import Alert, Delivery, Event, RuleHitRow
-from mrt_engine.store.queries import DeliveryView
+from mrt_engine.store.queries import DeliveryView, deliveries, delivery_channels
 from mrt_engine.text import clean
 from mrt_engine.timeutil import from_store
 
@@ -182,23 +182,12 @@ def delivery_rows(
     limit: int = PAGE,
 ) -> list[DeliveryView]:
     """A window of the outbox, newest first."""
-    query = Delivery.select(Delivery, Alert, Event).join(Alert).join(Event)
-    if status:
-        query = query.where(Delivery.status == status)
-    if channel:
-        query = query.where(Delivery.channel == channel)
-    return [
-        DeliveryView.of(d, d.alert.event)
-        for d in _window(query, Delivery, before_id, after_id, limit)
-    ]
+    return deliveries(status, channel, limit, before_id=before_id, after_id=after_id)
 
 
 def channel_names() -> list[str]:
     """Every channel the outbox has rows for."""
-    return [
-        r[0]
-        for r in Delivery.select(Delivery.channel).distinct().order_by(Delivery.channel).tuples()
-    ]
+    return delivery_channels()
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,15 @@ text, which a console must show literally).
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import re
-from collections import Counter
 from typing import Any
 
-from peewee import fn
+from peewee import SQL, fn
 
+from mrt_engine.delivery import STATUSES
 from mrt_engine.store.models import (
     Alert,
     Attempt,
@@ -58,7 +60,6 @@ __all__ = [
     "to_plain",
 ]
 
-STATUSES = ("pending", "retrying", "sent", "dead")
 _HEX = re.compile(r"^[0-9a-f]{6,64}$")
 
 
@@ -132,22 +133,79 @@ def deliveries(
     channel: str | None = None,
     limit: int = 100,
     before_id: int | None = None,
+    after_id: int | None = None,
 ) -> list[DeliveryView]:
-    """Newest first; page with ``before_id``."""
+    """Newest first; page with ``before_id`` (older rows) or ``after_id`` (newer rows)."""
+    ids = delivery_ids(status, channel, limit, before_id=before_id, after_id=after_id)
+    if not ids:
+        return []
     query = (
         Delivery.select(Delivery, Alert, Event)
         .join(Alert)
         .join(Event)
+        .where(Delivery.id.in_(ids))
         .order_by(Delivery.id.desc())
-        .limit(limit)
     )
-    if status:
-        query = query.where(Delivery.status == status)
-    if channel:
-        query = query.where(Delivery.channel == channel)
-    if before_id is not None:
-        query = query.where(Delivery.id < before_id)
     return [DeliveryView.of(d, d.alert.event) for d in query]
+
+
+def delivery_ids(
+    status: str | None,
+    channel: str | None,
+    limit: int,
+    *,
+    before_id: int | None = None,
+    after_id: int | None = None,
+) -> list[int]:
+    """The ids of a page of the outbox, newest first, read without sorting the outbox.
+
+    The ``(status, channel)`` index keeps the rows of each pair in id order. A status or a
+    channel alone is one such range per pair, and SQLite merges ranges that are each in order
+    (a compound SELECT ordered by id), stopping at ``limit``: a page costs its rows, not the
+    matching rows (a million pending ones sorted for 50 was 4.4 s).
+    """
+    if status is None and channel is None:
+        pairs: list[tuple[str, str] | None] = [None]  # the newest rows of the whole table
+    else:
+        pairs = [
+            (s, c)
+            for s in ([status] if status else STATUSES)
+            for c in ([channel] if channel else delivery_channels(s))
+        ]
+    ranges = []
+    for pair in pairs:
+        query = Delivery.select(Delivery.id)
+        if pair is not None:
+            query = query.where((Delivery.status == pair[0]) & (Delivery.channel == pair[1]))
+        if before_id is not None:
+            query = query.where(Delivery.id < before_id)
+        if after_id is not None:
+            query = query.where(Delivery.id > after_id)
+        ranges.append(query)
+    if not ranges:
+        return []
+    union = functools.reduce(operator.add, ranges)  # UNION ALL
+    if after_id is not None:  # the oldest rows above after_id, shown newest first
+        return [r[0] for r in union.order_by(SQL('"id"')).limit(limit).tuples()][::-1]
+    return [r[0] for r in union.order_by(SQL('"id" DESC')).limit(limit).tuples()]
+
+
+def delivery_channels(status: str | None = None) -> list[str]:
+    """The channels with deliveries (in ``status``), in name order: one index seek per channel
+    and status (the outbox has a few channels and a million rows)."""
+    found: set[str] = set()
+    for each in [status] if status else STATUSES:
+        last = ""
+        while True:
+            last = (
+                Delivery.select(fn.MIN(Delivery.channel))
+                .where((Delivery.status == each) & (Delivery.channel > last))
+                .scalar()
+            )
+            if last is None:
+                break
+            found.add(last)
+    return sorted(found)
 
 
 def delivery(delivery_id: int) -> DeliveryView | None:
@@ -186,10 +244,21 @@ def find_events(ref: str) -> list[Event]:
         if len(lowered) == 64:
             row = Event.get_or_none(Event.fingerprint == lowered)
             return [row] if row else []
-        return list(
-            Event.select().where(Event.fingerprint.startswith(lowered)).order_by(Event.id).limit(20)
+        # A range on the unique index, not LIKE (case-insensitive in SQLite: it cannot use the
+        # index, and reads every event): fingerprints are lower-case hex.
+        found = (
+            Event.select()
+            .where((Event.fingerprint >= lowered) & (Event.fingerprint < _after_prefix(lowered)))
+            .order_by(Event.fingerprint)
+            .limit(20)
         )
+        return sorted(found, key=lambda e: e.id)
     return []
+
+
+def _after_prefix(prefix: str) -> str:
+    """The first text after every text that starts with ``prefix`` (its last character + 1)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def trace_event(event: Event) -> Trace:
@@ -220,12 +289,17 @@ def trace(ref: str) -> list[Trace]:
 
 # ---------------------------------------------------------------------- metrics and audit
 def recent_polls(source_key: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-    """The latest poll metrics, newest first. A row of idle polls stands for ``polls`` of them
-    (``started_at`` the first's start, ``finished_at`` the last's end; ``duration_ms`` their
-    total, ``max_duration_ms`` the longest)."""
-    query = PollMetric.select().order_by(PollMetric.id.desc()).limit(limit)
+    """The newest poll metrics (of ``source_key``). A row of idle polls stands for ``polls``
+    of them (``started_at`` the first's start, ``finished_at`` the last's end; ``duration_ms``
+    their total, ``max_duration_ms`` the longest)."""
+    query = PollMetric.select().limit(limit)
     if source_key:
-        query = query.where(PollMetric.source_key == source_key)
+        # In the order of the (source_key, started_at) index: nothing sorted before the limit.
+        query = query.where(PollMetric.source_key == source_key).order_by(
+            PollMetric.started_at.desc(), PollMetric.id.desc()
+        )
+    else:
+        query = query.order_by(PollMetric.id.desc())
     return [
         {
             "source_key": m.source_key,
@@ -260,18 +334,3 @@ def audit_log(limit: int = 50) -> list[AuditView]:
         )
         for a in Audit.select().order_by(Audit.id.desc()).limit(limit)
     ]
-
-
-def attempt_outcomes() -> Counter:
-    return Counter(
-        {
-            row.outcome: row.n
-            for row in Attempt.select(Attempt.outcome, fn.COUNT(Attempt.id).alias("n")).group_by(
-                Attempt.outcome
-            )
-        }
-    )
-
-
-def event_count() -> int:
-    return Event.select().count()
