@@ -3,7 +3,8 @@
 A real ``mrt-engine run`` (its own process) polls 20 GitHub repositories (issues) of the GitHub
 simulator on 127.0.0.1 every second, with a WeLink channel whose delivery workers idle-check
 the outbox, into a real store on disk. After a warm-up (every source has answered 304 at least
-once), one window of ``--seconds`` is measured on the engine's process:
+once), one window of ``--seconds`` is measured on the engine's process (a window of 60 s holds
+one write of the held idle polls, ``scheduler.idle_flush_seconds``):
 
 * bytes written: ``write_bytes`` of ``/proc/PID/io`` (what the process sent, or dirtied, towards
   the disk: the store, its WAL, its shared-memory index, logs), and the store's logical growth
@@ -13,7 +14,8 @@ once), one window of ``--seconds`` is measured on the engine's process:
   calls whose timestamps fall inside the window are counted. Without strace (``--no-strace``,
   or strace missing) fsyncs are not counted (``null``);
 * CPU: user + system time of the engine's process (``/proc/PID/stat``) over the window's wall
-  time, in percent of one core;
+  time, in percent of one core, and per idle poll (on a busy machine both grow with the load:
+  cold caches make the same work cost more);
 * idle polls: the ``304`` answers the simulator gave inside the window (each idle poll is one
   conditional request).
 
