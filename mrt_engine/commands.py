@@ -141,7 +141,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             return EXIT_OK
         now = timeutil.utcnow()
         print(f"store {store.path}")
-        print("\nsources:")
+        # A running engine writes the times of polls that found nothing new once a minute
+        # (scheduler.idle_flush_seconds): a "last poll" up to that old is current.
+        print("\nsources (polls that found nothing new are recorded once a minute):")
         if not states:
             print("  (none polled yet)")
         for s in states:

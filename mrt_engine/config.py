@@ -122,6 +122,9 @@ class SchedulerConfig(StrictModel):
     # After this many failed polls in a row a source sends one "unhealthy" alert, and one
     # "recovered" alert when it works again (never one per failure).
     unhealthy_after_failures: int = Field(5, ge=1)
+    # Polls that change nothing are not committed one by one: their times and figures are
+    # written this often (at most a minute late, so views of the store stay that current).
+    idle_flush_seconds: Duration = Field(60.0, gt=0, le=60)
 
 
 class RetentionConfig(StrictModel):

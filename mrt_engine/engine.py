@@ -311,6 +311,13 @@ class Engine:
             max_instances=1,
             coalesce=True,
         )
+        scheduler.add_job(
+            self.flush_idle_polls,
+            IntervalTrigger(seconds=self.config.scheduler.idle_flush_seconds, timezone="UTC"),
+            id="flush idle polls",
+            max_instances=1,
+            coalesce=True,
+        )
         self.scheduler = scheduler
         scheduler.start()
         self.workers.start()
@@ -334,6 +341,22 @@ class Engine:
                 log.exception("control: cannot read poll requests")
             else:  # one line: the daemon loop stops the engine if the file is damaged
                 log.error("control: cannot read poll requests: %s", fault)
+
+    def flush_idle_polls(self) -> None:
+        """Write the times and figures of the polls that changed nothing (see
+        :mod:`mrt_engine.idle_polls`); a store fault is one log line, and they are kept for the
+        next flush."""
+        store, pipeline = self.store, self.pipeline
+        if store is None or pipeline is None:
+            return
+        try:
+            pipeline.idle.flush(store)
+        except Exception as exc:
+            fault = store.fault(exc)
+            if fault is None:
+                log.exception("could not write the times of idle polls")
+            else:
+                log.error("could not write the times of idle polls: %s", fault)
 
     def _take_poll_requests(self, store: Store) -> None:
         assert self.scheduler is not None
@@ -419,6 +442,7 @@ class Engine:
         log.info("engine stopped")
 
     def close(self) -> None:
+        self.flush_idle_polls()
         if self.outbox is not None and self.store is not None:
             try:
                 self.outbox.release()

@@ -17,6 +17,7 @@ from typing import Any
 from mrt_engine import operations
 from mrt_engine.config import Config, load_config
 from mrt_engine.store.db import Store, open_store
+from mrt_engine.store.views import SourceView
 from mrt_engine.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,16 @@ class ConsoleSession:
 
             return compile_rules(self.config)
         return None
+
+    def source_states(self) -> list[SourceView]:
+        """Every source's state. With the engine in this process, the times of its idle polls
+        are live; attached, they are as the engine last wrote them (at most a minute late:
+        ``scheduler.idle_flush_seconds``)."""
+        from mrt_engine.store import queries
+
+        rows = queries.source_states()
+        pipeline = getattr(self.engine, "pipeline", None)
+        return pipeline.idle.live(rows) if pipeline is not None else rows
 
     def describe(self) -> str:
         where = self.store.path

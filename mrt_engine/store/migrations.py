@@ -225,6 +225,15 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX event_source ON event (source)",
         "CREATE INDEX event_source_key ON event (source_key, source)",
         # --- end of Events search
+        # --- idle polls (issue 9, item 3) ---
+        # A poll that changed nothing is not committed on its own: the idle polls of a source
+        # are written as one row per flush interval (mrt_engine/idle_polls.py). ``polls``: how
+        # many polls the row stands for (1 for every other row); ``duration_ms`` is then their
+        # total and ``max_duration_ms`` the longest (NULL on rows written before schema 3, each
+        # of one poll: its duration_ms).
+        "ALTER TABLE poll_metric ADD COLUMN polls INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE poll_metric ADD COLUMN max_duration_ms INTEGER",
+        # --- end of idle polls ---
     ],
 ]
 

@@ -195,13 +195,14 @@ class Audit(StoreModel):
 
 
 class PollMetric(StoreModel):
-    """The figures of one poll of one source key (O: per-cycle metrics)."""
+    """The figures of one poll of one source key (O: per-cycle metrics), or of its ``polls``
+    idle polls of one flush interval (see :mod:`mrt_engine.idle_polls`)."""
 
     id = AutoField()
     source_key = TextField()
-    started_at = UtcField()
-    finished_at = UtcField()
-    duration_ms = IntegerField()
+    started_at = UtcField()  # of the first poll
+    finished_at = UtcField()  # of the last
+    duration_ms = IntegerField()  # of all the polls together
     outcome = TextField()  # ok | not_modified | error
     http_requests = IntegerField(default=0)
     events_fetched = IntegerField(default=0)
@@ -209,6 +210,8 @@ class PollMetric(StoreModel):
     events_matched = IntegerField(default=0)
     alerts_created = IntegerField(default=0)
     error = TextField(null=True)
+    polls = IntegerField(default=1)
+    max_duration_ms = IntegerField(null=True)  # None: one poll (before schema 3)
 
     class Meta:
         table_name = "poll_metric"

@@ -289,7 +289,9 @@ def trace(ref: str) -> list[Trace]:
 
 # ---------------------------------------------------------------------- metrics and audit
 def recent_polls(source_key: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest poll metrics (of ``source_key``)."""
+    """The newest poll metrics (of ``source_key``). A row of idle polls stands for ``polls``
+    of them (``started_at`` the first's start, ``finished_at`` the last's end; ``duration_ms``
+    their total, ``max_duration_ms`` the longest)."""
     query = PollMetric.select().limit(limit)
     if source_key:
         # In the order of the (source_key, started_at) index: nothing sorted before the limit.
@@ -302,7 +304,10 @@ def recent_polls(source_key: str | None = None, limit: int = 20) -> list[dict[st
         {
             "source_key": m.source_key,
             "started_at": m.started_at,
+            "finished_at": m.finished_at,
+            "polls": m.polls,
             "duration_ms": m.duration_ms,
+            "max_duration_ms": m.duration_ms if m.max_duration_ms is None else m.max_duration_ms,
             "outcome": m.outcome,
             "http_requests": m.http_requests,
             "events_fetched": m.events_fetched,

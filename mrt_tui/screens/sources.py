@@ -37,7 +37,7 @@ class SourcesScreen(LiveScreen):
     ]
 
     def load(self, before_id, after_id, filter_text) -> tuple[list[Any], Any]:
-        rows = queries.source_states()
+        rows = self.session.source_states()
         if filter_text:
             rows = [r for r in rows if filter_text.casefold() in r.source_key.casefold()]
         return rows, None
@@ -63,7 +63,7 @@ class SourcesScreen(LiveScreen):
             cells.text(row.consecutive_failures),
             cells.text(row.quarantined or "-"),
             cells.text("-" if row.rate_limit_remaining is None else row.rate_limit_remaining),
-            cells.when(row.next_poll_at, now),
+            _next(row, now),
             cells.text(queries.describe_cursor(row.cursor)),
             cells.text(row.last_error or ""),
         ]
@@ -76,18 +76,26 @@ class SourcesScreen(LiveScreen):
             f"{plural(len(rows), 'source')}, {failing} failing, {paused} paused"
             + (f", {held} with quarantined items" if held else "")
             + f" · {self.session.describe()}"
+            + self._attached_note()
         )
+
+    def _attached_note(self) -> str:
+        """Attached, the poll times are the engine's last written ones: say how late they
+        may be, so a source polled every second does not look stuck."""
+        if self.session.mode != "attach":
+            return ""
+        return " · polls that found nothing new are recorded once a minute"
 
     def on_data_table_row_highlighted(self, event) -> None:
         """The selected source in full on the status line (the columns cut long values)."""
         row: SourceView | None = self.selected
         if row is not None:
-            self.query_one("#status").update(cells.text(_detail(row)))
+            self.query_one("#status").update(cells.text(_detail(row) + self._attached_note()))
 
     def status_text(self, rows, extra) -> str:
         row = self.selected
         if row is not None:
-            return _detail(row)
+            return _detail(row) + self._attached_note()
         return self.summary(rows)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -163,6 +171,14 @@ def _detail(row: SourceView) -> str:
             f" (trace quarantine:{latest.id})"
         )
     return text
+
+
+def _next(row: SourceView, now) -> Any:
+    """When the next poll is due; ``due`` once that time has passed (the poll is running, or
+    its time is not written yet), rather than a time in the past."""
+    if row.next_poll_at is not None and row.next_poll_at <= now and not row.paused:
+        return cells.text("due")
+    return cells.when(row.next_poll_at, now)
 
 
 def _short_key(key: str) -> str:
