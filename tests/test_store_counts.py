@@ -60,8 +60,10 @@ def assert_counts_right(store, other, now=LATER) -> None:
     with store.read():
         outbox = queries.outbox_counts()
         stats = feed.rule_stats(now)
+        channels = feed.channel_names()
     expected_outbox, expected_hits = truth(other, now)
     assert outbox == expected_outbox
+    assert channels == sorted(set(expected_outbox) - {"*"})
     assert {
         s.rule: (s.last_hour, s.last_day, s.total, s.last_hit) for s in stats.values()
     } == expected_hits
@@ -141,13 +143,14 @@ def test_counts_stay_right_through_engine_workers_operations_and_other_connectio
 _FROM = re.compile(r'(?:FROM|JOIN)\s+"(\w+)"(?:\s+AS\s+"(\w+)")?', re.IGNORECASE)
 
 
-def test_the_counts_read_no_full_table_of_deliveries_or_rule_hits(store_and_other):
+def test_counts_and_channel_names_read_no_full_table_of_deliveries_or_rule_hits(store_and_other):
     store, other, _config = store_and_other
     statements: list[tuple[str, tuple]] = []
     store.db.query_hooks.append(lambda q: statements.append((q.sql, tuple(q.params or ()))))
     with store.read():
         queries.outbox_counts()
         feed.rule_stats(NOW)
+        feed.channel_names()  # the console's channels when attached by the store's path only
     assert statements
     for sql, params in statements:
         names = {alias or table: table for table, alias in _FROM.findall(sql)}

@@ -13,7 +13,14 @@ from datetime import datetime, timedelta
 
 from peewee import JOIN, SQL, fn
 
-from mrt_engine.store.models import Alert, Delivery, Event, RuleHitCount, RuleHitRow
+from mrt_engine.store.models import (
+    Alert,
+    Delivery,
+    DeliveryCount,
+    Event,
+    RuleHitCount,
+    RuleHitRow,
+)
 from mrt_engine.store.queries import DeliveryView
 from mrt_engine.text import clean
 from mrt_engine.timeutil import from_store
@@ -194,11 +201,14 @@ def delivery_rows(
 
 
 def channel_names() -> list[str]:
-    """Every channel the outbox has rows for."""
-    return [
-        r[0]
-        for r in Delivery.select(Delivery.channel).distinct().order_by(Delivery.channel).tuples()
-    ]
+    """Every channel the outbox has rows for (from the outbox counters, not the outbox)."""
+    query = (
+        DeliveryCount.select(DeliveryCount.channel)
+        .where(DeliveryCount.n != 0)
+        .distinct()
+        .order_by(DeliveryCount.channel)
+    )
+    return [r[0] for r in query.tuples()]
 
 
 @dataclass(frozen=True)
