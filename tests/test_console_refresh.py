@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import test_tui
 from console_data import NOW, event
-from test_tui import run, settle
+from test_tui import run, select, settle
 
 from mrt_engine.batch import commit_events
 from mrt_engine.store.models import Delivery
@@ -91,6 +91,29 @@ def test_the_outbox_follows_a_commit_by_another_process(console):
         run(scenario())
     finally:
         other.close()
+
+
+def test_the_outbox_follows_the_embedded_engine_sending_a_resent_delivery(console, welink):
+    session = console()
+    dead = Delivery.get(Delivery.status == "dead")
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await select(pilot, "2", str(dead.id))
+            status = app.screen.query_one("#status")
+            assert "✓ sent 1 " in str(status.render())
+            await pilot.press("r")  # the operation commits from a console worker's connection
+            await until(lambda: "○ pending 2 " in str(status.render()))
+            # The engine's delivery worker sends it, on its own thread and connection.
+            worker = threading.Thread(target=session.engine.deliver_once)
+            worker.start()
+            worker.join()
+            await until(lambda: "✓ sent 2 " in str(status.render()))
+
+    run(scenario())
+    assert welink.texts()
 
 
 def test_the_rules_view_reads_again_as_its_hour_ages_with_no_commit(console, monkeypatch):
