@@ -78,6 +78,7 @@ class LiveScreen(Screen):
         self._last_rows: list[Any] | None = None
         self._paging: str | None = None
         self.gate = ReadGate(self.REREAD_SECONDS)
+        self._bindings_state: tuple | None = None  # the keys' enabled state the footer shows
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -189,11 +190,25 @@ class LiveScreen(Screen):
         self.table.sync([(self.key_of(r), self.cells(r)) for r in rows], keep_key=keep)
         self.query_one("#status", Static).update(self.status_text(rows, message.extra))
         self.loaded(rows, message.extra)
-        self.refresh_bindings()
+        self._refresh_bindings_if_changed()
         if self.PAGED and len(rows) >= self.page_size:
             oldest = min(int(self.key_of(r)) for r in rows)
             if self._ahead is None or self._ahead[:2] != (oldest, self.filter_text):
                 self._prefetch(oldest, self.filter_text)
+
+    def _refresh_bindings_if_changed(self) -> None:
+        """Refresh the footer only when one of this view's keys became enabled or disabled:
+        Textual rebuilds the whole footer (a layout of the screen) on every refresh, which
+        after every page would cost as much as painting the page."""
+        state = tuple(
+            self.check_action(binding.action, ())
+            for cls in type(self).__mro__
+            for binding in cls.__dict__.get("BINDINGS", ())
+            if isinstance(binding, Binding)
+        )
+        if state != self._bindings_state:
+            self._bindings_state = state
+            self.refresh_bindings()
 
     @work(thread=True, exclusive=True, group="prefetch")
     def _prefetch(self, before_id: int, filter_text: str) -> None:
