@@ -23,13 +23,6 @@ console = test_tui.console  # the fixture: a session over the console's fixed st
 OTHER_VIEWS_TABLES = ("delivery", "source_state", "quarantine", "rule_hit_count")
 
 
-def recorder(session) -> list[str]:
-    """Every statement the console runs through the store (peewee's query hook), from any thread."""
-    statements: list[str] = []
-    session.store.db.query_hooks.append(lambda query: statements.append(query.sql))
-    return statements
-
-
 async def until(condition, seconds: float = 6.0) -> None:
     for _ in range(int(seconds / 0.05)):
         if condition():
@@ -38,9 +31,9 @@ async def until(condition, seconds: float = 6.0) -> None:
     raise AssertionError("the console did not show the change")
 
 
-def test_views_off_screen_and_an_unchanged_store_cost_no_store_read(console):
+def test_views_off_screen_and_an_unchanged_store_cost_no_store_read(console, store_statements):
     session = console()
-    statements = recorder(session)
+    statements = store_statements
 
     def engine_commit() -> None:  # as the embedded engine's poll thread commits
         with session.store.write():
@@ -65,7 +58,7 @@ def test_views_off_screen_and_an_unchanged_store_cost_no_store_read(console):
             table = app.screen.table
             await until(lambda: "DeepSeek-V4" in str(table.get_row_at(0)[3]))
             await settle(pilot)
-            read = " ".join(statements)
+            read = " ".join(sql for sql, _params in statements)
             assert "event" in read
             assert not [t for t in OTHER_VIEWS_TABLES if f'"{t}"' in read], read
 

@@ -143,10 +143,11 @@ def test_counts_stay_right_through_engine_workers_operations_and_other_connectio
 _FROM = re.compile(r'(?:FROM|JOIN)\s+"(\w+)"(?:\s+AS\s+"(\w+)")?', re.IGNORECASE)
 
 
-def test_counts_and_channel_names_read_no_full_table_of_deliveries_or_rule_hits(store_and_other):
+def test_counts_and_channel_names_read_no_full_table_of_deliveries_or_rule_hits(
+    store_and_other, store_statements
+):
     store, other, _config = store_and_other
-    statements: list[tuple[str, tuple]] = []
-    store.db.query_hooks.append(lambda q: statements.append((q.sql, tuple(q.params or ()))))
+    statements = store_statements
     with store.read():
         queries.outbox_counts()
         feed.rule_stats(NOW)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import math
 import os
 import platform
@@ -209,8 +210,16 @@ async def measure(session, pages: int) -> dict:
     from mrt_tui.screens.events import EventsScreen
 
     TimedApp = timed_app_class()
-    statements: list[str] = []
-    session.store.db.query_hooks.append(lambda query: statements.append(query.sql))
+    statements: list[str] = []  # Peewee logs every statement it runs at DEBUG, any thread
+
+    class Record(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            statements.append(str(record.msg))
+
+    peewee_log = logging.getLogger("peewee")
+    peewee_log.addHandler(Record(logging.DEBUG))
+    peewee_log.setLevel(logging.DEBUG)
+    peewee_log.propagate = False
     app = TimedApp(session, theme="mrt-dark", remember=False)
     out: dict = {}
     first = app.expect(lambda: isinstance(app.screen, EventsScreen) and app.screen.table.row_count)
