@@ -16,6 +16,7 @@ from mrt_engine.store.db import StoreError
 from mrt_engine.wording import plural
 from mrt_tui.commands import ConsoleCommands
 from mrt_tui.messages import ActionDone
+from mrt_tui.screens.base import REFRESH_SECONDS
 from mrt_tui.screens.events import EventsScreen
 from mrt_tui.screens.outbox import OutboxScreen
 from mrt_tui.screens.rules import RulesScreen
@@ -85,6 +86,8 @@ class MrtApp(App):
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.set_keymap(keymap())
         self.switch_mode("events")
+        # One timer for the whole console: only the view on screen is asked to refresh.
+        self.set_interval(REFRESH_SECONDS, self._refresh_visible, name="refresh")
 
     def on_unmount(self) -> None:
         if self._signals is not None:
@@ -119,6 +122,12 @@ class MrtApp(App):
 
     def back(self) -> None:
         self.switch_mode(self._previous_mode if self._previous_mode != "trace" else "events")
+
+    def _refresh_visible(self) -> None:
+        """Ask the view on screen to read again if the store changed (a dialog on top: none)."""
+        refresh = getattr(self.screen, "refresh_if_changed", None)
+        if refresh is not None:
+            refresh(self.session.store_version())
 
     def action_refresh_now(self) -> None:
         reload = getattr(self.screen, "reload", None)

@@ -40,6 +40,15 @@ def text(value: object, style: str = "") -> Text:
     return Text("" if value is None else str(value), style=style, no_wrap=True, overflow="ellipsis")
 
 
+class Whole(Text):
+    """A cell that is never cut (an id, a count): the table widens its column to fit it."""
+
+
+def whole(value: object, style: str = "") -> Whole:
+    """A number (or a label carrying one) as literal text that no column width cuts."""
+    return Whole("" if value is None else str(value), style=style, no_wrap=True)
+
+
 def status(value: str) -> Text:
     return text(f"{STATUS_GLYPHS.get(value, '?')} {value}", STATUS_STYLES.get(value, ""))
 

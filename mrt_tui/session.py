@@ -18,6 +18,7 @@ from mrt_engine import operations
 from mrt_engine.config import Config, load_config
 from mrt_engine.store.db import Store, open_store
 from mrt_engine.store.views import SourceView
+from mrt_engine.store.watch import StoreWatch
 from mrt_engine.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,12 @@ class ConsoleSession:
         self.actor = operations.actor_name("tui")
         self._on_close = on_close
         self._closed = False
+        self._watch = StoreWatch(store.path)
+
+    def store_version(self) -> tuple[int, int] | None:
+        """Changes whenever anything is committed to the store (None: cannot tell now); views
+        read again only when it did."""
+        return self._watch.version()
 
     @cached_property
     def channels(self) -> list[str]:
@@ -90,6 +97,7 @@ class ConsoleSession:
         if self._closed:
             return
         self._closed = True
+        self._watch.close()
         if self.engine is not None:
             self.engine.stop()  # closes the store it opened
         else:

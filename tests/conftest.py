@@ -356,6 +356,29 @@ def _no_store_left_open() -> Iterator[None]:
         pytest.fail(f"a store was left open: {leaked}")
 
 
+@pytest.fixture
+def store_statements() -> Iterator[list[tuple[str, tuple]]]:
+    """Every statement run through the store's Peewee database, from any thread, as (sql,
+    params): Peewee logs each one at DEBUG on its ``peewee`` logger (every version we support)."""
+    import logging
+
+    statements: list[tuple[str, tuple]] = []
+
+    class Record(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            sql, params = record.msg if isinstance(record.msg, tuple) else (record.msg, ())
+            statements.append((str(sql), tuple(params or ())))
+
+    logger = logging.getLogger("peewee")
+    handler, saved = Record(logging.DEBUG), (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # not into the captured log of every test
+    yield statements
+    logger.removeHandler(handler)
+    logger.level, logger.propagate = saved
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In .ci/run's lower-bounds run (MRT_LOWER_BOUNDS set), skip the snapshot comparisons: the
     pictures are drawn with the newest Textual, and older ones draw the same screens with other

@@ -234,6 +234,53 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE poll_metric ADD COLUMN polls INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE poll_metric ADD COLUMN max_duration_ms INTEGER",
         # --- end of idle polls ---
+        # -- Counters the console and `status` read instead of counting the big tables. SQLite
+        # triggers keep them, so every writer keeps them right: the engine, operations, the
+        # delivery workers, another process, a hand-typed statement. Backfilled once here.
+        # Outbox: rows per (channel, status).
+        """CREATE TABLE delivery_count (
+            channel TEXT NOT NULL,
+            status TEXT NOT NULL,
+            n INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (channel, status)
+        ) WITHOUT ROWID""",
+        """INSERT INTO delivery_count (channel, status, n)
+            SELECT channel, status, COUNT(*) FROM delivery GROUP BY channel, status""",
+        """CREATE TRIGGER delivery_count_insert AFTER INSERT ON delivery BEGIN
+            INSERT INTO delivery_count (channel, status, n) VALUES (NEW.channel, NEW.status, 1)
+                ON CONFLICT (channel, status) DO UPDATE SET n = n + 1;
+        END""",
+        """CREATE TRIGGER delivery_count_delete AFTER DELETE ON delivery BEGIN
+            UPDATE delivery_count SET n = n - 1
+                WHERE channel = OLD.channel AND status = OLD.status;
+        END""",
+        """CREATE TRIGGER delivery_count_update AFTER UPDATE OF channel, status ON delivery
+            WHEN OLD.channel IS NOT NEW.channel OR OLD.status IS NOT NEW.status BEGIN
+            UPDATE delivery_count SET n = n - 1
+                WHERE channel = OLD.channel AND status = OLD.status;
+            INSERT INTO delivery_count (channel, status, n) VALUES (NEW.channel, NEW.status, 1)
+                ON CONFLICT (channel, status) DO UPDATE SET n = n + 1;
+        END""",
+        # Rule hits ever, per rule (last hour / day are ranges of the index rule_hit_rule).
+        """CREATE TABLE rule_hit_count (
+            rule TEXT PRIMARY KEY NOT NULL,
+            n INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""",
+        """INSERT INTO rule_hit_count (rule, n) SELECT rule, COUNT(*) FROM rule_hit GROUP BY rule""",
+        """CREATE TRIGGER rule_hit_count_insert AFTER INSERT ON rule_hit BEGIN
+            INSERT INTO rule_hit_count (rule, n) VALUES (NEW.rule, 1)
+                ON CONFLICT (rule) DO UPDATE SET n = n + 1;
+        END""",
+        """CREATE TRIGGER rule_hit_count_delete AFTER DELETE ON rule_hit BEGIN
+            UPDATE rule_hit_count SET n = n - 1 WHERE rule = OLD.rule;
+        END""",
+        """CREATE TRIGGER rule_hit_count_update AFTER UPDATE OF rule ON rule_hit
+            WHEN OLD.rule IS NOT NEW.rule BEGIN
+            UPDATE rule_hit_count SET n = n - 1 WHERE rule = OLD.rule;
+            INSERT INTO rule_hit_count (rule, n) VALUES (NEW.rule, 1)
+                ON CONFLICT (rule) DO UPDATE SET n = n + 1;
+        END""",
+        # -- end of the counters
     ],
 ]
 

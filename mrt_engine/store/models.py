@@ -8,6 +8,7 @@ from typing import Any
 from peewee import (
     AutoField,
     BooleanField,
+    CompositeKey,
     DatabaseProxy,
     ForeignKeyField,
     IntegerField,
@@ -234,6 +235,28 @@ class Quarantine(StoreModel):
         table_name = "quarantine"
 
 
+class DeliveryCount(StoreModel):
+    """Outbox rows per (channel, status), kept by triggers on ``delivery`` (schema 3)."""
+
+    channel = TextField()
+    status = TextField()
+    n = IntegerField(default=0)
+
+    class Meta:
+        table_name = "delivery_count"
+        primary_key = CompositeKey("channel", "status")
+
+
+class RuleHitCount(StoreModel):
+    """Rule hits ever per rule name, kept by triggers on ``rule_hit`` (schema 3)."""
+
+    rule = TextField(primary_key=True)
+    n = IntegerField(default=0)
+
+    class Meta:
+        table_name = "rule_hit_count"
+
+
 ALL_MODELS: tuple[type[StoreModel], ...] = (
     SourceState,
     Event,
@@ -244,4 +267,6 @@ ALL_MODELS: tuple[type[StoreModel], ...] = (
     Audit,
     PollMetric,
     Quarantine,
+    DeliveryCount,
+    RuleHitCount,
 )

@@ -1,13 +1,16 @@
 """The shape every list view shares: a live table over a window of the store, read by a worker.
 
 A thread worker reads a window (newest first, or older than ``before_id`` once the operator pages
-down) and posts it; the UI thread only applies it with :meth:`LiveTable.sync`. A timer asks for a
-refresh every second, so rows committed by the engine appear within about a second.
+down) and posts it; the UI thread only applies it with :meth:`LiveTable.sync`. Every second the
+app asks the view on screen (and only that one) to refresh; it reads again only when something was
+committed since its last read (:class:`ReadGate`), so rows committed by the engine appear within
+about a second and an idle console reads nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from textual import on, work
@@ -28,12 +31,36 @@ REFRESH_SECONDS = 1.0
 log = logging.getLogger(__name__)
 
 
+class ReadGate:
+    """When a view reads the store again: after a commit since its last read (the store's
+    version, one ``PRAGMA data_version``), or when what it shows ages with the clock."""
+
+    def __init__(self, max_age: float | None = None) -> None:
+        self.max_age = max_age  # seconds; None: only a commit changes what the view shows
+        self._version: tuple[int, int] | None = None
+        self._read_at = 0.0
+
+    def due(self, version: tuple[int, int] | None) -> bool:
+        if version is None or version != self._version:
+            return True  # changed, or the store cannot tell: read
+        return self.max_age is not None and time.monotonic() - self._read_at >= self.max_age
+
+    def reading(self, version: tuple[int, int] | None) -> None:
+        """A read starts now: it sees at least every commit before ``version`` was taken."""
+        self._version, self._read_at = version, time.monotonic()
+
+    def failed(self) -> None:
+        """The read did not get through: the next tick tries again."""
+        self._version = None
+
+
 class LiveScreen(Screen):
     """A list screen: subclasses give columns, ``load`` (worker thread) and ``cells``."""
 
     COLUMNS: list[tuple[str, str, int | None]] = []
     FILTER_HELP = ""
     PAGED = True  # rows are windows of the store by id; False: the view shows every row
+    REREAD_SECONDS: float | None = None  # read again this often even with no commit
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="list.filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="list.clear_filter"),
@@ -50,6 +77,8 @@ class LiveScreen(Screen):
         self._ahead: tuple[int, str, list[Any], Any] | None = None  # the next older window
         self._last_rows: list[Any] | None = None
         self._paging: str | None = None
+        self.gate = ReadGate(self.REREAD_SECONDS)
+        self._bindings_state: tuple | None = None  # the keys' enabled state the footer shows
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -68,24 +97,26 @@ class LiveScreen(Screen):
     def session(self):
         return self.app.session
 
-    def on_mount(self) -> None:
-        self.set_interval(REFRESH_SECONDS, self._tick, name="refresh")
-
     def on_screen_resume(self) -> None:
-        self.reload()
+        self.refresh_if_changed(self.session.store_version())
         self.table.focus()
 
     # ------------------------------------------------------------------ reading
-    def _tick(self) -> None:
-        """The periodic refresh; skipped while a read is still running (a page change, a slow
+    def refresh_if_changed(self, version: tuple[int, int] | None) -> None:
+        """The app's periodic refresh, for the view on screen: read only when the store changed
+        (or the view aged); skipped while a read is still running (a page change, a slow
         filter), so reads never pile up or compete with the one the operator waits for."""
+        if not self.gate.due(version):
+            return
         if not any(
             w.node is self and w.group == "read" and w.state == WorkerState.RUNNING
             for w in self.app.workers
         ):
-            self.reload()
+            self.reload(version)
 
-    def reload(self) -> None:
+    def reload(self, version: tuple[int, int] | None = None) -> None:
+        """Read the window now (``version``: the store's, taken just before; asked if not given)."""
+        self.gate.reading(version or self.session.store_version())
         self._read(self.before_id, self.after_id, self.filter_text, self._generation)
 
     @work(thread=True, exclusive=True, group="read")
@@ -96,9 +127,11 @@ class LiveScreen(Screen):
             with self.session.store.read():
                 rows, extra = self.load(before_id, after_id, filter_text)
         except (StoreError, OperationError) as exc:
+            self.gate.failed()
             self.post_message(ActionDone(str(exc), error=True, refresh=False))
             return
         except Exception as exc:  # a bug must not take the console down: say so, keep going
+            self.gate.failed()
             fault = self.session.store.fault(exc)
             if fault is not None:  # the store, not a bug: its one line is the whole story
                 self.post_message(ActionDone(str(fault), error=True, refresh=False))
@@ -157,11 +190,25 @@ class LiveScreen(Screen):
         self.table.sync([(self.key_of(r), self.cells(r)) for r in rows], keep_key=keep)
         self.query_one("#status", Static).update(self.status_text(rows, message.extra))
         self.loaded(rows, message.extra)
-        self.refresh_bindings()
+        self._refresh_bindings_if_changed()
         if self.PAGED and len(rows) >= self.page_size:
             oldest = min(int(self.key_of(r)) for r in rows)
             if self._ahead is None or self._ahead[:2] != (oldest, self.filter_text):
                 self._prefetch(oldest, self.filter_text)
+
+    def _refresh_bindings_if_changed(self) -> None:
+        """Refresh the footer only when one of this view's keys became enabled or disabled:
+        Textual rebuilds the whole footer (a layout of the screen) on every refresh, which
+        after every page would cost as much as painting the page."""
+        state = tuple(
+            self.check_action(binding.action, ())
+            for cls in type(self).__mro__
+            for binding in cls.__dict__.get("BINDINGS", ())
+            if isinstance(binding, Binding)
+        )
+        if state != self._bindings_state:
+            self._bindings_state = state
+            self.refresh_bindings()
 
     @work(thread=True, exclusive=True, group="prefetch")
     def _prefetch(self, before_id: int, filter_text: str) -> None:

@@ -44,7 +44,7 @@ class EventsScreen(LiveScreen):
     def cells(self, row: feed.EventRow) -> list[Any]:
         rules = ", ".join(row.rules) if row.rules else ("baseline" if row.baseline else "")
         return [
-            cells.text(row.id),
+            cells.whole(row.id),
             cells.when(row.observed_at, self.session.clock()),
             cells.text(f"{cells.SOURCE_SHORT.get(row.source, row.source)} {row.event_type}"),
             cells.text(row.title),

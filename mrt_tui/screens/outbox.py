@@ -57,10 +57,10 @@ class OutboxScreen(LiveScreen):
     def cells(self, row: DeliveryView) -> list[Any]:
         waiting = row.status in ("pending", "retrying")
         return [
-            cells.text(row.id),
+            cells.whole(row.id),
             cells.text(row.channel),
             cells.status(row.status),
-            cells.text(row.attempts),
+            cells.whole(row.attempts),
             cells.when(row.next_attempt_at, self.session.clock()) if waiting else cells.text("-"),
             cells.text(row.title),
             cells.text(row.last_error or ""),

@@ -24,6 +24,7 @@ DRY_RUN_EVENTS = 5000
 class RulesScreen(LiveScreen):
     TITLE = "Rules"
     PAGED = False
+    REREAD_SECONDS = 60.0  # the last hour and day move on with the clock
     COLUMNS = [
         ("name", "rule", 22),
         ("action", "action", 8),
@@ -61,10 +62,10 @@ class RulesScreen(LiveScreen):
         return [
             cells.text(name),
             cells.text(rule.action if rule else "-"),
-            cells.text(rule.priority if rule else "-"),
-            cells.text(stats.last_hour if stats else 0),
-            cells.text(stats.last_day if stats else 0),
-            cells.text(stats.total if stats else 0),
+            cells.whole(rule.priority if rule else "-"),
+            cells.whole(stats.last_hour if stats else 0),
+            cells.whole(stats.last_day if stats else 0),
+            cells.whole(stats.total if stats else 0),
             cells.when(stats.last_hit if stats else None, self.session.clock()),
             cells.text(what),
         ]

@@ -18,6 +18,7 @@ from mrt_tui.screens.base import LiveScreen
 class SourcesScreen(LiveScreen):
     TITLE = "Sources"
     PAGED = False
+    REREAD_SECONDS = 60.0  # a backoff ends with the clock, not with a commit
     COLUMNS = [
         ("key", "source key", 3.0),
         ("state", "state", 9),
@@ -60,9 +61,9 @@ class SourcesScreen(LiveScreen):
             state,
             cells.when(row.last_poll_at, now),
             cells.when(row.last_success_at, now),
-            cells.text(row.consecutive_failures),
-            cells.text(row.quarantined or "-"),
-            cells.text("-" if row.rate_limit_remaining is None else row.rate_limit_remaining),
+            cells.whole(row.consecutive_failures),
+            cells.whole(row.quarantined or "-"),
+            cells.whole("-" if row.rate_limit_remaining is None else row.rate_limit_remaining),
             _next(row, now),
             cells.text(queries.describe_cursor(row.cursor)),
             cells.text(row.last_error or ""),

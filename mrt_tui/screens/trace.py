@@ -19,7 +19,7 @@ from mrt_engine.store.db import StoreError
 from mrt_engine.wording import plural
 from mrt_tui import cells
 from mrt_tui.messages import ActionDone, RowsLoaded
-from mrt_tui.screens.base import REFRESH_SECONDS
+from mrt_tui.screens.base import ReadGate
 from mrt_tui.widgets.live_table import LiveTable
 
 
@@ -112,6 +112,7 @@ class TraceScreen(Screen):
         self.ref: str | None = None
         self.trace: queries.Trace | None = None
         self.statuses: dict[str, str] = {}
+        self.gate = ReadGate()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -136,22 +137,26 @@ class TraceScreen(Screen):
     def table(self) -> LiveTable:
         return self.query_one(LiveTable)
 
-    def on_mount(self) -> None:
-        self.set_interval(REFRESH_SECONDS, self.reload, name="refresh")
-
     def on_screen_resume(self) -> None:
         ref = self.app.take_trace_ref()
-        if ref:
-            self.ref = ref
-        self.reload()
+        if ref and ref != self.ref:
+            self.show(ref)
+        else:
+            self.refresh_if_changed(self.session.store_version())
         self.table.focus()
 
     def show(self, ref: str) -> None:
         self.ref = ref
         self.reload()
 
-    def reload(self) -> None:
+    def refresh_if_changed(self, version: tuple[int, int] | None) -> None:
+        """The app's periodic refresh while this view is on screen: only after a commit."""
+        if self.gate.due(version):
+            self.reload(version)
+
+    def reload(self, version: tuple[int, int] | None = None) -> None:
         if self.ref:
+            self.gate.reading(version or self.session.store_version())
             self._read(self.ref)
 
     @work(thread=True, exclusive=True, group="read")
@@ -160,9 +165,11 @@ class TraceScreen(Screen):
             with self.session.store.read():
                 traces = queries.trace(ref) or queries.quarantined(ref)
         except StoreError as exc:
+            self.gate.failed()
             self.post_message(ActionDone(str(exc), error=True, refresh=False))
             return
         except Exception as exc:  # as the list views: say so in one line, keep the console
+            self.gate.failed()
             fault = self.session.store.fault(exc)
             self.post_message(
                 ActionDone(str(fault or f"cannot trace {ref}: {exc!r}"), error=True, refresh=False)
@@ -198,12 +205,12 @@ class TraceScreen(Screen):
                 (
                     f"d{delivery.id}",
                     [
-                        cells.text(f"delivery #{delivery.id} {delivery.channel}", "bold"),
+                        cells.whole(f"delivery #{delivery.id} {delivery.channel}", "bold"),
                         cells.status(delivery.status),
                         cells.when(
                             delivery.next_attempt_at if waiting else delivery.updated_at, now
                         ),
-                        cells.text(plural(delivery.attempts, "try", "tries")),
+                        cells.whole(plural(delivery.attempts, "try", "tries")),
                         cells.text(""),
                         cells.text(delivery.last_error or ""),
                     ],
@@ -215,10 +222,12 @@ class TraceScreen(Screen):
                     (
                         f"a{a.id}",
                         [
-                            cells.text(f"  attempt #{a.id}"),
+                            cells.whole(f"  attempt #{a.id}"),
                             cells.status(a.outcome),
                             cells.when(a.started_at, now),
-                            cells.text(f"{a.duration_ms} ms" if a.duration_ms is not None else "-"),
+                            cells.whole(
+                                f"{a.duration_ms} ms" if a.duration_ms is not None else "-"
+                            ),
                             cells.text(reply),
                             cells.text(a.error or ""),
                         ],

@@ -2,7 +2,8 @@
 
 ``sync`` makes the table show exactly the given rows in the given order: rows that left are
 removed, new ones added, changed cells updated, and the cursor stays on the row it was on. No
-``clear()``: the operator's cursor and scroll survive every refresh.
+``clear()``: the operator's cursor and scroll survive every refresh. A column of fixed width
+grows to fit its widest :class:`~mrt_tui.cells.Whole` cell: ids and counts are never cut.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
+
+from mrt_tui.cells import Whole
 
 
 class RankedText(Text):
@@ -52,6 +55,7 @@ class LiveTable(DataTable):
         self._shown: list[int] = []
         self._order: list[str] = []
         self._rows_cache: list[tuple[str, Sequence[Text]]] = []
+        self._grown: dict[str, int] = {}  # fixed columns widened for a whole number, by key
 
     def on_mount(self) -> None:
         self._choose_columns()
@@ -72,7 +76,7 @@ class LiveTable(DataTable):
         self.clear(columns=True)
         self._order = []
         for key, label, w in self._column_spec:
-            self.add_column(label, key=key, width=w if isinstance(w, int) else 10)
+            self.add_column(label, key=key, width=self._fixed(key, w) if isinstance(w, int) else 10)
         self._fit_flexible()
         if self._rows_cache:
             self.sync(self._rows_cache, keep_key=keep)
@@ -90,7 +94,7 @@ class LiveTable(DataTable):
             return
         padding = 2 * self.cell_padding
         fixed = sum(
-            width + padding
+            self._fixed(key, width) + padding
             for key, _label, width in self._column_spec
             if key not in shares and isinstance(width, int)
         )
@@ -106,6 +110,30 @@ class LiveTable(DataTable):
             # DataTable has no public call to re-measure after a width change.
             self._require_update_dimensions = True
             self._clear_caches()
+            self.refresh()
+
+    def _fixed(self, key: str, width: int) -> int:
+        """A fixed column's width: as declared, or wider once a whole number needed it."""
+        return max(width, self._grown.get(key, 0))
+
+    def _grow(self, rows: Sequence[tuple[str, Sequence[Text]]]) -> None:
+        """Widen each fixed column to its widest :class:`Whole` cell (never narrower again, so
+        paging does not make the columns jump), then share out the rest of the width anew."""
+        changed = False
+        for index, (key, _label, width) in enumerate(self._column_spec):
+            if not isinstance(width, int):
+                continue
+            need = max(
+                (c[index].cell_len for _key, c in rows if isinstance(c[index], Whole)), default=0
+            )
+            if need > self._fixed(key, width):
+                self._grown[key] = need
+                self.columns[ColumnKey(key)].width = need
+                changed = True
+        if changed:
+            self._require_update_dimensions = True
+            self._clear_caches()
+            self._fit_flexible()
             self.refresh()
 
     # ------------------------------------------------------------------ rows
@@ -133,6 +161,7 @@ class LiveTable(DataTable):
         wanted = [key for key, _ in rows]
         wanted_set = set(wanted)
         columns = [c[0] for c in self._column_spec]
+        self._grow(rows)
         with self.app.batch_update():
             present = set(self._order) & wanted_set
             if not present and self._order:
