@@ -125,9 +125,10 @@ class MrtApp(App):
 
     def _refresh_visible(self) -> None:
         """Ask the view on screen to read again if the store changed (a dialog on top: none)."""
-        refresh = getattr(self.screen, "refresh_if_changed", None)
+        screen = self.screen
+        refresh = getattr(screen, "refresh_if_changed", None)
         if refresh is not None:
-            refresh(self.session.store_version())
+            refresh(screen.version())
 
     def action_refresh_now(self) -> None:
         reload = getattr(self.screen, "reload", None)

@@ -52,6 +52,12 @@ class ConsoleSession:
         read again only when it did."""
         return self._watch.version()
 
+    def idle_revision(self) -> int:
+        """Changes with every idle poll of the engine in this process, which commits nothing
+        until its flush (0 when attached: the store is all there is to show)."""
+        pipeline = getattr(self.engine, "pipeline", None)
+        return pipeline.idle.revision if pipeline is not None else 0
+
     @cached_property
     def channels(self) -> list[str]:
         """Channel names from the config (or, attached by path only, from the outbox's rows

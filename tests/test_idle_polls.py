@@ -275,8 +275,9 @@ def test_status_shows_the_last_idle_poll_once_written_and_says_how_late_it_may_b
 ISSUES = "github:vllm-project/vllm:issues"
 
 
-def sources_view(session) -> dict[str, str]:
-    """The Sources view of ``session``: cells of the issues source's row, and the status line."""
+def sources_view(session, then=None) -> dict[str, str]:
+    """The Sources view of ``session``: cells of the issues source's row, and the status line
+    (after ``then()`` and the app's next refresh, when given)."""
     seen: dict[str, str] = {}
 
     async def settle(pilot) -> None:
@@ -291,6 +292,10 @@ def sources_view(session) -> dict[str, str]:
             await settle(pilot)
             await pilot.press("5")
             await settle(pilot)
+            if then is not None:
+                then()
+                app._refresh_visible()  # the app's periodic refresh, once
+                await settle(pilot)
             table = app.screen.table
             table.move_cursor(row=table.get_row_index(ISSUES))
             await settle(pilot)
@@ -349,3 +354,34 @@ def test_the_attached_console_says_idle_polls_are_recorded_once_a_minute(tmp_pat
         session.close()
     assert seen["last"] == "09:29:00" and seen["next"] == "due"
     assert "polls that found nothing new are recorded once a minute" in seen["status"]
+
+
+def test_the_embedded_sources_view_follows_idle_polls_that_commit_nothing(
+    tmp_path, monkeypatch, welink
+):
+    monkeypatch.setenv("MRT_TUI_SETTINGS", str(tmp_path / "tui.json"))
+    engine = Engine(
+        load_config(build(tmp_path)), environ={WEBHOOK_ENV: welink.webhook_url}, clock=lambda: NOW
+    )
+    engine.open()
+    session = ConsoleSession(engine.store, mode="embedded", engine=engine, clock=lambda: NOW)
+
+    def idle_poll(second: int) -> None:
+        polled = NOW.replace(second=second)
+        engine.pipeline.idle.record(
+            ISSUES,
+            outcome="not_modified",
+            started=polled,
+            finished=polled,
+            next_poll_at=polled,
+            http_requests=1,
+            duration_ms=40,
+            rate_limit=RateLimitInfo(4000 + second, None),
+        )
+
+    idle_poll(10)
+    try:
+        seen = sources_view(session, then=lambda: idle_poll(40))  # the store is unchanged
+    finally:
+        session.close()
+    assert (seen["last"], seen["rate"]) == ("09:30:40", "4040")

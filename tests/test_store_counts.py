@@ -89,11 +89,11 @@ def test_counts_stay_right_through_engine_workers_operations_and_other_connectio
     # The delivery workers: claims that fail (retrying, then dead) and succeed (sent).
     outbox = Outbox(store, owner="w", policy=OutboxPolicy(max_attempts=2), clock=clock)
     for result in (SendResult(ok=False, error="503"), SendResult(ok=True)):
-        for claim in outbox.claim(["welink"], limit=3):
+        for claim in outbox.claim("welink", limit=3):
             outbox.complete(claim, result, 12)
             assert_counts_right(store, other)
     outbox.policy.max_attempts = 1
-    for claim in outbox.claim(["welink"], limit=10):
+    for claim in outbox.claim("welink", limit=10):
         outbox.complete(claim, SendResult(ok=False, error="503"), 12)
     assert_counts_right(store, other)
 

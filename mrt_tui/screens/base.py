@@ -37,15 +37,15 @@ class ReadGate:
 
     def __init__(self, max_age: float | None = None) -> None:
         self.max_age = max_age  # seconds; None: only a commit changes what the view shows
-        self._version: tuple[int, int] | None = None
+        self._version: tuple[int, ...] | None = None
         self._read_at = 0.0
 
-    def due(self, version: tuple[int, int] | None) -> bool:
+    def due(self, version: tuple[int, ...] | None) -> bool:
         if version is None or version != self._version:
             return True  # changed, or the store cannot tell: read
         return self.max_age is not None and time.monotonic() - self._read_at >= self.max_age
 
-    def reading(self, version: tuple[int, int] | None) -> None:
+    def reading(self, version: tuple[int, ...] | None) -> None:
         """A read starts now: it sees at least every commit before ``version`` was taken."""
         self._version, self._read_at = version, time.monotonic()
 
@@ -98,11 +98,15 @@ class LiveScreen(Screen):
         return self.app.session
 
     def on_screen_resume(self) -> None:
-        self.refresh_if_changed(self.session.store_version())
+        self.refresh_if_changed(self.version())
         self.table.focus()
 
     # ------------------------------------------------------------------ reading
-    def refresh_if_changed(self, version: tuple[int, int] | None) -> None:
+    def version(self) -> tuple[int, ...] | None:
+        """What this view's rows depend on: the store's version (None: cannot tell now)."""
+        return self.session.store_version()
+
+    def refresh_if_changed(self, version: tuple[int, ...] | None) -> None:
         """The app's periodic refresh, for the view on screen: read only when the store changed
         (or the view aged); skipped while a read is still running (a page change, a slow
         filter), so reads never pile up or compete with the one the operator waits for."""
@@ -114,9 +118,9 @@ class LiveScreen(Screen):
         ):
             self.reload(version)
 
-    def reload(self, version: tuple[int, int] | None = None) -> None:
+    def reload(self, version: tuple[int, ...] | None = None) -> None:
         """Read the window now (``version``: the store's, taken just before; asked if not given)."""
-        self.gate.reading(version or self.session.store_version())
+        self.gate.reading(version or self.version())
         self._read(self.before_id, self.after_id, self.filter_text, self._generation)
 
     @work(thread=True, exclusive=True, group="read")

@@ -19,6 +19,13 @@ class SourcesScreen(LiveScreen):
     TITLE = "Sources"
     PAGED = False
     REREAD_SECONDS = 60.0  # a backoff ends with the clock, not with a commit
+
+    def version(self) -> tuple[int, ...] | None:
+        """The store's version, and the embedded engine's idle polls, whose times this view
+        shows live although they are not committed yet."""
+        version = self.session.store_version()
+        return None if version is None else (*version, self.session.idle_revision())
+
     COLUMNS = [
         ("key", "source key", 3.0),
         ("state", "state", 9),

@@ -142,21 +142,25 @@ class TraceScreen(Screen):
         if ref and ref != self.ref:
             self.show(ref)
         else:
-            self.refresh_if_changed(self.session.store_version())
+            self.refresh_if_changed(self.version())
         self.table.focus()
 
     def show(self, ref: str) -> None:
         self.ref = ref
         self.reload()
 
-    def refresh_if_changed(self, version: tuple[int, int] | None) -> None:
+    def version(self) -> tuple[int, ...] | None:
+        """What the trace depends on: the store's version."""
+        return self.session.store_version()
+
+    def refresh_if_changed(self, version: tuple[int, ...] | None) -> None:
         """The app's periodic refresh while this view is on screen: only after a commit."""
         if self.gate.due(version):
             self.reload(version)
 
     def reload(self, version: tuple[int, int] | None = None) -> None:
         if self.ref:
-            self.gate.reading(version or self.session.store_version())
+            self.gate.reading(version or self.version())
             self._read(self.ref)
 
     @work(thread=True, exclusive=True, group="read")
