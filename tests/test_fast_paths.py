@@ -1,0 +1,102 @@
+"""The poll's fast paths give what the plain ways they replace gave.
+
+Each fast path of the poll (tests/perf/bench_pipeline.py measures them) is checked here against
+the way it replaced, on the same input: state rows read and written in plain SQL against
+Peewee's queries, and so on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from mrt_engine.pipeline import load_state, update_state
+from mrt_engine.store.db import open_store
+from mrt_engine.store.models import SourceState
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def _every_field_set(key: str) -> dict:
+    return {
+        "source_key": key,
+        "platform": "github",
+        "cursor": {"since": "2026-03-01T12:00:00Z", "page": [1, "ü"]},
+        "etag": 'W/"abc"',
+        "last_modified": "Sun, 01 Mar 2026 12:00:00 GMT",
+        "validated_url": "https://api.github.com/repos/a/b/issues?since=x",
+        "baseline_done": True,
+        "baseline_at": T0,
+        "paused": False,
+        "poll_requested_at": T0 + timedelta(seconds=1),
+        "last_poll_at": T0 + timedelta(seconds=2),
+        "last_success_at": T0 + timedelta(seconds=3),
+        "last_error": "503 from GET https://api.github.com/…",
+        "last_error_at": T0 + timedelta(seconds=4),
+        "consecutive_failures": 2,
+        "backoff_until": T0 + timedelta(seconds=5),
+        "next_poll_at": T0 + timedelta(seconds=6),
+        "rate_limit_remaining": 4999,
+        "rate_limit_reset_at": T0 + timedelta(seconds=7),
+        "version": 7,
+        "updated_at": T0 + timedelta(seconds=8),
+    }
+
+
+def test_a_state_row_read_in_plain_sql_is_the_row_peewee_reads(tmp_path):
+    store = open_store(tmp_path / "s.sqlite3")
+    try:
+        with store.write():
+            SourceState.insert(**_every_field_set("github:a/b:issues")).execute()
+            SourceState.insert(
+                source_key="github:a/b:pulls", platform="github", updated_at=T0
+            ).execute()
+        for key in ("github:a/b:issues", "github:a/b:pulls"):
+            ours, peewees = load_state(store, key), SourceState.get(SourceState.source_key == key)
+            assert ours.__data__ == peewees.__data__
+            assert ours.dirty_fields == peewees.dirty_fields == []
+        assert load_state(store, "github:c/d:issues") is None
+    finally:
+        store.close()
+
+
+def test_a_state_update_in_plain_sql_writes_what_peewees_update_wrote(tmp_path):
+    store = open_store(tmp_path / "s.sqlite3")
+    changes = {
+        "cursor": {"since": "2026-03-02T00:00:00Z"},
+        "etag": None,
+        "last_modified": "Mon, 02 Mar 2026 00:00:00 GMT",
+        "validated_url": "https://api.github.com/x",
+        "baseline_done": True,
+        "baseline_at": T0 - timedelta(days=1),
+        "poll_requested_at": None,
+        "last_poll_at": T0 + timedelta(minutes=1),
+        "last_success_at": T0 + timedelta(minutes=2),
+        "consecutive_failures": 0,
+        "backoff_until": None,
+        "next_poll_at": T0 + timedelta(minutes=3),
+        "rate_limit_remaining": None,
+        "rate_limit_reset_at": T0 + timedelta(minutes=4),
+        "updated_at": T0 + timedelta(minutes=2),
+    }
+    try:
+        with store.write():
+            for key in ("ours", "peewees", "moved on"):
+                SourceState.insert(**_every_field_set(key)).execute()
+            assert update_state(store, "ours", 7, **changes) == 1
+            assert (
+                SourceState.update(**changes, version=SourceState.version + 1)
+                .where((SourceState.source_key == "peewees") & (SourceState.version == 7))
+                .execute()
+            ) == 1
+            assert update_state(store, "moved on", 6, **changes) == 0  # the version is 7
+        peewees, ours, untouched = store.db.execute_sql(
+            "SELECT * FROM source_state ORDER BY source_key DESC"
+        ).fetchall()
+        assert ours[1:] == peewees[1:]
+        assert untouched[0] == "moved on"
+        assert load_state(store, "moved on").__data__ == {
+            **_every_field_set("moved on"),
+            "cursor": {"since": "2026-03-01T12:00:00Z", "page": [1, "ü"]},
+        }
+    finally:
+        store.close()
