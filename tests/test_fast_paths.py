@@ -7,11 +7,14 @@ Peewee's queries, and so on.
 
 from __future__ import annotations
 
+import random
+import re
 from datetime import UTC, datetime, timedelta
 
 from mrt_engine.pipeline import load_state, update_state
 from mrt_engine.store.db import open_store
 from mrt_engine.store.models import SourceState
+from mrt_engine.text import body_text, clean_line, excerpt, line_excerpt
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -100,3 +103,25 @@ def test_a_state_update_in_plain_sql_writes_what_peewees_update_wrote(tmp_path):
         }
     finally:
         store.close()
+
+
+def test_the_excerpt_of_a_body_is_its_excerpt_cleaned_again():
+    rng = random.Random(5)
+    alphabet = [*"abc xyz", *"\u00e9\u00df\u4e2d\u202e\x1b\x00\r\n\t\u00a0\u3000\u2028", "  "]
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(60)))
+        limit = rng.randrange(40)
+        # A body cut at its own limit may end in a space.
+        for body in (body_text(text), body_text(text, rng.randrange(60))):
+            assert line_excerpt(body, limit) == excerpt(body, limit), (body, limit)
+        assert line_excerpt(clean_line(text), limit) == excerpt(text, limit)
+
+
+def test_a_text_that_is_one_clean_line_already_is_kept_and_any_other_is_folded():
+    rng = random.Random(7)
+    alphabet = [*"ab ", " ", "\u00e9", "\u4e2d", "\u00a0", "\u3000", "\u2028", "\t", "\x85"]
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+        folded = re.sub(r"\s+", " ", text.replace("\x85", "")).strip()
+        assert clean_line(text) == folded, repr(text)
+        assert body_text(text) == folded
