@@ -7,10 +7,14 @@ Peewee's queries, and so on.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from mrt_engine.batch import dumps
 from mrt_engine.pipeline import load_state, update_state
 from mrt_engine.store.db import open_store
 from mrt_engine.store.models import SourceState
@@ -125,3 +129,44 @@ def test_a_text_that_is_one_clean_line_already_is_kept_and_any_other_is_folded()
         folded = re.sub(r"\s+", " ", text.replace("\x85", "")).strip()
         assert clean_line(text) == folded, repr(text)
         assert body_text(text) == folded
+
+
+def _random_value(rng: random.Random, depth: int) -> object:
+    roll = rng.random()
+    if depth == 0 or roll < 0.4:
+        return rng.choice(
+            [
+                None,
+                True,
+                False,
+                0,
+                -7,
+                2**70,
+                1.5,
+                -0.0,
+                float("inf"),
+                float("nan"),
+                "",
+                'a"\\b',
+                "\u00e9\u4e2d",
+                "\ud800",
+                "\x00\x1f\u2028",
+                "</script>",
+            ]
+        )
+    if roll < 0.7:
+        return [_random_value(rng, depth - 1) for _ in range(rng.randrange(4))]
+    if roll < 0.8:
+        return tuple(_random_value(rng, depth - 1) for _ in range(rng.randrange(4)))
+    keys = ["b", "a", "\u00e9", "A", "10", "9", ""]
+    return {rng.choice(keys): _random_value(rng, depth - 1) for _ in range(rng.randrange(5))}
+
+
+def test_row_json_is_what_json_dumps_writes():
+    rng = random.Random(3)
+    for _ in range(5000):
+        value = _random_value(rng, rng.randrange(5))
+        expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        assert dumps(value) == expected
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        dumps({"a": {1, 2}})
