@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -19,6 +19,7 @@ from mrt_engine.pipeline import load_state, update_state
 from mrt_engine.store.db import open_store
 from mrt_engine.store.models import SourceState
 from mrt_engine.text import body_text, clean_line, excerpt, line_excerpt
+from mrt_engine.timeutil import from_store, to_store
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -170,3 +171,17 @@ def test_row_json_is_what_json_dumps_writes():
         assert dumps(value) == expected
     with pytest.raises(TypeError, match="not JSON serializable"):
         dumps({"a": {1, 2}})
+
+
+def test_store_time_text_is_the_naive_utc_isoformat_with_a_z():
+    rng = random.Random(11)
+    zones = [UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-3, minutes=-30))]
+    zones.append(timezone(timedelta(hours=5, minutes=45, seconds=30)))
+    for _ in range(5000):
+        when = datetime(2, 1, 1, tzinfo=UTC) + timedelta(
+            seconds=rng.randrange(365 * 24 * 3600 * 9990), microseconds=rng.choice([0, 1, 999999])
+        )
+        value = when.astimezone(rng.choice(zones))
+        naive = value.astimezone(UTC).replace(tzinfo=None)
+        assert to_store(value) == naive.isoformat(timespec="microseconds") + "Z"
+        assert from_store(to_store(value)) == value
