@@ -58,6 +58,12 @@ def clean(text: object) -> str:
 
 def clean_line(text: object) -> str:
     """Like :func:`clean`, and fold all whitespace (newlines too) into single spaces."""
+    if isinstance(text, str) and text.isprintable():
+        # Every whitespace character but the ASCII space is unprintable: a printable text with
+        # no run of spaces and none at either end is one clean line already (most titles).
+        if "  " not in text and text[:1] != " " and text[-1:] != " ":
+            return text
+        return " ".join(text.split())
     return " ".join(clean(text).split())  # split(): runs of str.isspace() characters
 
 
@@ -78,7 +84,13 @@ def body_text(text: object, limit: int = BODY_MAX_CHARS) -> str:
 
 def excerpt(text: object, limit: int) -> str:
     """A one-line excerpt of at most ``limit`` characters, ending in an ellipsis when cut."""
-    line = clean_line(text)
+    return line_excerpt(clean_line(text), limit)
+
+
+def line_excerpt(line: str, limit: int) -> str:
+    """:func:`excerpt` of text that is one clean line already: the result of :func:`clean_line`,
+    or of :func:`body_text` (a body's summary), which is not cleaned again."""
+    line = line.rstrip(" ")  # a body cut at its limit may end in the one space cleaning drops
     if len(line) <= limit:
         return line
     if limit <= 1:

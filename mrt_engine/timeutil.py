@@ -24,8 +24,9 @@ def to_store(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetime given where an aware UTC one is required")
-    # isoformat: several times faster than strftime, and always four year digits.
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # isoformat: several times faster than strftime, and always four year digits. In UTC it
+    # ends in "+00:00", which becomes the store's "Z" (cheaper than a naive copy to format).
+    return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def from_store(value: str | None) -> datetime | None:

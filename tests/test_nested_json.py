@@ -4,6 +4,7 @@ RecursionError, a traceback or an "internal error", wherever strangers' JSON is 
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 from test_sources_common import CASES
@@ -93,3 +94,39 @@ def test_a_deeply_nested_config_file_is_a_config_error(tmp_path, suffix, text):
 def test_json_that_nests_within_the_bound_still_parses_as_before():
     data = {"items": [{"labels": [{"name": "x"}], "user": {"login": "a"}}]}
     assert parse_json(json.dumps(data).encode()) == data
+
+
+def _deeper_by_walking_every_node(value: object, limit: int) -> bool:
+    """The plain reference: every node visited with its depth."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def _random_json(rng: random.Random, depth: int) -> object:
+    roll = rng.random()
+    if depth == 0 or roll < 0.3:
+        return rng.choice([None, True, 0, 1.5, "", "x", "[{", {}, []])
+    if roll < 0.65:
+        return [_random_json(rng, depth - 1) for _ in range(rng.randrange(4))]
+    return {f"k{i}": _random_json(rng, depth - 1) for i in range(rng.randrange(4))}
+
+
+def test_the_depth_limit_is_the_same_as_a_walk_of_every_node():
+    rng = random.Random(9)
+    for _ in range(2000):
+        value = _random_json(rng, rng.randrange(9))
+        text = json.dumps(value).encode()
+        for limit in (1, 2, 3, 5, 8):
+            too_deep = _deeper_by_walking_every_node(value, limit)
+            try:
+                parse_json(text, max_depth=limit)
+                refused = False
+            except UntrustedJsonError:
+                refused = True
+            assert refused == too_deep, (text, limit)

@@ -45,17 +45,23 @@ class FieldTexts:
             value = self._fields[name] = _field_text(self._event, name)
         return value
 
+    # joined and folded run for every event and every field list: lists, not generators, for
+    # str.join, and one field is its own text (their bookkeeping cost more than casefold).
     def joined(self, names: tuple[str, ...]) -> str:
         value = self._joined.get(names)
         if value is None:
-            value = self._joined[names] = "\x00".join(self.field(n) for n in names)
+            field = self.field
+            value = field(names[0]) if len(names) == 1 else "\x00".join([field(n) for n in names])
+            self._joined[names] = value
         return value
 
     def folded(self, names: tuple[str, ...]) -> str:
         value = self._folded.get(names)
         if value is None:
             # casefold works character by character, so the fields are folded once each
-            value = self._folded[names] = "\x00".join(self._folded_field(n) for n in names)
+            fold = self._folded_field
+            value = fold(names[0]) if len(names) == 1 else "\x00".join([fold(n) for n in names])
+            self._folded[names] = value
         return value
 
     def _folded_field(self, name: str) -> str:

@@ -25,7 +25,7 @@ from mrt_engine.secrets import shorten
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
 from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
 from mrt_engine.sources.validators import ApiBase
-from mrt_engine.text import BODY_MAX_CHARS, body_text, excerpt
+from mrt_engine.text import BODY_MAX_CHARS, body_text, line_excerpt
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TAG = re.compile(r"<[^>]*>")
@@ -136,7 +136,7 @@ class Feed(ItemSetSource):
             title=title,
             url=link,
             occurred_at=_when(entry),
-            summary=excerpt(summary, SUMMARY_CHARS),
+            summary=line_excerpt(summary, SUMMARY_CHARS),
             body=body,
             labels=tags[:20],
             author=_text(authors),

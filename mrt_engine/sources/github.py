@@ -46,13 +46,14 @@ from mrt_engine.sources.github_refs import (
     GitHubTags,
 )
 from mrt_engine.sources.validators import ApiBase
-from mrt_engine.text import body_text, excerpt
+from mrt_engine.text import body_text, line_excerpt
 from mrt_engine.timeutil import github_time, parse_upstream, parse_when
 
 DEFAULT_API = "https://api.github.com"
 _REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 EMPTY_REPO_MARGIN = timedelta(minutes=10)
 ISSUE_KEY = keyed_by("number")  # the upstream id a quarantined issue is known by
+_REQUIRED = (("number", int), ("title", str), ("html_url", str), ("state", str))
 
 
 class GitHubMonitor(StrictModel):
@@ -215,11 +216,10 @@ class GitHubIssues(Source):
     ) -> tuple[datetime, list[TrackerEvent]]:
         """One issue object, checked: its ``updated_at`` (for the cursor) and its events."""
         expect(isinstance(item, dict), "expected each issue to be an object")
-        for key, kind in (("number", int), ("title", str), ("html_url", str), ("state", str)):
-            expect(
-                isinstance(item.get(key), kind),
-                f"issue object without a valid {key!r} (got {type(item.get(key)).__name__})",
-            )
+        for key, kind in _REQUIRED:
+            value = item.get(key)
+            if not isinstance(value, kind):  # the message only then: this runs for every item
+                expect(False, f"issue object without a valid {key!r} (got {type(value).__name__})")
         updated = _time(item, "updated_at")
         _time(item, "created_at")
         return updated, self.item_events(item, now, http)
@@ -243,7 +243,7 @@ class GitHubIssues(Source):
             "source_key": self.key,
             "resource_id": self.repo,
             "title": item["title"],
-            "summary": excerpt(body, self.settings.body_excerpt_chars),
+            "summary": line_excerpt(body, self.settings.body_excerpt_chars),
             "body": body,
             "url": item["html_url"],
             "author": str(user.get("login") or ""),
@@ -312,7 +312,8 @@ class GitHubIssues(Source):
 
 def _time(item: dict[str, Any], key: str) -> datetime:
     value = parse_upstream(item.get(key))
-    expect(value is not None, f"issue object without a valid {key!r} timestamp")
+    if value is None:
+        expect(False, f"issue object without a valid {key!r} timestamp")
     assert value is not None
     return value
 

@@ -16,7 +16,7 @@ from mrt_engine.quarantine import Quarantine, keyed_by
 from mrt_engine.secrets import Secret
 from mrt_engine.sources.base import SourceState, expect
 from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
-from mrt_engine.text import body_text, excerpt
+from mrt_engine.text import body_text, line_excerpt
 from mrt_engine.timeutil import parse_upstream
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class GitHubReleases(_GitHubRefs):
             title=title,
             url=url,
             occurred_at=parse_upstream(entry.get("published_at") or entry.get("created_at")),
-            summary=excerpt(body, self.settings.body_excerpt_chars),
+            summary=line_excerpt(body, self.settings.body_excerpt_chars),
             body=body,
             labels=flags,
             author=str(author.get("login") or ""),

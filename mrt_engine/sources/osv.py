@@ -20,7 +20,7 @@ from mrt_engine.rules.model import RuleConfig
 from mrt_engine.sources.base import BuildContext, Source, SourceKind, SourceState, expect
 from mrt_engine.sources.item_set import Item, ItemSet, ItemSetSource
 from mrt_engine.sources.validators import ApiBase
-from mrt_engine.text import body_text, clean_line, excerpt
+from mrt_engine.text import body_text, clean_line, line_excerpt
 from mrt_engine.timeutil import parse_upstream
 
 DEFAULT_API = "https://api.osv.dev"
@@ -99,7 +99,7 @@ class OsvAdvisories(ItemSetSource):
         severity = severity_of(vuln)
         aliases = [a for a in vuln.get("aliases") or [] if isinstance(a, str)]
         details = body_text(vuln.get("details") or "")
-        summary = clean_line(vuln.get("summary") or "") or excerpt(details, 120)
+        summary = clean_line(vuln.get("summary") or "") or line_excerpt(details, 120)
         return Item(
             key=vuln_id,
             event_id=vuln_id,
@@ -107,7 +107,7 @@ class OsvAdvisories(ItemSetSource):
             title=f"[{severity}] {vuln_id} in {self.package.name}: {summary}"[:300],
             url=f"https://osv.dev/vulnerability/{vuln_id}",
             occurred_at=parse_upstream(vuln.get("published") or vuln.get("modified")),
-            summary=excerpt(details or summary, 280),
+            summary=line_excerpt(details or summary, 280),
             body=details,
             labels=(f"severity:{severity}", *aliases[:10]),
             raw={

@@ -1,0 +1,187 @@
+"""The poll's fast paths give what the plain ways they replace gave.
+
+Each fast path of the poll (tests/perf/bench_pipeline.py measures them) is checked here against
+the way it replaced, on the same input: state rows read and written in plain SQL against
+Peewee's queries, and so on.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from mrt_engine.batch import dumps
+from mrt_engine.pipeline import load_state, update_state
+from mrt_engine.store.db import open_store
+from mrt_engine.store.models import SourceState
+from mrt_engine.text import body_text, clean_line, excerpt, line_excerpt
+from mrt_engine.timeutil import from_store, to_store
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def _every_field_set(key: str) -> dict:
+    return {
+        "source_key": key,
+        "platform": "github",
+        "cursor": {"since": "2026-03-01T12:00:00Z", "page": [1, "ü"]},
+        "etag": 'W/"abc"',
+        "last_modified": "Sun, 01 Mar 2026 12:00:00 GMT",
+        "validated_url": "https://api.github.com/repos/a/b/issues?since=x",
+        "baseline_done": True,
+        "baseline_at": T0,
+        "paused": False,
+        "poll_requested_at": T0 + timedelta(seconds=1),
+        "last_poll_at": T0 + timedelta(seconds=2),
+        "last_success_at": T0 + timedelta(seconds=3),
+        "last_error": "503 from GET https://api.github.com/…",
+        "last_error_at": T0 + timedelta(seconds=4),
+        "consecutive_failures": 2,
+        "backoff_until": T0 + timedelta(seconds=5),
+        "next_poll_at": T0 + timedelta(seconds=6),
+        "rate_limit_remaining": 4999,
+        "rate_limit_reset_at": T0 + timedelta(seconds=7),
+        "version": 7,
+        "updated_at": T0 + timedelta(seconds=8),
+    }
+
+
+def test_a_state_row_read_in_plain_sql_is_the_row_peewee_reads(tmp_path):
+    store = open_store(tmp_path / "s.sqlite3")
+    try:
+        with store.write():
+            SourceState.insert(**_every_field_set("github:a/b:issues")).execute()
+            SourceState.insert(
+                source_key="github:a/b:pulls", platform="github", updated_at=T0
+            ).execute()
+        for key in ("github:a/b:issues", "github:a/b:pulls"):
+            ours, peewees = load_state(store, key), SourceState.get(SourceState.source_key == key)
+            assert ours.__data__ == peewees.__data__
+            assert ours.dirty_fields == peewees.dirty_fields == []
+        assert load_state(store, "github:c/d:issues") is None
+    finally:
+        store.close()
+
+
+def test_a_state_update_in_plain_sql_writes_what_peewees_update_wrote(tmp_path):
+    store = open_store(tmp_path / "s.sqlite3")
+    changes = {
+        "cursor": {"since": "2026-03-02T00:00:00Z"},
+        "etag": None,
+        "last_modified": "Mon, 02 Mar 2026 00:00:00 GMT",
+        "validated_url": "https://api.github.com/x",
+        "baseline_done": True,
+        "baseline_at": T0 - timedelta(days=1),
+        "poll_requested_at": None,
+        "last_poll_at": T0 + timedelta(minutes=1),
+        "last_success_at": T0 + timedelta(minutes=2),
+        "consecutive_failures": 0,
+        "backoff_until": None,
+        "next_poll_at": T0 + timedelta(minutes=3),
+        "rate_limit_remaining": None,
+        "rate_limit_reset_at": T0 + timedelta(minutes=4),
+        "updated_at": T0 + timedelta(minutes=2),
+    }
+    try:
+        with store.write():
+            for key in ("ours", "peewees", "moved on"):
+                SourceState.insert(**_every_field_set(key)).execute()
+            assert update_state(store, "ours", 7, **changes) == 1
+            assert (
+                SourceState.update(**changes, version=SourceState.version + 1)
+                .where((SourceState.source_key == "peewees") & (SourceState.version == 7))
+                .execute()
+            ) == 1
+            assert update_state(store, "moved on", 6, **changes) == 0  # the version is 7
+        peewees, ours, untouched = store.db.execute_sql(
+            "SELECT * FROM source_state ORDER BY source_key DESC"
+        ).fetchall()
+        assert ours[1:] == peewees[1:]
+        assert untouched[0] == "moved on"
+        assert load_state(store, "moved on").__data__ == {
+            **_every_field_set("moved on"),
+            "cursor": {"since": "2026-03-01T12:00:00Z", "page": [1, "ü"]},
+        }
+    finally:
+        store.close()
+
+
+def test_the_excerpt_of_a_body_is_its_excerpt_cleaned_again():
+    rng = random.Random(5)
+    alphabet = [*"abc xyz", *"\u00e9\u00df\u4e2d\u202e\x1b\x00\r\n\t\u00a0\u3000\u2028", "  "]
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(60)))
+        limit = rng.randrange(40)
+        # A body cut at its own limit may end in a space.
+        for body in (body_text(text), body_text(text, rng.randrange(60))):
+            assert line_excerpt(body, limit) == excerpt(body, limit), (body, limit)
+        assert line_excerpt(clean_line(text), limit) == excerpt(text, limit)
+
+
+def test_a_text_that_is_one_clean_line_already_is_kept_and_any_other_is_folded():
+    rng = random.Random(7)
+    alphabet = [*"ab ", " ", "\u00e9", "\u4e2d", "\u00a0", "\u3000", "\u2028", "\t", "\x85"]
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+        folded = re.sub(r"\s+", " ", text.replace("\x85", "")).strip()
+        assert clean_line(text) == folded, repr(text)
+        assert body_text(text) == folded
+
+
+def _random_value(rng: random.Random, depth: int) -> object:
+    roll = rng.random()
+    if depth == 0 or roll < 0.4:
+        return rng.choice(
+            [
+                None,
+                True,
+                False,
+                0,
+                -7,
+                2**70,
+                1.5,
+                -0.0,
+                float("inf"),
+                float("nan"),
+                "",
+                'a"\\b',
+                "\u00e9\u4e2d",
+                "\ud800",
+                "\x00\x1f\u2028",
+                "</script>",
+            ]
+        )
+    if roll < 0.7:
+        return [_random_value(rng, depth - 1) for _ in range(rng.randrange(4))]
+    if roll < 0.8:
+        return tuple(_random_value(rng, depth - 1) for _ in range(rng.randrange(4)))
+    keys = ["b", "a", "\u00e9", "A", "10", "9", ""]
+    return {rng.choice(keys): _random_value(rng, depth - 1) for _ in range(rng.randrange(5))}
+
+
+def test_row_json_is_what_json_dumps_writes():
+    rng = random.Random(3)
+    for _ in range(5000):
+        value = _random_value(rng, rng.randrange(5))
+        expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        assert dumps(value) == expected
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        dumps({"a": {1, 2}})
+
+
+def test_store_time_text_is_the_naive_utc_isoformat_with_a_z():
+    rng = random.Random(11)
+    zones = [UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-3, minutes=-30))]
+    zones.append(timezone(timedelta(hours=5, minutes=45, seconds=30)))
+    for _ in range(5000):
+        when = datetime(2, 1, 1, tzinfo=UTC) + timedelta(
+            seconds=rng.randrange(365 * 24 * 3600 * 9990), microseconds=rng.choice([0, 1, 999999])
+        )
+        value = when.astimezone(rng.choice(zones))
+        naive = value.astimezone(UTC).replace(tzinfo=None)
+        assert to_store(value) == naive.isoformat(timespec="microseconds") + "Z"
+        assert from_store(to_store(value)) == value
