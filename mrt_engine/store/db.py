@@ -245,7 +245,8 @@ def open_store(path: str | Path, *, create: bool = True) -> Store:
             raw.close()
         db = SqliteDatabase(str(file), pragmas=PRAGMAS, timeout=15)
         # The Events filter's words are matched by this function (on the rows the index finds).
-        db.register_function(search.search_text, search.SEARCH_FUNCTION, 1, deterministic=True)
+        # (Peewee 3.14, our lower bound, takes no ``deterministic``; nothing here needs it.)
+        db.register_function(search.search_text, search.SEARCH_FUNCTION, 1)
         database.initialize(db)
         db.bind(ALL_MODELS)
         store = Store(file, db, found)
