@@ -64,6 +64,7 @@ from mrt_engine.rules import RuleConfig, RuleSet
 from mrt_engine.sources.github import KIND, GitHubIssues, GitHubSettings
 from mrt_engine.store import migrations
 from mrt_engine.store.db import PRAGMAS, open_store
+from mrt_engine.store.search import indexed_text
 
 API = "https://api.github.com"
 CHANNELS = ["welink", "email"]
@@ -590,8 +591,13 @@ def run_executemany(source_db: Path, target_db: Path) -> dict[str, Any]:
             (key, row["platform"], row["updated_at"], row["updated_at"]),
         )
     versions = dict.fromkeys(state, 0)
+    # The Events filter's word index gets each event's folded title, as write_batch writes it
+    # (folded beforehand, as the pipeline folds it in prepare_batch, outside its transaction).
+    title = [row[1] for row in conn.execute("PRAGMA table_info(event)")].index("title")
+    for poll in polls:
+        poll["event_search"] = [(row[0], indexed_text(row[title])) for row in poll["event"]]
+    statements = {"event_search": "INSERT INTO event_search (rowid, title) VALUES (?, ?)"}
     metric_sql = None
-    statements: dict[str, str] = {}
     for poll in polls:
         for name in ("event", "rule_hit", "alert", "delivery"):
             if poll[name] and name not in statements:
@@ -624,7 +630,7 @@ def run_executemany(source_db: Path, target_db: Path) -> dict[str, Any]:
     cpu, start = time.process_time(), time.perf_counter()
     for poll, update, metric in work:
         conn.execute("BEGIN IMMEDIATE")
-        for name in ("event", "rule_hit", "alert", "delivery"):
+        for name in ("event", "event_search", "rule_hit", "alert", "delivery"):
             if poll[name]:
                 conn.executemany(statements[name], poll[name])
         conn.executemany(_STATE_UPDATE, [update])
