@@ -91,7 +91,9 @@ class Engine:
             self.http.set_host_defaults(
                 source.api_base, sources.kinds()[source.platform].host_defaults
             )
-        self.lock = EngineLock(config.db_path)
+        self.location = config.store_location
+        # One engine per SQLite file; on PostgreSQL several engines share the store.
+        self.lock = EngineLock(self.location.path) if self.location.is_sqlite else None
         self.store: Store | None = None
         self.pipeline: Pipeline | None = None
         self.outbox: Outbox | None = None
@@ -126,20 +128,30 @@ class Engine:
         tune_interpreter()
         for warning in self.components.warnings:
             log.warning("%s", warning)
-        prepare_folder(self.config.db_path)
-        self.lock.acquire()
+        if self.lock is not None:
+            prepare_folder(self.location.path)
+            self.lock.acquire()
         try:
-            self.store = open_store(self.config.db_path)
+            self.store = open_store(self.location)
             self._recover()
         except BaseException as exc:
-            fault = store_fault(exc, self.config.db_path) if isinstance(exc, Exception) else None
+            fault = self._fault(exc) if isinstance(exc, Exception) else None
             if self.store is not None:
                 self.store.close()
                 self.store = None
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
             if fault is not None:
                 raise fault from None
             raise
+
+    def _fault(self, exc: Exception) -> Any:
+        """The store fault behind ``exc`` (a one-line StoreError), or None."""
+        if self.location.is_sqlite:
+            return store_fault(exc, self.location.path)
+        from mrt_engine.store import postgres
+
+        return postgres.store_fault(exc, self.location)
 
     def _recover(self) -> None:
         """Wire outbox, pipeline and workers to the open store; take back a dead engine's claims."""
@@ -180,7 +192,7 @@ class Engine:
         log.info(
             "engine %s opened %s: %s, %s, %s",
             self.owner,
-            self.config.db_path,
+            self.location,
             plural(len(self.sources), "source"),
             plural(len(self.channels), "channel"),
             plural(len(self.rules.rules), "rule"),
@@ -458,7 +470,8 @@ class Engine:
         if self.store is not None:
             self.store.close()
             self.store = None
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
 
     def run_forever(self) -> int:
         """Daemon mode: run until SIGTERM or SIGINT, then stop cleanly. Exit status 0.
