@@ -146,11 +146,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _store(args) as store:
         states = queries.source_states()
         counts = queries.outbox_counts()
-        if args.json:
-            _print_json({"store": str(store), "sources": states, "outbox": counts})
-            return EXIT_OK
         now = timeutil.utcnow()
+        running = _engines(args, store, now)
+        if args.json:
+            report = {"store": str(store), "sources": states, "outbox": counts}
+            if running is not None:
+                report["engines"] = running
+            _print_json(report)
+            return EXIT_OK
         print(f"store {store}")
+        if running is not None:
+            live = [e for e in running if e.live]
+            print(f"\nengines sharing the store: {len(live)} live")
+            for e in running:
+                state = "live" if e.live else ("stopped" if e.stopped_at else "gone")
+                print(
+                    f"  {e.id}  [{state}]  pid {e.pid} on {e.host}, v{e.version},"
+                    f" started {_fmt_time(e.started_at, now)}, heartbeat {_fmt_time(e.heartbeat_at, now)}"
+                )
+                if e.live:
+                    print(
+                        f"      polls {plural(len(e.sources), 'source')}: {', '.join(e.sources) or '-'}"
+                    )
         # A running engine writes the times of polls that found nothing new once a minute
         # (scheduler.idle_flush_seconds): a "last poll" up to that old is current.
         print("\nsources (polls that found nothing new are recorded once a minute):")
@@ -187,6 +204,20 @@ def cmd_status(args: argparse.Namespace) -> int:
             label = "all channels" if channel == "*" else channel
             print(f"  {label:<14} " + "  ".join(f"{k} {v}" for k, v in by_status.items()))
         return EXIT_OK
+
+
+def _engines(args: argparse.Namespace, store: Store, now: Any) -> list | None:
+    """The engines of a shared store (live first, then the last stopped or gone ones), or None
+    on a store of one engine (its lock file says whether it runs)."""
+    if not store.shared:
+        return None
+    from mrt_engine.store import engines
+
+    lease = 30.0
+    if args.config or os.environ.get("MRT_CONFIG"):
+        lease = _config(args).scheduler.engine_lease_seconds
+    found = engines.engines(store, now, lease)
+    return [e for e in found if e.live] + [e for e in found if not e.live][:10]
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:

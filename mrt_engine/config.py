@@ -143,6 +143,9 @@ class SchedulerConfig(StrictModel):
     # Polls that change nothing are not committed one by one: their times and figures are
     # written this often (at most a minute late, so views of the store stay that current).
     idle_flush_seconds: Duration = Field(60.0, gt=0, le=60)
+    # Engines sharing a store (PostgreSQL): an engine renews its heartbeat and its sources'
+    # leases every third of this; a dead engine's sources and claims are taken over after it.
+    engine_lease_seconds: Duration = Field(30.0, ge=3, le=3600)
 
 
 class RetentionConfig(StrictModel):

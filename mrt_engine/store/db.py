@@ -35,9 +35,10 @@ import errno
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from peewee import Database, SqliteDatabase
 
@@ -201,9 +202,59 @@ class Store:
     def __str__(self) -> str:
         return self.location.display()
 
+    @property
+    def shared(self) -> bool:
+        """Whether several engines may run on this store at once (PostgreSQL): sources are
+        then leased (:mod:`mrt_engine.store.engines`) and outbox claims skip locked rows."""
+        return self.is_postgresql
+
     def sql(self, statement: str) -> str:
-        """``statement`` (``?`` marks) in this backend's words."""
-        return pg_sql(statement) if self.is_postgresql else statement
+        """``statement`` as written for SQLite (``?`` marks) for this backend's own driver.
+        (``db.execute_sql`` and ``db.cursor()`` take such statements on either backend; this
+        is for a connection of one's own.)"""
+        if self.is_postgresql:
+            from mrt_engine.store.postgres import qmark_sql
+
+            return qmark_sql(statement)
+        return statement
+
+    # ---- the few places where the two backends' SQL differs, named by what they do
+    def indexed_by(self, index: str) -> str:
+        """`` INDEXED BY index`` on SQLite (a query whose plan must not change); PostgreSQL
+        has no such hint (its planner is checked by the plan tests instead)."""
+        return "" if self.is_postgresql else f" INDEXED BY {index}"
+
+    @property
+    def skip_locked(self) -> str:
+        """What a claim query ends with so that engines sharing the store never take the same
+        rows: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; nothing on SQLite, whose write lock
+        already lets one writer claim at a time."""
+        return " FOR UPDATE SKIP LOCKED" if self.is_postgresql else ""
+
+    def new_ids(self, cursor: Any, table: str, n: int) -> Sequence[int]:
+        """``n`` ids for new rows of ``table``, inside a write transaction. SQLite: the next
+        ``n`` after the highest (the write lock keeps them ours); PostgreSQL: from the table's
+        sequence, since other engines insert at the same time."""
+        if n <= 0:
+            return ()
+        if self.is_postgresql:
+            cursor.execute(
+                f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"
+                " FROM generate_series(1, ?)",
+                (n,),
+            )
+            return [row[0] for row in cursor.fetchall()]
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}")
+        first = cursor.fetchone()[0]
+        return range(first, first + n)
+
+    def insert_id(self, cursor: Any, statement: str, params: Sequence[Any]) -> int:
+        """Run an ``INSERT`` of one row and return its id."""
+        if self.is_postgresql:
+            cursor.execute(statement + " RETURNING id", params)
+            return cursor.fetchone()[0]
+        cursor.execute(statement, params)
+        return cursor.lastrowid
 
     def fault(self, exc: BaseException) -> StoreError | None:
         """:func:`store_fault` for this store; a damaged file is remembered in :attr:`damage`
@@ -257,12 +308,6 @@ class Store:
             if _current is self:
                 _current = None
                 database.initialize(None)
-
-
-def pg_sql(statement: str) -> str:
-    """A statement written for SQLite (``?`` marks) for psycopg (``%s``; a literal ``%``
-    doubled). Our statements hold no ``?`` or ``%`` inside string literals."""
-    return statement.replace("%", "%%").replace("?", "%s")
 
 
 def open_store(where: str | Path | StoreLocation, *, create: bool = True) -> Store:

@@ -265,4 +265,24 @@ MIGRATIONS: list[list[str]] = [
             for table in WATCHED_TABLES
         ),
     ],
+    # 4: engines that share a store (see mrt_engine/store/migrations.py)
+    [
+        """CREATE TABLE engine_instance (
+            id TEXT PRIMARY KEY NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            version TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL,
+            stopped_at TEXT
+        )""",
+        """CREATE TABLE source_lease (
+            source_key TEXT PRIMARY KEY NOT NULL,
+            engine_id TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX source_lease_engine ON source_lease (engine_id)",
+        # No change signal on these two: heartbeats and lease renewals come every few seconds
+        # and the console does not show them.
+    ],
 ]

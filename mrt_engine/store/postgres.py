@@ -30,20 +30,63 @@ def _driver() -> Any:
     return psycopg
 
 
+def qmark_sql(statement: str) -> str:
+    """A statement written with SQLite's ``?`` marks in psycopg's words (``%s``; a literal
+    ``%`` doubled). Our statements hold no ``?`` or ``%`` inside string literals."""
+    return statement.replace("%", "%%").replace("?", "%s")
+
+
+class QmarkCursor:
+    """A psycopg cursor that takes the store's raw statements as written for SQLite.
+
+    The code above ``store/`` writes its few raw statements once, with ``?`` marks; Peewee's own
+    statements for PostgreSQL use ``%s`` and hold no ``?``, so they pass through unchanged. One
+    translation at the driver, instead of a variant of every statement at every call site.
+    """
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def execute(self, statement: str, params: Any = None) -> Any:
+        if "?" in statement:
+            statement = qmark_sql(statement)
+        self._cursor.execute(statement, params or None)
+        return self
+
+    def executemany(self, statement: str, rows: Any) -> Any:
+        if "?" in statement:
+            statement = qmark_sql(statement)
+        self._cursor.executemany(statement, rows)
+        return self
+
+    def __iter__(self) -> Any:
+        return iter(self._cursor)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
 def database_class() -> Any:
-    """Peewee's PostgreSQL database on psycopg 3 (Peewee 4: built in; 3.17+: playhouse)."""
+    """Peewee's PostgreSQL database on psycopg 3 (Peewee 4: built in; 3.17+: playhouse), its
+    cursors taking ``?`` marks (:class:`QmarkCursor`)."""
     import peewee
 
     if hasattr(peewee, "Psycopg3Adapter"):
 
-        class Psycopg3(peewee.PostgresqlDatabase):
+        class Base(peewee.PostgresqlDatabase):
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, prefer_psycopg3=True, **kwargs)
 
-        return Psycopg3
-    from playhouse.psycopg3_ext import Psycopg3Database
+    else:
+        from playhouse.psycopg3_ext import Psycopg3Database as Base
 
-    return Psycopg3Database
+    class Psycopg3(Base):
+        def cursor(self, *args: Any, **kwargs: Any) -> Any:
+            return QmarkCursor(super().cursor(*args, **kwargs))
+
+    return Psycopg3
 
 
 def connect_raw(location: StoreLocation, **extra: Any) -> Any:
@@ -54,8 +97,9 @@ def connect_raw(location: StoreLocation, **extra: Any) -> Any:
     except StoreUrlError as exc:
         raise StoreError(f"cannot use the store {location}: {exc}") from None
     params.setdefault("connect_timeout", "15")
+    params.update(extra)
     try:
-        return psycopg.connect(autocommit=True, **params, **extra)
+        return psycopg.connect(autocommit=True, **params)
     except psycopg.Error as exc:
         raise StoreError(f"cannot open the store {location}: {_reason(exc)}") from None
 
@@ -125,7 +169,7 @@ def migrate(conn: Any, location: StoreLocation, target: int | None = None) -> in
                 conn.execute(statement)
         conn.execute("DELETE FROM mrt_schema")
         conn.execute("INSERT INTO mrt_schema (version) VALUES (%s)", (max(current, target),))
-    return found
+    return current
 
 
 def pending(location: StoreLocation) -> tuple[int, int]:
