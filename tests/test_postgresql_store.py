@@ -218,3 +218,48 @@ def test_an_unreachable_postgresql_is_one_line_and_exit_2(make_tracker):
     assert result.returncode == 2
     assert result.stderr.count("\n") <= 1 and "Traceback" not in result.stderr
     assert "postgresql://mrt@127.0.0.1:9/none" in result.stderr
+
+
+@pytest.mark.postgresql_only
+def test_a_connection_the_server_dropped_is_replaced_after_the_statement_that_met_it(pg):
+    """A PostgreSQL restart or failover drops every connection: the statement that meets the
+    break fails (its poll or send is recorded as failed and retried); the next ones work."""
+    from mrt_engine.store.models import Audit
+    from mrt_engine.timeutil import utcnow
+
+    store = open_store(pg)
+    try:
+        with store.write():
+            Audit.create(at=utcnow(), actor="a", action="before", target="x")
+        with postgres.connect_raw(pg) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(Exception) as caught:
+            with store.write():
+                Audit.create(at=utcnow(), actor="a", action="during", target="x")
+        assert store.fault(caught.value) is not None  # a store fault: one line, not a bug
+        with store.write():
+            Audit.create(at=utcnow(), actor="a", action="after", target="x")
+        assert [a.action for a in Audit.select().order_by(Audit.id)] == ["before", "after"]
+    finally:
+        store.close()
+
+
+@pytest.mark.postgresql_only
+def test_check_and_status_name_the_postgresql_store_without_its_password(make_tracker):
+    tracker = make_tracker({})
+    checked = tracker.cli("check")
+    assert checked.returncode == 0, checked.stderr
+    assert f"store    {tracker.location.display()}" in checked.stdout
+    assert tracker.once() == 0
+    status = tracker.cli("status")
+    assert status.returncode == 0 and f"store {tracker.location.display()}" in status.stdout
+    tracker.env[pg_cluster.PASSWORD_ENV] = "not-the-password"
+    refused = tracker.cli("check")
+    assert refused.returncode == 2
+    assert "password authentication failed" in refused.stderr
+    for result in (checked, status, refused):
+        assert pg_cluster.PASSWORD not in result.stdout + result.stderr
+        assert "not-the-password" not in result.stdout + result.stderr

@@ -11,6 +11,7 @@ the password (the driver's messages never hold it: it is passed as a parameter, 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from mrt_engine.store import migrations_pg
@@ -84,7 +85,20 @@ def database_class() -> Any:
 
     class Psycopg3(Base):
         def cursor(self, *args: Any, **kwargs: Any) -> Any:
+            self._drop_broken()
             return QmarkCursor(super().cursor(*args, **kwargs))
+
+        def _drop_broken(self) -> None:
+            """A connection the server dropped (a restart, a failover, an idle timeout) is
+            closed here, between transactions, so this thread's next statement connects
+            again: the statement that met the break failed (a poll or a send recorded as
+            failed, retried later), every later one works once the server is back."""
+            if self.is_closed() or self.transaction_depth():
+                return
+            conn = self._state.conn
+            if conn is not None and (conn.closed or conn.broken):
+                with contextlib.suppress(Exception):
+                    self.close()
 
     return Psycopg3
 
