@@ -221,7 +221,7 @@ def is_history(event: TrackerEvent, baseline_at: datetime | None) -> bool:
 def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
     """Insert the events of ``batch`` not yet stored, with their hits, alerts and outbox rows.
 
-    Must run inside :meth:`Store.write` (the write lock makes the explicit ids below safe).
+    Must run inside :meth:`Store.write` (ids come from :meth:`Store.new_ids`).
     """
     if not batch.events:
         return CommitCounts(0, 0, 0)
@@ -231,19 +231,19 @@ def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
     if not fresh:
         return CommitCounts(0, 0, 0)
     now_s = batch.now_s
-    next_event = _next_id(cursor, "event")
-    next_alert = _next_id(cursor, "alert")
+    event_ids = store.new_ids(cursor, "event", len(fresh))
+    alert_ids = store.new_ids(cursor, "alert", sum(p.alert_row is not None for p in fresh))
     event_rows, search_rows, hit_rows, alert_rows, delivery_rows = [], [], [], [], []
     matched = 0
     for offset, item in enumerate(fresh):
-        event_id = next_event + offset
+        event_id = event_ids[offset]
         event_rows.append((event_id, *item.event_row))
         search_rows.append((event_id, item.search_title))
         if item.hit_rows:
             matched += 1
             hit_rows.extend((event_id, *hit) for hit in item.hit_rows)
         if item.alert_row is not None:
-            alert_id = next_alert + len(alert_rows)
+            alert_id = alert_ids[len(alert_rows)]
             alert_rows.append((alert_id, event_id, *item.alert_row))
             delivery_rows.extend(outbox_rows(alert_id, item.channels, item.priority, now_s))
     insert_rows(cursor, _EVENT_COLUMNS, event_rows)
@@ -301,8 +301,3 @@ def _existing_fingerprints(cursor, fingerprints: list[str]) -> set[str]:
         cursor.execute(f"SELECT fingerprint FROM event WHERE fingerprint IN ({marks})", chunk)
         known.update(r[0] for r in cursor.fetchall())
     return known
-
-
-def _next_id(cursor, table: str) -> int:
-    cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}")
-    return cursor.fetchone()[0]

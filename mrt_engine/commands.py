@@ -68,8 +68,16 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _store_path(args: argparse.Namespace) -> Any:
-    """``--db``, or the config's ``state.sqlite_path``."""
-    return args.db if getattr(args, "db", None) else _config(args).db_path
+    """``--db`` (a SQLite path or a store URL), or where the config's ``state`` puts the store.
+    A ``--db postgresql://`` URL takes its password from the config's ``state.password_env``
+    when a config is given, else from libpq's own ``PGPASSWORD`` or ``~/.pgpass``."""
+    if getattr(args, "db", None):
+        if "://" in args.db and (args.config or os.environ.get("MRT_CONFIG")):
+            from mrt_engine.store.location import parse_location
+
+            return parse_location(args.db, password_env=_config(args).state.password_env)
+        return args.db
+    return _config(args).store_location
 
 
 @contextmanager
@@ -112,13 +120,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     for channel in components.channels.values():
         channel.close()
     # What `run` would meet opening its store, without creating the database.
-    problems = check_location(config.db_path)
+    location = config.store_location
+    problems = check_location(location)
     if problems:
-        raise StoreError("; ".join(f"state.sqlite_path: {p}" for p in problems))
+        key = "state.sqlite_path" if location.is_sqlite else "state.url"
+        raise StoreError("; ".join(f"{key}: {p}" for p in problems))
     for warning in components.warnings:
         print(f"warning: {warning}")
     print(f"config OK: {config.path}")
-    print(f"  store    {config.db_path}")
+    print(f"  store    {location}")
     for source in components.sources:
         print(f"  source   {source.key}  every {source.interval:g}s  ({source.api_base})")
     for name, channel in components.channels.items():
@@ -136,11 +146,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _store(args) as store:
         states = queries.source_states()
         counts = queries.outbox_counts()
-        if args.json:
-            _print_json({"store": str(store.path), "sources": states, "outbox": counts})
-            return EXIT_OK
         now = timeutil.utcnow()
-        print(f"store {store.path}")
+        running = _engines(args, store, now)
+        if args.json:
+            report = {"store": str(store), "sources": states, "outbox": counts}
+            if running is not None:
+                report["engines"] = running
+            _print_json(report)
+            return EXIT_OK
+        print(f"store {store}")
+        if running is not None:
+            live = [e for e in running if e.live]
+            print(f"\nengines sharing the store: {len(live)} live")
+            for e in running:
+                state = "live" if e.live else ("stopped" if e.stopped_at else "gone")
+                print(
+                    f"  {e.id}  [{state}]  pid {e.pid} on {e.host}, v{e.version},"
+                    f" started {_fmt_time(e.started_at, now)}, heartbeat {_fmt_time(e.heartbeat_at, now)}"
+                )
+                if e.live:
+                    print(
+                        f"      polls {plural(len(e.sources), 'source')}: {', '.join(e.sources) or '-'}"
+                    )
         # A running engine writes the times of polls that found nothing new once a minute
         # (scheduler.idle_flush_seconds): a "last poll" up to that old is current.
         print("\nsources (polls that found nothing new are recorded once a minute):")
@@ -177,6 +204,20 @@ def cmd_status(args: argparse.Namespace) -> int:
             label = "all channels" if channel == "*" else channel
             print(f"  {label:<14} " + "  ".join(f"{k} {v}" for k, v in by_status.items()))
         return EXIT_OK
+
+
+def _engines(args: argparse.Namespace, store: Store, now: Any) -> list | None:
+    """The engines of a shared store (live first, then the last stopped or gone ones), or None
+    on a store of one engine (its lock file says whether it runs)."""
+    if not store.shared:
+        return None
+    from mrt_engine.store import engines
+
+    lease = 30.0
+    if args.config or os.environ.get("MRT_CONFIG"):
+        lease = _config(args).scheduler.engine_lease_seconds
+    found = engines.engines(store, now, lease)
+    return [e for e in found if e.live] + [e for e in found if not e.live][:10]
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -506,12 +547,20 @@ def _vacuum(args: argparse.Namespace) -> int:
     from mrt_engine.store import space
     from mrt_engine.store.lock import EngineLock
 
-    lock = EngineLock(Path(_store_path(args)).expanduser())
+    where = _store_path(args)
+    if not isinstance(where, str | Path):
+        if where.is_postgresql:
+            raise UsageError(
+                "store vacuum rewrites a SQLite file; on PostgreSQL autovacuum keeps the"
+                " tables compact (VACUUM FULL, run by hand, gives the space back to the disk)"
+            )
+        where = where.path
+    lock = EngineLock(Path(where).expanduser())
     lock.acquire()  # no engine may write while the file is rewritten
     try:
         with _store(args) as store:
             before, after = space.vacuum(store)
     finally:
         lock.release()
-    print(f"vacuumed {store.path}: {size(before)} -> {size(after)}")
+    print(f"vacuumed {store}: {size(before)} -> {size(after)}")
     return EXIT_OK

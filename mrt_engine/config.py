@@ -75,7 +75,25 @@ class StrictModel(BaseModel):
 
 
 class StateConfig(StrictModel):
+    """Where the store is: ``sqlite_path`` (the embedded default), or ``url`` —
+    ``sqlite:///path`` or ``postgresql://user@host/db`` — with the password in the environment
+    variable ``password_env`` names (never in the URL)."""
+
     sqlite_path: str = DEFAULT_DB
+    url: str | None = None
+    password_env: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _usable_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from mrt_engine.store.location import StoreUrlError, parse_location
+
+            try:
+                parse_location(value)
+            except StoreUrlError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 class DeliveryConfig(StrictModel):
@@ -125,6 +143,9 @@ class SchedulerConfig(StrictModel):
     # Polls that change nothing are not committed one by one: their times and figures are
     # written this often (at most a minute late, so views of the store stay that current).
     idle_flush_seconds: Duration = Field(60.0, gt=0, le=60)
+    # Engines sharing a store (PostgreSQL): an engine renews its heartbeat and its sources'
+    # leases every third of this; a dead engine's sources and claims are taken over after it.
+    engine_lease_seconds: Duration = Field(30.0, ge=3, le=3600)
 
 
 class RetentionConfig(StrictModel):
@@ -205,12 +226,26 @@ class Config:
         return getattr(self.model, name)
 
     @property
+    def store_location(self) -> Any:
+        """Where the store is (a :class:`~mrt_engine.store.location.StoreLocation`):
+        ``state.url``, else ``state.sqlite_path``; a relative SQLite path is taken from the
+        config file's directory."""
+        from mrt_engine.store.location import parse_location
+
+        state = self.model.state
+        base = self.path.parent if self.path is not None else None
+        if state.url:
+            return parse_location(state.url, password_env=state.password_env, base=base)
+        return parse_location(Path(state.sqlite_path), base=base)
+
+    @property
     def db_path(self) -> Path:
-        """``state.sqlite_path``; a relative path is taken from the config file's directory."""
-        raw = Path(self.model.state.sqlite_path).expanduser()
-        if raw.is_absolute() or self.path is None:
-            return raw
-        return (self.path.parent / raw).resolve()
+        """The SQLite file of the store (``state.sqlite_path``, or a ``sqlite:///`` URL); a
+        relative path is taken from the config file's directory. Only for a SQLite store."""
+        location = self.store_location
+        if location.path is None:
+            raise ValueError(f"the store is not a SQLite file: {location}")
+        return location.path
 
     def source_sections(self) -> dict[str, Any]:
         """Configured source sections by platform name (unset ones omitted)."""

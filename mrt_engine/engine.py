@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,7 +20,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from mrt_engine import sources
+from mrt_engine import __version__, sources
 from mrt_engine.components import build_components
 from mrt_engine.config import Config
 from mrt_engine.delivery.outbox import Outbox, OutboxPolicy
@@ -28,9 +28,10 @@ from mrt_engine.delivery.worker import DeliveryPass, DeliveryWorkers
 from mrt_engine.health import protected_rules
 from mrt_engine.http import HttpClient, host_key
 from mrt_engine.notify.base import Channel
-from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state
+from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state, load_state
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.sources.base import Source
+from mrt_engine.store import engines
 from mrt_engine.store.db import Store, open_store, prepare_folder, store_fault
 from mrt_engine.store.lock import EngineLock
 from mrt_engine.store.models import SourceState as SourceStateRow
@@ -91,7 +92,9 @@ class Engine:
             self.http.set_host_defaults(
                 source.api_base, sources.kinds()[source.platform].host_defaults
             )
-        self.lock = EngineLock(config.db_path)
+        self.location = config.store_location
+        # One engine per SQLite file; on PostgreSQL several engines share the store.
+        self.lock = EngineLock(self.location.path) if self.location.is_sqlite else None
         self.store: Store | None = None
         self.pipeline: Pipeline | None = None
         self.outbox: Outbox | None = None
@@ -102,6 +105,9 @@ class Engine:
         self._active_lock = threading.Condition()
         self._stopped = threading.Event()
         self._retention: threading.Thread | None = None
+        # On a shared store, the sources whose leases this engine holds (None: all of them).
+        self.held: set[str] | None = None
+        self._not_before: dict[str, datetime] = {}  # sources taken over: when they are due
         self.last_prune: PruneReport | None = None
 
     @property
@@ -126,20 +132,91 @@ class Engine:
         tune_interpreter()
         for warning in self.components.warnings:
             log.warning("%s", warning)
-        prepare_folder(self.config.db_path)
-        self.lock.acquire()
+        if self.lock is not None:
+            prepare_folder(self.location.path)
+            self.lock.acquire()
         try:
-            self.store = open_store(self.config.db_path)
+            self.store = open_store(self.location)
             self._recover()
         except BaseException as exc:
-            fault = store_fault(exc, self.config.db_path) if isinstance(exc, Exception) else None
+            fault = self._fault(exc) if isinstance(exc, Exception) else None
             if self.store is not None:
                 self.store.close()
                 self.store = None
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
             if fault is not None:
                 raise fault from None
             raise
+
+    # ------------------------------------------------------------------ shared stores
+    @property
+    def lease_seconds(self) -> float:
+        return self.config.scheduler.engine_lease_seconds
+
+    def _take_back_claims(self) -> int:
+        """Deliveries claimed by engines that are gone: all claims on a store of one engine
+        (this one holds its lock), those of engines no longer live on a shared store."""
+        assert self.outbox is not None and self.store is not None
+        if not self.store.shared:
+            return self.outbox.recover()
+        live_since = self.clock() - timedelta(seconds=self.lease_seconds)
+        return self.outbox.recover(live_since=live_since)
+
+    def renew_leases(self) -> None:
+        """On a shared store: heartbeat, and hold this engine's share of its sources (the
+        scheduler polls only those). A store fault is one log line; the leases then run out
+        and other engines take the sources."""
+        store = self.store
+        if store is None or not store.shared or self.stop_event.is_set():
+            return
+        try:
+            held = engines.take_leases(
+                store,
+                self.owner,
+                [s.key for s in self.sources],
+                now=self.clock(),
+                lease_seconds=self.lease_seconds,
+                before_release=lambda keys: self.flush_idle_polls(),
+            )
+            if self.held is not None:
+                self._wait_for_due(store, held - self.held)
+            released = self._take_back_claims()
+        except Exception as exc:
+            fault = store.fault(exc)
+            if fault is None:
+                log.exception("cannot renew the engine's leases")
+            else:
+                log.error("cannot renew the engine's leases: %s", fault)
+            return
+        if held != self.held:
+            log.info(
+                "engine %s polls %s of %s",
+                self.owner,
+                plural(len(held), "source"),
+                len(self.sources),
+            )
+        self.held = held
+        if released:
+            log.warning("took back %s of engines that are gone", plural(released, "delivery claim"))
+
+    def _wait_for_due(self, store: Store, taken: set[str]) -> None:
+        """Sources taken over from another engine are next polled when they are due after
+        that engine's last poll (written by it before it gave them back), not at once."""
+        by_key = {s.key: s for s in self.sources}
+        for key in taken:
+            row = load_state(store, key)
+            source = by_key.get(key)
+            if row is not None and row.last_poll_at is not None and source is not None:
+                self._not_before[key] = row.last_poll_at + timedelta(seconds=source.interval)
+
+    def _fault(self, exc: Exception) -> Any:
+        """The store fault behind ``exc`` (a one-line StoreError), or None."""
+        if self.location.is_sqlite:
+            return store_fault(exc, self.location.path)
+        from mrt_engine.store import postgres
+
+        return postgres.store_fault(exc, self.location)
 
     def _recover(self) -> None:
         """Wire outbox, pipeline and workers to the open store; take back a dead engine's claims."""
@@ -157,7 +234,16 @@ class Engine:
             ),
             clock=self.clock,
         )
-        released = self.outbox.recover()
+        now = self.clock()
+        engines.register(
+            self.store,
+            self.owner,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=__version__,
+            now=now,
+        )
+        released = self._take_back_claims()
         if released:
             log.warning(
                 "took back %s left by a previous engine", plural(released, "delivery claim")
@@ -171,16 +257,17 @@ class Engine:
             health=protected_rules(list(self.channels)),
             unhealthy_after=self.config.scheduler.unhealthy_after_failures,
         )
-        now = self.clock()
         for source in self.sources:
             ensure_state(self.store, source, now)
+        if self.store.shared:
+            self.renew_leases()
         self.workers = DeliveryWorkers(
             self.outbox, self.channels, workers=delivery.workers, stop=self.stop_event
         )
         log.info(
             "engine %s opened %s: %s, %s, %s",
             self.owner,
-            self.config.db_path,
+            self.location,
             plural(len(self.sources), "source"),
             plural(len(self.channels), "channel"),
             plural(len(self.rules.rules), "rule"),
@@ -259,6 +346,13 @@ class Engine:
         try:
             if self.stop_event.is_set():
                 return PollOutcome(source.key, "discarded", error="engine stopping")
+            if self.held is not None and source.key not in self.held:
+                return PollOutcome(source.key, "elsewhere", error="another engine polls it")
+            due = self._not_before.get(source.key)
+            if due is not None and not force:
+                if self.clock() < due:
+                    return PollOutcome(source.key, "not_due", error="polled by another engine")
+                self._not_before.pop(source.key, None)
             outcome = self.pipeline.poll(source, force=force)
             if outcome.alerts_created and self.workers is not None:
                 self.workers.notify()
@@ -318,6 +412,14 @@ class Engine:
             max_instances=1,
             coalesce=True,
         )
+        if self.store is not None and self.store.shared:
+            scheduler.add_job(
+                self.renew_leases,
+                IntervalTrigger(seconds=self.lease_seconds / 3, timezone="UTC"),
+                id="leases",
+                max_instances=1,
+                coalesce=True,
+            )
         self.scheduler = scheduler
         scheduler.start()
         self.workers.start()
@@ -452,13 +554,23 @@ class Engine:
                     log.exception("could not release delivery leases (the next engine will)")
                 else:
                     log.error("could not release delivery leases (the next engine will): %s", fault)
+        if self.store is not None:
+            try:
+                engines.stopped(self.store, self.owner, self.clock())
+            except Exception as exc:
+                fault = self.store.fault(exc)
+                if fault is None:
+                    log.exception("could not give back the engine's sources (they run out)")
+                else:
+                    log.error("could not give back the engine's sources (they run out): %s", fault)
         self.http.close()
         for channel in self.channels.values():
             channel.close()
         if self.store is not None:
             self.store.close()
             self.store = None
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
 
     def run_forever(self) -> int:
         """Daemon mode: run until SIGTERM or SIGINT, then stop cleanly. Exit status 0.

@@ -173,6 +173,6 @@ def upsert(cursor: Any, source_key: str, items: Sequence[Quarantined], now_s: st
             " last_seen_at, times) VALUES (?,?,?,?,?,?,?,1)"
             " ON CONFLICT (source_key, item_key) DO UPDATE SET error = excluded.error,"
             " excerpt = excluded.excerpt, url = excluded.url,"
-            " last_seen_at = excluded.last_seen_at, times = times + 1",
+            " last_seen_at = excluded.last_seen_at, times = quarantine.times + 1",
             (storable(source_key), q.item_key, q.error, q.excerpt, q.url, now_s, now_s),
         )

@@ -18,7 +18,7 @@ from mrt_engine import operations
 from mrt_engine.config import Config, load_config
 from mrt_engine.store.db import Store, open_store
 from mrt_engine.store.views import SourceView
-from mrt_engine.store.watch import StoreWatch
+from mrt_engine.store.watch import watch_store
 from mrt_engine.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class ConsoleSession:
         self.actor = operations.actor_name("tui")
         self._on_close = on_close
         self._closed = False
-        self._watch = StoreWatch(store.path)
+        self._watch = watch_store(store)
 
     def store_version(self) -> tuple[int, int] | None:
         """Changes whenever anything is committed to the store (None: cannot tell now); views
@@ -91,7 +91,7 @@ class ConsoleSession:
         return pipeline.idle.live(rows) if pipeline is not None else rows
 
     def describe(self) -> str:
-        where = self.store.path
+        where = self.store
         return {
             "embedded": f"embedded engine · {where}",
             "attach": f"attached to {where}",
@@ -134,5 +134,14 @@ def attached(
 ) -> ConsoleSession:
     """Open the store that a separate ``mrt-engine run`` writes."""
     config = load_config(config_path) if config_path else None
-    path = Path(db) if db else config.db_path  # type: ignore[union-attr]
-    return ConsoleSession(open_store(path, create=False), mode="attach", config=config)
+    if db:
+        where: Any = db
+        if "://" in str(db) and config is not None:
+            from mrt_engine.store.location import parse_location
+
+            where = parse_location(str(db), password_env=config.state.password_env)
+        elif "://" not in str(db):
+            where = Path(db)
+    else:
+        where = config.store_location  # type: ignore[union-attr]
+    return ConsoleSession(open_store(where, create=False), mode="attach", config=config)

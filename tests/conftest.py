@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pg_cluster
 import pytest
 
 from mrt_engine.config import load_config
@@ -24,6 +25,101 @@ from mrt_engine.simulators.huggingface import HuggingFaceSimulator
 from mrt_engine.simulators.modelscope import ModelScopeSimulator
 from mrt_engine.simulators.welink import WeLinkSimulator
 from mrt_engine.store.db import Store, open_store
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+# ---------------------------------------------------------------------- store backends
+# The suites marked ``both_backends`` (pytestmark in the module) run every test on SQLite and
+# on PostgreSQL: their trackers and stores take the ``backend`` fixture. One PostgreSQL cluster
+# serves the whole run: the first process starts it (before xdist starts its workers, which
+# inherit its address in the environment) and stops it at the end.
+_cluster: pg_cluster.Cluster | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _cluster
+    config.addinivalue_line(
+        "markers", "both_backends: run the module's tests on SQLite and on PostgreSQL"
+    )
+    config.addinivalue_line(
+        "markers", "sqlite_only(why): in a both_backends module, a test of SQLite's own file"
+    )
+    config.addinivalue_line(
+        "markers", "postgresql_only: in a both_backends module, a test of PostgreSQL's own part"
+    )
+    if hasattr(config, "workerinput") or os.environ.get(pg_cluster.ENV):
+        return  # an xdist worker, or a cluster given from outside
+    try:
+        _cluster = pg_cluster.start()
+    except pg_cluster.Unavailable as exc:
+        os.environ[pg_cluster.ENV] = "unavailable: " + str(exc)
+        return
+    os.environ[pg_cluster.ENV] = f"{_cluster.host}:{_cluster.port}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _cluster
+    if _cluster is not None:
+        pg_cluster.stop(_cluster)
+        _cluster = None
+        os.environ.pop(pg_cluster.ENV, None)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_backends"
+    ):
+        backends = BACKENDS
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            backends = ("sqlite",)
+        elif metafunc.definition.get_closest_marker("postgresql_only"):
+            backends = ("postgresql",)
+        metafunc.parametrize("backend", backends, indirect=True)
+
+
+def postgresql_address() -> str:
+    """host:port of the test cluster; skips (or, in CI, fails) when there is none."""
+    found = os.environ.get(pg_cluster.ENV, "")
+    if found and not found.startswith("unavailable"):
+        return found
+    reason = found.removeprefix("unavailable: ") or "no PostgreSQL cluster was started"
+    if os.environ.get(pg_cluster.REQUIRE_ENV):
+        pytest.fail(f"PostgreSQL is required here ({pg_cluster.REQUIRE_ENV}): {reason}")
+    pytest.skip(f"PostgreSQL is not available: {reason}")
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store backend of this test: SQLite unless the module runs on both."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def store_state(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
+    """The config's ``state`` section for this test's store (a new database on PostgreSQL,
+    its password in the environment as a deployment would have it)."""
+    if backend == "sqlite":
+        yield {"sqlite_path": str(tmp_path / "mrt.sqlite3")}
+        return
+    address = postgresql_address()
+    url = pg_cluster.new_database(address)
+    monkeypatch.setenv(pg_cluster.PASSWORD_ENV, pg_cluster.PASSWORD)
+    try:
+        yield {"url": url, "password_env": pg_cluster.PASSWORD_ENV}
+    finally:
+        pg_cluster.drop_database(address, url)
+
+
+@pytest.fixture
+def store_location(store_state: dict, tmp_path: Path) -> Any:
+    """Where this test's store is (a StoreLocation)."""
+    from mrt_engine.store.location import parse_location
+
+    if "url" in store_state:
+        return parse_location(store_state["url"], password_env=store_state["password_env"])
+    return parse_location(Path(store_state["sqlite_path"]))
+
 
 GH_TOKEN = "ghp_TESTTOKEN0123456789abcdef"
 WL_TOKEN = "wltok-SECRET-9f8e7d6c5b4a"
@@ -192,7 +288,16 @@ class Tracker:
 
     @property
     def db(self) -> Path:
+        """The SQLite file (a test that reads the file itself is a SQLite test)."""
         return self.config.db_path
+
+    @property
+    def location(self) -> Any:
+        return self.config.store_location
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.location.is_postgresql
 
     def engine(self, *, later: float = 0.0) -> Engine:
         """An engine on this config; with ``later``, its clock runs that many seconds ahead."""
@@ -211,15 +316,17 @@ class Tracker:
 
     @contextmanager
     def store(self) -> Iterator[Store]:
-        store = open_store(self.db)
+        store = open_store(self.location)
         try:
             yield store
         finally:
             store.close()
 
     def sql(self, query: str, *params: Any) -> list[tuple]:
+        """Rows of ``query`` (``?`` marks) on either backend."""
         with self.store() as store:
-            return list(store.db.execute_sql(query, params).fetchall())
+            cursor = store.db.execute_sql(query, params)
+            return list(cursor.fetchall()) if cursor.description is not None else []
 
     def baselines(self) -> int:
         """How many sources have committed their baseline (0 while there is no store yet).
@@ -230,9 +337,17 @@ class Tracker:
         import sqlite3
         from contextlib import closing
 
+        query = "SELECT COUNT(*) FROM source_state WHERE baseline_done = 1"
+        if self.is_postgresql:
+            import psycopg
+
+            try:  # the password is in the environment (store_state puts it there)
+                with psycopg.connect(**self.location.connect_params(), connect_timeout=5) as conn:
+                    return conn.execute(query).fetchone()[0]
+            except psycopg.Error:
+                return 0
         try:
             with closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)) as db:
-                query = "SELECT COUNT(*) FROM source_state WHERE baseline_done"
                 return db.execute(query).fetchone()[0]
         except sqlite3.Error:
             return 0
@@ -294,17 +409,21 @@ def _cli_in_process(argv: list[str], env: dict[str, str]) -> subprocess.Complete
 
 
 @pytest.fixture
-def make_tracker(tmp_path: Path):
-    """``make_tracker(config_dict, env)``: write a JSON config (merged over fast test defaults)."""
+def make_tracker(tmp_path: Path, store_state: dict):
+    """``make_tracker(config_dict, env)``: write a JSON config (merged over fast test defaults),
+    its store on the test's backend."""
 
     def make(
         config: dict[str, Any], env: dict[str, str] | None = None, *, fast: bool = True
     ) -> Tracker:
         data = deep_merge(FAST, config) if fast else config
-        data.setdefault("state", {"sqlite_path": str(tmp_path / "mrt.sqlite3")})
+        data.setdefault("state", dict(store_state))
+        env = dict(env or {})
+        if "password_env" in data["state"]:
+            env.setdefault(pg_cluster.PASSWORD_ENV, pg_cluster.PASSWORD)
         path = tmp_path / "config.json"
         path.write_text(json.dumps(data, indent=2))
-        return Tracker(path, dict(env or {}))
+        return Tracker(path, env)
 
     return make
 

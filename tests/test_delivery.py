@@ -15,6 +15,9 @@ from mrt_engine.delivery.backoff import retry_delay
 from mrt_engine.notify.message import MessageContext, render
 from mrt_engine.simulators.base import Fault
 
+# The suite runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
+
 REPO = "vllm-project/vllm"
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 

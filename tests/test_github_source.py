@@ -6,9 +6,13 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from conftest import GH_TOKEN
 
 from mrt_engine.simulators.base import Fault
+
+# The suite runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
 
 REPO = "vllm-project/vllm"
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)

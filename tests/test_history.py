@@ -12,7 +12,12 @@ import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from mrt_engine.store import migrations
+
+# The suite runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
 
 REPO = "vllm-project/vllm"
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -170,6 +175,7 @@ def test_a_cursor_reset_to_a_later_time_does_not_raise_the_baseline(gh_tracker, 
     ]
 
 
+@pytest.mark.sqlite_only("a schema-1 file upgraded in place")
 def test_a_store_from_schema_1_takes_its_baseline_time_from_its_first_events(
     gh_tracker, github, welink
 ):

@@ -9,9 +9,13 @@ import sys
 import time
 from datetime import UTC, datetime
 
+import pytest
 from conftest import wait_until
 
 from mrt_engine.simulators.base import Fault
+
+# The suite runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
 
 REPO = "vllm-project/vllm"
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -81,6 +85,7 @@ def test_sigint_during_a_slow_send_exits_quickly_and_the_send_is_not_lost(
     assert tracker.sql("SELECT outcome FROM attempt ORDER BY id") == [("interrupted",), ("sent",)]
 
 
+@pytest.mark.sqlite_only("one engine per SQLite file; on PostgreSQL engines share the store")
 def test_a_second_engine_on_the_same_store_refuses_to_start(gh_tracker, github):
     github.add_issue(REPO, "seed", at=T0)
     tracker = fast(gh_tracker)

@@ -46,13 +46,24 @@ MODULES = (
     "mrt_engine.delivery.outbox",
     "mrt_engine.rules.dryrun",
     "mrt_engine.store.retention",
+    "mrt_engine.store.engines",
 )
 
 # Tables that grow with history: a query reads a bounded part of them, through an index.
 BIG_TABLES = frozenset({"event", "rule_hit", "alert", "delivery", "attempt", "poll_metric"})
 # Tables that stay small: one row per source key, per operator action, per unreadable item.
 SMALL_TABLES = frozenset(
-    {"source_state", "audit", "quarantine", "retention_mark", "delivery_count", "rule_hit_count"}
+    {
+        "source_state",
+        "audit",
+        "quarantine",
+        "retention_mark",
+        "delivery_count",
+        "rule_hit_count",
+        # engines on the store: a row per engine start (a few hundred a year), a lease per source
+        "engine_instance",
+        "source_lease",
+    }
 )
 
 # Callables whose full scans other items of issue 9 remove. The mark is strict: once the fix is
@@ -491,6 +502,13 @@ SAMPLES: dict[str, Callable[[Samples], list]] = {
     "exclude": lambda s: [s.delivery_ids[:2]],
     "worker": lambda s: ["plans-1"],
     "owner": lambda s: ["plans"],
+    "engine_id": lambda s: ["plans-engine"],
+    "host": lambda s: ["plans-host"],
+    "pid": lambda s: [4242],
+    "version": lambda s: ["1.0.0"],
+    "lease_seconds": lambda s: [30.0],
+    "source_keys": lambda s: [[s.source_key, "github:nobody/nothing:issues"]],
+    "before_release": lambda s: [None],
     "actor": lambda s: ["tester@host via plans"],
     "via": lambda s: ["plans"],
     "paused": lambda s: [True, False],

@@ -3,6 +3,7 @@ take a removal upstream quietly (no false "new" event, no error)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,9 @@ from mrt_engine.simulators.modelhub import ModelHubSimulator
 from mrt_engine.simulators.modelscope import ModelScopeSimulator
 from mrt_engine.simulators.osv import OsvSimulator
 from mrt_engine.simulators.pypi import PyPISimulator
+
+# The suite runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
 
 
 @dataclass
@@ -196,8 +200,8 @@ def test_server_errors_and_broken_bodies_fail_the_poll_and_keep_the_cursor(case,
     spec.seed(sim)
     assert tracker.once() == 0
     cursor = tracker.sql("SELECT cursor FROM source_state")[0][0]
-    fault.path = spec.path
-    sim.inject(fault)
+    # A fresh copy: the parameter is shared by every case, and a fault counts down its uses.
+    sim.inject(dataclasses.replace(fault, path=spec.path))
     assert tracker.once() == 1
     after, error, failures = tracker.sql(
         "SELECT cursor, last_error, consecutive_failures FROM source_state"

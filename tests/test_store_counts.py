@@ -21,6 +21,9 @@ from mrt_engine.store.db import open_store
 from mrt_engine.store.models import Delivery
 from mrt_engine.timeutil import from_store, to_store
 
+# The suite runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
+
 LATER = NOW + timedelta(hours=1)
 
 

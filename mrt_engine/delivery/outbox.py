@@ -94,11 +94,13 @@ class Outbox:
             # Read in the order of the queue's index, so the first due rows end the read, under
             # the write lock (sorting all due rows took 0.2 s a claim). Named, not left to the
             # planner, which may take the due-time index and sort; an error if it is ever gone.
+            # Engines sharing a PostgreSQL store skip the rows another engine is claiming.
             cursor.execute(
-                "SELECT id, channel, attempts FROM delivery INDEXED BY delivery_queue"
-                f" WHERE {QUEUED} AND channel = ?"
+                "SELECT id, channel, attempts FROM delivery"
+                f"{self.store.indexed_by('delivery_queue')} WHERE {QUEUED} AND channel = ?"
                 " AND next_attempt_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
-                f"{skip} ORDER BY priority DESC, next_attempt_at, id LIMIT ?",
+                f"{skip} ORDER BY priority DESC, next_attempt_at, id LIMIT ?"
+                f"{self.store.skip_locked}",
                 params,
             )
             rows = cursor.fetchall()
@@ -109,12 +111,12 @@ class Outbox:
                     " WHERE id = ?",
                     (self.owner, lease_s, now_s, delivery_id),
                 )
-                cursor.execute(
+                attempt_id = self.store.insert_id(
+                    cursor,
                     "INSERT INTO attempt (delivery_id, started_at, outcome, worker)"
                     " VALUES (?, ?, 'in_flight', ?)",
                     (delivery_id, now_s, f"{self.owner}/{worker}" if worker else self.owner),
                 )
-                attempt_id = cursor.lastrowid
                 context = message_context(cursor, delivery_id)
                 claims.append(Claim(delivery_id, attempt_id, channel, attempts + 1, context))
         return claims
@@ -190,22 +192,32 @@ class Outbox:
         return status
 
     # ------------------------------------------------------------------ recovery
-    def recover(self) -> int:
-        """At start, with the engine lock held: take back every claim a dead engine left."""
+    def recover(self, live_since: datetime | None = None) -> int:
+        """Take back the claims dead engines left. With the engine lock held (one engine per
+        SQLite file) that is every claim; on a shared store (``live_since``: the oldest
+        heartbeat of a live engine) the claims whose lease ran out or whose engine is not live
+        (a live engine's sends are still its own)."""
+        if live_since is not None:
+            return self._release(owner=None, live_since=to_store(live_since))
         return self._release(owner=None)
 
     def release(self) -> int:
         """At stop: hand back this engine's claims; sends still in flight count as interrupted."""
         return self._release(owner=self.owner)
 
-    def _release(self, owner: str | None) -> int:
+    def _release(self, owner: str | None, live_since: str | None = None) -> int:
         now_s = to_store(self.clock())
         with self.store.write():
             cursor = self.store.db.cursor()
-            where = "" if owner is None else " AND (worker = ? OR worker LIKE ?)"
             params: list = [now_s, INTERRUPTED]
             if owner is not None:
+                where = " AND (worker = ? OR worker LIKE ?)"
                 params += [owner, f"{owner}/%"]
+            elif live_since is not None:
+                where = f" AND delivery_id IN (SELECT id FROM delivery WHERE {_GONE})"
+                params += [now_s, live_since]
+            else:
+                where = ""
             cursor.execute(
                 "UPDATE attempt SET outcome = 'interrupted', finished_at = ?, error = ?"
                 f" WHERE outcome = 'in_flight'{where}",
@@ -213,11 +225,16 @@ class Outbox:
             )
             interrupted = cursor.rowcount
             # Found through delivery_leased, which holds only the rows being sent.
-            lease_where = "lease_owner IS NOT NULL" if owner is None else "lease_owner = ?"
+            lease_where, lease_params = "lease_owner IS NOT NULL", [now_s]
+            if owner is not None:
+                lease_where, lease_params = "lease_owner = ?", [now_s, owner]
+            elif live_since is not None:
+                lease_where = _GONE
+                lease_params += [now_s, live_since]
             cursor.execute(
                 "UPDATE delivery SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
                 f" WHERE {lease_where}",
-                [now_s] if owner is None else [now_s, owner],
+                lease_params,
             )
             released = cursor.rowcount
         if interrupted:
@@ -235,6 +252,14 @@ class Outbox:
         )
         value = cursor.fetchone()[0]
         return from_store(value) if value else None
+
+
+# A claim whose engine is gone: its lease ran out, or its engine is not live (see
+# mrt_engine/store/engines.py). Parameters: now, the oldest heartbeat of a live engine.
+_GONE = (
+    "lease_owner IS NOT NULL AND (lease_expires_at < ? OR lease_owner NOT IN"
+    " (SELECT id FROM engine_instance WHERE stopped_at IS NULL AND heartbeat_at > ?))"
+)
 
 
 def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:

@@ -32,6 +32,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     target: str = ""  # the request-target as sent (path and raw query)
+    received_at: float = 0.0  # time.time() when it arrived (set by dispatch)
 
     def param(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -231,6 +232,7 @@ class Simulator:
             self._faults.clear()
 
     def dispatch(self, request: Request) -> Response:
+        request.received_at = time.time()
         with self.lock:
             self.requests.append(request)
             for fault in self._faults:

@@ -35,13 +35,15 @@ import errno
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from peewee import SqliteDatabase
+from peewee import Database, SqliteDatabase
 
 from mrt_engine.store import migrations, search
+from mrt_engine.store.location import SQLITE, StoreLocation, StoreUrlError, parse_location
 from mrt_engine.store.models import ALL_MODELS, database
 
 PRAGMAS = {
@@ -130,11 +132,22 @@ def prepare_folder(path: Path) -> None:
         raise StoreError(f"cannot use {folder} as the store's folder: it is not a folder")
 
 
-def check_location(path: Path) -> list[str]:
-    """What opening the store at ``path`` for an engine would hit, found without creating the
-    database: its folder (created when missing, as ``run`` would), the engine's lock file next
-    to it, and an existing file's health. Problems as lines; none when ``run`` can go ahead."""
+def check_location(where: Path | StoreLocation) -> list[str]:
+    """What opening the store for an engine would hit, found without creating the database:
+    for SQLite its folder (created when missing, as ``run`` would), the engine's lock file next
+    to it, and an existing file's health; for PostgreSQL that it answers and that its schema is
+    not newer than this code. Problems as lines; none when ``run`` can go ahead."""
     from mrt_engine.store.lock import EngineLock
+
+    if isinstance(where, StoreLocation) and where.is_postgresql:
+        from mrt_engine.store import postgres
+
+        try:
+            postgres.pending(where)
+        except StoreError as exc:
+            return [str(exc)]
+        return []
+    path = where.path if isinstance(where, StoreLocation) else where
 
     try:
         prepare_folder(path)
@@ -168,18 +181,88 @@ def check_location(path: Path) -> list[str]:
 
 
 class Store:
-    """The single source of truth shared by engine, CLI and console."""
+    """The single source of truth shared by engine, CLI and console.
 
-    def __init__(self, path: Path, db: SqliteDatabase, found_version: int) -> None:
-        self.path = path
+    ``location`` says where it is (:mod:`mrt_engine.store.location`); ``path`` is the SQLite
+    file, ``None`` on PostgreSQL. Code above ``store/`` never asks which backend it is: raw SQL
+    is written with ``?`` marks and goes through :meth:`sql`, which gives each backend its own.
+    """
+
+    def __init__(self, location: StoreLocation | Path, db: Database, found_version: int) -> None:
+        if not isinstance(location, StoreLocation):
+            location = StoreLocation(SQLITE, path=Path(location))
+        self.location = location
+        self.path = location.path
         self.db = db
         self.found_version = found_version
         self.damage: StoreDamaged | None = None  # set once a damaged file was met
         self._write_lock = threading.RLock()
+        self.is_postgresql = location.is_postgresql
+
+    def __str__(self) -> str:
+        return self.location.display()
+
+    @property
+    def shared(self) -> bool:
+        """Whether several engines may run on this store at once (PostgreSQL): sources are
+        then leased (:mod:`mrt_engine.store.engines`) and outbox claims skip locked rows."""
+        return self.is_postgresql
+
+    def sql(self, statement: str) -> str:
+        """``statement`` as written for SQLite (``?`` marks) for this backend's own driver.
+        (``db.execute_sql`` and ``db.cursor()`` take such statements on either backend; this
+        is for a connection of one's own.)"""
+        if self.is_postgresql:
+            from mrt_engine.store.postgres import qmark_sql
+
+            return qmark_sql(statement)
+        return statement
+
+    # ---- the few places where the two backends' SQL differs, named by what they do
+    def indexed_by(self, index: str) -> str:
+        """`` INDEXED BY index`` on SQLite (a query whose plan must not change); PostgreSQL
+        has no such hint (its planner is checked by the plan tests instead)."""
+        return "" if self.is_postgresql else f" INDEXED BY {index}"
+
+    @property
+    def skip_locked(self) -> str:
+        """What a claim query ends with so that engines sharing the store never take the same
+        rows: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; nothing on SQLite, whose write lock
+        already lets one writer claim at a time."""
+        return " FOR UPDATE SKIP LOCKED" if self.is_postgresql else ""
+
+    def new_ids(self, cursor: Any, table: str, n: int) -> Sequence[int]:
+        """``n`` ids for new rows of ``table``, inside a write transaction. SQLite: the next
+        ``n`` after the highest (the write lock keeps them ours); PostgreSQL: from the table's
+        sequence, since other engines insert at the same time."""
+        if n <= 0:
+            return ()
+        if self.is_postgresql:
+            cursor.execute(
+                f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"
+                " FROM generate_series(1, ?)",
+                (n,),
+            )
+            return [row[0] for row in cursor.fetchall()]
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}")
+        first = cursor.fetchone()[0]
+        return range(first, first + n)
+
+    def insert_id(self, cursor: Any, statement: str, params: Sequence[Any]) -> int:
+        """Run an ``INSERT`` of one row and return its id."""
+        if self.is_postgresql:
+            cursor.execute(statement + " RETURNING id", params)
+            return cursor.fetchone()[0]
+        cursor.execute(statement, params)
+        return cursor.lastrowid
 
     def fault(self, exc: BaseException) -> StoreError | None:
         """:func:`store_fault` for this store; a damaged file is remembered in :attr:`damage`
         (whoever runs the engine stops it: no retry can fix that)."""
+        if self.is_postgresql:
+            from mrt_engine.store import postgres
+
+            return postgres.store_fault(exc, self.location)
         found = store_fault(exc, self.path)
         if isinstance(found, StoreDamaged) and self.damage is None:
             self.damage = found
@@ -190,16 +273,29 @@ class Store:
         """A write transaction that takes the write lock at once (BEGIN IMMEDIATE).
 
         Taking it up front avoids the SQLITE_BUSY that a deferred transaction gets when it
-        tries to upgrade from reading to writing while another connection writes.
+        tries to upgrade from reading to writing while another connection writes. On
+        PostgreSQL writers do not exclude each other: rows are locked as they are written.
         """
         # Threads of this process queue on a mutex (instant hand-over) rather than on SQLite's
         # busy handler, which sleeps and retries; other processes still meet BEGIN IMMEDIATE.
+        if self.is_postgresql:
+            with self.db.atomic():
+                yield
+            return
         with self._write_lock, self.db.atomic(lock_type="IMMEDIATE"):
             yield
 
     @contextmanager
     def read(self) -> Iterator[None]:
         """A consistent snapshot for several reads."""
+        if self.is_postgresql:
+            with self.db.atomic():
+                if self.db.transaction_depth() == 1:
+                    self.db.execute_sql(
+                        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+                    )
+                yield
+            return
         with self.db.atomic(lock_type="DEFERRED"):
             yield
 
@@ -214,41 +310,63 @@ class Store:
                 database.initialize(None)
 
 
-def open_store(path: str | Path, *, create: bool = True) -> Store:
-    """Open (creating if allowed) and migrate the store at ``path``.
+def open_store(where: str | Path | StoreLocation, *, create: bool = True) -> Store:
+    """Open (creating if allowed) and migrate the store ``where`` names: a
+    :class:`~mrt_engine.store.location.StoreLocation`, a SQLite path, or a store URL.
 
     One store per process: the Peewee models are bound to it until :meth:`Store.close`.
     """
+    location = where if isinstance(where, StoreLocation) else _location(where)
+    if location.is_postgresql:
+        from mrt_engine.store import postgres
+
+        return _bind(lambda: postgres.open_database(location, create=create), location)
+    return _bind(lambda: _open_sqlite(location.path, create=create), location)
+
+
+def _location(where: str | Path) -> StoreLocation:
+    try:
+        return parse_location(where)
+    except StoreUrlError as exc:
+        raise StoreError(f"cannot use the store URL: {exc}") from None
+
+
+def _bind(opener, location: StoreLocation) -> Store:
     global _current
+    with _open_lock:
+        if _current is not None:
+            raise StoreError(f"a store is already open in this process: {_current}")
+        db, found = opener()
+        database.initialize(db)
+        db.bind(ALL_MODELS)
+        store = Store(location, db, found)
+        _current = store
+        return store
+
+
+def _open_sqlite(path: Path, *, create: bool) -> tuple[Database, int]:
     file = Path(path).expanduser()
     if not create and not file.exists():
         raise StoreError(f"no store at {file} (has mrt-engine run with this config yet?)")
     if create:
         prepare_folder(file)
-    with _open_lock:
-        if _current is not None:
-            raise StoreError(f"a store is already open in this process: {_current.path}")
-        try:
-            raw = sqlite3.connect(file, isolation_level=None, timeout=15)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open store {file}: {exc}") from None
-        try:
-            raw.execute("PRAGMA busy_timeout = 15000")
-            migrations.check_version(raw, file)  # before anything writes to the file
-            raw.execute("PRAGMA journal_mode = wal")
-            found = migrations.migrate(raw, file)
-        except migrations.StoreTooNew as exc:
-            raise StoreError(str(exc)) from None
-        except sqlite3.DatabaseError as exc:
-            raise store_fault(exc, file) or StoreError(f"cannot use store {file}: {exc}") from None
-        finally:
-            raw.close()
-        db = SqliteDatabase(str(file), pragmas=PRAGMAS, timeout=15)
-        # The Events filter's words are matched by this function (on the rows the index finds).
-        # (Peewee 3.14, our lower bound, takes no ``deterministic``; nothing here needs it.)
-        db.register_function(search.search_text, search.SEARCH_FUNCTION, 1)
-        database.initialize(db)
-        db.bind(ALL_MODELS)
-        store = Store(file, db, found)
-        _current = store
-        return store
+    try:
+        raw = sqlite3.connect(file, isolation_level=None, timeout=15)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open store {file}: {exc}") from None
+    try:
+        raw.execute("PRAGMA busy_timeout = 15000")
+        migrations.check_version(raw, file)  # before anything writes to the file
+        raw.execute("PRAGMA journal_mode = wal")
+        found = migrations.migrate(raw, file)
+    except migrations.StoreTooNew as exc:
+        raise StoreError(str(exc)) from None
+    except sqlite3.DatabaseError as exc:
+        raise store_fault(exc, file) or StoreError(f"cannot use store {file}: {exc}") from None
+    finally:
+        raw.close()
+    db = SqliteDatabase(str(file), pragmas=PRAGMAS, timeout=15)
+    # The Events filter's words are matched by this function (on the rows the index finds).
+    # (Peewee 3.14, our lower bound, takes no ``deterministic``; nothing here needs it.)
+    db.register_function(search.search_text, search.SEARCH_FUNCTION, 1)
+    return db, found

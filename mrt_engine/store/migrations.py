@@ -282,6 +282,28 @@ MIGRATIONS: list[list[str]] = [
         END""",
         # -- end of the counters
     ],
+    # 4: engines that share a store (issue 10). Written on every backend (a SQLite store has
+    # its one engine's row), used for sharing on PostgreSQL: mrt_engine/store/engines.py.
+    [
+        # Who runs on the store: an engine's row from its start; ``heartbeat_at`` renewed while
+        # it lives on a shared store; ``stopped_at`` set at a clean stop.
+        """CREATE TABLE engine_instance (
+            id TEXT PRIMARY KEY NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            version TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL,
+            stopped_at TEXT
+        )""",
+        # Which engine polls a source, until when: one live engine per source.
+        """CREATE TABLE source_lease (
+            source_key TEXT PRIMARY KEY NOT NULL,
+            engine_id TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX source_lease_engine ON source_lease (engine_id)",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -7,7 +7,6 @@ from typing import Any
 
 from peewee import (
     AutoField,
-    BooleanField,
     CompositeKey,
     DatabaseProxy,
     ForeignKeyField,
@@ -47,6 +46,17 @@ class JsonField(TextField):
         return json.loads(value) if value is not None else None
 
 
+class FlagField(IntegerField):
+    """A yes/no stored as 0 or 1 (an INTEGER column on both backends, so statements written
+    with ``= 1`` mean the same on SQLite and PostgreSQL)."""
+
+    def db_value(self, value: Any) -> Any:
+        return None if value is None else int(bool(value))
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else bool(value)
+
+
 class StoreModel(Model):
     class Meta:
         database = database
@@ -62,9 +72,9 @@ class SourceState(StoreModel):
     etag = TextField(null=True)
     last_modified = TextField(null=True)
     validated_url = TextField(null=True)
-    baseline_done = BooleanField(default=False)
+    baseline_done = FlagField(default=False)
     baseline_at = UtcField(null=True)  # events that happened before it are history, not news
-    paused = BooleanField(default=False)
+    paused = FlagField(default=False)
     poll_requested_at = UtcField(null=True)
     last_poll_at = UtcField(null=True)
     last_success_at = UtcField(null=True)
@@ -101,7 +111,7 @@ class Event(StoreModel):
     occurred_at = UtcField(null=True)
     observed_at = UtcField()
     raw = JsonField(null=True)
-    baseline = BooleanField(default=False)
+    baseline = FlagField(default=False)
     body = TextField(null=True)  # what rules matched, when longer than ``summary``
 
     class Meta:
@@ -117,7 +127,7 @@ class RuleHitRow(StoreModel):
     action = TextField()
     priority = IntegerField(default=0)
     reason = TextField()
-    suppressed = BooleanField(default=False)
+    suppressed = FlagField(default=False)
     origin = TextField(default="poll")
     evaluated_at = UtcField()
 

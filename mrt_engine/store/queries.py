@@ -98,7 +98,7 @@ def quarantine_by_source() -> dict[str, tuple[int, QuarantineView]]:
     rows = Quarantine.raw(
         "SELECT * FROM (SELECT q.*, COUNT(*) OVER (PARTITION BY source_key) AS n,"
         " ROW_NUMBER() OVER (PARTITION BY source_key ORDER BY last_seen_at DESC, id DESC)"
-        " AS latest FROM quarantine q) WHERE latest = 1"
+        " AS latest FROM quarantine q) AS ranked WHERE latest = 1"
     )
     return {row.source_key: (row.n, QuarantineView.of(row)) for row in rows}
 
