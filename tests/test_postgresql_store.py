@@ -236,9 +236,8 @@ def test_a_connection_the_server_dropped_is_replaced_after_the_statement_that_me
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-        with pytest.raises(Exception) as caught:
-            with store.write():
-                Audit.create(at=utcnow(), actor="a", action="during", target="x")
+        with pytest.raises(Exception) as caught, store.write():
+            Audit.create(at=utcnow(), actor="a", action="during", target="x")
         assert store.fault(caught.value) is not None  # a store fault: one line, not a bug
         with store.write():
             Audit.create(at=utcnow(), actor="a", action="after", target="x")
