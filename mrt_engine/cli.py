@@ -198,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
         p = source_sub.add_parser(name, parents=[store_opts], help=text)
         p.add_argument("key", metavar="KEY")
         p.set_defaults(func=commands.cmd_source)
+    migrate = sub.add_parser(
+        "migrate",
+        parents=[store_opts, as_json],
+        help="bring the store's schema to this version (run does it too)",
+    )
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="only report the schema version and the pending migrations, changing nothing"
+        " (exit 0 up to date, 1 migrations pending, 2 the store cannot be read or is newer)",
+    )
+    migrate.set_defaults(func=commands.cmd_migrate)
+
     store = sub.add_parser(
         "store", parents=[store_opts, as_json], help="prune old rows, show sizes, give space back"
     )

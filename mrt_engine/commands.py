@@ -474,6 +474,83 @@ def cmd_diff(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+# ---------------------------------------------------------------------- schema
+def _store_location(args: argparse.Namespace) -> Any:
+    """The :class:`~mrt_engine.store.location.StoreLocation` of ``--db`` or of the config."""
+    from mrt_engine.store.location import StoreLocation, StoreUrlError, parse_location
+
+    where = _store_path(args)
+    if isinstance(where, StoreLocation):
+        return where
+    try:
+        return parse_location(where)
+    except StoreUrlError as exc:
+        raise UsageError(f"--db: {exc}") from None
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """``migrate --check``: the schema version and what is pending (exit 1 when something is);
+    ``migrate``: apply it."""
+    from mrt_engine.store import schema
+
+    location = _store_location(args)
+    if args.check:
+        state = schema.inspect(location)
+        if args.json:
+            _print_json(
+                {
+                    "store": str(location),
+                    "version": state.version,
+                    "latest": state.latest,
+                    "pending": [{"version": v, "summary": s} for v, s in state.pending],
+                }
+            )
+            return EXIT_FAILED if state.pending else EXIT_OK
+        if not state.pending:
+            print(f"store {location}: schema version {state.version}, up to date")
+            return EXIT_OK
+        found = (
+            "no schema yet (an empty database)"
+            if state.version == 0
+            else f"schema version {state.version}"
+        )
+        print(f"store {location}: {found}, this mrt-engine knows up to {state.latest}")
+        print(
+            f"{plural(len(state.pending), 'migration')} pending"
+            " (`mrt-engine migrate` applies them; so does the next `mrt-engine run`):"
+        )
+        for version, summary in state.pending:
+            print(f"  {version}  {summary}")
+        return EXIT_FAILED
+    done = schema.upgrade(location)
+    if args.json:
+        _print_json(
+            {
+                "store": str(location),
+                "before": done.before.version,
+                "version": done.version,
+                "applied": [{"version": v, "summary": s} for v, s in done.applied],
+                "backup": str(done.backup) if done.backup else None,
+            }
+        )
+        return EXIT_OK
+    if not done.applied:
+        print(f"store {location}: schema version {done.version}, up to date: nothing to do")
+        return EXIT_OK
+    if done.before.version == 0:
+        print(f"store {location}: created the schema at version {done.version}:")
+    else:
+        print(
+            f"store {location}: migrated from schema version {done.before.version}"
+            f" to {done.version}:"
+        )
+    for version, summary in done.applied:
+        print(f"  {version}  {summary}")
+    if done.backup:
+        print(f"kept a copy of the store as it was: {done.backup}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------- store upkeep
 def cmd_store(args: argparse.Namespace) -> int:
     """``store prune|stats|vacuum``: retention, sizes and space (:mod:`mrt_engine.store.retention`)."""
