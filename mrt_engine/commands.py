@@ -4,6 +4,7 @@ operation, print the result (text or ``--json``). Parsing lives in :mod:`mrt_eng
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -548,6 +549,62 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print(f"  {version}  {summary}")
     if done.backup:
         print(f"kept a copy of the store as it was: {done.backup}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- store copy
+def cmd_store_copy(args: argparse.Namespace) -> int:
+    """``store copy --from URL --to URL``: the store moved (see :mod:`mrt_engine.store.copy`);
+    progress on standard error, the summary on standard output."""
+    from mrt_engine.store.copy import copy_store
+    from mrt_engine.store.location import StoreUrlError, parse_location
+
+    config = _config(args) if args.config or os.environ.get("MRT_CONFIG") else None
+    default_env = config.state.password_env if config else None
+
+    def location(url: str, option: str, password_env: str | None) -> Any:
+        try:
+            return parse_location(url, password_env=password_env or default_env)
+        except StoreUrlError as exc:
+            raise UsageError(f"{option}: {exc}") from None
+
+    if args.source:
+        source = location(args.source, "--from", args.from_password_env)
+    else:
+        source = _store_location(args)
+        if args.from_password_env and source.is_postgresql:
+            source = dataclasses.replace(source, password_env=args.from_password_env)
+    target = location(args.target, "--to", args.to_password_env)
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    report = copy_store(
+        source,
+        target,
+        replace=args.replace,
+        batch=args.batch,
+        lease_seconds=config.scheduler.engine_lease_seconds if config else 30.0,
+        progress=progress,
+    )
+    if args.json:
+        _print_json(report)
+        return EXIT_OK
+    print(f"copied {report.source} -> {report.target} in {report.seconds:.1f} s")
+    print(f"{'table':<16} {'source':>12} {'copied':>12} {'target':>12}")
+    for t in report.tables:
+        shown = "-" if t.target is None else f"{t.target:,}"
+        print(f"{t.table:<16} {t.source:>12,} {t.copied:>12,} {shown:>12}")
+    for name, n in report.counters.items():
+        print(f"{name:<16} recounted from the copied rows: {plural(n, 'row')}")
+    if report.nul_replaced:
+        print(
+            f"{plural(report.nul_replaced, 'row')} held U+0000 in a text, which PostgreSQL"
+            " cannot store: replaced by U+FFFD"
+        )
+    if report.replaced:
+        print("what the target held before was replaced")
+    print(f"counts match: {report.rows:,} rows copied and verified")
     return EXIT_OK
 
 
