@@ -326,3 +326,20 @@ def test_a_source_at_an_older_schema_is_refused_with_the_way_forward(make_tracke
 def test_a_store_is_not_copied_onto_itself(written):
     result = copy(written, "--to", f"sqlite:///{written.location.path}")
     assert result.returncode == 2 and "same store" in result.stderr
+
+
+def test_a_nul_character_sqlite_holds_reaches_postgresql_as_u_fffd(gh_tracker, github, pg_url):
+    tracker = gh_tracker({"sources": {"github": {"monitor": {"pulls": False}}}})
+    github.add_issue(REPO, "seed", at=T0)
+    tracker.once()
+    github.add_issue(REPO, "DeepSeek \x00 nul", body="a\x00b", at=T0 + timedelta(minutes=1))
+    tracker.once()  # SQLite stores the NUL; PostgreSQL's text cannot hold one
+
+    result = to_pg(tracker, pg_url)
+
+    assert result.returncode == 0, result.stderr
+    assert "1 row held U+0000 in a text" in result.stdout
+    target = parse_location(pg_url, password_env=pg_cluster.PASSWORD_ENV)
+    with postgres.connect_raw(target) as conn:
+        titles = [t for (t,) in conn.execute("SELECT title FROM event ORDER BY id")]
+    assert titles == ["seed", "DeepSeek \ufffd nul"]
