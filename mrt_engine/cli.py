@@ -198,11 +198,24 @@ def build_parser() -> argparse.ArgumentParser:
         p = source_sub.add_parser(name, parents=[store_opts], help=text)
         p.add_argument("key", metavar="KEY")
         p.set_defaults(func=commands.cmd_source)
+    migrate = sub.add_parser(
+        "migrate",
+        parents=[store_opts, as_json],
+        help="bring the store's schema to this version (run does it too)",
+    )
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="only report the schema version and the pending migrations, changing nothing"
+        " (exit 0 up to date, 1 migrations pending, 2 the store cannot be read or is newer)",
+    )
+    migrate.set_defaults(func=commands.cmd_migrate)
+
     store = sub.add_parser(
         "store", parents=[store_opts, as_json], help="prune old rows, show sizes, give space back"
     )
     store_sub = store.add_subparsers(
-        dest="store_command", metavar="prune|stats|vacuum", required=True
+        dest="store_command", metavar="prune|stats|vacuum|copy", required=True
     )
     prune = store_sub.add_parser(
         "prune",
@@ -218,6 +231,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for child in store_sub.choices.values():
         child.set_defaults(func=commands.cmd_store)
+    copy = store_sub.add_parser(
+        "copy",
+        parents=[store_opts, as_json],
+        help="copy the store into another, SQLite or PostgreSQL (to move it)",
+    )
+    copy.add_argument(
+        "--from",
+        dest="source",
+        metavar="URL",
+        help="the store to copy: sqlite:///path, a path, or postgresql://user@host/db"
+        " (default: --db, or the config's store)",
+    )
+    copy.add_argument(
+        "--to", dest="target", metavar="URL", required=True, help="where to copy it (created)"
+    )
+    copy.add_argument(
+        "--from-password-env",
+        metavar="VAR",
+        help="the variable holding the source's PostgreSQL password (default: the config's"
+        " state.password_env, else PGPASSWORD or ~/.pgpass)",
+    )
+    copy.add_argument("--to-password-env", metavar="VAR", help="the same for the target's password")
+    copy.add_argument(
+        "--replace",
+        action="store_true",
+        help="empty a target that holds data first (its data is lost); without it such a"
+        " target is refused: stores are never merged",
+    )
+    copy.add_argument(
+        "--batch", type=_count(1, 1_000_000), default=5000, help="rows a batch (default 5000)"
+    )
+    copy.set_defaults(func=commands.cmd_store_copy)
     _note_accepted_options(parser)
     return parser
 

@@ -4,6 +4,7 @@ operation, print the result (text or ``--json``). Parsing lives in :mod:`mrt_eng
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -472,6 +473,139 @@ def cmd_diff(args: argparse.Namespace) -> int:
             for row in found[kind]:
                 print(f"    {mark} {row['title']}  [{row['event_type']} {row['event_id']}]")
         return EXIT_OK
+
+
+# ---------------------------------------------------------------------- schema
+def _store_location(args: argparse.Namespace) -> Any:
+    """The :class:`~mrt_engine.store.location.StoreLocation` of ``--db`` or of the config."""
+    from mrt_engine.store.location import StoreLocation, StoreUrlError, parse_location
+
+    where = _store_path(args)
+    if isinstance(where, StoreLocation):
+        return where
+    try:
+        return parse_location(where)
+    except StoreUrlError as exc:
+        raise UsageError(f"--db: {exc}") from None
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """``migrate --check``: the schema version and what is pending (exit 1 when something is);
+    ``migrate``: apply it."""
+    from mrt_engine.store import schema
+
+    location = _store_location(args)
+    if args.check:
+        state = schema.inspect(location)
+        if args.json:
+            _print_json(
+                {
+                    "store": str(location),
+                    "version": state.version,
+                    "latest": state.latest,
+                    "pending": [{"version": v, "summary": s} for v, s in state.pending],
+                }
+            )
+            return EXIT_FAILED if state.pending else EXIT_OK
+        if not state.pending:
+            print(f"store {location}: schema version {state.version}, up to date")
+            return EXIT_OK
+        found = (
+            "no schema yet (an empty database)"
+            if state.version == 0
+            else f"schema version {state.version}"
+        )
+        print(f"store {location}: {found}, this mrt-engine knows up to {state.latest}")
+        print(
+            f"{plural(len(state.pending), 'migration')} pending"
+            " (`mrt-engine migrate` applies them; so does the next `mrt-engine run`):"
+        )
+        for version, summary in state.pending:
+            print(f"  {version}  {summary}")
+        return EXIT_FAILED
+    done = schema.upgrade(location)
+    if args.json:
+        _print_json(
+            {
+                "store": str(location),
+                "before": done.before.version,
+                "version": done.version,
+                "applied": [{"version": v, "summary": s} for v, s in done.applied],
+                "backup": str(done.backup) if done.backup else None,
+            }
+        )
+        return EXIT_OK
+    if not done.applied:
+        print(f"store {location}: schema version {done.version}, up to date: nothing to do")
+        return EXIT_OK
+    if done.before.version == 0:
+        print(f"store {location}: created the schema at version {done.version}:")
+    else:
+        print(
+            f"store {location}: migrated from schema version {done.before.version}"
+            f" to {done.version}:"
+        )
+    for version, summary in done.applied:
+        print(f"  {version}  {summary}")
+    if done.backup:
+        print(f"kept a copy of the store as it was: {done.backup}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- store copy
+def cmd_store_copy(args: argparse.Namespace) -> int:
+    """``store copy --from URL --to URL``: the store moved (see :mod:`mrt_engine.store.copy`);
+    progress on standard error, the summary on standard output."""
+    from mrt_engine.store.copy import copy_store
+    from mrt_engine.store.location import StoreUrlError, parse_location
+
+    config = _config(args) if args.config or os.environ.get("MRT_CONFIG") else None
+    default_env = config.state.password_env if config else None
+
+    def location(url: str, option: str, password_env: str | None) -> Any:
+        try:
+            return parse_location(url, password_env=password_env or default_env)
+        except StoreUrlError as exc:
+            raise UsageError(f"{option}: {exc}") from None
+
+    if args.source:
+        source = location(args.source, "--from", args.from_password_env)
+    else:
+        source = _store_location(args)
+        if args.from_password_env and source.is_postgresql:
+            source = dataclasses.replace(source, password_env=args.from_password_env)
+    target = location(args.target, "--to", args.to_password_env)
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    report = copy_store(
+        source,
+        target,
+        replace=args.replace,
+        batch=args.batch,
+        lease_seconds=config.scheduler.engine_lease_seconds if config else 30.0,
+        progress=progress,
+    )
+    if args.json:
+        _print_json(report)
+        return EXIT_OK
+    print(f"copied {report.source} -> {report.target} in {report.seconds:.1f} s")
+    print(f"{'table':<16} {'source':>12} {'copied':>12} {'target':>12}")
+    for t in report.tables:
+        shown = "-" if t.target is None else f"{t.target:,}"
+        print(f"{t.table:<16} {t.source:>12,} {t.copied:>12,} {shown:>12}")
+    for name, n in report.counters.items():
+        print(f"{name:<16} recounted from the copied rows: {plural(n, 'row')}")
+    if report.nul_replaced:
+        print(
+            f"{plural(report.nul_replaced, 'row')} held U+0000 in a text, which PostgreSQL"
+            " cannot store: replaced by U+FFFD"
+        )
+    if report.replaced:
+        print("what the target held before was replaced")
+    print(f"counts match: {report.rows:,} rows copied and verified")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------- store upkeep

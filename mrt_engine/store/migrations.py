@@ -308,6 +308,14 @@ MIGRATIONS: list[list[str]] = [
 
 LATEST = len(MIGRATIONS)
 
+# What each version brings, in a line (``mrt-engine migrate --check`` lists the pending ones).
+SUMMARIES: tuple[str, ...] = (
+    "the engine core: sources, events, rule hits, alerts, outbox, attempts, audit, metrics",
+    "history before the baseline, rules over the whole body, quarantined items",
+    "indexes for a year of history, the search index, idle-poll rows, outbox and rule counters",
+    "engines that share a store: engine registry and source leases",
+)
+
 
 class StoreTooNew(Exception):
     """The store was written by a newer version of the tracker."""
@@ -328,6 +336,11 @@ def check_version(conn: sqlite3.Connection, path: Path | None = None) -> int:
     return found
 
 
+def backup_path(path: Path, version: int) -> Path:
+    """Where the copy of a store file at schema ``version`` is kept before it is upgraded."""
+    return path.with_name(f"{path.name}.v{version}.bak")
+
+
 def migrate(conn: sqlite3.Connection, path: Path | None = None, target: int | None = None) -> int:
     """Bring the schema to ``target`` (default: the latest); returns the version found before.
     Raises StoreTooNew."""
@@ -336,7 +349,7 @@ def migrate(conn: sqlite3.Connection, path: Path | None = None, target: int | No
     if found >= target:
         return found
     if found > 0 and path is not None and path.exists():
-        backup = path.with_name(f"{path.name}.v{found}.bak")
+        backup = backup_path(path, found)
         if not backup.exists():
             with sqlite3.connect(backup) as copy:
                 conn.backup(copy)

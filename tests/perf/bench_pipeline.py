@@ -32,6 +32,9 @@ Both sides wait for one fsync a commit (``synchronous=full``), so the ratio is a
 (or ``synchronous=normal``) shows its CPU; compare runs on the same machine only.
 
     python tests/perf/bench_pipeline.py [--events 100000] [--mix realistic|dense] [--workers 1,2]
+
+With ``--db postgresql://…`` (or ``--db auto``) both sides run against PostgreSQL, and an outbox
+drain benchmark follows: tests/perf/pg_bench.py says how.
 """
 
 from __future__ import annotations
@@ -684,7 +687,35 @@ def main() -> None:
         help="realistic: prose bodies, about a third naming a rule topic; dense: bodies made"
         " only of rule terms, every event hitting several rules (the worst case)",
     )
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="run against PostgreSQL: postgresql://user@host/db (databases are created and"
+        " dropped there), or auto (a throwaway cluster); also runs the outbox drain benchmark"
+        " (tests/perf/pg_bench.py)",
+    )
+    parser.add_argument(
+        "--password-env", metavar="VAR", help="with --db URL: the variable holding its password"
+    )
+    parser.add_argument(
+        "--drain-deliveries", type=int, default=2000, help="with --db: pending deliveries (0: skip)"
+    )
+    parser.add_argument(
+        "--drain-engines", default="1,2", help="with --db: engine processes, one run per count"
+    )
+    parser.add_argument(
+        "--drain-latency-ms",
+        type=float,
+        default=50.0,
+        help="with --db: how long the WeLink simulator takes to answer",
+    )
     args = parser.parse_args()
+    if args.db:
+        import pg_bench
+
+        json.dump(pg_bench.main(args), sys.stdout, indent=2)
+        print()
+        return
     items = synthetic_items(args.events, args.mix)
     runs = []
     with tempfile.TemporaryDirectory() as folder:
