@@ -182,6 +182,7 @@ class Engine:
             if self.held is not None:
                 self._wait_for_due(store, held - self.held)
             released = self._take_back_claims()
+            store.fold_counters()
         except Exception as exc:
             fault = store.fault(exc)
             if fault is None:

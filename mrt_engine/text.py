@@ -30,12 +30,16 @@ REPLACEMENT = "\ufffd"
 
 
 def storable(text: str) -> str:
-    """``text`` with every code point UTF-8 cannot encode (a lone surrogate) replaced by U+FFFD.
+    """``text`` with every code point UTF-8 cannot encode (a lone surrogate), and U+0000
+    (which PostgreSQL's text cannot hold, so one such title would fail its source's every
+    poll there), replaced by U+FFFD: the same on both store backends.
 
     On the hot path of every poll: an ASCII string (``isascii`` reads a flag, it does not scan)
-    is returned as is, and any other string costs one UTF-8 encoding in C (three times faster
-    than a regex scan of it); only a string that fails to encode is rewritten.
+    costs one search for U+0000 in C, and any other string one UTF-8 encoding in C as well
+    (three times faster than a regex scan of it); only a string that holds one is rewritten.
     """
+    if "\x00" in text:
+        text = text.replace("\x00", REPLACEMENT)
     if text.isascii():
         return text
     try:

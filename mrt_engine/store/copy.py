@@ -505,6 +505,8 @@ class _PostgresWriter(_Writer):
     def clear(self, replace: bool) -> None:
         import psycopg
 
+        from mrt_engine.store.migrations_pg import COUNTER_DELTAS
+
         tables = [t.name for t in TABLES]
         # The per-row counter triggers would count every row one by one; the counters are
         # recounted at the end instead. Only the tables' owner may switch them off (taking
@@ -516,7 +518,7 @@ class _PostgresWriter(_Writer):
             self.triggers_off = True
         except psycopg.errors.InsufficientPrivilege:
             self.triggers_off = False
-        derived = [SEARCH, *COUNTERS]
+        derived = [SEARCH, *(COUNTER_DELTAS[name][0] for name in COUNTERS)]
         emptied = [*tables, *ENGINES, *derived] if replace else derived
         self.conn.execute(f"TRUNCATE {', '.join(emptied)} RESTART IDENTITY")
 
@@ -540,6 +542,7 @@ class _PostgresWriter(_Writer):
 
     def finish(self, report: CopyReport) -> None:
         from mrt_engine.store import migrations_pg
+        from mrt_engine.store.migrations_pg import COUNTER_DELTAS
 
         for table in TABLES:
             if table.key == "id":
@@ -548,7 +551,7 @@ class _PostgresWriter(_Writer):
                     f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'),"
                     f" COALESCE(MAX(id), 0) + 1, false) FROM {table.name}"
                 )
-        _recount(self.count, lambda sql: self.conn.execute(sql), report)
+        _recount(self.count, lambda sql: self.conn.execute(sql), report, COUNTER_DELTAS)
         for t in report.tables:
             t.target = self.count(t.table)
         if self.triggers_off:
@@ -562,12 +565,14 @@ class _PostgresWriter(_Writer):
         self.conn.close()
 
 
-def _recount(count, execute, report: CopyReport) -> None:
-    """The counter tables from the copied rows, checked against them."""
+def _recount(count, execute, report: CopyReport, deltas: dict | None = None) -> None:
+    """The counter tables from the copied rows, checked against them. ``deltas``: on
+    PostgreSQL a counter is a view over a table of deltas (migrations_pg), written instead."""
     for name, (table, columns) in COUNTERS.items():
-        execute(f"DELETE FROM {name}")
+        written = deltas[name][0] if deltas else name
+        execute(f"DELETE FROM {written}")
         execute(
-            f"INSERT INTO {name} ({columns}, n) SELECT {columns}, COUNT(*) FROM {table}"
+            f"INSERT INTO {written} ({columns}, n) SELECT {columns}, COUNT(*) FROM {table}"
             f" GROUP BY {columns}"
         )
         report.counters[name] = count(name)

@@ -248,6 +248,18 @@ class Store:
         first = cursor.fetchone()[0]
         return range(first, first + n)
 
+    def fold_counters(self) -> None:
+        """Sum the counters' appended deltas back into one row per key (PostgreSQL, where the
+        counters are deltas: migrations_pg, migration 3); nothing on SQLite, whose triggers
+        keep one row per key. Safe at any time, from any engine, several at once."""
+        if not self.is_postgresql:
+            return
+        from mrt_engine.store.migrations_pg import FOLD_COUNTERS
+
+        with self.write():
+            for statement in FOLD_COUNTERS:
+                self.db.execute_sql(statement)
+
     def insert_id(self, cursor: Any, statement: str, params: Sequence[Any]) -> int:
         """Run an ``INSERT`` of one row and return its id."""
         if self.is_postgresql:
