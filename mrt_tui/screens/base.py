@@ -76,7 +76,9 @@ class LiveScreen(Screen):
         self._generation = 0
         self._ahead: tuple[int, str, list[Any], Any] | None = None  # the next older window
         self._last_rows: list[Any] | None = None
+        self._last_extra: Any = None
         self._paging: str | None = None
+        self._beyond = 1  # how far past the window's edge the cursor went (rows)
         self.gate = ReadGate(self.REREAD_SECONDS)
         self._bindings_state: tuple | None = None  # the keys' enabled state the footer shows
 
@@ -84,7 +86,7 @@ class LiveScreen(Screen):
         yield Header()
         with Vertical(id="body"):
             yield Input(placeholder=self.FILTER_HELP, id="filter", classes="hidden")
-            yield LiveTable(self.COLUMNS, id="table")
+            yield LiveTable(self.COLUMNS, paged=self.PAGED, id="table")
             yield Static("", id="status")
         # the palette's keys (: and ctrl+p) are in the help; a footer entry would crowd out ? and q
         yield Footer(show_command_palette=False)
@@ -172,10 +174,8 @@ class LiveScreen(Screen):
         if message.generation != self._generation:
             return  # a read started before the window or filter changed
         rows = message.rows
-        if self._paging == "older" and not rows:
-            self._paging = None
-            self.before_id = self._previous_before
-            self.notify("no older rows")
+        if self._paging is not None and not rows:
+            self._nothing_beyond()
             return
         if self.after_id is not None:  # a newer page: pin it as a window below its top
             full = len(rows) >= self.page_size
@@ -183,13 +183,13 @@ class LiveScreen(Screen):
             self.after_id = None
         if self._paging is None and rows == self._last_rows:
             return  # nothing changed since the last refresh: leave the table alone
-        self._last_rows = rows
+        self._last_rows, self._last_extra = rows, message.extra
         self.rows = {self.key_of(r): r for r in rows}
-        keep = None
+        keep = None  # the cursor goes as far into the new window as it went past the old one
         if self._paging == "older" and rows:
-            keep = self.key_of(rows[0])
+            keep = self.key_of(rows[min(self._beyond, len(rows)) - 1])
         elif self._paging == "newer" and rows:
-            keep = self.key_of(rows[-1])
+            keep = self.key_of(rows[max(len(rows) - self._beyond, 0)])
         self._paging = None
         self.table.sync([(self.key_of(r), self.cells(r)) for r in rows], keep_key=keep)
         self.query_one("#status", Static).update(self.status_text(rows, message.extra))
@@ -199,6 +199,20 @@ class LiveScreen(Screen):
             oldest = min(int(self.key_of(r)) for r in rows)
             if self._ahead is None or self._ahead[:2] != (oldest, self.filter_text):
                 self._prefetch(oldest, self.filter_text)
+
+    def _nothing_beyond(self) -> None:
+        """A page past the window's edge found no rows: the window stays, the cursor goes to
+        its edge row."""
+        if self._paging == "older":
+            self.before_id = self._previous_before
+            self.table.action_last()
+            self.notify("no older rows")
+        else:  # nothing newer: the window shown is the newest (and follows new rows again)
+            self.before_id = None
+            self.table.action_first()
+            status = self.status_text(self._last_rows or [], self._last_extra)
+            self.query_one("#status", Static).update(status)
+        self._paging, self.after_id = None, None
 
     def _refresh_bindings_if_changed(self) -> None:
         """Refresh the footer only when one of this view's keys became enabled or disabled:
@@ -262,6 +276,7 @@ class LiveScreen(Screen):
         keys = self.table.keys
         if not keys or not self.PAGED:
             return
+        self._beyond = message.beyond
         if message.older:
             oldest = min(int(k) for k in keys)
             ahead, self._ahead = self._ahead, None
@@ -274,6 +289,8 @@ class LiveScreen(Screen):
             self._set_window(oldest, "older")
         elif self.before_id is not None:
             self._set_window(None, "newer", after_id=max(int(k) for k in keys))
+        else:
+            self.table.action_first()  # the newest window: nothing newer to page to
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

@@ -94,7 +94,7 @@ class SourcesScreen(LiveScreen):
             return ""
         return " · polls that found nothing new are recorded once a minute"
 
-    def on_data_table_row_highlighted(self, event) -> None:
+    def on_live_table_row_highlighted(self, event) -> None:
         """The selected source in full on the status line (the columns cut long values)."""
         row: SourceView | None = self.selected
         if row is not None:
