@@ -74,7 +74,7 @@ class LiveScreen(Screen):
         self.filter_text = ""
         self.rows: dict[str, Any] = {}
         self._generation = 0
-        self._ahead: tuple[int, str, list[Any], Any] | None = None  # the next older window
+        self._ahead: Prefetched | None = None  # the next older window, read ahead
         self._last_rows: list[Any] | None = None
         self._last_extra: Any = None
         self._paging: str | None = None
@@ -132,6 +132,7 @@ class LiveScreen(Screen):
         try:
             with self.session.store.read():
                 rows, extra = self.load(before_id, after_id, filter_text)
+            lines = self.table_lines(rows)
         except (StoreError, OperationError) as exc:
             self.gate.failed()
             self.post_message(ActionDone(str(exc), error=True, refresh=False))
@@ -147,7 +148,12 @@ class LiveScreen(Screen):
                 ActionDone(f"cannot read the {self.TITLE} view: {exc!r}", error=True, refresh=False)
             )
             return
-        self.post_message(RowsLoaded(rows, extra, generation))
+        self.post_message(RowsLoaded(rows, extra, generation, lines))
+
+    def table_lines(self, rows: list[Any]) -> list[tuple[str, list[Any]]]:
+        """Each row's key and cells (in the read's worker: a page's worth of ``Text`` is built
+        off the UI thread)."""
+        return [(self.key_of(r), self.cells(r)) for r in rows]
 
     def load(
         self, before_id: int | None, after_id: int | None, filter_text: str
@@ -191,13 +197,15 @@ class LiveScreen(Screen):
         elif self._paging == "newer" and rows:
             keep = self.key_of(rows[max(len(rows) - self._beyond, 0)])
         self._paging = None
-        self.table.sync([(self.key_of(r), self.cells(r)) for r in rows], keep_key=keep)
+        lines = message.lines if message.lines is not None else self.table_lines(rows)
+        self.table.sync(lines, keep_key=keep)
         self.query_one("#status", Static).update(self.status_text(rows, message.extra))
         self.loaded(rows, message.extra)
         self._refresh_bindings_if_changed()
         if self.PAGED and len(rows) >= self.page_size:
             oldest = min(int(self.key_of(r)) for r in rows)
-            if self._ahead is None or self._ahead[:2] != (oldest, self.filter_text):
+            ahead = self._ahead
+            if ahead is None or (ahead.before_id, ahead.filter_text) != (oldest, self.filter_text):
                 self._prefetch(oldest, self.filter_text)
 
     def _nothing_beyond(self) -> None:
@@ -234,14 +242,15 @@ class LiveScreen(Screen):
         try:
             with self.session.store.read():
                 rows, extra = self.load(before_id, None, filter_text)
+            lines = self.table_lines(rows)
         except Exception:  # only an optimisation: the page-down will read it again
             log.debug("prefetch failed", exc_info=True)
             return
-        self.post_message(Prefetched(before_id, filter_text, rows, extra))
+        self.post_message(Prefetched(before_id, filter_text, rows, extra, lines))
 
     @on(Prefetched)
     def _keep_prefetched(self, message: Prefetched) -> None:
-        self._ahead = (message.before_id, message.filter_text, message.rows, message.extra)
+        self._ahead = message
 
     def loaded(self, rows: list[Any], extra: Any) -> None:
         """Hook after a window is shown."""
@@ -280,11 +289,15 @@ class LiveScreen(Screen):
         if message.older:
             oldest = min(int(k) for k in keys)
             ahead, self._ahead = self._ahead, None
-            if ahead is not None and ahead[:2] == (oldest, self.filter_text) and ahead[2]:
+            if (
+                ahead is not None
+                and (ahead.before_id, ahead.filter_text) == (oldest, self.filter_text)
+                and ahead.rows
+            ):
                 self._previous_before = self.before_id
                 self.before_id, self.after_id, self._paging = oldest, None, "older"
                 self._generation += 1
-                self._apply(RowsLoaded(ahead[2], ahead[3], self._generation))
+                self._apply(RowsLoaded(ahead.rows, ahead.extra, self._generation, ahead.lines))
                 return
             self._set_window(oldest, "older")
         elif self.before_id is not None:
