@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -199,7 +200,7 @@ class LiveScreen(Screen):
         self._paging = None
         lines = message.lines if message.lines is not None else self.table_lines(rows)
         self.table.sync(lines, keep_key=keep)
-        self.query_one("#status", Static).update(self.status_text(rows, message.extra))
+        self._show_status(self.status_text(rows, message.extra))
         self.loaded(rows, message.extra)
         self._refresh_bindings_if_changed()
         if self.PAGED and len(rows) >= self.page_size:
@@ -218,9 +219,17 @@ class LiveScreen(Screen):
         else:  # nothing newer: the window shown is the newest (and follows new rows again)
             self.before_id = None
             self.table.action_first()
-            status = self.status_text(self._last_rows or [], self._last_extra)
-            self.query_one("#status", Static).update(status)
+            self._show_status(self.status_text(self._last_rows or [], self._last_extra))
         self._paging, self.after_id = None, None
+
+    def _show_status(self, text: str | Text) -> None:
+        """The status line says ``text``. It is one line high whatever it says: no layout of
+        the whole screen for it (a third of a page-down's work when the window changes)."""
+        status = self.query_one("#status", Static)
+        try:
+            status.update(text, layout=False)
+        except TypeError:  # a Textual before layout=False (0.86): it lays the screen out
+            status.update(text)
 
     def _refresh_bindings_if_changed(self) -> None:
         """Refresh the footer only when one of this view's keys became enabled or disabled:
