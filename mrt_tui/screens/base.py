@@ -207,7 +207,8 @@ class LiveScreen(Screen):
             oldest = min(int(self.key_of(r)) for r in rows)
             ahead = self._ahead
             if ahead is None or (ahead.before_id, ahead.filter_text) != (oldest, self.filter_text):
-                self._prefetch(oldest, self.filter_text)
+                # Once this window is on screen: a read beside the paint slows the paint (GIL).
+                self.call_after_refresh(self._prefetch, oldest, self.filter_text)
 
     def _nothing_beyond(self) -> None:
         """A page past the window's edge found no rows: the window stays, the cursor goes to
