@@ -158,3 +158,22 @@ def test_start_up_objects_are_out_of_the_collectors_sight_while_the_console_runs
     asyncio.run(scenario())
     assert frozen["running"] > 10_000
     assert gc.get_freeze_count() == 0
+
+
+def test_a_click_on_a_row_selects_it_and_opens_its_trace(history):
+    session, _rules = history
+    seen = {}
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.click("#table", offset=(3, 3))  # the header, then rows 308, 307, 306
+            await settle(pilot)
+            seen["view"] = app.screen.TITLE
+            event = app.screen.query_one("#event")  # a Static: content (Textual 2+), renderable
+            seen["event"] = str(getattr(event, "content", None) or event.renderable)
+
+    asyncio.run(scenario())
+    assert seen["view"] == "Trace"
+    assert "#306 " in seen["event"]
