@@ -98,7 +98,7 @@ class SourcesScreen(LiveScreen):
         """The selected source in full on the status line (the columns cut long values)."""
         row: SourceView | None = self.selected
         if row is not None:
-            self.query_one("#status").update(cells.text(_detail(row) + self._attached_note()))
+            self._show_status(cells.text(_detail(row) + self._attached_note()))
 
     def status_text(self, rows, extra) -> str:
         row = self.selected
