@@ -1,7 +1,7 @@
 """Table cells and detail lines built from stored data: always ``Text``, never markup.
 
 Stored text was cleaned of control characters where it left the store (mrt_engine.store); here
-it becomes ``rich.text.Text``, which a DataTable shows literally, so ``[bold]`` or ``[/x]`` in a
+it becomes ``rich.text.Text``, which the tables show literally, so ``[bold]`` or ``[/x]`` in a
 title is just characters.
 """
 

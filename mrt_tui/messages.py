@@ -9,13 +9,21 @@ from textual.message import Message
 
 
 class RowsLoaded(Message):
-    """A fresh window of rows for a list screen (only the latest one matters)."""
+    """A fresh window of rows for a list screen (only the latest one matters); ``lines``: the
+    table's (key, cells) of each row, built by the worker too (None: the screen builds them)."""
 
-    def __init__(self, rows: list[Any], extra: Any = None, generation: int = 0) -> None:
+    def __init__(
+        self,
+        rows: list[Any],
+        extra: Any = None,
+        generation: int = 0,
+        lines: list[tuple[str, list[Any]]] | None = None,
+    ) -> None:
         super().__init__()
         self.rows = rows
         self.extra = extra
         self.generation = generation
+        self.lines = lines
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RowsLoaded)
@@ -39,11 +47,19 @@ class ShowText(Message):
 
 
 class Prefetched(Message):
-    """The window below ``before_id``, read ahead of a page-down."""
+    """The window below ``before_id``, read ahead of a page-down (``lines`` as in RowsLoaded)."""
 
-    def __init__(self, before_id: int, filter_text: str, rows: list[Any], extra: Any) -> None:
+    def __init__(
+        self,
+        before_id: int,
+        filter_text: str,
+        rows: list[Any],
+        extra: Any,
+        lines: list[tuple[str, list[Any]]],
+    ) -> None:
         super().__init__()
         self.before_id = before_id
         self.filter_text = filter_text
         self.rows = rows
         self.extra = extra
+        self.lines = lines

@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -74,9 +75,11 @@ class LiveScreen(Screen):
         self.filter_text = ""
         self.rows: dict[str, Any] = {}
         self._generation = 0
-        self._ahead: tuple[int, str, list[Any], Any] | None = None  # the next older window
+        self._ahead: Prefetched | None = None  # the next older window, read ahead
         self._last_rows: list[Any] | None = None
+        self._last_extra: Any = None
         self._paging: str | None = None
+        self._beyond = 1  # how far past the window's edge the cursor went (rows)
         self.gate = ReadGate(self.REREAD_SECONDS)
         self._bindings_state: tuple | None = None  # the keys' enabled state the footer shows
 
@@ -84,7 +87,7 @@ class LiveScreen(Screen):
         yield Header()
         with Vertical(id="body"):
             yield Input(placeholder=self.FILTER_HELP, id="filter", classes="hidden")
-            yield LiveTable(self.COLUMNS, id="table")
+            yield LiveTable(self.COLUMNS, paged=self.PAGED, id="table")
             yield Static("", id="status")
         # the palette's keys (: and ctrl+p) are in the help; a footer entry would crowd out ? and q
         yield Footer(show_command_palette=False)
@@ -130,6 +133,7 @@ class LiveScreen(Screen):
         try:
             with self.session.store.read():
                 rows, extra = self.load(before_id, after_id, filter_text)
+            lines = self.table_lines(rows)
         except (StoreError, OperationError) as exc:
             self.gate.failed()
             self.post_message(ActionDone(str(exc), error=True, refresh=False))
@@ -145,7 +149,12 @@ class LiveScreen(Screen):
                 ActionDone(f"cannot read the {self.TITLE} view: {exc!r}", error=True, refresh=False)
             )
             return
-        self.post_message(RowsLoaded(rows, extra, generation))
+        self.post_message(RowsLoaded(rows, extra, generation, lines))
+
+    def table_lines(self, rows: list[Any]) -> list[tuple[str, list[Any]]]:
+        """Each row's key and cells (in the read's worker: a page's worth of ``Text`` is built
+        off the UI thread)."""
+        return [(self.key_of(r), self.cells(r)) for r in rows]
 
     def load(
         self, before_id: int | None, after_id: int | None, filter_text: str
@@ -172,10 +181,8 @@ class LiveScreen(Screen):
         if message.generation != self._generation:
             return  # a read started before the window or filter changed
         rows = message.rows
-        if self._paging == "older" and not rows:
-            self._paging = None
-            self.before_id = self._previous_before
-            self.notify("no older rows")
+        if self._paging is not None and not rows:
+            self._nothing_beyond()
             return
         if self.after_id is not None:  # a newer page: pin it as a window below its top
             full = len(rows) >= self.page_size
@@ -183,22 +190,47 @@ class LiveScreen(Screen):
             self.after_id = None
         if self._paging is None and rows == self._last_rows:
             return  # nothing changed since the last refresh: leave the table alone
-        self._last_rows = rows
+        self._last_rows, self._last_extra = rows, message.extra
         self.rows = {self.key_of(r): r for r in rows}
-        keep = None
+        keep = None  # the cursor goes as far into the new window as it went past the old one
         if self._paging == "older" and rows:
-            keep = self.key_of(rows[0])
+            keep = self.key_of(rows[min(self._beyond, len(rows)) - 1])
         elif self._paging == "newer" and rows:
-            keep = self.key_of(rows[-1])
+            keep = self.key_of(rows[max(len(rows) - self._beyond, 0)])
         self._paging = None
-        self.table.sync([(self.key_of(r), self.cells(r)) for r in rows], keep_key=keep)
-        self.query_one("#status", Static).update(self.status_text(rows, message.extra))
+        lines = message.lines if message.lines is not None else self.table_lines(rows)
+        self.table.sync(lines, keep_key=keep)
+        self._show_status(self.status_text(rows, message.extra))
         self.loaded(rows, message.extra)
         self._refresh_bindings_if_changed()
         if self.PAGED and len(rows) >= self.page_size:
             oldest = min(int(self.key_of(r)) for r in rows)
-            if self._ahead is None or self._ahead[:2] != (oldest, self.filter_text):
-                self._prefetch(oldest, self.filter_text)
+            ahead = self._ahead
+            if ahead is None or (ahead.before_id, ahead.filter_text) != (oldest, self.filter_text):
+                # Once this window is on screen: a read beside the paint slows the paint (GIL).
+                self.call_after_refresh(self._prefetch, oldest, self.filter_text)
+
+    def _nothing_beyond(self) -> None:
+        """A page past the window's edge found no rows: the window stays, the cursor goes to
+        its edge row."""
+        if self._paging == "older":
+            self.before_id = self._previous_before
+            self.table.action_last()
+            self.notify("no older rows")
+        else:  # nothing newer: the window shown is the newest (and follows new rows again)
+            self.before_id = None
+            self.table.action_first()
+            self._show_status(self.status_text(self._last_rows or [], self._last_extra))
+        self._paging, self.after_id = None, None
+
+    def _show_status(self, text: str | Text) -> None:
+        """The status line says ``text``. It is one line high whatever it says: no layout of
+        the whole screen for it (a third of a page-down's work when the window changes)."""
+        status = self.query_one("#status", Static)
+        try:
+            status.update(text, layout=False)
+        except TypeError:  # a Textual before layout=False (0.86): it lays the screen out
+            status.update(text)
 
     def _refresh_bindings_if_changed(self) -> None:
         """Refresh the footer only when one of this view's keys became enabled or disabled:
@@ -220,14 +252,15 @@ class LiveScreen(Screen):
         try:
             with self.session.store.read():
                 rows, extra = self.load(before_id, None, filter_text)
+            lines = self.table_lines(rows)
         except Exception:  # only an optimisation: the page-down will read it again
             log.debug("prefetch failed", exc_info=True)
             return
-        self.post_message(Prefetched(before_id, filter_text, rows, extra))
+        self.post_message(Prefetched(before_id, filter_text, rows, extra, lines))
 
     @on(Prefetched)
     def _keep_prefetched(self, message: Prefetched) -> None:
-        self._ahead = (message.before_id, message.filter_text, message.rows, message.extra)
+        self._ahead = message
 
     def loaded(self, rows: list[Any], extra: Any) -> None:
         """Hook after a window is shown."""
@@ -262,18 +295,25 @@ class LiveScreen(Screen):
         keys = self.table.keys
         if not keys or not self.PAGED:
             return
+        self._beyond = message.beyond
         if message.older:
             oldest = min(int(k) for k in keys)
             ahead, self._ahead = self._ahead, None
-            if ahead is not None and ahead[:2] == (oldest, self.filter_text) and ahead[2]:
+            if (
+                ahead is not None
+                and (ahead.before_id, ahead.filter_text) == (oldest, self.filter_text)
+                and ahead.rows
+            ):
                 self._previous_before = self.before_id
                 self.before_id, self.after_id, self._paging = oldest, None, "older"
                 self._generation += 1
-                self._apply(RowsLoaded(ahead[2], ahead[3], self._generation))
+                self._apply(RowsLoaded(ahead.rows, ahead.extra, self._generation, ahead.lines))
                 return
             self._set_window(oldest, "older")
         elif self.before_id is not None:
             self._set_window(None, "newer", after_id=max(int(k) for k in keys))
+        else:
+            self.table.action_first()  # the newest window: nothing newer to page to
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 from textual import on, work
 from textual.binding import Binding
-from textual.widgets import Input, Static
+from textual.widgets import Input
 
 from mrt_engine import operations
 from mrt_engine.rules.dryrun import draft_rule, dry_run
@@ -107,7 +107,7 @@ class RulesScreen(LiveScreen):
 
     @on(ShowText)
     def _show_result(self, message: ShowText) -> None:
-        self.query_one("#status", Static).update(cells.text(message.text.split("\n", 1)[0]))
+        self._show_status(cells.text(message.text.split("\n", 1)[0]))
         from mrt_tui.screens.text_view import TextView
 
         self.app.push_screen(TextView(message.title, message.text))

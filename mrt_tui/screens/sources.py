@@ -94,11 +94,11 @@ class SourcesScreen(LiveScreen):
             return ""
         return " · polls that found nothing new are recorded once a minute"
 
-    def on_data_table_row_highlighted(self, event) -> None:
+    def on_live_table_row_highlighted(self, event) -> None:
         """The selected source in full on the status line (the columns cut long values)."""
         row: SourceView | None = self.selected
         if row is not None:
-            self.query_one("#status").update(cells.text(_detail(row) + self._attached_note()))
+            self._show_status(cells.text(_detail(row) + self._attached_note()))
 
     def status_text(self, rows, extra) -> str:
         row = self.selected

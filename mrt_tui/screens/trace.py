@@ -126,7 +126,7 @@ class TraceScreen(Screen):
                 yield Static(
                     "Select an event or a delivery and press enter, or press / here.", id="event"
                 )
-            yield LiveTable(self.COLUMNS, id="table")
+            yield LiveTable(self.COLUMNS, paged=False, id="table")
         yield Footer(show_command_palette=False)
 
     @property
