@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 
 from textual import work
-from textual.app import App
+from textual.app import App, ScreenStackError
 from textual.binding import Binding
 from textual.theme import Theme
 
@@ -136,8 +136,13 @@ class MrtApp(App):
         self.switch_mode(self._previous_mode if self._previous_mode != "trace" else "events")
 
     def _refresh_visible(self) -> None:
-        """Ask the view on screen to read again if the store changed (a dialog on top: none)."""
-        screen = self.screen
+        """Ask the view on screen to read again if the store changed (a dialog on top: none;
+        no screen at all, for the moment a view is first opened: none either, the next tick
+        asks it)."""
+        try:
+            screen = self.screen
+        except ScreenStackError:
+            return
         refresh = getattr(screen, "refresh_if_changed", None)
         if refresh is not None:
             refresh(screen.version())

@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import test_tui
 from console_data import NOW, event
@@ -154,5 +155,38 @@ def test_a_millionth_event_and_a_long_delivery_id_are_shown_whole(console):
             await pilot.press("enter")  # its trace
             await settle(pilot)
             assert "delivery #12345678 welink" in app.export_screenshot().replace("&#160;", " ")
+
+    run(scenario())
+
+
+def test_a_refresh_tick_while_a_view_is_first_opened_is_skipped_not_a_crash(console):
+    """While a mode's first screen is being installed its stack is empty for a moment, and
+    Textual's ``App.screen`` raises ScreenStackError: the refresh timer fired then and the
+    whole console died (seen in a long run). The tick is skipped; the next one refreshes."""
+    from textual.app import ScreenStackError
+
+    session = console()
+
+    import mrt_tui.app
+
+    class BetweenScreens(MrtApp):  # Textual's transient state, on demand
+        CSS_PATH = str(Path(mrt_tui.app.__file__).with_name(str(MrtApp.CSS_PATH)))
+        empty = False
+
+        @property
+        def screen(self):
+            if self.empty:
+                raise ScreenStackError("No screens on stack")
+            return super().screen
+
+    async def scenario():
+        app = BetweenScreens(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            app.empty = True
+            app._refresh_visible()
+            app.empty = False
+            app._refresh_visible()
+            await settle(pilot)
 
     run(scenario())
