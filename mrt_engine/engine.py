@@ -455,6 +455,8 @@ class Engine:
         self.http.close()
         for channel in self.channels.values():
             channel.close()
+        if self.pipeline is not None:
+            self.pipeline.close()
         if self.store is not None:
             self.store.close()
             self.store = None

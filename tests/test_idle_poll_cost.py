@@ -1,19 +1,87 @@
 """What an unchanged poll does, and what it no longer does.
 
-An answer that sets no cookie is not copied into the cookie jar; one that does still has its
-cookie sent back.
+It sends its conditional request on the connection kept alive and reads no table: its
+source's state row is read once and kept while nothing is committed to the store (one
+``PRAGMA data_version`` on a connection of its own tells). A commit from elsewhere (an operator's
+pause or cursor reset, from another process) still reaches the very next poll. An answer that
+sets no cookie is not copied into the cookie jar; one that does still has its cookie sent back.
 """
 
 from __future__ import annotations
 
 import http.cookiejar
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 
 from mrt_engine.simulators.base import Request, Response
 from mrt_engine.simulators.github import GitHubSimulator
 
 REPO = "vllm-project/vllm"
+KEY = f"github:{REPO}:issues"
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+ISSUES_ONLY = {"sources": {"github": {"monitor": {"pulls": False}}}}
+
+
+def settled(gh_tracker, github):
+    """A tracker whose source has its baseline and an ETag: its next poll is a ``304``."""
+    github.add_issue(REPO, "seed", at=T0)
+    tracker = gh_tracker(ISSUES_ONLY)
+    assert tracker.once() == 0  # the baseline
+    assert tracker.once() == 0  # the first incremental poll: a 200 with an ETag
+    return tracker
+
+
+def other_connection(tracker) -> sqlite3.Connection:
+    """A connection of another process's kind (an operator's ``mrt-engine`` command)."""
+    return sqlite3.connect(tracker.db, isolation_level=None, timeout=10)
+
+
+def test_an_unchanged_poll_reads_nothing_from_the_store(gh_tracker, github, store_statements):
+    tracker = settled(gh_tracker, github)
+    engine = tracker.engine()
+    engine.open()
+    try:
+        source = engine.sources[0]
+        assert engine.poll_source(source).status == "not_modified"  # its state row is read
+        traced: list[str] = []
+        assert engine.store is not None
+        engine.store.db.connection().set_trace_callback(traced.append)
+        store_statements.clear()
+        outcomes = [engine.poll_source(source) for _ in range(5)]
+        assert [o.status for o in outcomes] == ["not_modified"] * 5
+        assert store_statements == [] and traced == []
+        # Each sent its conditional request, on the one connection kept alive.
+        sent = github.requests_to(f"/repos/{REPO}/issues")[-5:]
+        assert all(r.headers.get("if-none-match") for r in sent)
+        assert len(engine.http._backend._streams) == 1
+    finally:
+        engine.close()
+
+
+def test_a_pause_or_a_cursor_reset_from_another_process_reaches_the_next_poll(gh_tracker, github):
+    tracker = settled(gh_tracker, github)
+    engine = tracker.engine()
+    engine.open()
+    try:
+        source = engine.sources[0]
+        assert engine.poll_source(source).status == "not_modified"
+        with closing(other_connection(tracker)) as other:
+            other.execute("UPDATE source_state SET paused = 1 WHERE source_key = ?", (KEY,))
+            assert engine.poll_source(source).status == "paused"
+            seen = len(github.requests)
+            other.execute(
+                "UPDATE source_state SET paused = 0, etag = NULL, version = version + 1,"
+                " cursor = ? WHERE source_key = ?",
+                ('{"since": "2026-11-01T00:00:00Z"}', KEY),
+            )
+        outcome = engine.poll_source(source)
+        sent = github.requests[seen:]
+        assert [r.param("since") for r in sent] == ["2026-11-01T00:00:00Z"]
+        assert "if-none-match" not in sent[0].headers
+        assert outcome.status == "ok"
+    finally:
+        engine.close()
 
 
 class CookieGitHub(GitHubSimulator):

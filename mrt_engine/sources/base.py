@@ -23,6 +23,9 @@ class SourceState:
 
     ``baseline_at``: when the source's baseline was taken (``None`` before it, or unknown);
     an event that happened before it is history, not news.
+
+    Read-only, the cursor too: the same state is handed to every poll until a commit changes it
+    (:mod:`mrt_engine.state_cache`); a poll returns its new cursor in its :class:`PollResult`.
     """
 
     cursor: dict[str, Any] | None = None
