@@ -29,6 +29,7 @@ from mrt_engine.health import protected_rules
 from mrt_engine.http import HttpClient, host_key
 from mrt_engine.notify.base import Channel
 from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state
+from mrt_engine.poll_times import PollTimes, tick_for
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.sources.base import Source
 from mrt_engine.store.db import Store, open_store, prepare_folder, store_fault
@@ -287,13 +288,17 @@ class Engine:
             executors[_lane(host)] = SchedulerPool(size)
         scheduler = BackgroundScheduler(executors=executors, timezone="UTC")
         now = self.clock()
+        phase = PollTimes.phase()  # one for all, so polls on the same ticks start together
         for i, source in enumerate(self.sources):
             jitter = self.config.scheduler.jitter_seconds
             if jitter is None:
                 jitter = min(source.interval * 0.1, 30.0)
+            # Spread the first polls a little so a restart does not burst every host.
+            first = now + timedelta(milliseconds=50 * i)
+            times = PollTimes(source.interval, first, tick_for(source.interval, jitter), phase)
             scheduler.add_job(
                 self.poll_source,
-                IntervalTrigger(seconds=source.interval, jitter=jitter or None, timezone="UTC"),
+                times,
                 args=[source],
                 id=source.key,
                 name=f"poll {source.key}",
@@ -301,8 +306,7 @@ class Engine:
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=max(int(source.interval), 1),
-                # Spread the first polls a little so a restart does not burst every host.
-                next_run_time=now + timedelta(milliseconds=50 * i),
+                next_run_time=times.first_run(),
             )
         scheduler.add_job(
             self._control,
