@@ -59,6 +59,34 @@ def test_an_unchanged_poll_reads_nothing_from_the_store(gh_tracker, github, stor
         engine.close()
 
 
+def test_an_unchanged_source_builds_its_request_from_what_it_built_before(
+    gh_tracker, github, monkeypatch
+):
+    """Its listing URL and headers are the same poll after poll: built and parsed once."""
+    import httpx._urls
+
+    tracker = settled(gh_tracker, github)
+    engine = tracker.engine()
+    engine.open()
+    try:
+        source = engine.sources[0]
+        assert engine.poll_source(source).status == "not_modified"
+        parses: list[str] = []
+        urlparse = httpx._urls.urlparse
+
+        def counted(url: str, **kwargs):
+            parses.append(url)
+            return urlparse(url, **kwargs)
+
+        monkeypatch.setattr(httpx._urls, "urlparse", counted)
+        for _ in range(3):
+            assert engine.poll_source(source).status == "not_modified"
+        assert parses == []
+        assert len({r.target for r in github.requests[-3:]}) == 1
+    finally:
+        engine.close()
+
+
 def test_a_pause_or_a_cursor_reset_from_another_process_reaches_the_next_poll(gh_tracker, github):
     tracker = settled(gh_tracker, github)
     engine = tracker.engine()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -111,6 +112,7 @@ class SourceKind:
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@functools.lru_cache(maxsize=1024)  # every request of every poll asks it of the same few URLs
 def origin(url: str) -> tuple[str, str, int | None] | None:
     """The origin of ``url`` (RFC 6454): scheme, host and port, lower-cased, the port defaulted
     from the scheme; ``None`` for a URL without one (unparsable, or no host)."""
