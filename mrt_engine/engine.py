@@ -32,6 +32,7 @@ from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state
 from mrt_engine.poll_times import PollTimes, tick_for
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.sources.base import Source
+from mrt_engine.state_cache import StateCache
 from mrt_engine.store.db import Store, open_store, prepare_folder, store_fault
 from mrt_engine.store.lock import EngineLock
 from mrt_engine.store.models import SourceState as SourceStateRow
@@ -56,6 +57,14 @@ GIL_SWITCH_INTERVAL_SECONDS = 0.0002
 def tune_interpreter() -> None:
     """Settings the engine's process runs best with (see GIL_SWITCH_INTERVAL_SECONDS)."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
+
+
+def _poll_requests() -> list[str]:
+    """The keys of the sources an operator asked to poll now."""
+    query = SourceStateRow.select(SourceStateRow.source_key).where(
+        SourceStateRow.poll_requested_at.is_null(False)
+    )
+    return [row.source_key for row in query]
 
 
 def _lane(host: str) -> str:
@@ -104,6 +113,8 @@ class Engine:
         self._stopped = threading.Event()
         self._retention: threading.Thread | None = None
         self.last_prune: PruneReport | None = None
+        # The sources an operator asked to poll now, as last read (re-read after any commit).
+        self._requests: StateCache[list[str]] = StateCache(config.db_path)
 
     @property
     def sources(self) -> list[Source]:
@@ -290,12 +301,9 @@ class Engine:
         now = self.clock()
         phase = PollTimes.phase()  # one for all, so polls on the same ticks start together
         for i, source in enumerate(self.sources):
-            jitter = self.config.scheduler.jitter_seconds
-            if jitter is None:
-                jitter = min(source.interval * 0.1, 30.0)
             # Spread the first polls a little so a restart does not burst every host.
             first = now + timedelta(milliseconds=50 * i)
-            times = PollTimes(source.interval, first, tick_for(source.interval, jitter), phase)
+            times = PollTimes(source.interval, first, self._tick(source.interval), phase)
             scheduler.add_job(
                 self.poll_source,
                 times,
@@ -308,9 +316,13 @@ class Engine:
                 misfire_grace_time=max(int(source.interval), 1),
                 next_run_time=times.first_run(),
             )
+        # On the ticks of the sources polled every second, if any: one wake-up for both.
+        control = PollTimes(
+            CONTROL_INTERVAL_SECONDS, now, self._tick(CONTROL_INTERVAL_SECONDS), phase
+        )
         scheduler.add_job(
             self._control,
-            IntervalTrigger(seconds=CONTROL_INTERVAL_SECONDS, timezone="UTC"),
+            control,
             id="control",
             max_instances=1,
             coalesce=True,
@@ -331,6 +343,13 @@ class Engine:
             )
             self._retention.start()
         log.info("engine running: %s scheduled", plural(len(self.sources), "source"))
+
+    def _tick(self, interval: float) -> float:
+        """The tick of polls every ``interval`` seconds (:mod:`mrt_engine.poll_times`)."""
+        jitter = self.config.scheduler.jitter_seconds
+        if jitter is None:
+            jitter = min(interval * 0.1, 30.0)
+        return tick_for(interval, jitter)
 
     def _control(self) -> None:
         """Pick up operator requests written to the store (poll now), from any process."""
@@ -364,19 +383,16 @@ class Engine:
 
     def _take_poll_requests(self, store: Store) -> None:
         assert self.scheduler is not None
-        requested = list(
-            SourceStateRow.select(SourceStateRow.source_key).where(
-                SourceStateRow.poll_requested_at.is_null(False)
-            )
-        )
+        # A request is a commit: while none was made, this reads nothing from the store.
+        requested = self._requests.get("poll requests", _poll_requests)
         by_key = {s.key: s for s in self.sources}
-        for row in requested:
-            source = by_key.get(row.source_key)
+        for key in requested:
+            source = by_key.get(key)
             if source is None:
                 continue
             with store.write():
                 SourceStateRow.update(poll_requested_at=None).where(
-                    SourceStateRow.source_key == row.source_key
+                    SourceStateRow.source_key == key
                 ).execute()
             self.scheduler.add_job(
                 self.poll_source,
@@ -461,6 +477,9 @@ class Engine:
             channel.close()
         if self.pipeline is not None:
             self.pipeline.close()
+        if self.workers is not None:
+            self.workers.close()
+        self._requests.close()
         if self.store is not None:
             self.store.close()
             self.store = None

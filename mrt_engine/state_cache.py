@@ -1,13 +1,15 @@
-"""What a poll reads from the store before it starts, kept while nothing is committed to it.
+"""What the engine reads from the store again and again, kept while nothing is committed to it.
 
-Every poll starts from its source's state row (cursor, validators, pause, backoff). Reading the
-row again for each poll (one query, a dozen columns parsed) cost a tenth of an unchanged poll's
-CPU, to learn what the store said a second ago. :class:`StateCache` keeps what was read, with
-the store's version when the read began (:class:`~mrt_engine.store.watch.StoreWatch`: one
-``PRAGMA data_version`` on a connection of its own, which reads no table): any commit since —
-by this engine's polls, its idle-poll flush, an operator's pause or cursor reset from another
-process — changes the version, and the row is read again. A poll thus starts from the state as
-committed when it starts, as when it read the row itself.
+Every poll starts from its source's state row (cursor, validators, pause, backoff); the control
+job looks for operators' poll requests every second; each delivery worker asks twice a second
+when its channel's next delivery is due. Asking the store each time (a query, its rows parsed)
+cost a tenth of an unchanged poll's CPU, and most of an idle engine's CPU besides its polls,
+to learn what the store said a moment ago. :class:`StateCache` keeps what was read, with the
+store's version when the read began (:class:`~mrt_engine.store.watch.StoreWatch`: one ``PRAGMA
+data_version`` on a connection of its own, which reads no table): any commit since — by this
+engine's polls, its idle-poll flush, its workers, an operator's pause, cursor reset, poll
+request or resend from another process — changes the version, and the value is read again. A
+reader thus sees what was committed when it asks, as when it read the store itself.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ class StateCache(Generic[T]):
     def __init__(self, path: str | Path) -> None:
         self._watch = StoreWatch(path)
         self._held: dict[str, tuple[tuple[int, int], T]] = {}
+        self._closed = False
 
     def get(self, key: str, read: Callable[[], T]) -> T:
         """The value of ``key``: ``read()`` when the store changed since it was last read."""
+        if self._closed:  # a late caller as the engine closes: no new connection for it
+            return read()
         # Asked before reading: a commit that lands while ``read`` runs changes the version
         # after the one kept, so the next call reads again.
         version = self._watch.version()
@@ -45,5 +50,7 @@ class StateCache(Generic[T]):
         return value
 
     def close(self) -> None:
+        """Close the watching connection; later calls read every time."""
+        self._closed = True
         self._held.clear()
         self._watch.close()

@@ -3,8 +3,10 @@
 It sends its conditional request on the connection kept alive and reads no table: its
 source's state row is read once and kept while nothing is committed to the store (one
 ``PRAGMA data_version`` on a connection of its own tells). A commit from elsewhere (an operator's
-pause or cursor reset, from another process) still reaches the very next poll. An answer that
-sets no cookie is not copied into the cookie jar; one that does still has its cookie sent back.
+pause or cursor reset, from another process) still reaches the very next poll. Its request is
+built from what the last one built. An answer that sets no cookie is not copied into the cookie
+jar; one that does still has its cookie sent back. Between two flushes an idle engine reads no
+table at all: the control job and the delivery workers keep what they read the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import http.cookiejar
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
+
+from conftest import wait_until
 
 from mrt_engine.simulators.base import Request, Response
 from mrt_engine.simulators.github import GitHubSimulator
@@ -174,3 +178,66 @@ def test_an_answer_without_a_cookie_is_not_copied_into_the_cookie_jar(
             engine.close()
     finally:
         github.stop()
+
+
+def test_a_running_idle_engine_reads_no_table_between_its_flushes(
+    gh_tracker, github, welink, store_statements
+):
+    """Its polls, the control job (poll requests) and the delivery workers (what is due) all
+    keep what they read until something is committed."""
+    github.add_issue(REPO, "seed", at=T0)
+    tracker = gh_tracker(
+        {
+            "sources": {"github": {"monitor": {"pulls": False}, "poll_interval_seconds": 1}},
+            "scheduler": {"jitter_seconds": 0, "idle_flush_seconds": 60},
+        }
+    )
+    assert tracker.once() == 0 and tracker.once() == 0  # baseline, then an ETag
+    engine = tracker.engine()
+    engine.start()
+    try:
+        # Every first read of a start done: a poll or two, the control job, the workers.
+        assert wait_until(lambda: len(github.requests) >= 4, timeout=30)
+        store_statements.clear()
+        seen = len(github.requests)
+        assert wait_until(lambda: len(github.requests) >= seen + 3, timeout=30)
+        assert store_statements == []
+        # A poll requested from another process is still picked up (and read for).
+        with closing(other_connection(tracker)) as other:
+            other.execute(
+                "UPDATE source_state SET poll_requested_at = ? WHERE source_key = ?",
+                ("2026-12-01T00:00:00Z", KEY),
+            )
+            query = "SELECT COUNT(*) FROM source_state WHERE poll_requested_at IS NOT NULL"
+            assert wait_until(lambda: other.execute(query).fetchone()[0] == 0)
+        assert any("poll_requested_at" in sql for sql, _ in store_statements)
+    finally:
+        engine.stop()
+
+
+def test_a_commit_landing_while_a_value_is_read_makes_the_next_ask_read_again(tmp_path):
+    from mrt_engine.state_cache import StateCache
+
+    path = tmp_path / "store.sqlite3"
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("PRAGMA journal_mode = wal")
+        other.execute("CREATE TABLE t (n INTEGER)")
+        other.execute("INSERT INTO t VALUES (1)")
+        cache: StateCache[int] = StateCache(path)
+        reads: list[int] = []
+
+        def read() -> int:
+            value = other.execute("SELECT n FROM t").fetchone()[0]
+            reads.append(value)
+            if len(reads) == 1:  # another process commits just after this read
+                other.execute("UPDATE t SET n = 2")
+            return value
+
+        try:
+            assert cache.get("n", read) == 1
+            assert cache.get("n", read) == 2  # read again: the commit came after the version
+            assert cache.get("n", read) == 2 and reads == [1, 2]  # unchanged since: kept
+            other.execute("UPDATE t SET n = 3")
+            assert cache.get("n", read) == 3 and reads == [1, 2, 3]
+        finally:
+            cache.close()
