@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -316,9 +316,13 @@ class Engine:
                 misfire_grace_time=max(int(source.interval), 1),
                 next_run_time=times.first_run(),
             )
-        # On the ticks of the sources polled every second, if any: one wake-up for both.
+        # On the ticks of the sources polled every second, if any: one wake-up for both (and
+        # from the scheduler's time, as APScheduler's interval was, not the engine's clock).
         control = PollTimes(
-            CONTROL_INTERVAL_SECONDS, now, self._tick(CONTROL_INTERVAL_SECONDS), phase
+            CONTROL_INTERVAL_SECONDS,
+            datetime.now(UTC),
+            self._tick(CONTROL_INTERVAL_SECONDS),
+            phase,
         )
         scheduler.add_job(
             self._control,
