@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -29,8 +29,10 @@ from mrt_engine.health import protected_rules
 from mrt_engine.http import HttpClient, host_key
 from mrt_engine.notify.base import Channel
 from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state, load_state
+from mrt_engine.poll_times import PollTimes, tick_for
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.sources.base import Source
+from mrt_engine.state_cache import StateCache
 from mrt_engine.store import engines
 from mrt_engine.store.db import Store, open_store, prepare_folder, store_fault
 from mrt_engine.store.lock import EngineLock
@@ -56,6 +58,14 @@ GIL_SWITCH_INTERVAL_SECONDS = 0.0002
 def tune_interpreter() -> None:
     """Settings the engine's process runs best with (see GIL_SWITCH_INTERVAL_SECONDS)."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
+
+
+def _poll_requests() -> list[str]:
+    """The keys of the sources an operator asked to poll now."""
+    query = SourceStateRow.select(SourceStateRow.source_key).where(
+        SourceStateRow.poll_requested_at.is_null(False)
+    )
+    return [row.source_key for row in query]
 
 
 def _lane(host: str) -> str:
@@ -109,6 +119,8 @@ class Engine:
         self.held: set[str] | None = None
         self._not_before: dict[str, datetime] = {}  # sources taken over: when they are due
         self.last_prune: PruneReport | None = None
+        # The sources an operator asked to poll now, as last read (re-read after any commit).
+        self._requests: StateCache[list[str]] = StateCache(self.location)
 
     @property
     def sources(self) -> list[Source]:
@@ -382,13 +394,14 @@ class Engine:
             executors[_lane(host)] = SchedulerPool(size)
         scheduler = BackgroundScheduler(executors=executors, timezone="UTC")
         now = self.clock()
+        phase = PollTimes.phase()  # one for all, so polls on the same ticks start together
         for i, source in enumerate(self.sources):
-            jitter = self.config.scheduler.jitter_seconds
-            if jitter is None:
-                jitter = min(source.interval * 0.1, 30.0)
+            # Spread the first polls a little so a restart does not burst every host.
+            first = now + timedelta(milliseconds=50 * i)
+            times = PollTimes(source.interval, first, self._tick(source.interval), phase)
             scheduler.add_job(
                 self.poll_source,
-                IntervalTrigger(seconds=source.interval, jitter=jitter or None, timezone="UTC"),
+                times,
                 args=[source],
                 id=source.key,
                 name=f"poll {source.key}",
@@ -396,12 +409,19 @@ class Engine:
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=max(int(source.interval), 1),
-                # Spread the first polls a little so a restart does not burst every host.
-                next_run_time=now + timedelta(milliseconds=50 * i),
+                next_run_time=times.first_run(),
             )
+        # On the ticks of the sources polled every second, if any: one wake-up for both (and
+        # from the scheduler's time, as APScheduler's interval was, not the engine's clock).
+        control = PollTimes(
+            CONTROL_INTERVAL_SECONDS,
+            datetime.now(UTC),
+            self._tick(CONTROL_INTERVAL_SECONDS),
+            phase,
+        )
         scheduler.add_job(
             self._control,
-            IntervalTrigger(seconds=CONTROL_INTERVAL_SECONDS, timezone="UTC"),
+            control,
             id="control",
             max_instances=1,
             coalesce=True,
@@ -430,6 +450,13 @@ class Engine:
             )
             self._retention.start()
         log.info("engine running: %s scheduled", plural(len(self.sources), "source"))
+
+    def _tick(self, interval: float) -> float:
+        """The tick of polls every ``interval`` seconds (:mod:`mrt_engine.poll_times`)."""
+        jitter = self.config.scheduler.jitter_seconds
+        if jitter is None:
+            jitter = min(interval * 0.1, 30.0)
+        return tick_for(interval, jitter)
 
     def _control(self) -> None:
         """Pick up operator requests written to the store (poll now), from any process."""
@@ -463,19 +490,16 @@ class Engine:
 
     def _take_poll_requests(self, store: Store) -> None:
         assert self.scheduler is not None
-        requested = list(
-            SourceStateRow.select(SourceStateRow.source_key).where(
-                SourceStateRow.poll_requested_at.is_null(False)
-            )
-        )
+        # A request is a commit: while none was made, this reads nothing from the store.
+        requested = self._requests.get("poll requests", _poll_requests)
         by_key = {s.key: s for s in self.sources}
-        for row in requested:
-            source = by_key.get(row.source_key)
+        for key in requested:
+            source = by_key.get(key)
             if source is None:
                 continue
             with store.write():
                 SourceStateRow.update(poll_requested_at=None).where(
-                    SourceStateRow.source_key == row.source_key
+                    SourceStateRow.source_key == key
                 ).execute()
             self.scheduler.add_job(
                 self.poll_source,
@@ -567,6 +591,11 @@ class Engine:
         self.http.close()
         for channel in self.channels.values():
             channel.close()
+        if self.pipeline is not None:
+            self.pipeline.close()
+        if self.workers is not None:
+            self.workers.close()
+        self._requests.close()
         if self.store is not None:
             self.store.close()
             self.store = None

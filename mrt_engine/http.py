@@ -23,6 +23,7 @@ Sleeps wait on the engine's stop event, so shutdown never waits for a backoff to
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -155,11 +156,27 @@ class HttpStats:
     rate_limit: RateLimitInfo | None = None
 
 
+class _SetCookies(httpx.Cookies):
+    """A client's cookie jar that looks only at answers setting a cookie.
+
+    httpx hands every answer to its jar, which first copies the request and every header of the
+    answer into urllib's types: the costliest step of httpx's own handling of a ``304``. The jar
+    takes cookies from ``Set-Cookie`` and ``Set-Cookie2`` only, so an answer with neither is
+    skipped; the cookies kept and sent are the same.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
+
+
 class _HostGate:
     """Concurrency, spacing and the rate-limit block of one host."""
 
     def __init__(self, policy: HostPolicy) -> None:
         self.policy = policy
+        self.timeout = httpx.Timeout(policy.timeout_seconds)  # what each request is built with
         self.slots = threading.BoundedSemaphore(policy.max_concurrency or 4)
         self.lock = threading.Lock()
         self.next_start = 0.0  # monotonic
@@ -194,6 +211,8 @@ class HttpClient:
             transport=self.transport,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
         )
+        if isinstance(getattr(self._client, "_cookies", None), httpx.Cookies):
+            self._client._cookies = _SetCookies()  # no public way to give a client its jar
         if not install(self._client, self._backend) and self.transport is None:
             log.warning(
                 "this httpx version hides its connection pool: a request deadline is checked"
@@ -269,12 +288,11 @@ class HttpClient:
     ) -> Fetched:
         """Send one logical request, retrying what is worth retrying, all of it before
         ``deadline`` (the poll's). See the module doc."""
-        host = urlsplit(url).hostname or ""
         gate = self._gate(url)
         send_headers = dict(headers or {})
         if validators:
             send_headers.update(validators.headers())
-        where = f"{method} {redact_url(url)}"
+        where = _Where(method, url)  # what an error names: the URL is redacted only then
         retries = 0
         while True:
             self._wait_for_host(gate, deadline)
@@ -321,11 +339,11 @@ class HttpClient:
                     self._block(gate, info.reset_at, "rate limit budget exhausted")
                 return fetched
             if status == 401:
-                raise AuthError(f"401 Unauthorized from {host}: token missing or invalid")
+                raise AuthError(f"401 Unauthorized from {where.host}: token missing or invalid")
             wait = self._rate_limit_wait(fetched, info, gate)
             if wait is not None:
                 until = self.clock() + timedelta(seconds=wait)
-                reason = f"rate limited by {host} ({status}); retry after {wait:.0f}s"
+                reason = f"rate limited by {where.host} ({status}); retry after {wait:.0f}s"
                 if self._may_wait(wait, deadline) and retries < self.config.max_retries:
                     retries += 1
                     self._sleep(wait, why=reason, deadline=deadline)
@@ -364,11 +382,11 @@ class HttpClient:
         assert self._client is not None
         request = self._client.build_request(
             method,
-            url,
+            parsed_url(url),
             headers=headers,
             params=params,
             json=json_body,
-            timeout=gate.policy.timeout_seconds,
+            timeout=gate.timeout,
         )
         with self._lock:
             self._in_flight += 1
@@ -409,7 +427,9 @@ class HttpClient:
 
     # ----------------------------------------------------------------- waiting
     @contextmanager
-    def _turn(self, gate: _HostGate, deadline: PollDeadline | None, where: str) -> Iterator[None]:
+    def _turn(
+        self, gate: _HostGate, deadline: PollDeadline | None, where: _Where
+    ) -> Iterator[None]:
         """Hold one of the host's slots, spaced ``min_interval_seconds`` after the last start."""
         while not gate.slots.acquire(timeout=0.2):
             if self.stop.is_set():
@@ -514,6 +534,32 @@ def _links(response: httpx.Response) -> dict[str, dict[str, str]]:
         return {}
 
 
+class _Where:
+    """``METHOD URL`` (the URL redacted) for an error message; redacted when first shown."""
+
+    __slots__ = ("method", "url")
+
+    def __init__(self, method: str, url: str) -> None:
+        self.method = method
+        self.url = url
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    def __str__(self) -> str:
+        return f"{self.method} {redact_url(self.url)}"
+
+
+# A source asks for the same few URLs poll after poll (its listing, the same until its cursor
+# moves): each is parsed once (~20 µs of CPU), not on every request.
+@functools.lru_cache(maxsize=1024)
+def parsed_url(url: str) -> httpx.URL:
+    """``url`` as httpx parses it (:class:`httpx.InvalidURL` when it cannot); remembered."""
+    return httpx.URL(url)
+
+
+@functools.lru_cache(maxsize=1024)
 def host_key(url: str) -> str:
     """``host:port`` of ``url`` (the port defaulted from the scheme): one rate-limit budget."""
     parts = urlsplit(url)

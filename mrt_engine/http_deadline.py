@@ -93,16 +93,15 @@ def _bounded(timeout: float | None, error: type[Exception]) -> tuple[float | Non
     return left, True
 
 
-@contextlib.contextmanager
-def _operation(timeout: float | None, error: type[Exception]) -> Iterator[float | None]:
-    bounded, by_deadline = _bounded(timeout, error)
-    try:
-        yield bounded
-    except httpcore.TimeoutException:
-        deadline = _current.get()
-        if by_deadline and deadline is not None:
-            deadline.passed = True
-        raise
+def _timed_out(by_deadline: bool) -> None:
+    """An operation timed out: when the deadline set its timeout, the deadline has passed."""
+    deadline = _current.get()
+    if by_deadline and deadline is not None:
+        deadline.passed = True
+
+
+# Each operation below is a plain try/except rather than a context manager: every request makes
+# several, and a generator-based context manager costs more than the check itself.
 
 
 class _DeadlineStream(httpcore.NetworkStream):
@@ -113,12 +112,22 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._backend = backend
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        with _operation(timeout, httpcore.ReadTimeout) as bounded:
+        bounded, by_deadline = _bounded(timeout, httpcore.ReadTimeout)
+        try:
             return self._inner.read(max_bytes, bounded)
+        except httpcore.TimeoutException:
+            _timed_out(by_deadline)
+            raise
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        with _operation(timeout, httpcore.WriteTimeout) as bounded:
+        if not buffer:  # h11 ends a message with an empty write: nothing to send, nothing to wait
+            return
+        bounded, by_deadline = _bounded(timeout, httpcore.WriteTimeout)
+        try:
             self._inner.write(buffer, bounded)
+        except httpcore.TimeoutException:
+            _timed_out(by_deadline)
+            raise
 
     def close(self) -> None:
         self._inner.close()
@@ -129,8 +138,12 @@ class _DeadlineStream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        with _operation(timeout, httpcore.ConnectTimeout) as bounded:
+        bounded, by_deadline = _bounded(timeout, httpcore.ConnectTimeout)
+        try:
             inner = self._inner.start_tls(ssl_context, server_hostname, bounded)
+        except httpcore.TimeoutException:
+            _timed_out(by_deadline)
+            raise
         return self._backend.track(inner)
 
     def get_extra_info(self, info: str) -> Any:
@@ -159,8 +172,12 @@ class DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        with _operation(timeout, httpcore.ConnectTimeout) as bounded:
+        bounded, by_deadline = _bounded(timeout, httpcore.ConnectTimeout)
+        try:
             inner = self._inner.connect_tcp(host, port, bounded, local_address, socket_options)
+        except httpcore.TimeoutException:
+            _timed_out(by_deadline)
+            raise
         return self.track(inner)
 
     def connect_unix_socket(
@@ -169,8 +186,12 @@ class DeadlineBackend(httpcore.NetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        with _operation(timeout, httpcore.ConnectTimeout) as bounded:
+        bounded, by_deadline = _bounded(timeout, httpcore.ConnectTimeout)
+        try:
             inner = self._inner.connect_unix_socket(path, bounded, socket_options)
+        except httpcore.TimeoutException:
+            _timed_out(by_deadline)
+            raise
         return self.track(inner)
 
     def sleep(self, seconds: float) -> None:

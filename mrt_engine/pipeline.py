@@ -33,6 +33,7 @@ from mrt_engine.idle_polls import IdlePolls
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.secrets import shorten
 from mrt_engine.sources.base import PollResult, Source, SourceState
+from mrt_engine.state_cache import StateCache
 from mrt_engine.store.db import Store
 from mrt_engine.store.models import JsonField
 from mrt_engine.store.models import SourceState as SourceStateRow
@@ -120,6 +121,11 @@ def update_state(store: Store, key: str, version: int, **changes: Any) -> int:
     return store.db.execute_sql(sql, (*params, key, version)).rowcount
 
 
+def _read_state(store: Store, source: Source, now: datetime) -> tuple[SourceStateRow, SourceState]:
+    row = ensure_state(store, source, now)
+    return row, source_state_of(row)
+
+
 def source_state_of(row: SourceStateRow) -> SourceState:
     return SourceState(
         cursor=row.cursor,
@@ -154,6 +160,13 @@ class Pipeline:
         self.max_backoff = max_backoff_seconds
         self.rng = rng or random.Random()
         self.idle = IdlePolls()  # polls that changed nothing, until the engine flushes them
+        # Each source's state row as last read (and what its poll resumes from), while the
+        # store is unchanged: an unchanged poll then reads nothing from it.
+        self.states: StateCache[tuple[SourceStateRow, SourceState]] = StateCache(store.location)
+
+    def close(self) -> None:
+        """Let go of what the pipeline holds open (the store itself is the caller's)."""
+        self.states.close()
 
     # ------------------------------------------------------------------ one poll
     def poll(self, source: Source, *, force: bool = False) -> PollOutcome:
@@ -164,7 +177,9 @@ class Pipeline:
         started = self.clock()
         t0 = time.monotonic()
         try:
-            row = ensure_state(self.store, source, started)
+            row, state = self.states.get(
+                source.key, lambda: _read_state(self.store, source, started)
+            )
         except Exception as exc:  # the store itself fails: nothing can be recorded
             return self._unrecorded(source, exc)
         if not force:
@@ -174,7 +189,7 @@ class Pipeline:
                 return PollOutcome(source.key, skip[0], error=skip[1])
         session = PollSession(self.http)
         try:
-            result = source.poll(source_state_of(row), session, started)
+            result = source.poll(state, session, started)
         except Stopped:
             return PollOutcome(source.key, "discarded", error="engine stopping")
         except FetchError as exc:
@@ -472,6 +487,10 @@ def _idle(row: SourceStateRow, result: PollResult, validators: Validators) -> bo
         and validators.etag == row.etag
         and validators.last_modified == row.last_modified
         and result.validated_url == row.validated_url
-        # As the store would write it: key order and tuple/list differences do not count.
-        and _JSON.db_value(result.cursor) == _JSON.db_value(row.cursor)
+        # The cursor it resumed from (a 304 hands it back), or one the store would write the
+        # same: key order and tuple/list differences do not count.
+        and (
+            result.cursor is row.cursor
+            or _JSON.db_value(result.cursor) == _JSON.db_value(row.cursor)
+        )
     )

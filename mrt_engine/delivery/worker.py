@@ -12,10 +12,12 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from mrt_engine.delivery.outbox import Claim, Outbox
 from mrt_engine.notify.base import Channel, Outgoing, SendResult
 from mrt_engine.secrets import redact
+from mrt_engine.state_cache import StateCache
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,9 @@ class DeliveryWorkers:
         self.stop = stop
         self.wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        # When each channel's next delivery is due, as last read: the same until a commit (an
+        # alert, a claim, a resend from another process), so an idle check reads no table.
+        self._due: StateCache[datetime | None] = StateCache(outbox.store.location)
 
     def start(self) -> None:
         for name in self.channels:
@@ -122,7 +127,7 @@ class DeliveryWorkers:
             log.error("%s: %s", what, fault)
 
     def _claim_if_due(self, channel: str, worker: str) -> list[Claim]:
-        due = self.outbox.next_due(channel)
+        due = self._due.get(channel, lambda: self.outbox.next_due(channel))
         if due is None or due > self.outbox.clock():
             return []
         return self.outbox.claim(channel, limit=1, worker=worker)
@@ -133,6 +138,10 @@ class DeliveryWorkers:
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0))
         return not any(t.is_alive() for t in self._threads)
+
+    def close(self) -> None:
+        """Let go of the connection that watches the store (the engine is closing)."""
+        self._due.close()
 
     def deliver_due_once(self) -> DeliveryPass:
         """Attempt every due delivery once (``--once``), each channel concurrently."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ class SourceState:
 
     ``baseline_at``: when the source's baseline was taken (``None`` before it, or unknown);
     an event that happened before it is history, not news.
+
+    Read-only, the cursor too: the same state is handed to every poll until a commit changes it
+    (:mod:`mrt_engine.state_cache`); a poll returns its new cursor in its :class:`PollResult`.
     """
 
     cursor: dict[str, Any] | None = None
@@ -108,6 +112,7 @@ class SourceKind:
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@functools.lru_cache(maxsize=1024)  # every request of every poll asks it of the same few URLs
 def origin(url: str) -> tuple[str, str, int | None] | None:
     """The origin of ``url`` (RFC 6454): scheme, host and port, lower-cased, the port defaulted
     from the scheme; ``None`` for a URL without one (unparsable, or no host)."""

@@ -127,11 +127,21 @@ class GitHubIssues(Source):
         self.kind = kind
         self.settings = settings
         self.token = token
+        self._since_url: tuple[datetime, str] | None = None  # the last listing since a time
 
     # ------------------------------------------------------------------ HTTP
     def _list_url(self, **params: Any) -> str:
         query = {"state": "all", "per_page": self.settings.per_page, **params}
         return f"{self.api_base}/repos/{self.repo}/issues?{urlencode(query)}"
+
+    def _changed_since_url(self, since: datetime) -> str:
+        """The listing of what changed since ``since``: the same URL poll after poll until the
+        cursor moves, so it is built once for each cursor."""
+        last = self._since_url
+        if last is None or last[0] != since:
+            url = self._list_url(sort="updated", direction="asc", since=github_time(since))
+            last = self._since_url = (since, url)
+        return last[1]
 
     # ------------------------------------------------------------------ poll
     def poll(self, state: SourceState, http: PollSession, now: datetime) -> PollResult:
@@ -143,7 +153,7 @@ class GitHubIssues(Source):
             if self.settings.first_run == "baseline":
                 return self._baseline(http, now)
             since = window = parse_when(self.settings.first_run, now)
-        url = self._list_url(sort="updated", direction="asc", since=github_time(since))
+        url = self._changed_since_url(since)
         validators = state.validators if state.validated_url == url else None
         first = http.get(url, headers=self.headers(url), validators=validators)
         if first.not_modified:

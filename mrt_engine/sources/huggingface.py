@@ -8,6 +8,7 @@ used by setting ``api_base`` (default ``$HF_ENDPOINT``, else https://huggingface
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import urlencode
 
@@ -70,6 +71,7 @@ class HuggingFaceModels(ModelListSource):
         self.settings = settings
         self.token = token
 
+    @functools.cached_property  # the same for every poll
     def list_url(self) -> str:
         query = [
             ("author", self.org),
@@ -81,7 +83,7 @@ class HuggingFaceModels(ModelListSource):
         return f"{self.api_base}/api/models?{urlencode(query)}"
 
     def list_models(self, http: PollSession, state: SourceState, *, conditional: bool) -> Listing:
-        url = self.list_url()
+        url = self.list_url
         validators = state.validators if conditional and state.validated_url == url else None
         first = http.get(url, headers=self.headers(url), validators=validators)
         if first.not_modified:

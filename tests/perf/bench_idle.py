@@ -3,21 +3,24 @@
 A real ``mrt-engine run`` (its own process) polls 20 GitHub repositories (issues) of the GitHub
 simulator on 127.0.0.1 every second, with a WeLink channel whose delivery workers idle-check
 the outbox, into a real store on disk. After a warm-up (every source has answered 304 at least
-once), one window of ``--seconds`` is measured on the engine's process (a window of 60 s holds
-one write of the held idle polls, ``scheduler.idle_flush_seconds``):
+once), a window of ``--seconds`` is measured on the engine's process with nothing attached to it
+(a window of 60 s holds one write of the held idle polls, ``scheduler.idle_flush_seconds``),
+then a second window of as long with strace attached, for the fsyncs:
 
 * bytes written: ``write_bytes`` of ``/proc/PID/io`` (what the process sent, or dirtied, towards
   the disk: the store, its WAL, its shared-memory index, logs), and the store's logical growth
   (``page_count * page_size`` read through SQLite, so pages still in the WAL count);
-* fsyncs: the engine runs under ``strace -f --seccomp-bpf -e trace=fsync,fdatasync -ttt``
-  (only those two system calls stop the process, so the tracing costs next to nothing); the
-  calls whose timestamps fall inside the window are counted. Without strace (``--no-strace``,
-  or strace missing) fsyncs are not counted (``null``);
 * CPU: user + system time of the engine's process (``/proc/PID/stat``) over the window's wall
   time, in percent of one core, and per idle poll (on a busy machine both grow with the load:
   cold caches make the same work cost more);
 * idle polls: the ``304`` answers the simulator gave inside the window (each idle poll is one
-  conditional request).
+  conditional request);
+* fsyncs: in the second window, ``strace -f -p PID -e trace=fsync,fdatasync -ttt`` attached to
+  the engine; the calls per idle poll of that window. Not in the first window: a traced process
+  pays for every thread wake-up (even with ``--seccomp-bpf``, which stops only those two calls,
+  a thread handing work to another cost twice the CPU), so CPU measured under strace is the
+  tracer's as much as the engine's. Without strace (``--no-strace``, or strace missing) fsyncs
+  are not counted (``null``).
 
 ``--baseline REF`` also runs the engine code of a git ref (for example ``main``), exported with
 ``git archive`` and imported ahead of this checkout's, at the same time as this checkout's
@@ -57,8 +60,7 @@ TARGETS = {"fsyncs_per_idle_poll": 0, "bytes_per_idle_poll": 200, "cpu_percent":
 
 # Runs the engine with the code in argv[1] ahead of the editable install (whose import hook
 # would otherwise win over sys.path), so a baseline ref runs its own code; writes its process
-# id to argv[2] (under strace, the engine is not strace's first child: strace first forks a
-# probe of seccomp support).
+# id to argv[2] once it runs.
 LAUNCHER = """
 import os, sys
 code, pid_file = sys.argv.pop(1), sys.argv.pop(1)
@@ -159,6 +161,7 @@ class EngineRun:
         self.github = CountingGitHub(token=TOKEN).start()
         self.welink = WeLinkSimulator(token=WL_TOKEN).start()
         self.process: subprocess.Popen | None = None
+        self.strace: subprocess.Popen | None = None
         self.pid = 0
         repos = [f"org{n}/repo{n}" for n in range(sources)]
         for repo in repos:
@@ -187,21 +190,6 @@ class EngineRun:
         pid_file = self.work / "engine.pid"
         command = [sys.executable, "-c", LAUNCHER, self.code, str(pid_file), "run", "--config"]
         command.append(str(config_path))
-        if self.trace:
-            command = [
-                "strace",
-                "-f",
-                "--seccomp-bpf",
-                "-qq",
-                "-ttt",
-                "-e",
-                "trace=fsync,fdatasync",
-                "-e",
-                "signal=none",
-                "-o",
-                str(self.work / "fsyncs.txt"),
-                *command,
-            ]
         log = (self.work / "engine.log").open("w")
         self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
         self.pid = _pid_from(pid_file, self.process)
@@ -222,9 +210,36 @@ class EngineRun:
             "metrics": _metric_rows(self.db),
         }
 
+    def attach_strace(self) -> None:
+        """Count the engine's fsyncs from now on (every thread's)."""
+        command = ["strace", "-f", "-qq", "-ttt", "-e", "trace=fsync,fdatasync", "-e"]
+        command += ["signal=none", "-o", str(self.work / "fsyncs.txt"), "-p", str(self.pid)]
+        self.strace = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10  # attached once it has written its first line
+        while time.monotonic() < deadline and not (self.work / "fsyncs.txt").exists():
+            time.sleep(0.05)
+        time.sleep(0.5)
+
+    def detach_strace(self) -> None:
+        if self.strace is not None:
+            self.strace.send_signal(signal.SIGINT)  # strace detaches, the engine goes on
+            self.strace.wait(30)
+            self.strace = None
+
+    def fsync_figures(self, t0: float, t1: float) -> dict[str, Any]:
+        fsyncs = _fsyncs(self.work / "fsyncs.txt", t0, t1)
+        idle = self.github.between(t0, t1).get(304, 0)
+        return {
+            "fsync_window_seconds": round(t1 - t0, 1),
+            "fsync_window_idle_polls": idle,
+            "fsyncs": dict(fsyncs),
+            "fsyncs_per_idle_poll": round(sum(fsyncs.values()) / idle, 4) if idle else None,
+        }
+
     def stop(self) -> None:
+        self.detach_strace()
         if self.process is not None:
-            os.kill(self.pid, signal.SIGTERM)  # the engine, not strace: it stops cleanly
+            os.kill(self.pid, signal.SIGTERM)
             self.process.wait(60)
             self.process = None
 
@@ -236,8 +251,6 @@ class EngineRun:
         written = after["write_bytes"] - before["write_bytes"]
         cpu = after["cpu_seconds"] - before["cpu_seconds"]
         growth = after["size"] - before["size"]
-        fsyncs = _fsyncs(self.work / "fsyncs.txt", t0, t1) if self.trace else None
-        total_fsyncs = sum(fsyncs.values()) if fsyncs is not None else None
         metrics0, metrics1 = before["metrics"], after["metrics"]
         return {
             "code": self.label,
@@ -249,10 +262,6 @@ class EngineRun:
             "bytes_per_day": int(written / wall * 86400),
             "store_growth_bytes": growth,
             "store_growth_per_day": int(growth / wall * 86400),
-            "fsyncs": dict(fsyncs) if fsyncs is not None else None,
-            "fsyncs_per_idle_poll": (
-                round(total_fsyncs / idle, 4) if idle and total_fsyncs is not None else None
-            ),
             "cpu_percent": round(cpu / wall * 100, 2),
             "cpu_ms_per_idle_poll": round(cpu / idle * 1000, 2) if idle else None,
             "poll_metric_in_window": {
@@ -261,10 +270,12 @@ class EngineRun:
         }
 
     def close(self) -> None:
+        if self.strace is not None:
+            self.strace.kill()
+            self.strace.wait()
         if self.process is not None:
-            for target in {self.pid, self.process.pid} - {0}:
-                with suppress(ProcessLookupError):
-                    os.kill(target, signal.SIGKILL)
+            with suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.github.stop()
         self.welink.stop()
@@ -273,7 +284,8 @@ class EngineRun:
 
 def measure(runs: list[EngineRun], *, seconds: float, warmup: float) -> list[dict[str, Any]]:
     """Start every engine, let them settle, then measure all of them over the same window (the
-    same machine load for each: this machine is shared, and CPU time depends on it)."""
+    same machine load for each: this machine is shared, and CPU time depends on it), and count
+    their fsyncs over a second one."""
     for run in runs:
         run.start()
     deadline = time.monotonic() + 120
@@ -285,9 +297,22 @@ def measure(runs: list[EngineRun], *, seconds: float, warmup: float) -> list[dic
     before = [run.snapshot() for run in runs]
     time.sleep(seconds)
     after = [run.snapshot() for run in runs]
+    results = [run.figures(b, a) for run, b, a in zip(runs, before, after, strict=True)]
+    if runs[0].trace:
+        for run in runs:
+            run.attach_strace()
+        t0 = time.time()
+        time.sleep(seconds)
+        t1 = time.time()
+        for run, result in zip(runs, results, strict=True):
+            run.detach_strace()
+            result.update(run.fsync_figures(t0, t1))
+    else:
+        for result in results:
+            result.update(fsyncs=None, fsyncs_per_idle_poll=None)
     for run in runs:
         run.stop()
-    return [run.figures(b, a) for run, b, a in zip(runs, before, after, strict=True)]
+    return results
 
 
 def export(ref: str) -> str:
@@ -331,7 +356,7 @@ def main() -> None:
                 "benchmark": "idle engine: sources answering 304 every second",
                 "sources": args.sources,
                 "interval_seconds": args.interval,
-                "fsync_method": "strace -f --seccomp-bpf -e trace=fsync,fdatasync"
+                "fsync_method": "strace -f -p PID -e trace=fsync,fdatasync, a second window"
                 if trace
                 else None,
                 "targets": TARGETS,

@@ -513,6 +513,7 @@ def run_pipeline(
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         http.close()
+        pipeline.close()
         store.close()
     if failures:
         raise SystemExit(f"a poll failed: {failures[0]}")
