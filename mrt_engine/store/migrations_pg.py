@@ -204,9 +204,11 @@ MIGRATIONS: list[list[str]] = [
             title TEXT NOT NULL
         )""",
         "CREATE INDEX event_search_title ON event_search USING gin (title gin_trgm_ops)",
-        "CREATE INDEX event_event_type ON event (event_type)",
-        "CREATE INDEX event_source ON event (source)",
-        "CREATE INDEX event_source_key ON event (source_key, source)",
+        # Ending in id, as SQLite's end in the rowid: a value's events in id order, so the
+        # Events filter reads a window of them newest first (search_pg).
+        "CREATE INDEX event_event_type ON event (event_type, id)",
+        "CREATE INDEX event_source ON event (source, id)",
+        "CREATE INDEX event_source_key ON event (source_key, source, id)",
         "ALTER TABLE poll_metric ADD COLUMN polls INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE poll_metric ADD COLUMN max_duration_ms BIGINT",
         """CREATE TABLE delivery_count (
