@@ -32,7 +32,9 @@ Poll metrics are found per source key through their ``(source_key, started_at)``
 by a walk of the attempt table, which retention keeps to about ``sent_attempts_days`` of sends.
 
 Space: SQLite reuses the pages of deleted rows for new rows, so a pruned store stops growing
-but does not shrink; :func:`mrt_engine.store.space.vacuum` gives the free pages back.
+but does not shrink; :func:`mrt_engine.store.space.vacuum` gives the free pages back. On
+PostgreSQL (where several engines may prune at once: each batch re-checks, the mark never goes
+back) autovacuum makes the dead rows' space reusable, and its own checkpointer writes the WAL.
 """
 
 from __future__ import annotations
@@ -269,11 +271,13 @@ class UnmatchedRaw(_Kind):
     def save(self, db):
         if not self.unsaved():
             return
-        # Never backwards: a prune of another process may have come further.
+        # Never backwards: a prune of another process may have come further. (A CASE, not
+        # MAX(a, b) or GREATEST: each backend knows only one of those.)
         db.execute_sql(
             "INSERT INTO retention_mark (job, through_id, updated_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (job) DO UPDATE SET through_id = MAX(through_id, excluded.through_id),"
-            " updated_at = excluded.updated_at",
+            " ON CONFLICT (job) DO UPDATE SET through_id = CASE WHEN excluded.through_id >"
+            " retention_mark.through_id THEN excluded.through_id ELSE retention_mark.through_id"
+            " END, updated_at = excluded.updated_at",
             (self.job, self.decided, to_store(utcnow())),
         )
         self.saved = self.decided
@@ -291,11 +295,12 @@ class SentAttempts(_Kind):
         ids: list[int] = []
         while not stopped():
             with store.read():
-                # CROSS JOIN keeps attempt the outer loop: a walk by id, each delivery by key.
+                # CROSS JOIN keeps attempt SQLite's outer loop: a walk by id, each delivery by
+                # key. (The join's condition is in WHERE, where PostgreSQL takes it too.)
                 rows = store.db.execute_sql(
                     "SELECT a.id, d.status = 'sent' AND d.sent_at < ?"
-                    " FROM attempt AS a CROSS JOIN delivery AS d ON d.id = a.delivery_id"
-                    " WHERE a.id > ? ORDER BY a.id LIMIT ?",
+                    " FROM attempt AS a CROSS JOIN delivery AS d"
+                    " WHERE d.id = a.delivery_id AND a.id > ? ORDER BY a.id LIMIT ?",
                     (self.cutoff, position, READ_ROWS),
                 ).fetchall()
             for attempt_id, old in rows:
@@ -382,7 +387,7 @@ def prune(
             # Copy the batch from the WAL into the file now, outside the write lock (a passive
             # checkpoint waits for no one): else the commit that passes the WAL's autocheckpoint
             # size does it, holding the write lock 100-200 ms on a store of gigabytes.
-            store.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            store.checkpoint()
             stop.wait(policy.pause_seconds)  # the writer is free for polls and deliveries
         if kind.unsaved() and not dry_run:
             with store.write():  # the walk went past events it had nothing to do with
