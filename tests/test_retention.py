@@ -12,6 +12,7 @@ from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pg_cluster
 import pytest
 from conftest import wait_until
 
@@ -545,6 +546,36 @@ def test_store_vacuum_gives_the_space_of_pruned_rows_back_and_waits_for_no_engin
     assert result.returncode == 0, result.stderr
     assert tracker.db.stat().st_size < before
     assert "vacuumed" in result.stdout
+
+
+@pytest.mark.postgresql_only
+def test_store_stats_on_postgresql_counts_rows_and_the_servers_bytes_of_every_table(seeded):
+    result = seeded.cli("store", "stats", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    tables = {t["table"]: t for t in data["tables"]}
+    assert tables["event"]["rows"] == 8 and tables["poll_metric"]["rows"] == 8
+    assert tables["attempt"]["rows"] == 8 and tables["delivery"]["rows"] == 5
+    assert tables["event_search"]["rows"] == 8  # the search index is a table here
+    assert {"source_state", "engine_instance", "retention_mark", "mrt_schema"} <= set(tables)
+    assert all(t["bytes"] > 0 for t in tables.values() if t["rows"])
+    assert tables["event"]["index_bytes"] > 0 and tables["event_search"]["index_bytes"] > 0
+    assert data["file"] is None
+    # The tables and their indexes are part of the database (with its catalogs).
+    assert sum(t["bytes"] + t["index_bytes"] for t in tables.values()) < data["database_bytes"]
+    text = seeded.cli("store", "stats")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith(f"store {seeded.location.display()}: database ")
+    assert any(line.split()[:2] == ["event", "8"] for line in lines)
+    assert pg_cluster.PASSWORD not in text.stdout + result.stdout
+
+
+@pytest.mark.postgresql_only
+def test_store_vacuum_on_postgresql_says_it_is_autovacuums_job(seeded):
+    result = seeded.cli("store", "vacuum")
+    assert result.returncode == 2
+    assert "autovacuum" in result.stderr and "Traceback" not in result.stderr
 
 
 # ---------------------------------------------------------------------- config
