@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 
@@ -368,6 +369,23 @@ def test_a_search_writes_nothing_so_an_unchanged_store_stays_unchanged(store):
         assert store.db.execute_sql("PRAGMA data_version").fetchone()[0] == own
     finally:
         other.close()
+
+
+@pytest.mark.postgresql_only
+def test_a_search_on_postgresql_writes_nothing_and_sends_no_change_signal(store):
+    from mrt_engine.store.watch import watch_store
+
+    write(store, [tracker_event(n, f"DeepSeek {n}") for n in range(1, 30)])
+    watch = watch_store(store)
+    try:
+        version = watch.version()
+        with store.read():  # a read-only transaction there: a search that wrote would fail
+            for query in ("deepseek", "问", "se", "matched:no source:github type:issue_*"):
+                found(query)
+        threading.Event().wait(0.2)  # a notification arrives a moment after its commit
+        assert watch.version() == version
+    finally:
+        watch.close()
 
 
 @pytest.mark.sqlite_only

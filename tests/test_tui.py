@@ -14,15 +14,20 @@ from mrt_engine.store.models import Attempt, Audit, Delivery, SourceState
 from mrt_tui.app import MrtApp
 from mrt_tui.session import ConsoleSession
 
+# Every console action on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
-def console(tmp_path, monkeypatch, welink):
-    """make(**build options) -> a session over a fixed store, with an opened (not started) engine."""
+def console(tmp_path, monkeypatch, welink, backend, store_state):
+    """make(**build options) -> a session over a fixed store, with an opened (not started) engine.
+    (On the test's backend: a module marked both_backends runs it on PostgreSQL too.)"""
     monkeypatch.setenv("MRT_TUI_SETTINGS", str(tmp_path / "tui.json"))
     sessions: list[ConsoleSession] = []
+    state = store_state if backend == "postgresql" else None
 
     def make(**options) -> ConsoleSession:
-        path = build(tmp_path, **options)
+        path = build(tmp_path, state=state, **options)
         engine = Engine(
             load_config(path), environ={WEBHOOK_ENV: welink.webhook_url}, clock=lambda: NOW
         )
