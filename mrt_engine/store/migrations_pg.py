@@ -7,9 +7,12 @@ Differences, each for a reason:
   batch takes its ids from the sequence (``mrt_engine.batch``), never from ``MAX(id) + 1``;
 * the search index is a table of folded titles with a ``pg_trgm`` GIN index (SQLite: FTS5
   trigram); the folding is Python's (``search.indexed_text``), written with each event;
-* the counters and the change signal are PL/pgSQL triggers; every statement that changes a
-  table the console shows sends ``NOTIFY mrt_store_changed`` (delivered at commit, folded
-  within a transaction), which the console's watch counts instead of ``PRAGMA data_version``;
+* the counters and the change signal are PL/pgSQL triggers; every statement that changes rows
+  of a table the console shows sends ``NOTIFY mrt_store_changed`` (delivered at commit, folded
+  within a transaction), which the console's watch counts instead of ``PRAGMA data_version``.
+  A statement that changes no row (an engine's sweep for claims of gone engines, every few
+  seconds) sends nothing, as it leaves SQLite's ``data_version`` alone: the triggers see the
+  statement's rows through a transition table;
 * the version is the one row of ``mrt_schema`` (SQLite: ``PRAGMA user_version``), and a
   migration holds an advisory lock, so engines starting together migrate once.
 
@@ -261,9 +264,25 @@ MIGRATIONS: list[list[str]] = [
             PERFORM pg_notify('{CHANGE_CHANNEL}', '');
             RETURN NULL;
         END $$""",
+        # The rows a statement changed, as its transition table ``changed``: none, no signal.
+        f"""CREATE FUNCTION mrt_store_rows_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM changed) THEN
+                PERFORM pg_notify('{CHANGE_CHANNEL}', '');
+            END IF;
+            RETURN NULL;
+        END $$""",
+        # (A trigger with a transition table has one event: three of them, and TRUNCATE's.)
         *(
-            f"""CREATE TRIGGER {table}_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
-                ON {table} FOR EACH STATEMENT EXECUTE FUNCTION mrt_store_changed()"""
+            f"""CREATE TRIGGER {table}_{event.lower()}_changed AFTER {event} ON {table}
+                REFERENCING {rows} TABLE AS changed
+                FOR EACH STATEMENT EXECUTE FUNCTION mrt_store_rows_changed()"""
+            for table in WATCHED_TABLES
+            for event, rows in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD"))
+        ),
+        *(
+            f"""CREATE TRIGGER {table}_truncate_changed AFTER TRUNCATE ON {table}
+                FOR EACH STATEMENT EXECUTE FUNCTION mrt_store_changed()"""
             for table in WATCHED_TABLES
         ),
     ],
