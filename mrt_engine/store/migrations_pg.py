@@ -185,11 +185,12 @@ MIGRATIONS: list[list[str]] = [
         )""",
     ],
     # 3: indexes that match what is asked of a year of history (SQLite's migration 3 says why
-    # each exists); the search index; idle-poll rows; counters; the change signal.
+    # each exists); the search index; idle-poll rows; counters; the change signal. An index
+    # whose rows a query reads in id order ends in id here: SQLite's end in the rowid, unsaid.
     [
-        "CREATE INDEX delivery_status_channel ON delivery (status, channel)",
+        "CREATE INDEX delivery_status_channel ON delivery (status, channel, id)",
         "DROP INDEX delivery_due",
-        "CREATE INDEX delivery_queue ON delivery (channel, priority DESC, next_attempt_at)"
+        "CREATE INDEX delivery_queue ON delivery (channel, priority DESC, next_attempt_at, id)"
         " WHERE status IN ('pending', 'retrying')",
         "CREATE INDEX delivery_queue_due ON delivery (channel, next_attempt_at)"
         " WHERE status IN ('pending', 'retrying')",
@@ -207,8 +208,7 @@ MIGRATIONS: list[list[str]] = [
             title TEXT NOT NULL
         )""",
         "CREATE INDEX event_search_title ON event_search USING gin (title gin_trgm_ops)",
-        # Ending in id, as SQLite's end in the rowid: a value's events in id order, so the
-        # Events filter reads a window of them newest first (search_pg).
+        # (In id order: the Events filter reads a window of a value's events, newest first.)
         "CREATE INDEX event_event_type ON event (event_type, id)",
         "CREATE INDEX event_source ON event (source, id)",
         "CREATE INDEX event_source_key ON event (source_key, source, id)",

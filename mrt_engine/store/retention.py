@@ -200,10 +200,13 @@ class PollMetrics(_Kind):
         return changed
 
 
+# Each event's first hit and its alert looked up by key, not EXISTS: PostgreSQL may answer an
+# EXISTS by hashing the whole rule_hit (or alert) table, for a read of 2000 events.
 _UNMATCHED = (
     "CASE WHEN raw IS NULL THEN 0"
-    " WHEN EXISTS (SELECT 1 FROM rule_hit WHERE rule_hit.event_id = event.id) THEN 0"
-    " WHEN EXISTS (SELECT 1 FROM alert WHERE alert.event_id = event.id) THEN 0 ELSE 1 END"
+    " WHEN (SELECT 1 FROM rule_hit WHERE rule_hit.event_id = event.id LIMIT 1) IS NOT NULL"
+    " THEN 0 WHEN (SELECT 1 FROM alert WHERE alert.event_id = event.id) IS NOT NULL THEN 0"
+    " ELSE 1 END"
 )
 
 
@@ -295,12 +298,12 @@ class SentAttempts(_Kind):
         ids: list[int] = []
         while not stopped():
             with store.read():
-                # CROSS JOIN keeps attempt SQLite's outer loop: a walk by id, each delivery by
-                # key. (The join's condition is in WHERE, where PostgreSQL takes it too.)
+                # A walk of attempts by id, each one's delivery looked up by key (not a join,
+                # which PostgreSQL may answer by hashing every delivery for 2000 attempts).
                 rows = store.db.execute_sql(
-                    "SELECT a.id, d.status = 'sent' AND d.sent_at < ?"
-                    " FROM attempt AS a CROSS JOIN delivery AS d"
-                    " WHERE d.id = a.delivery_id AND a.id > ? ORDER BY a.id LIMIT ?",
+                    "SELECT a.id, (SELECT d.status = 'sent' AND d.sent_at < ? FROM delivery AS d"
+                    " WHERE d.id = a.delivery_id) FROM attempt AS a WHERE a.id > ?"
+                    " ORDER BY a.id LIMIT ?",
                     (self.cutoff, position, READ_ROWS),
                 ).fetchall()
             for attempt_id, old in rows:

@@ -123,6 +123,7 @@ class Dialect(Protocol):
     index hints and the aggregate of a step. The rest of the search is the same on both."""
 
     word_test: str  # SQL over the event row ``e``: its shown title holds the folded word ``?``
+    hit_test: str  # SQL over ``e``: a rule hit it
     step_sql: str  # one step of a stream (``{}``): count, min id, max id, matching ids as text
 
     def storable(self, text: str) -> bool:
@@ -130,6 +131,9 @@ class Dialect(Protocol):
 
     def indexed_by(self, index: str) -> str:
         """An index hint after a table's name, where the backend takes one."""
+
+    def joined(self, ids: str) -> str:
+        """A stream of the ids ``ids`` selects, with whether each event matches (``ok``)."""
 
     def glob(self, column: str, pattern: str) -> tuple[str, tuple]:
         """SQL (and its parameters) testing ``column`` against a ``*``/``?`` pattern."""
@@ -167,7 +171,7 @@ def _stream_sql(dialect: Dialect, newer: bool) -> dict[str, str]:
         )
 
     return {
-        "matched": joined(
+        "matched": dialect.joined(
             f"SELECT event_id AS id FROM rule_hit{dialect.indexed_by('rule_hit_event')}"
             f" WHERE event_id {op} ? GROUP BY event_id ORDER BY event_id {order} LIMIT ?"
         ),
@@ -255,6 +259,7 @@ class SqliteSearch:
 
     # A word in the title, by definition (the index only chooses which rows get here).
     word_test = f"instr({SEARCH_FUNCTION}(e.title), ?) > 0"
+    hit_test = "EXISTS (SELECT 1 FROM rule_hit AS h WHERE h.event_id = e.id)"
     step_sql = (
         "SELECT count(*), min(id), max(id), group_concat(CASE WHEN ok THEN id END) FROM ({}) AS s"
     )
@@ -264,6 +269,9 @@ class SqliteSearch:
 
     def indexed_by(self, index: str) -> str:
         return f" INDEXED BY {index}"
+
+    def joined(self, ids: str) -> str:
+        return joined(ids)
 
     def glob(self, column: str, pattern: str) -> tuple[str, tuple]:
         return f"glob(?, {column})", (_glob(pattern),)
@@ -284,7 +292,7 @@ class SqliteSearch:
         if not indexed:
             return []
         op, order = direction(newer)
-        sql = joined(
+        sql = self.joined(
             "SELECT rowid AS id FROM event_search WHERE event_search MATCH ?"
             f" AND rowid {op} ? ORDER BY rowid {order} LIMIT ?"
         )
@@ -330,7 +338,7 @@ def plan(
     if flt.event_type:
         tests.append(_event_type(flt.event_type, execute, dialect, sql, conditions))
     if flt.matched is not None:
-        hit = "EXISTS (SELECT 1 FROM rule_hit AS h WHERE h.event_id = e.id)"
+        hit = dialect.hit_test
         tests.append((1, hit if flt.matched else f"NOT {hit}", ()))
         if flt.matched:
             conditions.append([_Stream(sql["matched"])])

@@ -9,7 +9,8 @@
   vocabulary can): it is tested on the rows the other conditions list, or, alone, on the
   events read newest first, like SQLite's common short words.
 * The test of a word reads the event's search row by its key and looks for the word in it
-  (``strpos``): the folding is Python's, so PostgreSQL never folds anything itself.
+  (``strpos``): the folding is Python's, so PostgreSQL never folds anything itself. Whether a
+  rule hit the event is a lookup of its first hit, per row.
 * Fields: the btree indexes on ``(event_type, id)``, ``(source, id)`` and
   ``(source_key, source, id)`` list a value's events in id order, as SQLite's indexes do with
   their implicit rowid; patterns are ``LIKE`` patterns (GLOB's ``*`` and ``?``, nothing else).
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mrt_engine.store.search import TRIGRAM, _encodable, _Stream, direction, joined
+from mrt_engine.store.search import TRIGRAM, _encodable, _Stream, direction
 
 
 def like_escaped(text: str) -> str:
@@ -38,6 +39,9 @@ class PostgresSearch:
     """The search on PostgreSQL: ``pg_trgm`` over the folded titles, ``LIKE``, no hints."""
 
     word_test = "strpos((SELECT s.title FROM event_search AS s WHERE s.rowid = e.id), ?) > 0"
+    # A value looked up per row, not EXISTS: PostgreSQL may answer an EXISTS by hashing every
+    # event_id of rule_hit, and a step reads a window of events, not the whole table.
+    hit_test = "((SELECT 1 FROM rule_hit AS h WHERE h.event_id = e.id LIMIT 1) IS NOT NULL)"
     step_sql = (
         "SELECT count(*), min(id), max(id),"
         " string_agg(CASE WHEN ok <> 0 THEN id::text END, ',') FROM ({}) AS s"
@@ -48,6 +52,14 @@ class PostgresSearch:
 
     def indexed_by(self, index: str) -> str:
         return ""
+
+    def joined(self, ids: str) -> str:
+        # Each listed id's event by its key (a lateral lookup, kept apart by its LIMIT): a step
+        # lists at most a window of ids, and a hash join would read every event to find them.
+        return (
+            f"SELECT c.id AS id, ({{where}}) AS ok FROM ({ids}) AS c LEFT JOIN LATERAL"
+            " (SELECT * FROM event WHERE event.id = c.id LIMIT 1) AS e ON true"
+        )
 
     def glob(self, column: str, pattern: str) -> tuple[str, tuple]:
         return f"{column} LIKE ?", (like_of_glob(pattern),)
@@ -60,7 +72,7 @@ class PostgresSearch:
             return []
         op, order = direction(newer)
         likes = " AND ".join("s.title LIKE ?" for _ in patterns)
-        sql = joined(
+        sql = self.joined(
             f"SELECT s.rowid AS id FROM event_search AS s WHERE {likes}"
             f" AND s.rowid {op} ? ORDER BY s.rowid {order} LIMIT ?"
         )
