@@ -145,14 +145,6 @@ class Dialect(Protocol):
         can list them; ``None``: no row holds them)."""
 
 
-def joined(ids: str) -> str:
-    """A stream of the ids ``ids`` selects, with whether each event matches (``ok``)."""
-    return (
-        f"SELECT c.id AS id, ({{where}}) AS ok FROM ({ids}) AS c"
-        " LEFT JOIN event AS e ON e.id = c.id"
-    )
-
-
 def direction(newer: bool) -> tuple[str, str]:
     """The id comparison and order of a stream: ids go down for older windows, up for newer."""
     return (">", "ASC") if newer else ("<", "DESC")
@@ -271,7 +263,10 @@ class SqliteSearch:
         return f" INDEXED BY {index}"
 
     def joined(self, ids: str) -> str:
-        return joined(ids)
+        return (
+            f"SELECT c.id AS id, ({{where}}) AS ok FROM ({ids}) AS c"
+            " LEFT JOIN event AS e ON e.id = c.id"
+        )
 
     def glob(self, column: str, pattern: str) -> tuple[str, tuple]:
         return f"glob(?, {column})", (_glob(pattern),)
