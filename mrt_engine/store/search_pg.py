@@ -7,7 +7,9 @@
   trigrams of the word's alphanumeric runs and rechecks each row it finds). A shorter word has
   no trigram of its own (pg_trgm cannot list the trigrams that start with it, as FTS5's
   vocabulary can): it is tested on the rows the other conditions list, or, alone, on the
-  events read newest first, like SQLite's common short words.
+  events read newest first, like SQLite's common short words. pg_trgm's letters are those of
+  the database's locale: in a ``C`` one it finds no trigram in Chinese, and such a word is
+  found by the recheck of every title (README: create the database with a UTF-8 locale).
 * The test of a word reads the event's search row by its key and looks for the word in it
   (``strpos``): the folding is Python's, so PostgreSQL never folds anything itself. Whether a
   rule hit the event is a lookup of its first hit, per row.
