@@ -663,10 +663,13 @@ def _done(action: str) -> str:
 
 def _print_stats(stats: Any) -> None:
     f = stats.file
-    print(
-        f"store {stats.path}: {size(f.bytes)}, wal {size(f.wal_bytes)},"
-        f" free {size(f.free_bytes)} (reused by new rows; pages of {f.page_size} B)"
-    )
+    if f is None:  # PostgreSQL: the database's size; its free space is autovacuum's
+        print(f"store {stats.path}: database {size(stats.database_bytes)}")
+    else:
+        print(
+            f"store {stats.path}: {size(f.bytes)}, wal {size(f.wal_bytes)},"
+            f" free {size(f.free_bytes)} (reused by new rows; pages of {f.page_size} B)"
+        )
     print(f"{'table':<18} {'rows':>13} {'bytes':>10} {'index bytes':>12}")
     for t in sorted(stats.tables, key=lambda t: -(t.bytes or 0) - (t.index_bytes or 0)):
         shown = [size(b) if b is not None else "?" for b in (t.bytes, t.index_bytes)]

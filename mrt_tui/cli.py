@@ -2,7 +2,9 @@
 
 mrt-tui --config FILE            the engine runs in this process, shown live
 mrt-tui --attach --config FILE   open the store a separate `mrt-engine run` writes
-mrt-tui --attach --db PATH       the same, by the store's path
+mrt-tui --attach --db PATH|URL   the same, by the store's path or URL (postgresql://user@host/db:
+                                 its password from PGPASSWORD or ~/.pgpass, or with --config
+                                 from the variable state.password_env names)
 mrt-tui --demo                   simulated upstreams on 127.0.0.1: no token, no internet
 """
 
@@ -43,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--attach", action="store_true", help="open the store of a running mrt-engine"
     )
-    parser.add_argument("--db", help="with --attach: the store's path instead of a config")
+    parser.add_argument(
+        "--db",
+        help="with --attach: the store's path or URL instead of the config's; a"
+        " postgresql://user@host/db URL takes its password from PGPASSWORD or ~/.pgpass, or with"
+        " --config from the variable state.password_env names",
+    )
     parser.add_argument(
         "--demo", action="store_true", help="simulated upstreams and channel on 127.0.0.1"
     )

@@ -25,9 +25,13 @@ HOSTILE_TITLE = (
 WEBHOOK_ENV = "MRT_TEST_WELINK_URL"
 
 
-def write_config(folder: Path, *, extra_rules: list[dict] | None = None) -> Path:
+def write_config(
+    folder: Path, *, extra_rules: list[dict] | None = None, state: dict | None = None
+) -> Path:
+    """The console's config in ``folder``; its store is ``state`` (the config's section), by
+    default the SQLite file console.sqlite3 there."""
     config = {
-        "state": {"sqlite_path": str(folder / "console.sqlite3")},
+        "state": state or {"sqlite_path": str(folder / "console.sqlite3")},
         "sources": {
             "github": {
                 "repos": ["vllm-project/vllm", "sgl-project/sglang"],
@@ -93,13 +97,20 @@ TITLES = [
 ]
 
 
-def build(folder: Path, *, hostile: bool = False, extra_rules: list[dict] | None = None) -> Path:
-    """A store with 8 (or 9) events, 4 alerts, a sent, a dead, a retrying and a pending delivery."""
-    rules = compile_rules(load_config(write_config(folder)))  # the rules at poll time
-    path = write_config(folder, extra_rules=extra_rules)  # the rules the console has now
+def build(
+    folder: Path,
+    *,
+    hostile: bool = False,
+    extra_rules: list[dict] | None = None,
+    state: dict | None = None,
+) -> Path:
+    """A store with 8 (or 9) events, 4 alerts, a sent, a dead, a retrying and a pending delivery
+    (in the store ``state`` names: see :func:`write_config`)."""
+    rules = compile_rules(load_config(write_config(folder, state=state)))  # the rules at poll time
+    path = write_config(folder, extra_rules=extra_rules, state=state)  # the console's rules now
     config = load_config(path)
     components = build_components(config, {WEBHOOK_ENV: "http://127.0.0.1:9/hook"})
-    store = open_store(config.db_path)
+    store = open_store(config.store_location)
     try:
         for source in components.sources:
             ensure_state(store, source, NOW - timedelta(hours=2))

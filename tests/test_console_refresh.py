@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import test_tui
 from console_data import NOW, event
 from test_tui import run, select, settle
@@ -20,8 +21,30 @@ from mrt_tui.screens.rules import RulesScreen
 
 console = test_tui.console  # the fixture: a session over the console's fixed store
 
+# The suite runs on SQLite and on PostgreSQL (tests/conftest.py): the console's refresh asks
+# SQLite's data_version or counts PostgreSQL's change notifications.
+pytestmark = pytest.mark.both_backends
+
 # What each view reads; the Events view reads event, rule_hit and alert only.
 OTHER_VIEWS_TABLES = ("delivery", "source_state", "quarantine", "rule_hit_count")
+
+
+def other_connection(store):
+    """A connection of its own to ``store`` that commits each statement (what another process,
+    or an operator's shell, writes with)."""
+    if store.is_postgresql:
+        from mrt_engine.store import postgres
+
+        return postgres.connect_raw(store.location)
+    return sqlite3.connect(store.path, isolation_level=None)
+
+
+def sweep_claims(session) -> None:
+    """What the engine does every heartbeat on a shared store, and at start on either: take
+    back the claims of engines that are gone (here there are none)."""
+    outbox = session.engine.outbox
+    assert outbox.recover() == 0
+    assert outbox.recover(live_since=NOW - timedelta(seconds=30)) == 0
 
 
 async def until(condition, seconds: float = 6.0) -> None:
@@ -47,6 +70,11 @@ def test_views_off_screen_and_an_unchanged_store_cost_no_store_read(console, sto
             for view in ("2", "4", "5", "3", "1"):  # every view visited, back to Events
                 await pilot.press(view)
                 await settle(pilot)
+            # The engine's periodic sweep for claims of engines that are gone (every heartbeat
+            # on a shared store) finds none: its statements change no row.
+            sweep = threading.Thread(target=sweep_claims, args=(session,))
+            sweep.start()
+            sweep.join()
             statements.clear()
             await asyncio.sleep(2.5)  # more than two refresh periods; nothing was committed
             await settle(pilot)
@@ -68,7 +96,7 @@ def test_views_off_screen_and_an_unchanged_store_cost_no_store_read(console, sto
 
 def test_the_outbox_follows_a_commit_by_another_process(console):
     session = console()
-    other = sqlite3.connect(session.store.path, isolation_level=None)
+    other = other_connection(session.store)
 
     async def scenario():
         app = MrtApp(session, theme="mrt-dark", remember=False)
@@ -139,6 +167,10 @@ def test_a_millionth_event_and_a_long_delivery_id_are_shown_whole(console):
             " event_type, event_id, title, observed_at) VALUES (999999, 'f', 'github', 'k',"
             " 'repo_issue', 'r', 'issue_opened', '0', 'earlier', '2026-11-22T08:00:00.000000Z')"
         )
+        if session.store.is_postgresql:  # ids come from the table's sequence there
+            session.store.db.execute_sql(
+                "SELECT setval(pg_get_serial_sequence('event', 'id'), 999999)"
+            )
         commit_events(session.store, [event(40, "[Model] DeepSeek-V4")], session.rules, NOW)
         newest = Delivery.select().order_by(Delivery.id.desc()).get()
         Delivery.update(id=12_345_678).where(Delivery.id == newest.id).execute()

@@ -193,6 +193,43 @@ def test_the_store_watch_says_changed_only_after_a_commit(backend, store_locatio
         store.close()
 
 
+def test_statements_that_change_no_row_leave_the_store_watch_unchanged(backend, store_location):
+    """An engine's periodic sweeps (claims of gone engines, retention's re-checked batches)
+    often match nothing: the console must not read the store again for them."""
+    store = open_store(store_location)
+    watch = watch_store(store)
+    if backend == "postgresql":
+        other = postgres.connect_raw(store_location)
+    else:
+        other = sqlite3.connect(store_location.path, isolation_level=None)
+    try:
+        other.execute(
+            "INSERT INTO quarantine (source_key, item_key, error, first_seen_at, last_seen_at)"
+            " VALUES ('k', 'i', 'e', 't', 't')"
+        )
+        threading.Event().wait(0.3)  # a notification arrives a moment after its commit
+        first = watch.version()
+        for statement in (
+            "UPDATE delivery SET lease_owner = NULL WHERE lease_owner IS NOT NULL",
+            "UPDATE attempt SET outcome = 'interrupted' WHERE outcome = 'in_flight'",
+            "DELETE FROM poll_metric WHERE id < 0",
+            "INSERT INTO audit (at, actor, action, target) SELECT at, actor, action, target"
+            " FROM audit WHERE id < 0",
+            "INSERT INTO quarantine (source_key, item_key, error, first_seen_at, last_seen_at)"
+            " VALUES ('k', 'i', 'e', 't', 't') ON CONFLICT (source_key, item_key) DO NOTHING",
+        ):
+            other.execute(statement)
+        threading.Event().wait(0.3)
+        assert watch.version() == first
+        other.execute("UPDATE quarantine SET times = times + 1")  # a change: seen
+        threading.Event().wait(0.3)
+        assert watch.version() != first
+    finally:
+        other.close()
+        watch.close()
+        store.close()
+
+
 @pytest.mark.postgresql_only
 def test_the_watch_of_a_restarted_connection_says_it_cannot_tell_then_recovers(pg):
     store = open_store(pg)

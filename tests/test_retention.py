@@ -7,10 +7,12 @@ import hashlib
 import json
 import sqlite3
 import threading
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pg_cluster
 import pytest
 from conftest import wait_until
 
@@ -19,6 +21,9 @@ from mrt_engine.events import TrackerEvent
 from mrt_engine.rules import RuleConfig, RuleSet
 from mrt_engine.store.db import Store, open_store
 from mrt_engine.timeutil import to_store, utcnow
+
+# The suite runs on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -159,8 +164,8 @@ def table(store: Store, query: str, *params) -> list[tuple]:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = open_store(tmp_path / "mrt.sqlite3")
+def store(backend, store_location):
+    s = open_store(store_location)
     yield s
     s.close()
 
@@ -173,6 +178,60 @@ def data_version(path: Path, probe: sqlite3.Connection) -> tuple[int, str]:
         if file.exists():
             digest.update(file.read_bytes())
     return probe.execute("PRAGMA data_version").fetchone()[0], digest.hexdigest()
+
+
+@contextmanager
+def unchanged(location) -> Iterator[None]:
+    """Asserts that nothing was written to the store meanwhile. SQLite: its ``data_version``
+    and its files' bytes; PostgreSQL: the change notifications the console's watch counts, and
+    every table's rows."""
+    if location.is_sqlite:
+        with closing(sqlite3.connect(location.path)) as probe:
+            before = data_version(location.path, probe)
+            yield
+            assert data_version(location.path, probe) == before
+        return
+    from mrt_engine.store import postgres
+    from mrt_engine.store.watch import PgStoreWatch
+
+    def rows() -> dict[str, list]:
+        with closing(postgres.connect_raw(location)) as conn:
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+                )
+            ]
+            return {n: sorted(map(repr, conn.execute(f'SELECT * FROM "{n}"'))) for n in names}
+
+    watch = PgStoreWatch(location)
+    try:
+        version, before = watch.version(), rows()
+        yield
+        assert rows() == before
+        threading.Event().wait(0.2)  # a notification arrives a moment after its commit
+        assert watch.version() == version
+    finally:
+        watch.close()
+
+
+def counter(location):
+    """``count(where)``: poll_metric rows, read on a connection of its own (as the console's,
+    while an engine has the store)."""
+    if location.is_sqlite:
+
+        def count(where: str) -> int:
+            with closing(sqlite3.connect(location.path, timeout=15)) as db:
+                return db.execute(f"SELECT COUNT(*) FROM poll_metric WHERE {where}").fetchone()[0]
+
+        return count
+    from mrt_engine.store import postgres
+
+    def count_pg(where: str) -> int:
+        with closing(postgres.connect_raw(location)) as db:
+            return db.execute(f"SELECT COUNT(*) FROM poll_metric WHERE {where}").fetchone()[0]
+
+    return count_pg
 
 
 # ---------------------------------------------------------------------- what is pruned
@@ -220,27 +279,23 @@ def test_prune_deletes_exactly_the_rows_past_their_retention(store):
     assert json.loads(after) == {"poll_metric": 4, "event": 1, "attempt": 2}
 
 
-def test_a_second_prune_changes_nothing(store, tmp_path):
+def test_a_second_prune_changes_nothing(store):
     from mrt_engine.store.retention import prune
 
     seed(store)
     prune(store, policy(), NOW)
-    with closing(sqlite3.connect(tmp_path / "mrt.sqlite3")) as probe:
-        before = data_version(tmp_path / "mrt.sqlite3", probe)
+    with unchanged(store.location):
         report = prune(store, policy(), NOW)
-        assert data_version(tmp_path / "mrt.sqlite3", probe) == before
     assert [p.rows for p in report.parts] == [0, 0, 0]
     assert report.batches == 0
 
 
-def test_a_dry_run_counts_what_a_prune_would_do_and_changes_nothing(store, tmp_path):
+def test_a_dry_run_counts_what_a_prune_would_do_and_changes_nothing(store):
     from mrt_engine.store.retention import prune
 
     seed(store)
-    with closing(sqlite3.connect(tmp_path / "mrt.sqlite3")) as probe:
-        before = data_version(tmp_path / "mrt.sqlite3", probe)
+    with unchanged(store.location):
         dry = prune(store, policy(batch_rows=1), NOW, dry_run=True)
-        assert data_version(tmp_path / "mrt.sqlite3", probe) == before
     real = prune(store, policy(), NOW)
     assert [(p.table, p.rows) for p in dry.parts] == [(p.table, p.rows) for p in real.parts]
     assert dry.dry_run and dry.batches == 0
@@ -350,9 +405,7 @@ def test_the_engine_prunes_in_batches_lets_polls_commit_between_them_and_stops_o
     with tracker.store() as store:
         add_metrics(store, "github:gone:issues", [old + i * SECOND for i in range(2000)])
 
-    def count(where: str) -> int:  # another connection, as the console's: the engine has the store
-        with closing(sqlite3.connect(tracker.db, timeout=15)) as db:
-            return db.execute(f"SELECT COUNT(*) FROM poll_metric WHERE {where}").fetchone()[0]
+    count = counter(tracker.location)  # another connection: the engine has the store
 
     def remaining() -> int:
         return count("source_key = 'github:gone:issues'")
@@ -365,6 +418,8 @@ def test_the_engine_prunes_in_batches_lets_polls_commit_between_them_and_stops_o
     try:
         assert wait_until(lambda: remaining() < 2000, timeout=30)  # the first prune runs
         polled = polls()
+        # News for the next poll, which commits it (an idle poll's times wait for the flush).
+        github.add_issue("vllm-project/vllm", "news", at=utcnow())
         assert wait_until(lambda: polls() > polled, timeout=30)  # a poll commits meanwhile
         assert remaining() > 0  # ... between two batches of the prune
     finally:
@@ -405,10 +460,8 @@ def seeded(make_tracker):
 
 
 def test_store_prune_dry_run_prints_per_table_what_it_would_do(seeded):
-    with closing(sqlite3.connect(seeded.db)) as probe:
-        before = data_version(seeded.db, probe)
+    with unchanged(seeded.location):
         result = seeded.cli("store", "prune", "--dry-run")
-        assert data_version(seeded.db, probe) == before
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("dry run: nothing was changed")
@@ -445,6 +498,7 @@ def test_trace_says_when_a_sent_deliverys_attempts_were_pruned(seeded):
     )
 
 
+@pytest.mark.sqlite_only
 def test_store_stats_counts_rows_and_bytes_of_every_table(seeded):
     result = seeded.cli("store", "stats", "--json")
     assert result.returncode == 0, result.stderr
@@ -471,6 +525,7 @@ def test_store_stats_counts_rows_and_bytes_of_every_table(seeded):
     assert "free" in text.stdout and "wal" in text.stdout
 
 
+@pytest.mark.sqlite_only
 def test_store_vacuum_gives_the_space_of_pruned_rows_back_and_waits_for_no_engine(
     make_tracker,
 ):
@@ -493,6 +548,36 @@ def test_store_vacuum_gives_the_space_of_pruned_rows_back_and_waits_for_no_engin
     assert result.returncode == 0, result.stderr
     assert tracker.db.stat().st_size < before
     assert "vacuumed" in result.stdout
+
+
+@pytest.mark.postgresql_only
+def test_store_stats_on_postgresql_counts_rows_and_the_servers_bytes_of_every_table(seeded):
+    result = seeded.cli("store", "stats", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    tables = {t["table"]: t for t in data["tables"]}
+    assert tables["event"]["rows"] == 8 and tables["poll_metric"]["rows"] == 8
+    assert tables["attempt"]["rows"] == 8 and tables["delivery"]["rows"] == 5
+    assert tables["event_search"]["rows"] == 8  # the search index is a table here
+    assert {"source_state", "engine_instance", "retention_mark", "mrt_schema"} <= set(tables)
+    assert all(t["bytes"] > 0 for t in tables.values() if t["rows"])
+    assert tables["event"]["index_bytes"] > 0 and tables["event_search"]["index_bytes"] > 0
+    assert data["file"] is None
+    # The tables and their indexes are part of the database (with its catalogs).
+    assert sum(t["bytes"] + t["index_bytes"] for t in tables.values()) < data["database_bytes"]
+    text = seeded.cli("store", "stats")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith(f"store {seeded.location.display()}: database ")
+    assert any(line.split()[:2] == ["event", "8"] for line in lines)
+    assert pg_cluster.PASSWORD not in text.stdout + result.stdout
+
+
+@pytest.mark.postgresql_only
+def test_store_vacuum_on_postgresql_says_it_is_autovacuums_job(seeded):
+    result = seeded.cli("store", "vacuum")
+    assert result.returncode == 2
+    assert "autovacuum" in result.stderr and "Traceback" not in result.stderr
 
 
 # ---------------------------------------------------------------------- config

@@ -14,15 +14,20 @@ from mrt_engine.store.models import Attempt, Audit, Delivery, SourceState
 from mrt_tui.app import MrtApp
 from mrt_tui.session import ConsoleSession
 
+# Every console action on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
-def console(tmp_path, monkeypatch, welink):
-    """make(**build options) -> a session over a fixed store, with an opened (not started) engine."""
+def console(tmp_path, monkeypatch, welink, backend, store_state):
+    """make(**build options) -> a session over a fixed store, with an opened (not started) engine.
+    (On the test's backend: a module marked both_backends runs it on PostgreSQL too.)"""
     monkeypatch.setenv("MRT_TUI_SETTINGS", str(tmp_path / "tui.json"))
     sessions: list[ConsoleSession] = []
+    state = store_state if backend == "postgresql" else None
 
     def make(**options) -> ConsoleSession:
-        path = build(tmp_path, **options)
+        path = build(tmp_path, state=state, **options)
         engine = Engine(
             load_config(path), environ={WEBHOOK_ENV: welink.webhook_url}, clock=lambda: NOW
         )
@@ -489,3 +494,47 @@ def test_help_says_where_the_settings_file_is_and_how_to_remap_keys():
     text = build_parser().format_help()
     assert "MRT_TUI_SETTINGS" in text and "~/.config/mrt/tui.json" in text
     assert '"keymap"' in text and "binding id" in text
+
+
+def test_help_says_the_attached_store_may_be_a_postgresql_url_and_where_its_password_is():
+    from mrt_tui.cli import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    assert "path or URL" in text and "postgresql://user@host/db" in text
+    assert "PGPASSWORD" in text and "state.password_env" in text
+
+
+@pytest.mark.postgresql_only
+def test_attached_to_a_postgresql_store_by_its_url_or_by_a_config(
+    tmp_path, monkeypatch, backend, store_state
+):
+    import pg_cluster
+
+    from mrt_tui import session as sessions
+
+    monkeypatch.setenv("MRT_TUI_SETTINGS", str(tmp_path / "tui.json"))
+    config = build(tmp_path, state=store_state)
+    monkeypatch.setenv("PGPASSWORD", pg_cluster.PASSWORD)  # libpq's own, for a bare URL
+    for attach in (
+        lambda: sessions.attached(db=store_state["url"]),
+        lambda: sessions.attached(config_path=config),
+    ):
+        session = attach()
+        try:
+            assert session.store.is_postgresql and session.mode == "attach"
+            assert session.describe() == f"attached to {store_state['url']}"
+
+            async def scenario(session=session):
+                app = MrtApp(session, theme="mrt-dark", remember=False)
+                async with app.run_test(size=(120, 40)) as pilot:
+                    await settle(pilot)
+                    assert len(app.screen.table.keys) == 8
+                    await pilot.press("slash", *"qwen3 type:pr_*", "enter")
+                    await settle(pilot)
+                    titles = [str(app.screen.table.get_row_at(i)[3]) for i in range(1)]
+                    assert titles == ["[Perf] Faster MoE routing for Qwen3-235B"]
+                    assert len(app.screen.table.keys) == 1
+
+            run(scenario())
+        finally:
+            session.close()

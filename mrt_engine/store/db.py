@@ -260,6 +260,13 @@ class Store:
             for statement in FOLD_COUNTERS:
                 self.db.execute_sql(statement)
 
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the SQLite file now, waiting for no reader (a passive
+        checkpoint), so that no later commit has to do it while it holds the write lock.
+        PostgreSQL's own checkpointer does that work in the background: nothing to do."""
+        if not self.is_postgresql:
+            self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     def insert_id(self, cursor: Any, statement: str, params: Sequence[Any]) -> int:
         """Run an ``INSERT`` of one row and return its id."""
         if self.is_postgresql:

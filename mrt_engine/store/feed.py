@@ -133,7 +133,12 @@ def event_rows(
         # One snapshot for the search's several reads and the rows it found.
         with database.atomic():
             ids = search.matching_ids(
-                flt, database.execute_sql, before_id=before_id, after_id=after_id, limit=limit
+                flt,
+                database.execute_sql,
+                before_id=before_id,
+                after_id=after_id,
+                limit=limit,
+                dialect=search.dialect_of(database),
             )
             rows = list(query.where(Event.id.in_(ids)).order_by(Event.id.desc())) if ids else []
             return _event_rows(rows)

@@ -9,9 +9,12 @@ Differences, each for a reason:
   trigram); the folding is Python's (``search.indexed_text``), written with each event;
 * the counters are appended deltas summed by a view (see migration 3: no hot rows, no
   deadlocks between engines), folded by :data:`FOLD_COUNTERS`;
-* the change signal is a PL/pgSQL trigger; every statement that changes a
-  table the console shows sends ``NOTIFY mrt_store_changed`` (delivered at commit, folded
-  within a transaction), which the console's watch counts instead of ``PRAGMA data_version``;
+* the change signal is a PL/pgSQL trigger: every statement that changes rows of a table the
+  console shows sends ``NOTIFY mrt_store_changed`` (delivered at commit, folded within a
+  transaction), which the console's watch counts instead of ``PRAGMA data_version``. A
+  statement that changes no row (an engine's sweep for claims of gone engines, every few
+  seconds) sends nothing, as it leaves SQLite's ``data_version`` alone: the triggers see the
+  statement's rows through a transition table;
 * the version is the one row of ``mrt_schema`` (SQLite: ``PRAGMA user_version``), and a
   migration holds an advisory lock, so engines starting together migrate once.
 
@@ -198,11 +201,12 @@ MIGRATIONS: list[list[str]] = [
         )""",
     ],
     # 3: indexes that match what is asked of a year of history (SQLite's migration 3 says why
-    # each exists); the search index; idle-poll rows; counters; the change signal.
+    # each exists); the search index; idle-poll rows; counters; the change signal. An index
+    # whose rows a query reads in id order ends in id here: SQLite's end in the rowid, unsaid.
     [
-        "CREATE INDEX delivery_status_channel ON delivery (status, channel)",
+        "CREATE INDEX delivery_status_channel ON delivery (status, channel, id)",
         "DROP INDEX delivery_due",
-        "CREATE INDEX delivery_queue ON delivery (channel, priority DESC, next_attempt_at)"
+        "CREATE INDEX delivery_queue ON delivery (channel, priority DESC, next_attempt_at, id)"
         " WHERE status IN ('pending', 'retrying')",
         "CREATE INDEX delivery_queue_due ON delivery (channel, next_attempt_at)"
         " WHERE status IN ('pending', 'retrying')",
@@ -220,9 +224,10 @@ MIGRATIONS: list[list[str]] = [
             title TEXT NOT NULL
         )""",
         "CREATE INDEX event_search_title ON event_search USING gin (title gin_trgm_ops)",
-        "CREATE INDEX event_event_type ON event (event_type)",
-        "CREATE INDEX event_source ON event (source)",
-        "CREATE INDEX event_source_key ON event (source_key, source)",
+        # (In id order: the Events filter reads a window of a value's events, newest first.)
+        "CREATE INDEX event_event_type ON event (event_type, id)",
+        "CREATE INDEX event_source ON event (source, id)",
+        "CREATE INDEX event_source_key ON event (source_key, source, id)",
         "ALTER TABLE poll_metric ADD COLUMN polls INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE poll_metric ADD COLUMN max_duration_ms BIGINT",
         # The counters: SQLite keeps one row per key, updated by its triggers. Here many
@@ -283,9 +288,25 @@ MIGRATIONS: list[list[str]] = [
             PERFORM pg_notify('{CHANGE_CHANNEL}', '');
             RETURN NULL;
         END $$""",
+        # The rows a statement changed, as its transition table ``changed``: none, no signal.
+        f"""CREATE FUNCTION mrt_store_rows_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM changed) THEN
+                PERFORM pg_notify('{CHANGE_CHANNEL}', '');
+            END IF;
+            RETURN NULL;
+        END $$""",
+        # (A trigger with a transition table has one event: three of them, and TRUNCATE's.)
         *(
-            f"""CREATE TRIGGER {table}_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
-                ON {table} FOR EACH STATEMENT EXECUTE FUNCTION mrt_store_changed()"""
+            f"""CREATE TRIGGER {table}_{event.lower()}_changed AFTER {event} ON {table}
+                REFERENCING {rows} TABLE AS changed
+                FOR EACH STATEMENT EXECUTE FUNCTION mrt_store_rows_changed()"""
+            for table in WATCHED_TABLES
+            for event, rows in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD"))
+        ),
+        *(
+            f"""CREATE TRIGGER {table}_truncate_changed AFTER TRUNCATE ON {table}
+                FOR EACH STATEMENT EXECUTE FUNCTION mrt_store_changed()"""
             for table in WATCHED_TABLES
         ),
     ],

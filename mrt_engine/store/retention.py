@@ -32,7 +32,9 @@ Poll metrics are found per source key through their ``(source_key, started_at)``
 by a walk of the attempt table, which retention keeps to about ``sent_attempts_days`` of sends.
 
 Space: SQLite reuses the pages of deleted rows for new rows, so a pruned store stops growing
-but does not shrink; :func:`mrt_engine.store.space.vacuum` gives the free pages back.
+but does not shrink; :func:`mrt_engine.store.space.vacuum` gives the free pages back. On
+PostgreSQL (where several engines may prune at once: each batch re-checks, the mark never goes
+back) autovacuum makes the dead rows' space reusable, and its own checkpointer writes the WAL.
 """
 
 from __future__ import annotations
@@ -198,10 +200,13 @@ class PollMetrics(_Kind):
         return changed
 
 
+# Each event's first hit and its alert looked up by key, not EXISTS: PostgreSQL may answer an
+# EXISTS by hashing the whole rule_hit (or alert) table, for a read of 2000 events.
 _UNMATCHED = (
     "CASE WHEN raw IS NULL THEN 0"
-    " WHEN EXISTS (SELECT 1 FROM rule_hit WHERE rule_hit.event_id = event.id) THEN 0"
-    " WHEN EXISTS (SELECT 1 FROM alert WHERE alert.event_id = event.id) THEN 0 ELSE 1 END"
+    " WHEN (SELECT 1 FROM rule_hit WHERE rule_hit.event_id = event.id LIMIT 1) IS NOT NULL"
+    " THEN 0 WHEN (SELECT 1 FROM alert WHERE alert.event_id = event.id) IS NOT NULL THEN 0"
+    " ELSE 1 END"
 )
 
 
@@ -269,11 +274,13 @@ class UnmatchedRaw(_Kind):
     def save(self, db):
         if not self.unsaved():
             return
-        # Never backwards: a prune of another process may have come further.
+        # Never backwards: a prune of another process may have come further. (A CASE, not
+        # MAX(a, b) or GREATEST: each backend knows only one of those.)
         db.execute_sql(
             "INSERT INTO retention_mark (job, through_id, updated_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (job) DO UPDATE SET through_id = MAX(through_id, excluded.through_id),"
-            " updated_at = excluded.updated_at",
+            " ON CONFLICT (job) DO UPDATE SET through_id = CASE WHEN excluded.through_id >"
+            " retention_mark.through_id THEN excluded.through_id ELSE retention_mark.through_id"
+            " END, updated_at = excluded.updated_at",
             (self.job, self.decided, to_store(utcnow())),
         )
         self.saved = self.decided
@@ -291,11 +298,12 @@ class SentAttempts(_Kind):
         ids: list[int] = []
         while not stopped():
             with store.read():
-                # CROSS JOIN keeps attempt the outer loop: a walk by id, each delivery by key.
+                # A walk of attempts by id, each one's delivery looked up by key (not a join,
+                # which PostgreSQL may answer by hashing every delivery for 2000 attempts).
                 rows = store.db.execute_sql(
-                    "SELECT a.id, d.status = 'sent' AND d.sent_at < ?"
-                    " FROM attempt AS a CROSS JOIN delivery AS d ON d.id = a.delivery_id"
-                    " WHERE a.id > ? ORDER BY a.id LIMIT ?",
+                    "SELECT a.id, (SELECT d.status = 'sent' AND d.sent_at < ? FROM delivery AS d"
+                    " WHERE d.id = a.delivery_id) FROM attempt AS a WHERE a.id > ?"
+                    " ORDER BY a.id LIMIT ?",
                     (self.cutoff, position, READ_ROWS),
                 ).fetchall()
             for attempt_id, old in rows:
@@ -382,7 +390,7 @@ def prune(
             # Copy the batch from the WAL into the file now, outside the write lock (a passive
             # checkpoint waits for no one): else the commit that passes the WAL's autocheckpoint
             # size does it, holding the write lock 100-200 ms on a store of gigabytes.
-            store.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            store.checkpoint()
             stop.wait(policy.pause_seconds)  # the writer is free for polls and deliveries
         if kind.unsaved() and not dry_run:
             with store.write():  # the walk went past events it had nothing to do with

@@ -29,6 +29,11 @@ within the first rows). The search keeps no state between calls.
 The index is written with each event by :func:`mrt_engine.batch.write_batch`, in the same
 transaction (contentless: the folded titles are never read back, and the title is in ``event``),
 and filled for older events by migration 3.
+
+**Backends.** The algorithm above is the same on both; what each says in its own SQL is one
+object, chosen once per search by :func:`dialect_of`: :data:`SQLITE` (this module: FTS5, ``INDEXED
+BY``, ``glob()``, the Python function) or ``search_pg.POSTGRESQL`` (:mod:`.search_pg`: the
+folded titles' ``pg_trgm`` index, ``LIKE``).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mrt_engine.text import clean
 
@@ -113,35 +118,53 @@ class Plan:
     conditions: list[list[_Stream]] = field(default_factory=list)
 
 
-# A word in the title, by definition (the index only chooses which rows get here).
-_WORD = f"instr({SEARCH_FUNCTION}(e.title), ?) > 0"
+class Dialect(Protocol):
+    """What the search says in one backend's SQL: the word index and test, pattern matching,
+    index hints and the aggregate of a step. The rest of the search is the same on both."""
+
+    word_test: str  # SQL over the event row ``e``: its shown title holds the folded word ``?``
+    hit_test: str  # SQL over ``e``: a rule hit it
+    step_sql: str  # one step of a stream (``{}``): count, min id, max id, matching ids as text
+
+    def storable(self, text: str) -> bool:
+        """Whether the store can hold ``text`` at all (else nothing stored equals it)."""
+
+    def indexed_by(self, index: str) -> str:
+        """An index hint after a table's name, where the backend takes one."""
+
+    def joined(self, ids: str) -> str:
+        """A stream of the ids ``ids`` selects, with whether each event matches (``ok``)."""
+
+    def glob(self, column: str, pattern: str) -> tuple[str, tuple]:
+        """SQL (and its parameters) testing ``column`` against a ``*``/``?`` pattern."""
+
+    def word_streams(
+        self, words: list[str], execute: Callable, newer: bool
+    ) -> list[_Stream] | None:
+        """Streams whose union holds every row holding all the folded ``words`` ([]: no index
+        can list them; ``None``: no row holds them)."""
 
 
-def _stream_sql(newer: bool) -> dict[str, str]:
+def direction(newer: bool) -> tuple[str, str]:
+    """The id comparison and order of a stream: ids go down for older windows, up for newer."""
+    return (">", "ASC") if newer else ("<", "DESC")
+
+
+def _stream_sql(dialect: Dialect, newer: bool) -> dict[str, str]:
     """The lists, as queries of each row's ``id`` and whether it matches (``ok``: ``{where}``
     is the filter); the last two placeholders are the edge and the step. For older windows ids
     go down, for newer ones up."""
-    op, order = (">", "ASC") if newer else ("<", "DESC")
+    op, order = direction(newer)
 
     def by_index(index: str, equal: str) -> str:
         return (
-            f"SELECT e.id AS id, ({{where}}) AS ok FROM event AS e INDEXED BY {index} WHERE {equal}"
-            f" AND e.id {op} ? ORDER BY e.id {order} LIMIT ?"
-        )
-
-    def joined(ids: str) -> str:
-        return (
-            f"SELECT c.id AS id, ({{where}}) AS ok FROM ({ids}) AS c"
-            " LEFT JOIN event AS e ON e.id = c.id"
+            f"SELECT e.id AS id, ({{where}}) AS ok FROM event AS e{dialect.indexed_by(index)}"
+            f" WHERE {equal} AND e.id {op} ? ORDER BY e.id {order} LIMIT ?"
         )
 
     return {
-        "words": joined(
-            "SELECT rowid AS id FROM event_search WHERE event_search MATCH ?"
-            f" AND rowid {op} ? ORDER BY rowid {order} LIMIT ?"
-        ),
-        "matched": joined(
-            "SELECT event_id AS id FROM rule_hit INDEXED BY rule_hit_event"
+        "matched": dialect.joined(
+            f"SELECT event_id AS id FROM rule_hit{dialect.indexed_by('rule_hit_event')}"
             f" WHERE event_id {op} ? GROUP BY event_id ORDER BY event_id {order} LIMIT ?"
         ),
         "type": by_index("event_event_type", "e.event_type = ?"),
@@ -153,7 +176,13 @@ def _stream_sql(newer: bool) -> dict[str, str]:
 
 
 def _values(
-    execute, index: str, columns: tuple[str, ...], test: str, params: tuple, fixed: tuple = ()
+    execute,
+    dialect: Dialect,
+    index: str,
+    columns: tuple[str, ...],
+    test: str,
+    params: tuple,
+    fixed: tuple = (),
 ) -> list[tuple]:
     """The distinct values of ``event``'s ``columns`` that pass ``test`` (SQL over the row), by
     a skip scan of ``index`` (on those columns): one seek per distinct value, however many rows
@@ -164,7 +193,7 @@ def _values(
     op, last = ">=", ""  # the empty text is below every text
     while True:
         row = execute(
-            f"SELECT {column}, ({test}) FROM event INDEXED BY {index}"
+            f"SELECT {column}, ({test}) FROM event{dialect.indexed_by(index)}"
             f" WHERE {equal}{column} {op} ? ORDER BY {column} LIMIT 1",
             (*params, *fixed, last),
         ).fetchone()
@@ -173,7 +202,7 @@ def _values(
         op, last = ">", row[0]
         value = (*fixed, last)
         if len(value) < len(columns):
-            found.extend(_values(execute, index, columns, test, params, value))
+            found.extend(_values(execute, dialect, index, columns, test, params, value))
         elif row[1]:
             found.append(value)
 
@@ -216,28 +245,95 @@ def _glob(pattern: str) -> str:
     return pattern.replace("[", "[[]")
 
 
-def plan(flt: EventFilter, execute: Callable, *, newer: bool = False) -> Plan | None:
+class SqliteSearch:
+    """The search in SQLite's words: the FTS5 trigram index, ``INDEXED BY``, ``glob()`` and
+    :func:`search_text` called from SQL."""
+
+    # A word in the title, by definition (the index only chooses which rows get here).
+    word_test = f"instr({SEARCH_FUNCTION}(e.title), ?) > 0"
+    hit_test = "EXISTS (SELECT 1 FROM rule_hit AS h WHERE h.event_id = e.id)"
+    step_sql = (
+        "SELECT count(*), min(id), max(id), group_concat(CASE WHEN ok THEN id END) FROM ({}) AS s"
+    )
+
+    def storable(self, text: str) -> bool:
+        return _encodable(text)
+
+    def indexed_by(self, index: str) -> str:
+        return f" INDEXED BY {index}"
+
+    def joined(self, ids: str) -> str:
+        return (
+            f"SELECT c.id AS id, ({{where}}) AS ok FROM ({ids}) AS c"
+            " LEFT JOIN event AS e ON e.id = c.id"
+        )
+
+    def glob(self, column: str, pattern: str) -> tuple[str, tuple]:
+        return f"glob(?, {column})", (_glob(pattern),)
+
+    def word_streams(
+        self, words: list[str], execute: Callable, newer: bool
+    ) -> list[_Stream] | None:
+        indexed = []
+        for folded in words:
+            if len(folded) >= TRIGRAM:
+                indexed.append(_quoted(folded))
+                continue
+            terms = _terms(execute, folded)
+            if not terms:
+                return None  # no title holds it
+            if len(terms) <= MAX_TERMS:
+                indexed.append("(" + " OR ".join(map(_quoted, terms)) + ")")
+        if not indexed:
+            return []
+        op, order = direction(newer)
+        sql = self.joined(
+            "SELECT rowid AS id FROM event_search WHERE event_search MATCH ?"
+            f" AND rowid {op} ? ORDER BY rowid {order} LIMIT ?"
+        )
+        return [_Stream(sql, (" AND ".join(indexed),))]  # FTS5 intersects the words itself
+
+
+SQLITE = SqliteSearch()
+
+
+def dialect_of(db: Any) -> Dialect:
+    """The dialect of the store's Peewee database ``db`` (or the proxy bound to it)."""
+    from peewee import PostgresqlDatabase
+
+    if isinstance(getattr(db, "obj", db), PostgresqlDatabase):
+        from mrt_engine.store.search_pg import POSTGRESQL
+
+        return POSTGRESQL
+    return SQLITE
+
+
+def plan(
+    flt: EventFilter, execute: Callable, *, newer: bool = False, dialect: Dialect = SQLITE
+) -> Plan | None:
     """The SQL of ``flt`` and its streams; ``None`` when nothing can match (a word holding a
     character no title shows, a short word no title holds). ``execute(sql, params)`` runs the
     lookups of field values and trigrams."""
-    if not all(_encodable(v) for v in (flt.source or "", flt.event_type or "")):
+    if not all(dialect.storable(v) for v in (flt.source or "", flt.event_type or "")):
         return None  # the store holds no such text: nothing can equal or glob-match it
-    sql = _stream_sql(newer)
+    sql = _stream_sql(dialect, newer)
     tests: list[tuple[int, str, tuple]] = []  # (cost rank, SQL over e, its parameters)
     conditions: list[list[_Stream]] = []
     if flt.text:
-        words = _words(flt.text, execute)
-        if words is None:
+        words = _words(flt.text, dialect)
+        streams = None if words is None else dialect.word_streams(words, execute, newer)
+        if words is None or streams is None:
             return None
-        tests.extend((2, _WORD, (folded,)) for folded in words[0])  # calls into Python: last
-        if words[1]:
-            conditions.append([_Stream(sql["words"], (words[1],))])
+        # Calls into Python (SQLite) or reads the search row (PostgreSQL): last.
+        tests.extend((2, dialect.word_test, (folded,)) for folded in words)
+        if streams:
+            conditions.append(streams)
     if flt.source:
-        tests.append(_source(flt.source, execute, sql, conditions))
+        tests.append(_source(flt.source, execute, dialect, sql, conditions))
     if flt.event_type:
-        tests.append(_event_type(flt.event_type, execute, sql, conditions))
+        tests.append(_event_type(flt.event_type, execute, dialect, sql, conditions))
     if flt.matched is not None:
-        hit = "EXISTS (SELECT 1 FROM rule_hit AS h WHERE h.event_id = e.id)"
+        hit = dialect.hit_test
         tests.append((1, hit if flt.matched else f"NOT {hit}", ()))
         if flt.matched:
             conditions.append([_Stream(sql["matched"])])
@@ -252,31 +348,24 @@ def plan(flt: EventFilter, execute: Callable, *, newer: bool = False) -> Plan | 
     return Plan(where, params, conditions)
 
 
-def _words(text: str, execute: Callable) -> tuple[list[str], str] | None:
-    """The folded words of ``text`` and the FTS5 query holding every row they match (""
-    when no word can be looked up); ``None`` when no row can match."""
-    folded_words, indexed = [], []
+def _words(text: str, dialect: Dialect) -> list[str] | None:
+    """The folded words of ``text``; ``None`` when no row can match."""
+    folded_words = []
     for word in text.split():
         folded = word.casefold()
-        if not _encodable(folded) or clean(folded) != folded:
+        if not dialect.storable(folded) or clean(folded) != folded:
             return None  # search text holds neither lone surrogates nor removed characters
         folded_words.append(folded)
-        if len(folded) >= TRIGRAM:
-            indexed.append(_quoted(folded))
-            continue
-        terms = _terms(execute, folded)
-        if not terms:
-            return None  # no title holds it
-        if len(terms) <= MAX_TERMS:
-            indexed.append("(" + " OR ".join(map(_quoted, terms)) + ")")
-    return folded_words, " AND ".join(indexed)  # FTS5 intersects the words itself
+    return folded_words
 
 
-def _source(value: str, execute, sql: dict, conditions: list) -> tuple[int, str, tuple]:
+def _source(
+    value: str, execute, dialect: Dialect, sql: dict, conditions: list
+) -> tuple[int, str, tuple]:
     """``source:value``: its test, and its streams appended to ``conditions``."""
     if "*" in value or "?" in value:
-        test = (0, "glob(?, e.source_key)", (_glob(value),))
-        lookup, args = "glob(?, source_key)", (_glob(value),)
+        test = (0, *dialect.glob("e.source_key", value))
+        lookup, args = dialect.glob("source_key", value)
         streams = []
     else:
         test = (0, "(e.source = ? OR substr(e.source_key, 1, ?) = ?)", (value, len(value), value))
@@ -284,18 +373,20 @@ def _source(value: str, execute, sql: dict, conditions: list) -> tuple[int, str,
         # platform wrote (usually none: a key starts with its own platform's name).
         lookup, args = "source != ? AND substr(source_key, 1, ?) = ?", (value, len(value), value)
         streams = [_Stream(sql["source"], (value,))]
-    pairs = _values(execute, "event_source_key", ("source_key", "source"), lookup, args)
+    pairs = _values(execute, dialect, "event_source_key", ("source_key", "source"), lookup, args)
     conditions.append(streams + [_Stream(sql["pair"], pair) for pair in pairs])
     return test
 
 
-def _event_type(value: str, execute, sql: dict, conditions: list) -> tuple[int, str, tuple]:
+def _event_type(
+    value: str, execute, dialect: Dialect, sql: dict, conditions: list
+) -> tuple[int, str, tuple]:
     """``type:value``: its test, and its streams appended to ``conditions``."""
     if "*" in value or "?" in value:
-        args = (_glob(value),)
-        types = _values(execute, "event_event_type", ("event_type",), "glob(?, event_type)", args)
+        lookup, args = dialect.glob("event_type", value)
+        types = _values(execute, dialect, "event_event_type", ("event_type",), lookup, args)
         conditions.append([_Stream(sql["type"], t) for t in types])
-        return (0, "glob(?, e.event_type)", args)
+        return (0, *dialect.glob("e.event_type", value))
     conditions.append([_Stream(sql["type"], (value,))])
     return (0, "e.event_type = ?", (value,))
 
@@ -307,14 +398,16 @@ def matching_ids(
     before_id: int | None = None,
     after_id: int | None = None,
     limit: int,
+    dialect: Dialect = SQLITE,
 ) -> list[int]:
     """The ids of the ``limit`` events matching ``flt`` just below ``before_id`` (or the newest),
     or just above ``after_id``; newest first either way. Run it inside one read transaction.
 
-    ``execute(sql, params)`` returns a cursor on the store's connection.
+    ``execute(sql, params)`` returns a cursor on the store's connection, whose backend
+    ``dialect`` speaks (:func:`dialect_of`).
     """
     newer = after_id is not None
-    found = plan(flt, execute, newer=newer)
+    found = plan(flt, execute, newer=newer, dialect=dialect)
     if found is None or limit <= 0:
         return []
     # Positions grow away from the window's start: ids going down for older rows, up for newer.
@@ -325,9 +418,7 @@ def matching_ids(
             stream.edge = start
     matches: set[int] = set()  # positions of matching ids
     # One row per step: how many ids the list gave, how far it got, which ones match.
-    step_sql = (
-        "SELECT count(*), min(id), max(id), group_concat(CASE WHEN ok THEN id END) FROM ({}) AS s"
-    )
+    step_sql = dialect.step_sql
     step = max(FIRST_STEP, limit)
     while True:
         reach = None  # every match at a position >= reach has been met

@@ -5,6 +5,11 @@ pages and fills them with new rows, so a store under retention stops growing but
 shrink. The store is not created with ``auto_vacuum``: it would move pages and fsync daily for
 space the next days fill again. After the first prune of an old store, :func:`vacuum` rewrites
 the file without its free pages, once, with no engine running.
+
+On PostgreSQL the sizes are the server's (``pg_table_size``, ``pg_indexes_size``,
+``pg_database_size``); its autovacuum makes pruned rows' space reusable, and giving it back to
+the disk (``VACUUM FULL``) locks each table while it is rewritten: an operator's choice, not
+``store vacuum``'s.
 """
 
 from __future__ import annotations
@@ -42,17 +47,21 @@ class FileStats:
 
 @dataclass
 class StoreStats:
-    """The store's file and tables."""
+    """The store's file (SQLite) or database (PostgreSQL: ``database_bytes``) and tables.
+    ``path`` is the store as messages show it (a file, or a URL without its password)."""
 
     path: str
-    file: FileStats
+    file: FileStats | None
     tables: list[TableStats]
+    database_bytes: int | None = None
 
 
 def store_stats(store: Store) -> StoreStats:
     """Rows and bytes per table (bytes from SQLite's ``dbstat`` table when it is compiled in),
     with the sizes of the file, its WAL and its free pages. Reads every page: seconds on a
-    store of gigabytes."""
+    store of gigabytes. (PostgreSQL: :func:`_postgresql_stats`.)"""
+    if store.is_postgresql:
+        return _postgresql_stats(store)
     db = store.db
     with store.read():
         names = [
@@ -110,6 +119,25 @@ def _page_bytes(db: Any) -> dict[str, list[int]] | None:
         table = "sqlite_schema" if table == "sqlite_master" else table  # dbstat before 3.33
         sizes.setdefault(table, [0, 0])[1 if is_index else 0] += size
     return sizes
+
+
+def _postgresql_stats(store: Store) -> StoreStats:
+    """:func:`store_stats` on PostgreSQL: exact row counts (as on SQLite: every row is read),
+    each table's bytes (its heap and TOAST, ``pg_table_size``) and its indexes' bytes, and the
+    database's size. The tables are those of the store's schema (the first on the search path)."""
+    db = store.db
+    with store.read():
+        found = db.execute_sql(
+            "SELECT c.relname, pg_table_size(c.oid), pg_indexes_size(c.oid)"
+            " FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') ORDER BY c.relname"
+        ).fetchall()
+        tables = [
+            TableStats(name, _count(db, name), table_bytes, index_bytes)
+            for name, table_bytes, index_bytes in found
+        ]
+        database = db.execute_sql("SELECT pg_database_size(current_database())").fetchone()[0]
+    return StoreStats(str(store), None, tables, database_bytes=database)
 
 
 def vacuum(store: Store) -> tuple[int, int]:
