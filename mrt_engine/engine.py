@@ -520,12 +520,17 @@ class Engine:
             if store is None:
                 return
             try:
-                report = prune(
-                    store,
-                    RetentionPolicy.of(self.config.retention),
-                    self.clock(),
-                    stop=self.stop_event,
-                )
+                # Engines sharing a store take turns: one prunes, the others skip this round.
+                with store.only_one("retention") as mine:
+                    if not mine:
+                        log.info("retention: another engine is pruning the store")
+                        continue
+                    report = prune(
+                        store,
+                        RetentionPolicy.of(self.config.retention),
+                        self.clock(),
+                        stop=self.stop_event,
+                    )
             except Exception as exc:
                 fault = store.fault(exc)
                 if fault is None:

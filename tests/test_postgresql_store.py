@@ -369,3 +369,40 @@ def test_a_title_holding_u0000_is_stored_with_u_fffd_and_does_not_block_its_sour
     titles = [r[0] for r in tracker.sql("SELECT title FROM event WHERE baseline = 0")]
     assert titles == ["DeepSeek \ufffd support"]
     assert tracker.sql("SELECT last_error FROM source_state") == [(None,)]
+
+
+def test_a_job_runs_on_one_engine_at_a_time(backend, store_location):
+    """Retention on a shared store: one engine prunes, the others skip that round. (SQLite has
+    one engine per store: always its turn.)"""
+    import subprocess
+    import sys
+
+    store = open_store(store_location)
+    try:
+        with store.only_one("retention") as mine:
+            assert mine
+            # Another engine (another process) asks meanwhile.
+            code = (
+                "import sys, os\n"
+                "from mrt_engine.store.db import open_store\n"
+                "from mrt_engine.store.location import parse_location\n"
+                f"loc = parse_location({str(store_location.path or '')!r} or {_url(store_location)!r},"
+                f" password_env={store_location.password_env!r})\n"
+                "s = open_store(loc)\n"
+                "with s.only_one('retention') as mine: print(mine)\n"
+                "s.close()\n"
+            )
+            other = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+            )
+            assert other.returncode == 0, other.stderr
+            assert other.stdout.strip() == ("False" if backend == "postgresql" else "True")
+        with store.only_one("retention") as again:
+            assert again  # let go at the end
+    finally:
+        store.close()
+
+
+def _url(location) -> str:
+    p = location.params
+    return f"postgresql://{p['user']}@{p['host']}:{p['port']}/{p['dbname']}" if p else ""

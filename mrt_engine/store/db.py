@@ -35,6 +35,7 @@ import errno
 import os
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -247,6 +248,22 @@ class Store:
         cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}")
         first = cursor.fetchone()[0]
         return range(first, first + n)
+
+    @contextmanager
+    def only_one(self, job: str) -> Iterator[bool]:
+        """Whether this engine is the one to run ``job`` now: always on a store of one engine;
+        on a shared store, True for one engine at a time (a session advisory lock of this
+        thread's connection, let go at the end, or by the server when the engine dies)."""
+        if not self.is_postgresql:
+            yield True
+            return
+        key = zlib.crc32(f"mrt job {job}".encode())
+        got = self.db.execute_sql("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()[0]
+        try:
+            yield bool(got)
+        finally:
+            if got:
+                self.db.execute_sql("SELECT pg_advisory_unlock(?)", (key,))
 
     def fold_counters(self) -> None:
         """Sum the counters' appended deltas back into one row per key (PostgreSQL, where the
