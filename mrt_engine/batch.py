@@ -127,6 +127,7 @@ def prepare_batch(
     seen: set[str] = set()
     prepared: list[PreparedEvent] = []
     set_aside: list[Quarantined] = []
+    observed: dict[datetime, str] = {}  # a poll's events share their observed_at: text once
     for event in events:
         try:
             fingerprint = event.fingerprint
@@ -134,14 +135,25 @@ def prepare_batch(
                 continue
             seen.add(fingerprint)
             history = baseline or is_history(event, baseline_at)
-            prepared.append(_prepare_event(event, fingerprint, rules, now_s, history))
+            observed_s = observed.get(event.observed_at)
+            if observed_s is None:
+                observed_s = to_store(event.observed_at)
+                if observed_s is None:
+                    raise ValueError("event without an observed_at time")
+                observed[event.observed_at] = observed_s
+            prepared.append(_prepare_event(event, fingerprint, rules, now_s, observed_s, history))
         except Exception as exc:  # one odd event never fails the rest of the poll
             set_aside.append(_event_quarantined(event, exc))
     return PreparedBatch(prepared, now_s, set_aside)
 
 
 def _prepare_event(
-    event: TrackerEvent, fingerprint: str, rules: RuleSet, now_s: str, history: bool
+    event: TrackerEvent,
+    fingerprint: str,
+    rules: RuleSet,
+    now_s: str,
+    observed_s: str,
+    history: bool,
 ) -> PreparedEvent:
     """One event's rows; a ``history`` event is recorded as baseline and alerts nothing."""
     decision = rules.evaluate(event)
@@ -158,10 +170,7 @@ def _prepare_event(
         for hit in decision.hits
     ]
     notify = decision.notify and not history
-    observed = to_store(event.observed_at)
     raw = stored_raw(event)
-    if observed is None:
-        raise ValueError("event without an observed_at time")
     title = storable(event.title)
     return PreparedEvent(
         fingerprint,
@@ -179,7 +188,7 @@ def _prepare_event(
             storable(event.author),
             storable(dumps(event.labels)),
             to_store(event.occurred_at),
-            observed,
+            observed_s,
             storable(dumps(raw)) if raw else None,
             1 if history else 0,
             # Only when it says more than the summary, so replays read what rules read.

@@ -19,7 +19,7 @@ from mrt_engine.pipeline import load_state, update_state
 from mrt_engine.store.db import open_store
 from mrt_engine.store.models import SourceState
 from mrt_engine.text import body_text, clean_line, excerpt, line_excerpt
-from mrt_engine.timeutil import from_store, to_store
+from mrt_engine.timeutil import from_store, parse_iso, to_store
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -185,3 +185,52 @@ def test_store_time_text_is_the_naive_utc_isoformat_with_a_z():
         naive = value.astimezone(UTC).replace(tzinfo=None)
         assert to_store(value) == naive.isoformat(timespec="microseconds") + "Z"
         assert from_store(to_store(value)) == value
+
+
+def _parse_iso_the_general_way(value: str) -> datetime:
+    """parse_iso before its fast path: strip, ``Z`` as ``+00:00``, naive as UTC, to UTC."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def test_an_upstream_time_parses_as_the_general_way_parses_it():
+    values = [
+        "2026-01-01T00:00:07Z",
+        "2026-01-01T00:00:07z",
+        " 2026-01-01T00:00:07Z ",
+        "2026-01-01T00:00:07.123456Z",
+        "2026-01-01T00:00:07.5Z",
+        "2026-01-01T00:00:07+00:00",
+        "2026-01-01T08:00:07+08:00",
+        "2025-12-31T20:30:07-03:30",
+        "2026-01-01T00:00:07",
+        "2026-01-01",
+        "2026-01-01T00:00Z",
+        "20260101T000007Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+        "2026-02-30T00:00:00Z",
+        "yesterday",
+        "",
+        "Z",
+        "2026-01-01T00:00:07ZZ",
+        "2026-01-01T00:00:07+00:00Z",
+        "9999-12-31T23:59:00-01:00",
+    ]
+    for value in values:
+        try:
+            want: datetime | str = _parse_iso_the_general_way(value)
+        except (ValueError, OverflowError) as exc:
+            want = type(exc).__name__
+        try:
+            got: datetime | str = parse_iso(value)
+        except ValueError as exc:
+            got = "OverflowError" if "out of the range" in str(exc) else type(exc).__name__
+        assert got == want, value
+        if isinstance(got, datetime):
+            assert got.tzinfo is UTC, value
