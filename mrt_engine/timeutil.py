@@ -44,6 +44,15 @@ def from_store(value: str | None) -> datetime | None:
     """Inverse of :func:`to_store`; tolerant of the other ISO forms SQLite users may write."""
     if value is None or value == "":
         return None
+    # to_store's text is what fromisoformat reads as UTC (since Python 3.11): a twentieth of
+    # strptime's cost, for the same time. Every state row read takes a dozen of these.
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        if parsed.tzinfo is UTC:
+            return parsed
     try:
         return datetime.strptime(value, _STORE_FORMAT).replace(tzinfo=UTC)
     except ValueError:
