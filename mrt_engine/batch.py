@@ -7,8 +7,9 @@ Two steps, so the write lock is held only for the part that needs it:
   poll holds the write lock. Every text of a row is :func:`~mrt_engine.text.storable`, and an
   event whose row cannot be built (a field that is not text, say) is quarantined instead of
   failing the batch: a prepared row can always be written.
-* :func:`write_batch` (inside :meth:`Store.write`): skips the events already stored (same
-  fingerprint), gives the rest ids and inserts everything, one ``executemany`` a table.
+* :func:`write_batch` (inside :meth:`Store.write`): inserts the events, skipping those already
+  stored (same fingerprint), then the rest's hits, alerts and outbox rows, one ``executemany``
+  a table.
 
 ``executemany`` of one prepared statement rather than multi-row ``INSERT ... VALUES (...),
 (...)``: a multi-row text changes with the row count, so SQLite compiles it again for most
@@ -58,10 +59,12 @@ def _row_encoder() -> Callable[[Any], str]:
 
 dumps = _row_encoder()
 
-_EVENT_COLUMNS = (
-    "event (id, fingerprint, source, source_key, resource_type, resource_id, event_type,"
+# An event already stored (same fingerprint) is skipped by the insert itself, which probes the
+# unique index anyway: no SELECT of the batch's fingerprints first (a second probe each).
+_EVENT_INSERT = (
+    "INSERT INTO event (fingerprint, source, source_key, resource_type, resource_id, event_type,"
     " event_id, title, summary, url, author, labels, occurred_at, observed_at, raw, baseline,"
-    " body)"
+    " body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (fingerprint) DO NOTHING"
 )
 _SEARCH_COLUMNS = "event_search (rowid, title)"
 _HIT_COLUMNS = (
@@ -230,23 +233,33 @@ def is_history(event: TrackerEvent, baseline_at: datetime | None) -> bool:
 def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
     """Insert the events of ``batch`` not yet stored, with their hits, alerts and outbox rows.
 
-    Must run inside :meth:`Store.write` (the write lock makes the explicit ids below safe).
+    Must run inside :meth:`Store.write`: under the write lock nothing else inserts, so the
+    events inserted get the next ids in order (SQLite gives a new row the largest id plus one)
+    and the explicit alert ids below are free.
     """
     if not batch.events:
         return CommitCounts(0, 0, 0)
     cursor = store.db.cursor()
-    known = _existing_fingerprints(cursor, [p.fingerprint for p in batch.events])
-    fresh = [p for p in batch.events if p.fingerprint not in known]
-    if not fresh:
-        return CommitCounts(0, 0, 0)
-    now_s = batch.now_s
     next_event = _next_id(cursor, "event")
+    cursor.executemany(_EVENT_INSERT, [p.event_row for p in batch.events])
+    new = cursor.rowcount  # the rows inserted: a skipped one changes nothing
+    if new <= 0:
+        return CommitCounts(0, 0, 0)
+    fresh: list[tuple[int, PreparedEvent]]
+    cursor.execute("SELECT last_insert_rowid()")
+    if new == len(batch.events) and cursor.fetchone()[0] == next_event + new - 1:
+        fresh = list(enumerate(batch.events, next_event))
+    else:  # some were stored already: the ids of those inserted, by fingerprint
+        cursor.execute(  # the rows inserted are the ``new`` ones from ``next_event`` on
+            "SELECT fingerprint, id FROM event WHERE id >= ? ORDER BY id LIMIT ?", (next_event, new)
+        )
+        ids = dict(cursor.fetchall())
+        fresh = [(ids[p.fingerprint], p) for p in batch.events if p.fingerprint in ids]
+    now_s = batch.now_s
     next_alert = _next_id(cursor, "alert")
-    event_rows, search_rows, hit_rows, alert_rows, delivery_rows = [], [], [], [], []
+    search_rows, hit_rows, alert_rows, delivery_rows = [], [], [], []
     matched = 0
-    for offset, item in enumerate(fresh):
-        event_id = next_event + offset
-        event_rows.append((event_id, *item.event_row))
+    for event_id, item in fresh:
         search_rows.append((event_id, item.search_title))
         if item.hit_rows:
             matched += 1
@@ -255,7 +268,6 @@ def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
             alert_id = next_alert + len(alert_rows)
             alert_rows.append((alert_id, event_id, *item.alert_row))
             delivery_rows.extend(outbox_rows(alert_id, item.channels, item.priority, now_s))
-    insert_rows(cursor, _EVENT_COLUMNS, event_rows)
     # The Events filter's word index, in step with the events (same transaction).
     insert_rows(cursor, _SEARCH_COLUMNS, search_rows)
     insert_rows(cursor, _HIT_COLUMNS, hit_rows)
@@ -300,16 +312,6 @@ def insert_alerts(cursor, alert_rows: list[tuple], delivery_rows: list[tuple]) -
     """Insert alert rows (id, event id, then :func:`alert_tail`) and their outbox rows."""
     insert_rows(cursor, _ALERT_COLUMNS, alert_rows)
     insert_rows(cursor, _DELIVERY_COLUMNS, delivery_rows)
-
-
-def _existing_fingerprints(cursor, fingerprints: list[str]) -> set[str]:
-    known: set[str] = set()
-    for i in range(0, len(fingerprints), 500):
-        chunk = fingerprints[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        cursor.execute(f"SELECT fingerprint FROM event WHERE fingerprint IN ({marks})", chunk)
-        known.update(r[0] for r in cursor.fetchall())
-    return known
 
 
 def _next_id(cursor, table: str) -> int:
