@@ -119,6 +119,10 @@ class CompiledRule:
         self._has_block = bool(
             self._block_filters or self._block_labels or self._block_words or self._block_regexes
         )
+        # Keywords and nothing else: once a keyword is known to be there, the reason is all.
+        self._keywords_alone = (
+            self.keyword_only and not filters and self._labels is None and not self._has_block
+        )
 
     @property
     def keyword_only(self) -> bool:
@@ -151,6 +155,12 @@ class CompiledRule:
         """
         if texts is None:
             texts = FieldTexts(event)
+        if keyword_seen and self._keywords_alone:
+            fields = self.fields
+            reason = self._keyword_reason(texts.joined(fields), texts.folded(fields))
+            return (
+                None if reason is None else RuleHit(self.name, self.action, self.priority, reason)
+            )
         reasons: list[str] = []
         for label, getter, matcher in self._filters:
             value = getter(event)
