@@ -269,12 +269,11 @@ class HttpClient:
     ) -> Fetched:
         """Send one logical request, retrying what is worth retrying, all of it before
         ``deadline`` (the poll's). See the module doc."""
-        host = urlsplit(url).hostname or ""
         gate = self._gate(url)
         send_headers = dict(headers or {})
         if validators:
             send_headers.update(validators.headers())
-        where = f"{method} {redact_url(url)}"
+        where = _Where(method, url)
         retries = 0
         while True:
             self._wait_for_host(gate, deadline)
@@ -321,11 +320,11 @@ class HttpClient:
                     self._block(gate, info.reset_at, "rate limit budget exhausted")
                 return fetched
             if status == 401:
-                raise AuthError(f"401 Unauthorized from {host}: token missing or invalid")
+                raise AuthError(f"401 Unauthorized from {_host(url)}: token missing or invalid")
             wait = self._rate_limit_wait(fetched, info, gate)
             if wait is not None:
                 until = self.clock() + timedelta(seconds=wait)
-                reason = f"rate limited by {host} ({status}); retry after {wait:.0f}s"
+                reason = f"rate limited by {_host(url)} ({status}); retry after {wait:.0f}s"
                 if self._may_wait(wait, deadline) and retries < self.config.max_retries:
                     retries += 1
                     self._sleep(wait, why=reason, deadline=deadline)
@@ -409,7 +408,9 @@ class HttpClient:
 
     # ----------------------------------------------------------------- waiting
     @contextmanager
-    def _turn(self, gate: _HostGate, deadline: PollDeadline | None, where: str) -> Iterator[None]:
+    def _turn(
+        self, gate: _HostGate, deadline: PollDeadline | None, where: _Where
+    ) -> Iterator[None]:
         """Hold one of the host's slots, spaced ``min_interval_seconds`` after the last start."""
         while not gate.slots.acquire(timeout=0.2):
             if self.stop.is_set():
@@ -505,6 +506,28 @@ class HttpClient:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+
+
+class _Where:
+    """``METHOD url`` for messages, the URL redacted: written only when a message needs it (a
+    request that goes well needs none, and redacting costs more than the rest of a request's
+    own bookkeeping)."""
+
+    __slots__ = ("_text", "method", "url")
+
+    def __init__(self, method: str, url: str) -> None:
+        self.method = method
+        self.url = url
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = f"{self.method} {redact_url(self.url)}"
+        return self._text
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or ""
 
 
 def _links(response: httpx.Response) -> dict[str, dict[str, str]]:
