@@ -7,14 +7,17 @@ Two steps, so the write lock is held only for the part that needs it:
   poll holds the write lock. Every text of a row is :func:`~mrt_engine.text.storable`, and an
   event whose row cannot be built (a field that is not text, say) is quarantined instead of
   failing the batch: a prepared row can always be written.
-* :func:`write_batch` (inside :meth:`Store.write`): skips the events already stored (same
-  fingerprint), gives the rest ids and inserts everything, one ``executemany`` a table.
+* :func:`write_batch` (inside :meth:`Store.write`): inserts the events, skipping those already
+  stored (same fingerprint), then the rest's hits, alerts and outbox rows, one ``executemany``
+  a table.
 
 ``executemany`` of one prepared statement rather than multi-row ``INSERT ... VALUES (...),
 (...)``: a multi-row text changes with the row count, so SQLite compiles it again for most
 batches, which cost more than the GIL that ``executemany`` takes back after every row. On the
 real poll path (tests/perf/bench_pipeline.py) it used 7% less CPU with one poll worker and 18%
-less with two.
+less with two. Multi-row texts of a few fixed sizes (compiled once each) were measured too, on
+the rows of a bench run replayed: 20% more SQLite CPU than ``executemany`` (the FTS5 index
+alone took 70% more instructions), though they would hand the GIL back far less often.
 """
 
 from __future__ import annotations
@@ -58,10 +61,15 @@ def _row_encoder() -> Callable[[Any], str]:
 
 dumps = _row_encoder()
 
-_EVENT_COLUMNS = (
-    "event (id, fingerprint, source, source_key, resource_type, resource_id, event_type,"
+# An event already stored (same fingerprint) is skipped by the insert itself, which probes the
+# unique index anyway: no SELECT of the batch's fingerprints first (a second probe each).
+_EVENT_INSERT = (
+    "INSERT INTO event (fingerprint, source, source_key, resource_type, resource_id, event_type,"
     " event_id, title, summary, url, author, labels, occurred_at, observed_at, raw, baseline,"
-    " body)"
+    " body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (fingerprint) DO NOTHING"
+)
+_EVENT_INSERT_WITH_ID = _EVENT_INSERT.replace("(fingerprint,", "(id, fingerprint,", 1).replace(
+    "VALUES (?,", "VALUES (?,?,", 1
 )
 _SEARCH_COLUMNS = "event_search (rowid, title)"
 _HIT_COLUMNS = (
@@ -127,6 +135,7 @@ def prepare_batch(
     seen: set[str] = set()
     prepared: list[PreparedEvent] = []
     set_aside: list[Quarantined] = []
+    observed: dict[datetime, str] = {}  # a poll's events share their observed_at: text once
     for event in events:
         try:
             fingerprint = event.fingerprint
@@ -134,14 +143,25 @@ def prepare_batch(
                 continue
             seen.add(fingerprint)
             history = baseline or is_history(event, baseline_at)
-            prepared.append(_prepare_event(event, fingerprint, rules, now_s, history))
+            observed_s = observed.get(event.observed_at)
+            if observed_s is None:
+                observed_s = to_store(event.observed_at)
+                if observed_s is None:
+                    raise ValueError("event without an observed_at time")
+                observed[event.observed_at] = observed_s
+            prepared.append(_prepare_event(event, fingerprint, rules, now_s, observed_s, history))
         except Exception as exc:  # one odd event never fails the rest of the poll
             set_aside.append(_event_quarantined(event, exc))
     return PreparedBatch(prepared, now_s, set_aside)
 
 
 def _prepare_event(
-    event: TrackerEvent, fingerprint: str, rules: RuleSet, now_s: str, history: bool
+    event: TrackerEvent,
+    fingerprint: str,
+    rules: RuleSet,
+    now_s: str,
+    observed_s: str,
+    history: bool,
 ) -> PreparedEvent:
     """One event's rows; a ``history`` event is recorded as baseline and alerts nothing."""
     decision = rules.evaluate(event)
@@ -158,10 +178,7 @@ def _prepare_event(
         for hit in decision.hits
     ]
     notify = decision.notify and not history
-    observed = to_store(event.observed_at)
     raw = stored_raw(event)
-    if observed is None:
-        raise ValueError("event without an observed_at time")
     title = storable(event.title)
     return PreparedEvent(
         fingerprint,
@@ -179,7 +196,7 @@ def _prepare_event(
             storable(event.author),
             storable(dumps(event.labels)),
             to_store(event.occurred_at),
-            observed,
+            observed_s,
             storable(dumps(raw)) if raw else None,
             1 if history else 0,
             # Only when it says more than the summary, so replays read what rules read.
@@ -221,23 +238,20 @@ def is_history(event: TrackerEvent, baseline_at: datetime | None) -> bool:
 def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
     """Insert the events of ``batch`` not yet stored, with their hits, alerts and outbox rows.
 
-    Must run inside :meth:`Store.write` (ids come from :meth:`Store.new_ids`).
+    Must run inside :meth:`Store.write`. The events' ids: see :func:`_insert_events`; the
+    alerts' come from :meth:`Store.new_ids`.
     """
     if not batch.events:
         return CommitCounts(0, 0, 0)
     cursor = store.db.cursor()
-    known = _existing_fingerprints(cursor, [p.fingerprint for p in batch.events])
-    fresh = [p for p in batch.events if p.fingerprint not in known]
+    fresh = _insert_events(store, cursor, batch.events)
     if not fresh:
         return CommitCounts(0, 0, 0)
     now_s = batch.now_s
-    event_ids = store.new_ids(cursor, "event", len(fresh))
-    alert_ids = store.new_ids(cursor, "alert", sum(p.alert_row is not None for p in fresh))
-    event_rows, search_rows, hit_rows, alert_rows, delivery_rows = [], [], [], [], []
+    alert_ids = store.new_ids(cursor, "alert", sum(p.alert_row is not None for _, p in fresh))
+    search_rows, hit_rows, alert_rows, delivery_rows = [], [], [], []
     matched = 0
-    for offset, item in enumerate(fresh):
-        event_id = event_ids[offset]
-        event_rows.append((event_id, *item.event_row))
+    for event_id, item in fresh:
         search_rows.append((event_id, item.search_title))
         if item.hit_rows:
             matched += 1
@@ -246,7 +260,6 @@ def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
             alert_id = alert_ids[len(alert_rows)]
             alert_rows.append((alert_id, event_id, *item.alert_row))
             delivery_rows.extend(outbox_rows(alert_id, item.channels, item.priority, now_s))
-    insert_rows(cursor, _EVENT_COLUMNS, event_rows)
     # The Events filter's word index, in step with the events (same transaction).
     insert_rows(cursor, _SEARCH_COLUMNS, search_rows)
     insert_rows(cursor, _HIT_COLUMNS, hit_rows)
@@ -293,6 +306,40 @@ def insert_alerts(cursor, alert_rows: list[tuple], delivery_rows: list[tuple]) -
     insert_rows(cursor, _DELIVERY_COLUMNS, delivery_rows)
 
 
+def _insert_events(store: Store, cursor, events: list[PreparedEvent]) -> list:
+    """Insert the events not stored yet (same fingerprint: skipped); ``(id, event)`` of each
+    one inserted, in order.
+
+    On a store of one engine (SQLite, under its write lock) nothing else inserts: the insert
+    skips stored fingerprints itself (one probe of the unique index each, no SELECT first) and
+    the rows get the next ids in order (SQLite gives a new row the largest id plus one). On a
+    store several engines write at once (PostgreSQL) ids come from the table's sequence, so
+    the stored fingerprints are looked up first and the new rows get ids taken for them.
+    """
+    if store.shared:
+        known = _existing_fingerprints(cursor, [p.fingerprint for p in events])
+        fresh = [p for p in events if p.fingerprint not in known]
+        ids = store.new_ids(cursor, "event", len(fresh))
+        if fresh:
+            cursor.executemany(
+                _EVENT_INSERT_WITH_ID, [(i, *p.event_row) for i, p in zip(ids, fresh, strict=True)]
+            )
+        return list(zip(ids, fresh, strict=True))
+    next_event = _next_id(cursor, "event")
+    cursor.executemany(_EVENT_INSERT, [p.event_row for p in events])
+    new = cursor.rowcount  # the rows inserted: a skipped one changes nothing
+    if new <= 0:
+        return []
+    cursor.execute("SELECT last_insert_rowid()")
+    if new == len(events) and cursor.fetchone()[0] == next_event + new - 1:
+        return list(enumerate(events, next_event))
+    cursor.execute(  # some were stored already: the rows inserted are the ``new`` from next_event
+        "SELECT fingerprint, id FROM event WHERE id >= ? ORDER BY id LIMIT ?", (next_event, new)
+    )
+    ids = dict(cursor.fetchall())
+    return [(ids[p.fingerprint], p) for p in events if p.fingerprint in ids]
+
+
 def _existing_fingerprints(cursor, fingerprints: list[str]) -> set[str]:
     known: set[str] = set()
     for i in range(0, len(fingerprints), 500):
@@ -301,3 +348,8 @@ def _existing_fingerprints(cursor, fingerprints: list[str]) -> set[str]:
         cursor.execute(f"SELECT fingerprint FROM event WHERE fingerprint IN ({marks})", chunk)
         known.update(r[0] for r in cursor.fetchall())
     return known
+
+
+def _next_id(cursor, table: str) -> int:
+    cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}")
+    return cursor.fetchone()[0]

@@ -527,28 +527,33 @@ class HttpClient:
             self._client.close()
 
 
-def _links(response: httpx.Response) -> dict[str, dict[str, str]]:
-    try:
-        return response.links
-    except (ValueError, KeyError):
-        return {}
-
-
 class _Where:
-    """``METHOD URL`` (the URL redacted) for an error message; redacted when first shown."""
+    """``METHOD url`` for messages, the URL redacted: written only when a message needs it (a
+    request that goes well needs none, and redacting costs more than the rest of a request's
+    own bookkeeping)."""
 
-    __slots__ = ("method", "url")
+    __slots__ = ("_text", "method", "url")
 
     def __init__(self, method: str, url: str) -> None:
         self.method = method
         self.url = url
+        self._text: str | None = None
 
     @property
     def host(self) -> str:
         return urlsplit(self.url).hostname or ""
 
     def __str__(self) -> str:
-        return f"{self.method} {redact_url(self.url)}"
+        if self._text is None:
+            self._text = f"{self.method} {redact_url(self.url)}"
+        return self._text
+
+
+def _links(response: httpx.Response) -> dict[str, dict[str, str]]:
+    try:
+        return response.links
+    except (ValueError, KeyError):
+        return {}
 
 
 # A source asks for the same few URLs poll after poll (its listing, the same until its cursor

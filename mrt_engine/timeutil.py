@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 Clock = Callable[[], datetime]
 
 _STORE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_STORE_TEXT = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ"  # the same text, written by to_store
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -24,15 +25,34 @@ def to_store(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetime given where an aware UTC one is required")
-    # isoformat: several times faster than strftime, and always four year digits. In UTC it
-    # ends in "+00:00", which becomes the store's "Z" (cheaper than a naive copy to format).
-    return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    # %-formatting of the fields: twice as fast as isoformat(timespec=...) (whose keyword
+    # costs more than the formatting) and several times faster than strftime; four year
+    # digits, as both write. It runs for every stored time, several times an event.
+    value = value.astimezone(UTC)
+    return _STORE_TEXT % (
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 def from_store(value: str | None) -> datetime | None:
     """Inverse of :func:`to_store`; tolerant of the other ISO forms SQLite users may write."""
     if value is None or value == "":
         return None
+    # to_store's text is what fromisoformat reads as UTC (since Python 3.11): a twentieth of
+    # strptime's cost, for the same time. Every state row read takes a dozen of these.
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        if parsed.tzinfo is UTC:
+            return parsed
     try:
         return datetime.strptime(value, _STORE_FORMAT).replace(tzinfo=UTC)
     except ValueError:
@@ -41,6 +61,15 @@ def from_store(value: str | None) -> datetime | None:
 
 def parse_iso(value: str) -> datetime:
     """Parse an ISO-8601 timestamp (``Z`` allowed); a missing zone means UTC."""
+    # Most upstream times are already what fromisoformat reads as UTC ("...Z" since Python
+    # 3.11): a quarter of the cost of the general way below, which gives the same for them.
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        if parsed.tzinfo is UTC:
+            return parsed
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"

@@ -19,7 +19,7 @@ from mrt_engine.pipeline import load_state, update_state
 from mrt_engine.store.db import open_store
 from mrt_engine.store.models import SourceState
 from mrt_engine.text import body_text, clean_line, excerpt, line_excerpt
-from mrt_engine.timeutil import from_store, to_store
+from mrt_engine.timeutil import from_store, parse_iso, to_store
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -185,3 +185,144 @@ def test_store_time_text_is_the_naive_utc_isoformat_with_a_z():
         naive = value.astimezone(UTC).replace(tzinfo=None)
         assert to_store(value) == naive.isoformat(timespec="microseconds") + "Z"
         assert from_store(to_store(value)) == value
+
+
+def _parse_iso_the_general_way(value: str) -> datetime:
+    """parse_iso before its fast path: strip, ``Z`` as ``+00:00``, naive as UTC, to UTC."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def test_an_upstream_time_parses_as_the_general_way_parses_it():
+    values = [
+        "2026-01-01T00:00:07Z",
+        "2026-01-01T00:00:07z",
+        " 2026-01-01T00:00:07Z ",
+        "2026-01-01T00:00:07.123456Z",
+        "2026-01-01T00:00:07.5Z",
+        "2026-01-01T00:00:07+00:00",
+        "2026-01-01T08:00:07+08:00",
+        "2025-12-31T20:30:07-03:30",
+        "2026-01-01T00:00:07",
+        "2026-01-01",
+        "2026-01-01T00:00Z",
+        "20260101T000007Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+        "2026-02-30T00:00:00Z",
+        "yesterday",
+        "",
+        "Z",
+        "2026-01-01T00:00:07ZZ",
+        "2026-01-01T00:00:07+00:00Z",
+        "9999-12-31T23:59:00-01:00",
+    ]
+    for value in values:
+        try:
+            want: datetime | str = _parse_iso_the_general_way(value)
+        except (ValueError, OverflowError) as exc:
+            want = type(exc).__name__
+        try:
+            got: datetime | str = parse_iso(value)
+        except ValueError as exc:
+            got = "OverflowError" if "out of the range" in str(exc) else type(exc).__name__
+        assert got == want, value
+        if isinstance(got, datetime):
+            assert got.tzinfo is UTC, value
+
+
+def _from_store_the_general_way(value: str) -> datetime:
+    """from_store before its fast path: the store's format, else any ISO form."""
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return _parse_iso_the_general_way(value)
+
+
+def test_a_stored_time_reads_as_the_general_way_reads_it():
+    rng = random.Random(5)
+    values = [
+        "2026-01-01T00:00:07.000000Z",
+        "2026-01-01T00:00:07.5Z",
+        "2026-1-1T0:0:7.5Z",
+        "2026-01-01T00:00:07Z",
+        "2026-01-01 00:00:07",
+        "2026-01-01T08:00:07+08:00",
+        "2026-01-01",
+        "0001-01-01T00:00:00.000000Z",
+        "9999-12-31T23:59:59.999999Z",
+        "2026-01-01T00:00:07.000000z",
+    ]
+    values += [
+        to_store(T0 + timedelta(seconds=rng.randrange(10**9), microseconds=rng.randrange(10**6)))
+        for _ in range(1000)
+    ]
+    for value in values:
+        want = _from_store_the_general_way(value)
+        got = from_store(value)
+        assert got == want and got.tzinfo is UTC, value
+    for bad in ("yesterday", "2026-02-30T00:00:00.000000Z"):
+        with pytest.raises(ValueError):
+            from_store(bad)
+
+
+def _tables(store) -> dict[str, list[tuple]]:
+    tables = ("event", "rule_hit", "alert", "delivery", "delivery_count", "rule_hit_count")
+    found = {t: store.db.execute_sql(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}
+    found["event_search"] = store.db.execute_sql(
+        "SELECT rowid FROM event_search WHERE event_search MATCH 'qwen' ORDER BY rowid"
+    ).fetchall()
+    return found
+
+
+def test_a_batch_that_holds_stored_events_writes_what_a_batch_of_only_its_new_ones_writes(
+    tmp_path,
+):
+    from mrt_engine.batch import prepare_batch, write_batch
+    from mrt_engine.events import TrackerEvent
+    from mrt_engine.rules import RuleConfig, RuleSet
+
+    rules = RuleSet.compile(
+        [RuleConfig(name="qwen", keywords=["qwen"]), RuleConfig(name="any", keywords=["e"])],
+        ["welink", "email"],
+    )
+
+    def event(number: int, title: str) -> TrackerEvent:
+        return TrackerEvent(
+            source="github",
+            source_key="github:a/b:issues",
+            resource_type="repo_issue",
+            resource_id="a/b",
+            event_type="issue_opened",
+            event_id=str(number),
+            title=title,
+            observed_at=T0,
+            occurred_at=T0,
+        )
+
+    old = [event(1, "Qwen one"), event(2, "two"), event(3, "three qwen")]
+    new = [event(4, "Qwen four"), event(5, "five"), event(6, "qwen six")]
+    mixed = [old[1], new[0], old[0], new[1], new[2], old[2]]
+    written = {}
+    for name, second in (("mixed", mixed), ("only new", new)):
+        store = open_store(tmp_path / f"{name}.sqlite3")
+        try:
+            with store.write():
+                write_batch(store, prepare_batch(old, rules, T0))
+            with store.write():
+                counts = write_batch(store, prepare_batch(second, rules, T0))
+            assert (counts.new, counts.matched, counts.alerts) == (3, 3, 3)
+            with store.write():  # every event stored already: nothing written
+                assert write_batch(store, prepare_batch(mixed, rules, T0)).new == 0
+            written[name] = _tables(store)
+        finally:
+            store.close()
+    assert written["mixed"] == written["only new"]
+    events = written["mixed"]["event"]
+    assert [(row[0], row[7]) for row in events] == [(n, str(n)) for n in range(1, 7)]
+    assert written["mixed"]["event_search"] == [(1,), (3,), (4,), (6,)]

@@ -31,9 +31,8 @@ class RuleHit(NamedTuple):
     suppressed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What the rules say about one event."""
+class Decision(NamedTuple):
+    """What the rules say about one event (a tuple: made for most events, so cheap)."""
 
     hits: tuple[RuleHit, ...] = ()
     notify: bool = False
@@ -120,6 +119,10 @@ class CompiledRule:
         self._has_block = bool(
             self._block_filters or self._block_labels or self._block_words or self._block_regexes
         )
+        # Keywords and nothing else: once a keyword is known to be there, the reason is all.
+        self._keywords_alone = (
+            self.keyword_only and not filters and self._labels is None and not self._has_block
+        )
 
     @property
     def keyword_only(self) -> bool:
@@ -152,6 +155,12 @@ class CompiledRule:
         """
         if texts is None:
             texts = FieldTexts(event)
+        if keyword_seen and self._keywords_alone:
+            fields = self.fields
+            reason = self._keyword_reason(texts.joined(fields), texts.folded(fields))
+            return (
+                None if reason is None else RuleHit(self.name, self.action, self.priority, reason)
+            )
         reasons: list[str] = []
         for label, getter, matcher in self._filters:
             value = getter(event)
@@ -260,9 +269,15 @@ class RuleSet:
     # Positions of the rules whose text test is keywords alone: passing the gate is a match.
     _keyword_only: frozenset[int] = field(init=False, repr=False)
 
+    # Positions of the rules the gate does not judge: every event is evaluated by them.
+    _ungated: frozenset[int] = field(init=False, repr=False)
+    _ungated_order: tuple[int, ...] = field(init=False, repr=False)
+
     def __post_init__(self) -> None:
         self._gate = TextGate([(r.fields, r.gate_words) for r in self.rules])
         self._keyword_only = frozenset(i for i, r in enumerate(self.rules) if r.keyword_only)
+        self._ungated = frozenset(range(len(self.rules))) - self._gate.gated
+        self._ungated_order = tuple(sorted(self._ungated))
 
     @classmethod
     def compile(
@@ -288,11 +303,11 @@ class RuleSet:
         hits: list[tuple[CompiledRule, RuleHit]] = []
         texts = FieldTexts(event)
         passed = self._gate.open(texts)
-        gated = self._gate.gated
+        rules = self.rules
         keyword_only = self._keyword_only
-        for position, rule in enumerate(self.rules):
-            if position in gated and position not in passed:
-                continue
+        # The rules the gate let through and those it does not judge, in priority order.
+        for position in sorted(self._ungated | passed) if passed else self._ungated_order:
+            rule = rules[position]
             hit = rule.match(event, texts, True if position in keyword_only else None)
             if hit is not None:
                 hits.append((rule, hit))

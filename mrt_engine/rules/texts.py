@@ -37,7 +37,7 @@ class FieldTexts:
         self._event = event
         self._fields: dict[str, str] = {}
         self._joined: dict[tuple[str, ...], str] = {}
-        self._folded: dict[tuple[str, ...] | str, str] = {}
+        self._folded: dict[tuple[str, ...], str] = {}
 
     def field(self, name: str) -> str:
         value = self._fields.get(name)
@@ -58,16 +58,9 @@ class FieldTexts:
     def folded(self, names: tuple[str, ...]) -> str:
         value = self._folded.get(names)
         if value is None:
-            # casefold works character by character, so the fields are folded once each
-            fold = self._folded_field
-            value = fold(names[0]) if len(names) == 1 else "\x00".join([fold(n) for n in names])
-            self._folded[names] = value
-        return value
-
-    def _folded_field(self, name: str) -> str:
-        value = self._folded.get(name)
-        if value is None:
-            value = self._folded[name] = self.field(name).casefold()
+            # casefold works character by character (NUL folds to itself): folding the joined
+            # text is folding each field, in one call
+            value = self._folded[names] = self.joined(names).casefold()
         return value
 
 

@@ -231,18 +231,26 @@ class GitHubIssues(Source):
             if not isinstance(value, kind):  # the message only then: this runs for every item
                 expect(False, f"issue object without a valid {key!r} (got {type(value).__name__})")
         updated = _time(item, "updated_at")
-        _time(item, "created_at")
-        return updated, self.item_events(item, now, http)
+        created = _time(item, "created_at")
+        return updated, self.item_events(item, now, http, created=created)
 
     # ------------------------------------------------------------------ normalise
     def item_events(
-        self, item: dict[str, Any], now: datetime, http: PollSession | None = None
+        self,
+        item: dict[str, Any],
+        now: datetime,
+        http: PollSession | None = None,
+        *,
+        created: datetime | None = None,
     ) -> list[TrackerEvent]:
-        """The events one issue/PR object stands for, for this source's kind."""
+        """The events one issue/PR object stands for, for this source's kind (``created``: its
+        ``created_at`` when the caller parsed it already)."""
         pull = item.get("pull_request")
         is_pr = isinstance(pull, dict)
         if is_pr != (self.kind == "pulls"):
             return []
+        if created is None:
+            created = _time(item, "created_at")
         number = item["number"]
         labels = _labels(item)
         user = item.get("user") if isinstance(item.get("user"), dict) else {}
@@ -261,7 +269,6 @@ class GitHubIssues(Source):
             "observed_at": now,
             "raw": _compact(item),
         }
-        created = _time(item, "created_at")
         events: list[TrackerEvent] = []
         if is_pr:
             common["resource_type"] = "repo_pr"
