@@ -76,13 +76,10 @@ _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 _NOT_STORE_FAULTS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
 
 
-def store_fault(exc: BaseException, path: Path | str) -> StoreError | None:
-    """The store fault behind ``exc`` as a one-line :class:`StoreError` (a
-    :class:`StoreDamaged` for a damaged file), or ``None`` when ``exc`` is not a store fault.
-
-    Peewee re-raises SQLite's errors as its own, with the original as the first argument and
-    as the context, so the whole chain is searched.
-    """
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception behind it, once each: causes, contexts, and exceptions
+    passed as arguments (Peewee re-raises a driver's error as its own, with the original as
+    the first argument and as the context)."""
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
     while todo:
@@ -90,6 +87,19 @@ def store_fault(exc: BaseException, path: Path | str) -> StoreError | None:
         if id(cause) in seen:
             continue
         seen.add(id(cause))
+        yield cause
+        todo.extend(c for c in (cause.__cause__, cause.__context__) if c is not None)
+        todo.extend(a for a in getattr(cause, "args", ()) if isinstance(a, BaseException))
+
+
+def store_fault(exc: BaseException, path: Path | str) -> StoreError | None:
+    """The store fault behind ``exc`` as a one-line :class:`StoreError` (a
+    :class:`StoreDamaged` for a damaged file), or ``None`` when ``exc`` is not a store fault.
+
+    Peewee re-raises SQLite's errors as its own, with the original as the first argument and
+    as the context, so the whole chain is searched.
+    """
+    for cause in causes(exc):
         if isinstance(cause, StoreError):
             return cause
         if isinstance(cause, sqlite3.Error) and not isinstance(cause, _NOT_STORE_FAULTS):
@@ -102,8 +112,6 @@ def store_fault(exc: BaseException, path: Path | str) -> StoreError | None:
                     " .recover), then restore a backup or let mrt-engine start a new store"
                 )
             return StoreError(f"cannot use the store {path}: {text}")
-        todo.extend(c for c in (cause.__cause__, cause.__context__) if c is not None)
-        todo.extend(a for a in getattr(cause, "args", ()) if isinstance(a, BaseException))
     return None
 
 

@@ -15,7 +15,7 @@ import contextlib
 from typing import Any
 
 from mrt_engine.store import migrations_pg
-from mrt_engine.store.db import StoreError
+from mrt_engine.store.db import StoreError, causes
 from mrt_engine.store.location import StoreLocation, StoreUrlError
 
 INSTALL_HINT = "pip install 'model-release-tracker[postgresql]'"
@@ -130,19 +130,11 @@ def store_fault(exc: BaseException, location: StoreLocation) -> StoreError | Non
         import psycopg
     except ImportError:  # pragma: no cover - a PostgreSQL store was opened, so it is there
         return None
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        cause = todo.pop()
-        if id(cause) in seen:
-            continue
-        seen.add(id(cause))
+    for cause in causes(exc):
         if isinstance(cause, StoreError):
             return cause
         if isinstance(cause, psycopg.OperationalError | psycopg.InternalError):
             return StoreError(f"cannot use the store {location}: {_reason(cause)}")
-        todo.extend(c for c in (cause.__cause__, cause.__context__) if c is not None)
-        todo.extend(a for a in getattr(cause, "args", ()) if isinstance(a, BaseException))
     return None
 
 
