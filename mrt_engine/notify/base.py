@@ -7,8 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import field_validator
+
 from mrt_engine.config import StrictModel
-from mrt_engine.notify.message import MessageContext
+from mrt_engine.notify.message import MessageContext, TemplateError, compile_template
 from mrt_engine.secrets import SecretResolver
 
 
@@ -47,6 +49,22 @@ class Channel(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+class ChannelSettings(StrictModel):
+    """What every ``notify.<channel>`` section may set, whatever the platform."""
+
+    template: str | None = None  # Jinja2 source (sandboxed); the built-in one when unset
+
+    @field_validator("template")
+    @classmethod
+    def _template_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compile_template(value)
+            except TemplateError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 @dataclass

@@ -23,9 +23,16 @@ from email.utils import parseaddr as parse_address
 
 from pydantic import Field, field_validator
 
-from mrt_engine.config import StrictModel, Wait
-from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
-from mrt_engine.notify.message import TemplateError, compile_template, render
+from mrt_engine.config import Wait
+from mrt_engine.notify.base import (
+    Channel,
+    ChannelContext,
+    ChannelKind,
+    ChannelSettings,
+    Outgoing,
+    SendResult,
+)
+from mrt_engine.notify.message import render
 from mrt_engine.secrets import Secret, redact, shorten
 from mrt_engine.wording import plural
 
@@ -37,7 +44,7 @@ OPERATOR_CODES = {530, 534, 535, 538}
 _NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}
 
 
-class EmailSettings(StrictModel):
+class EmailSettings(ChannelSettings):
     """``notify.email``."""
 
     smtp_host: str
@@ -49,7 +56,6 @@ class EmailSettings(StrictModel):
     use_tls: bool = True  # STARTTLS
     use_ssl: bool | None = None  # implicit TLS; default: true on port 465
     ca_file: str | None = None
-    template: str | None = None
     timeout_seconds: Wait | None = Field(None, gt=0, le=300)
 
     @field_validator("to_list")
@@ -64,16 +70,6 @@ class EmailSettings(StrictModel):
     def _sender(cls, value: str | None) -> str | None:
         if value is not None:
             _check_address(value)
-        return value
-
-    @field_validator("template")
-    @classmethod
-    def _template_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                compile_template(value)
-            except TemplateError as exc:
-                raise ValueError(str(exc)) from None
         return value
 
 

@@ -111,8 +111,31 @@ def compile_template(source: str):
         raise TemplateError(f"template syntax error at line {exc.lineno}: {exc.message}") from None
 
 
-def render(context: MessageContext, limit: int | None, template: str | None = None) -> str:
-    """The message text, at most ``limit`` characters, always ending with the link if cut."""
+def render(
+    context: MessageContext,
+    limit: int | None,
+    template: str | None = None,
+    *,
+    limit_bytes: int | None = None,
+) -> str:
+    """The message text, at most ``limit`` characters and ``limit_bytes`` UTF-8 bytes (the
+    platforms that count bytes: WeCom, DingTalk), always ending with the link if cut."""
+    text = _render_chars(context, limit, template)
+    if limit_bytes is None:
+        return text
+    # Fewer characters until the bytes fit: a CJK character is 3 bytes, so each step asks for
+    # at least the excess over 3 fewer characters (a few renders at most).
+    while len(text.encode("utf-8")) > limit_bytes:
+        excess = len(text.encode("utf-8")) - limit_bytes
+        chars = len(text) - max(excess // 4, 1)
+        if chars <= 0:
+            return text.encode("utf-8")[:limit_bytes].decode("utf-8", "ignore")
+        text = _render_chars(context, chars, template)
+    return text
+
+
+def _render_chars(context: MessageContext, limit: int | None, template: str | None) -> str:
+    """:func:`render` by characters only."""
     tpl = compile_template(template or DEFAULT_TEMPLATE)
 
     def _render(ctx: MessageContext) -> str:

@@ -17,10 +17,17 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator, model_validator
 
-from mrt_engine.config import StrictModel, Wait
+from mrt_engine.config import Wait
 from mrt_engine.http_deadline import Deadline, DeadlineBackend, install, within
-from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
-from mrt_engine.notify.message import TemplateError, compile_template, render
+from mrt_engine.notify.base import (
+    Channel,
+    ChannelContext,
+    ChannelKind,
+    ChannelSettings,
+    Outgoing,
+    SendResult,
+)
+from mrt_engine.notify.message import render
 from mrt_engine.secrets import Secret, redact, redact_url, shorten
 from mrt_engine.untrusted_json import parse_json
 
@@ -37,14 +44,13 @@ KNOWN_CODES = {
 }
 
 
-class WeLinkSettings(StrictModel):
+class WeLinkSettings(ChannelSettings):
     """``notify.welink``."""
 
     webhook_env: str = "WELINK_WEBHOOK_URL"
     is_at: bool | None = None  # default: true when at_accounts is not empty
     is_at_all: bool = False
     at_accounts: list[str] = Field(default_factory=list)
-    template: str | None = None
     timeout_seconds: Wait | None = Field(None, gt=0, le=120)
 
     @field_validator("at_accounts")
@@ -55,16 +61,6 @@ class WeLinkSettings(StrictModel):
         for account in value:
             if not account.strip() or any(c.isspace() for c in account):
                 raise ValueError(f"invalid userid {account!r}")
-        return value
-
-    @field_validator("template")
-    @classmethod
-    def _template_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                compile_template(value)
-            except TemplateError as exc:
-                raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
