@@ -100,7 +100,8 @@ class FeishuChannel(RobotChannel):
         # that quotes the path) it must be redacted too, not only as part of the whole URL.
         parts = urlsplit(webhook.reveal())
         self._token = parts.path.rstrip("/").rsplit("/", 1)[-1]
-        register(self._token)
+        if len(self._token) >= 8:  # a real hook id is a UUID; never redact a word like "hook"
+            register(self._token)
         shown_path = parts.path[: len(parts.path.rstrip("/")) - len(self._token)] + "***"
         self._shown = urlunsplit(
             (parts.scheme, parts.netloc.rsplit("@", 1)[-1], shown_path, "", "")
