@@ -281,3 +281,15 @@ def test_a_retry_changes_only_the_timestamp_and_the_signature(hook_tracker):
     assert headers1["webhook-id"] == headers2["webhook-id"] == "msg_5_abababababababab"
     assert headers2["webhook-timestamp"] == "1800000060"
     assert headers1["webhook-signature"] != headers2["webhook-signature"]
+
+
+def test_a_signing_secret_given_where_its_variables_name_belongs_is_never_echoed(hook_tracker):
+    # whsec_ secrets without "+", "/" or "=" are valid variable names: the usual slip.
+    tracker = hook_tracker()
+    config = json.loads(tracker.path.read_text())
+    config["notify"]["webhook"]["secret_env"] = VECTOR_SECRET
+    tracker.path.write_text(json.dumps(config))
+    result = tracker.cli("check")
+    assert result.returncode == 2
+    assert "looks like the secret itself (not shown)" in result.stderr
+    assert VECTOR_SECRET.removeprefix("whsec_") not in result.stdout + result.stderr
