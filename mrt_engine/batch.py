@@ -61,6 +61,24 @@ def _row_encoder() -> Callable[[Any], str]:
 
 dumps = _row_encoder()
 
+# The stored JSON of a list of names (an event's labels, an alert's rules and tags): a few
+# combinations come back event after event, so each is encoded once. Bounded: emptied when full.
+_NAMES_JSON: dict[tuple, str] = {}
+_NAMES_JSON_MAX = 4096
+
+
+def names_json(names: tuple) -> str:
+    """``storable(dumps(names))`` of a tuple of names, encoded once per distinct tuple."""
+    try:
+        text = _NAMES_JSON.get(names)
+    except TypeError:  # an unhashable member (a source's bug): encoded as is, not kept
+        return storable(dumps(names))
+    if text is None:
+        if len(_NAMES_JSON) >= _NAMES_JSON_MAX:
+            _NAMES_JSON.clear()
+        text = _NAMES_JSON[names] = storable(dumps(names))
+    return text
+
 # An event already stored (same fingerprint) is skipped by the insert itself, which probes the
 # unique index anyway: no SELECT of the batch's fingerprints first (a second probe each).
 _EVENT_INSERT = (
@@ -194,7 +212,7 @@ def _prepare_event(
             storable(event.summary),
             storable(event.url),
             storable(event.author),
-            storable(dumps(event.labels)),
+            names_json(event.labels),
             to_store(event.occurred_at),
             observed_s,
             storable(dumps(raw)) if raw else None,
@@ -285,9 +303,9 @@ def commit_events(
 def alert_tail(decision: Decision, origin: str, now_s: str) -> tuple:
     """An alert row without its id and event id."""
     return (
-        storable(dumps(decision.notify_rules)),
+        names_json(decision.notify_rules),
         decision.priority,
-        storable(dumps(decision.tags)),
+        names_json(decision.tags),
         origin,
         now_s,
     )
