@@ -211,3 +211,27 @@ def _state(row: SilenceRow) -> dict[str, Any]:
         "author": row.author,
         "expired_at": to_store(row.expired_at),
     }
+
+
+# ---------------------------------------------------------------------- drafts (the console's `s`)
+def draft_for_event(event_id: int) -> list[str]:
+    """Matchers that silence hits like event ``event_id``: its source key, its resource's
+    owner, its event type and (when one rule notified) that rule. Read inside a transaction."""
+    from mrt_engine.store.models import Alert, Event
+
+    event = Event.get_or_none(Event.id == event_id)
+    if event is None:
+        raise OperationError(f"there is no event {event_id}")
+    target = [f"source={clean(event.source_key)}"]
+    if "/" in event.resource_id:
+        target.append(f"org={clean(event.resource_id.split('/', 1)[0])}")
+    target.append(f"type={clean(event.event_type)}")
+    alert = Alert.get_or_none(Alert.event == event)
+    if alert is not None and len(alert.rules or ()) == 1:
+        target.append(f"rule={clean(alert.rules[0])}")
+    return target
+
+
+def draft_for_rule(rule: str) -> list[str]:
+    """Matchers that silence a rule's hits."""
+    return [f"rule={clean(rule)}"]
