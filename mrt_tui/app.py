@@ -50,7 +50,8 @@ class MrtApp(App):
         Binding("3", "switch_mode('trace')", "Trace", id="app.trace"),
         Binding("4", "switch_mode('rules')", "Rules", id="app.rules"),
         Binding("5", "switch_mode('sources')", "Sources", id="app.sources"),
-        Binding("6", "switch_mode('silences')", "Silences", id="app.silences"),
+        # Not in the footer (it would push ? and q off a 120-column one): in help and palette.
+        Binding("6", "switch_mode('silences')", "Silences", show=False, id="app.silences"),
         Binding("ctrl+r", "refresh_now", "Refresh", show=False, id="app.refresh"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("colon", "command_palette", "Commands", show=False, id="app.commands"),

@@ -4,7 +4,9 @@ pressed as an operator would, then checked in the store."""
 from __future__ import annotations
 
 import pytest
-from test_tui import audit_actions, console, run, select, settle  # noqa: F401 (fixture)
+
+# The console fixture (a test parameter of the same name: F811) and its helpers.
+from test_tui import audit_actions, console, run, select, settle  # noqa: F401
 
 from mrt_engine.store.models import Audit, Event, Silence
 from mrt_tui.app import MrtApp
@@ -14,7 +16,7 @@ from mrt_tui.screens.silences import SilencesScreen
 pytestmark = pytest.mark.both_backends
 
 
-def test_key_6_shows_the_silences_in_force_and_a_the_ended_ones(console):
+def test_key_6_shows_the_silences_in_force_and_a_the_ended_ones(console):  # noqa: F811
     session = console(with_silences=True)
 
     async def scenario():
@@ -32,7 +34,7 @@ def test_key_6_shows_the_silences_in_force_and_a_the_ended_ones(console):
     run(scenario())
 
 
-def test_s_on_an_event_drafts_a_silence_and_enter_creates_it(console, monkeypatch):
+def test_s_on_an_event_drafts_a_silence_and_enter_creates_it(console, monkeypatch):  # noqa: F811
     monkeypatch.setenv("LOGNAME", "operator")
     session = console()
     event = Event.get(Event.title == "[Bug] Qwen3 tokenizer crash on empty prompt")
@@ -74,7 +76,7 @@ def test_s_on_an_event_drafts_a_silence_and_enter_creates_it(console, monkeypatc
     assert audit.actor.endswith("via tui") and audit.target == f"silence:{silence.id}"
 
 
-def test_s_on_a_rule_drafts_a_silence_of_its_hits(console):
+def test_s_on_a_rule_drafts_a_silence_of_its_hits(console):  # noqa: F811
     session = console()
 
     async def scenario():
@@ -90,7 +92,7 @@ def test_s_on_a_rule_drafts_a_silence_of_its_hits(console):
     run(scenario())
 
 
-def test_x_asks_then_expires_the_selected_silence_and_writes_audit(console):
+def test_x_asks_then_expires_the_selected_silence_and_writes_audit(console):  # noqa: F811
     session = console(with_silences=True)
 
     async def scenario():

@@ -23,12 +23,12 @@ class SilencesScreen(LiveScreen):
     PAGED = False
     REREAD_SECONDS = 30.0  # "ends in" moves on with the clock, and silences end by themselves
     COLUMNS = [
-        ("id", "#", 4),
-        ("state", "state", 8),
-        ("ends", "ends", 8),
-        ("held", "held", 5),
+        ("id", "#", 3),
+        ("state", "state", 7),
+        ("ends", "ends", 7),
+        ("held", "held", 4),
         ("matchers", "matchers", None),
-        ("author", "author", 10),
+        ("author", "author", 8),
         ("comment", "comment", None),
     ]
     BINDINGS = [
@@ -63,12 +63,11 @@ class SilencesScreen(LiveScreen):
 
     def status_text(self, rows, extra) -> str:
         what = "in force and ended" if self.show_expired else "in force"
-        return (
-            f"{plural(len(rows), 'silence')} {what} · held: deliveries stored silenced"
-            " · s on an event or a rule drafts one"
-        )
+        return f"{plural(len(rows), 'silence')} {what} · s on an event or a rule drafts one"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("filter", "clear_filter"):
+            return False  # every silence is shown: nothing to filter
         row: SilenceView | None = self.selected
         if action == "expire_silence" and (row is None or row.state == "expired"):
             return None
@@ -76,9 +75,8 @@ class SilencesScreen(LiveScreen):
 
     # ------------------------------------------------------------------ actions
     def action_toggle_expired(self) -> None:
-        self.show_expired = not self.show_expired
+        self.show_expired = not self.show_expired  # the status line says which
         self.reload()
-        self.notify("ended silences shown" if self.show_expired else "ended silences hidden")
 
     def action_new_silence(self) -> None:
         self.app.open_silence_form([])
