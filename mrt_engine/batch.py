@@ -31,10 +31,12 @@ from typing import Any
 from mrt_engine.events import TrackerEvent, stored_raw
 from mrt_engine.quarantine import Quarantined, quarantined
 from mrt_engine.rules.matcher import Decision, RuleSet
+from mrt_engine.silence import Silence, SilenceTarget, silencing
+from mrt_engine.silences import ActiveSilences, active_now
 from mrt_engine.store.db import Store
 from mrt_engine.store.search import indexed_text
 from mrt_engine.text import storable
-from mrt_engine.timeutil import to_store
+from mrt_engine.timeutil import from_store, to_store
 
 
 def _row_encoder() -> Callable[[Any], str]:
@@ -96,7 +98,7 @@ _HIT_COLUMNS = (
 _ALERT_COLUMNS = "alert (id, event_id, rules, priority, tags, origin, created_at)"
 _DELIVERY_COLUMNS = (
     "delivery (alert_id, channel, status, attempts, priority, next_attempt_at, created_at,"
-    " updated_at)"
+    " updated_at, silence_id)"
 )
 
 
@@ -125,6 +127,7 @@ class PreparedEvent:
     channels: tuple[str, ...]
     priority: int
     search_title: str  # the title as the Events filter's word index holds it (indexed_text)
+    notify_rules: tuple[str, ...] = ()  # the rules that notified (what a silence matches)
 
 
 @dataclass(slots=True)
@@ -225,6 +228,7 @@ def _prepare_event(
         decision.channels if notify else (),
         decision.priority,
         indexed_text(title),  # folded here, outside the write lock
+        decision.notify_rules if notify else (),
     )
 
 
@@ -253,11 +257,15 @@ def is_history(event: TrackerEvent, baseline_at: datetime | None) -> bool:
     )
 
 
-def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
+def write_batch(
+    store: Store, batch: PreparedBatch, silences: ActiveSilences | None = None
+) -> CommitCounts:
     """Insert the events of ``batch`` not yet stored, with their hits, alerts and outbox rows.
 
     Must run inside :meth:`Store.write`. The events' ids: see :func:`_insert_events`; the
-    alerts' come from :meth:`Store.new_ids`.
+    alerts' come from :meth:`Store.new_ids`. An alert an active silence matches gets its
+    outbox rows as ``silenced`` (``silences``: the engine's, kept while the store is
+    unchanged; without it they are read, when an alert needs them).
     """
     if not batch.events:
         return CommitCounts(0, 0, 0)
@@ -269,6 +277,7 @@ def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
     alert_ids = store.new_ids(cursor, "alert", sum(p.alert_row is not None for _, p in fresh))
     search_rows, hit_rows, alert_rows, delivery_rows = [], [], [], []
     matched = 0
+    active: list[Silence] | None = None  # read at the first alert that may be silenced
     for event_id, item in fresh:
         search_rows.append((event_id, item.search_title))
         if item.hit_rows:
@@ -277,7 +286,23 @@ def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
         if item.alert_row is not None:
             alert_id = alert_ids[len(alert_rows)]
             alert_rows.append((alert_id, event_id, *item.alert_row))
-            delivery_rows.extend(outbox_rows(alert_id, item.channels, item.priority, now_s))
+            target = silence_target(item)
+            silence = None
+            if not target.protected:
+                if active is None:
+                    at = from_store(now_s)
+                    assert at is not None
+                    active = active_now(store, at, silences)
+                silence = silencing(active, target, at)
+            delivery_rows.extend(
+                outbox_rows(
+                    alert_id,
+                    item.channels,
+                    item.priority,
+                    now_s,
+                    silence_id=silence.id if silence else None,
+                )
+            )
     # The Events filter's word index, in step with the events (same transaction).
     insert_rows(cursor, _SEARCH_COLUMNS, search_rows)
     insert_rows(cursor, _HIT_COLUMNS, hit_rows)
@@ -311,11 +336,28 @@ def alert_tail(decision: Decision, origin: str, now_s: str) -> tuple:
     )
 
 
-def outbox_rows(alert_id: int, channels: Iterable[str], priority: int, now_s: str) -> list[tuple]:
-    """One pending delivery row per channel, in :func:`insert_alerts` shape."""
+def outbox_rows(
+    alert_id: int,
+    channels: Iterable[str],
+    priority: int,
+    now_s: str,
+    *,
+    silence_id: int | None = None,
+) -> list[tuple]:
+    """One delivery row per channel, in :func:`insert_alerts` shape: pending, or silenced by
+    ``silence_id`` (stored, out of the queue)."""
+    status = "pending" if silence_id is None else "silenced"
     return [
-        (alert_id, channel, "pending", 0, priority, now_s, now_s, now_s) for channel in channels
+        (alert_id, channel, status, 0, priority, now_s, now_s, now_s, silence_id)
+        for channel in channels
     ]
+
+
+def silence_target(item: PreparedEvent) -> SilenceTarget:
+    """What a silence reads of a prepared event's alert (see :class:`PreparedEvent`)."""
+    row = item.event_row  # (fingerprint, source, source_key, resource_type, resource_id,
+    # event_type, event_id, title, summary, ...)
+    return SilenceTarget(row[2], row[4], row[5], item.notify_rules, row[7], row[8])
 
 
 def insert_alerts(cursor, alert_rows: list[tuple], delivery_rows: list[tuple]) -> None:

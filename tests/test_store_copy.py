@@ -32,6 +32,7 @@ COPIED = {
     "event": "id",
     "rule_hit": "id",
     "alert": "id",
+    "silence": "id",
     "delivery": "id",
     "attempt": "id",
     "audit": "id",

@@ -41,6 +41,8 @@ class Claim:
     channel: str
     attempt_number: int  # 1 for the first try
     context: MessageContext
+    # Stopped by a silence once and let out by an operator: no silence stops it again.
+    released: bool = False
 
 
 @dataclass
@@ -83,7 +85,7 @@ class Outbox:
         now = self.clock()
         now_s = to_store(now)
         lease_s = to_store(now + timedelta(seconds=self.policy.lease_seconds))
-        params: list = [channel, now_s, now_s]
+        params: list = [channel, now_s, now_s]  # (the queue holds no silenced row)
         skip = ""
         if exclude:
             skip = f" AND id NOT IN ({','.join('?' * len(exclude))})"
@@ -96,7 +98,7 @@ class Outbox:
             # planner, which may take the due-time index and sort; an error if it is ever gone.
             # Engines sharing a PostgreSQL store skip the rows another engine is claiming.
             cursor.execute(
-                "SELECT id, channel, attempts FROM delivery"
+                "SELECT id, channel, attempts, silence_id FROM delivery"
                 f"{self.store.indexed_by('delivery_queue')} WHERE {QUEUED} AND channel = ?"
                 " AND next_attempt_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
                 f"{skip} ORDER BY priority DESC, next_attempt_at, id LIMIT ?"
@@ -105,7 +107,7 @@ class Outbox:
             )
             rows = cursor.fetchall()
             claims: list[Claim] = []
-            for delivery_id, channel, attempts in rows:
+            for delivery_id, channel, attempts, silence_id in rows:
                 cursor.execute(
                     "UPDATE delivery SET lease_owner = ?, lease_expires_at = ?, updated_at = ?"
                     " WHERE id = ?",
@@ -118,7 +120,16 @@ class Outbox:
                     (delivery_id, now_s, f"{self.owner}/{worker}" if worker else self.owner),
                 )
                 context = message_context(cursor, delivery_id)
-                claims.append(Claim(delivery_id, attempt_id, channel, attempts + 1, context))
+                claims.append(
+                    Claim(
+                        delivery_id,
+                        attempt_id,
+                        channel,
+                        attempts + 1,
+                        context,
+                        released=silence_id is not None,
+                    )
+                )
         return claims
 
     # ------------------------------------------------------------------ completing
@@ -190,6 +201,26 @@ class Outbox:
                 error,
             )
         return status
+
+    def silence(self, claim: Claim, silence_id: int, why: str) -> str:
+        """A silence matched the claimed delivery before its send: nothing is sent; the
+        claim's attempt is recorded with outcome ``silenced`` (``why`` as its reply) and the
+        delivery becomes ``silenced`` (out of the queue, its attempts not counted)."""
+        now_s = to_store(self.clock())
+        with self.store.write():
+            cursor = self.store.db.cursor()
+            cursor.execute(
+                "UPDATE attempt SET outcome = 'silenced', finished_at = ?, duration_ms = 0,"
+                " reply = ? WHERE id = ?",
+                (now_s, storable(why), claim.attempt_id),
+            )
+            cursor.execute(
+                "UPDATE delivery SET status = 'silenced', silence_id = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                (silence_id, now_s, claim.delivery_id),
+            )
+        log.info("delivery %d to %s not sent: %s", claim.delivery_id, claim.channel, why)
+        return "silenced"
 
     # ------------------------------------------------------------------ recovery
     def recover(self, live_since: datetime | None = None) -> int:

@@ -17,6 +17,8 @@ from datetime import datetime
 from mrt_engine.delivery.outbox import Claim, Outbox
 from mrt_engine.notify.base import Channel, Outgoing, SendResult
 from mrt_engine.secrets import redact
+from mrt_engine.silence import Silence, SilenceTarget, silencing
+from mrt_engine.silences import ActiveSilences, active_now
 from mrt_engine.state_cache import StateCache
 
 log = logging.getLogger(__name__)
@@ -31,11 +33,26 @@ class DeliveryPass:
     attempted: int = 0
     sent: int = 0
     failed: int = 0
+    silenced: int = 0  # stopped by a silence before the send: not a failure
     statuses: dict[int, str] = field(default_factory=dict)
 
 
-def send_claim(outbox: Outbox, channels: Mapping[str, Channel], claim: Claim) -> str:
-    """Send one claimed delivery, record the attempt, return the delivery's new status."""
+def send_claim(
+    outbox: Outbox,
+    channels: Mapping[str, Channel],
+    claim: Claim,
+    silences: ActiveSilences | None = None,
+) -> str:
+    """Send one claimed delivery, record the attempt, return the delivery's new status.
+
+    A silence made after the hit but before this send stops it (``silenced``: see
+    :meth:`Outbox.silence`); ``silences`` are the worker's, kept while the store is unchanged
+    (without it they are read)."""
+    if not claim.released:
+        silence = _silencing(outbox, claim, silences)
+        if silence is not None:
+            why = f"silenced before the send by silence {silence.id} ({silence.describe()})"
+            return outbox.silence(claim, silence.id, why)
     channel = channels.get(claim.channel)
     t0 = time.monotonic()
     if channel is None:
@@ -58,6 +75,16 @@ def send_claim(outbox: Outbox, channels: Mapping[str, Channel], claim: Claim) ->
     return outbox.complete(claim, result, duration_ms)
 
 
+def _silencing(outbox: Outbox, claim: Claim, silences: ActiveSilences | None) -> Silence | None:
+    """The active silence that matches the claim's alert, if any (never a protected one's)."""
+    c = claim.context
+    target = SilenceTarget(c.source_key, c.resource_id, c.event_type, c.rules, c.title, c.summary)
+    if target.protected:
+        return None
+    now = outbox.clock()
+    return silencing(active_now(outbox.store, now, silences), target, now)
+
+
 class DeliveryWorkers:
     """``workers`` threads per channel, woken by new alerts or by their next due time."""
 
@@ -78,6 +105,7 @@ class DeliveryWorkers:
         # When each channel's next delivery is due, as last read: the same until a commit (an
         # alert, a claim, a resend from another process), so an idle check reads no table.
         self._due: StateCache[datetime | None] = StateCache(outbox.store.location)
+        self._silences = ActiveSilences(outbox.store)  # what the sends check, as _due
 
     def start(self) -> None:
         for name in self.channels:
@@ -109,7 +137,7 @@ class DeliveryWorkers:
                 continue
             for claim in claims:
                 try:
-                    send_claim(self.outbox, self.channels, claim)
+                    send_claim(self.outbox, self.channels, claim, self._silences)
                 except Exception as exc:
                     # The lease expires and another worker retries; the attempt stays in_flight.
                     self._log_failure(
@@ -142,6 +170,7 @@ class DeliveryWorkers:
     def close(self) -> None:
         """Let go of the connection that watches the store (the engine is closing)."""
         self._due.close()
+        self._silences.close()
 
     def deliver_due_once(self) -> DeliveryPass:
         """Attempt every due delivery once (``--once``), each channel concurrently."""
@@ -161,12 +190,14 @@ class DeliveryWorkers:
                 for claim in claims:
                     with lock:
                         tried.add(claim.delivery_id)
-                    status = send_claim(self.outbox, self.channels, claim)
+                    status = send_claim(self.outbox, self.channels, claim, self._silences)
                     with lock:
                         report.attempted += 1
                         report.statuses[claim.delivery_id] = status
                         if status == "sent":
                             report.sent += 1
+                        elif status == "silenced":
+                            report.silenced += 1
                         else:
                             report.failed += 1
 
