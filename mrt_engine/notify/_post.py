@@ -1,4 +1,4 @@
-"""One POST of a channel's message, bounded as a whole (used by the webhook and Slack channels).
+"""One POST of a channel's message, bounded as a whole (every HTTP channel sends through it).
 
 The timeout is also the most one whole send may take (see :mod:`mrt_engine.http_deadline`): a
 reply trickled a byte at a time would otherwise hold a delivery worker for ever. A failure to

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from abc import abstractmethod
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import httpx
-
-from mrt_engine.http_deadline import Deadline, DeadlineBackend, install, within
+from mrt_engine.notify._post import Poster
 from mrt_engine.notify.base import Channel, ChannelContext, Outgoing, SendResult
-from mrt_engine.secrets import Secret, redact, shorten
+from mrt_engine.secrets import Secret, shorten
 from mrt_engine.untrusted_json import parse_json
 
 # Answers that mean "the message is malformed or refused for what it says": a retry sends
@@ -93,9 +90,7 @@ class RobotChannel(Channel):
         self.timeout_key = (
             f"notify.{section}.timeout_seconds" if timeout else "delivery.request_timeout_seconds"
         )
-        self._client = httpx.Client(timeout=self.timeout)
-        # The timeout is also the most one whole send may take (see mrt_engine.http_deadline).
-        install(self._client, DeadlineBackend())
+        self._poster = Poster(self.platform, self.timeout, self.timeout_key)
 
     @abstractmethod
     def request(self, outgoing: Outgoing) -> tuple[str, bytes]:
@@ -107,20 +102,9 @@ class RobotChannel(Channel):
 
     def send(self, outgoing: Outgoing) -> SendResult:
         url, body = self.request(outgoing)
-        deadline = Deadline(time.monotonic() + self.timeout)
-        try:
-            with within(deadline):
-                response = self._client.post(
-                    url, content=body, headers={"Content-Type": "application/json; charset=utf-8"}
-                )
-        except httpx.HTTPError as exc:
-            if deadline.passed:
-                return SendResult(
-                    ok=False,
-                    error=f"no complete answer from {self.platform} within {self.timeout:g}s"
-                    f" ({self.timeout_key})",
-                )
-            return SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
+        response = self._poster.post(url, body, {"Content-Type": "application/json; charset=utf-8"})
+        if isinstance(response, SendResult):
+            return response
         return self.judge(response.status_code, response.content, response.text)
 
     def judge(self, status: int, content: bytes, text: str) -> SendResult:
@@ -156,7 +140,7 @@ class RobotChannel(Channel):
         )
 
     def close(self) -> None:
-        self._client.close()
+        self._poster.close()
 
 
 def int_code(value: Any) -> int | None:

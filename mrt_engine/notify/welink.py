@@ -14,11 +14,10 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import Field, field_validator, model_validator
 
 from mrt_engine.config import Wait
-from mrt_engine.http_deadline import Deadline, DeadlineBackend, install, within
+from mrt_engine.notify._post import Poster
 from mrt_engine.notify.base import (
     Channel,
     ChannelContext,
@@ -28,7 +27,7 @@ from mrt_engine.notify.base import (
     SendResult,
 )
 from mrt_engine.notify.message import render
-from mrt_engine.secrets import Secret, redact, redact_url, shorten
+from mrt_engine.secrets import Secret, redact_url, shorten
 from mrt_engine.untrusted_json import parse_json
 
 MAX_TEXT = 500
@@ -83,10 +82,7 @@ class WeLinkChannel(Channel):
             if settings.timeout_seconds
             else "delivery.request_timeout_seconds"
         )
-        self._client = httpx.Client(timeout=self.timeout)
-        # The timeout is also the most one whole send may take (see mrt_engine.http_deadline):
-        # a reply trickled a byte at a time would otherwise hold a delivery worker for ever.
-        install(self._client, DeadlineBackend())
+        self._poster = Poster("WeLink", self.timeout, self.timeout_key)
 
     def describe(self) -> str:
         return f"WeLink webhook {redact_url(self.webhook.reveal())}"
@@ -116,22 +112,13 @@ class WeLinkChannel(Channel):
 
     def send(self, outgoing: Outgoing) -> SendResult:
         body = self.payload(outgoing)
-        deadline = Deadline(time.monotonic() + self.timeout)
-        try:
-            with within(deadline):
-                response = self._client.post(
-                    self.webhook.reveal(),
-                    content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-                    headers={"Content-Type": "application/json", "Accept-Charset": "UTF-8"},
-                )
-        except httpx.HTTPError as exc:
-            if deadline.passed:
-                return SendResult(
-                    ok=False,
-                    error=f"no complete answer from WeLink within {self.timeout:g}s"
-                    f" ({self.timeout_key})",
-                )
-            return SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
+        response = self._poster.post(
+            self.webhook.reveal(),
+            json.dumps(body, ensure_ascii=False).encode("utf-8"),
+            {"Content-Type": "application/json", "Accept-Charset": "UTF-8"},
+        )
+        if isinstance(response, SendResult):
+            return response
         reply = shorten(response.text, 300)
         if response.status_code != 200:
             permanent = response.status_code in (400, 413, 422)
@@ -162,7 +149,7 @@ class WeLinkChannel(Channel):
         )
 
     def close(self) -> None:
-        self._client.close()
+        self._poster.close()
 
 
 def build(settings: WeLinkSettings, ctx: ChannelContext) -> Channel | None:
