@@ -146,3 +146,42 @@ def test_a_reference_to_several_events_asks_for_the_fingerprint(tracker, github)
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"mrt-engine: 2 events match {url!r} (")
     assert line.endswith("): give more of the fingerprint")
+
+
+# A channel module's limits (see mrt_engine/notify/base.py), for Plain below.
+MAX_TEXT = 90
+MAX_BYTES = None
+
+
+def test_a_channel_without_its_own_preview_shows_its_text_cut_to_its_module_limit():
+    from mrt_engine.notify.base import Channel, Outgoing, SendResult
+    from mrt_engine.notify.message import MessageContext
+
+    class Plain(Channel):
+        name = "plain"
+
+        def __init__(self, settings) -> None:
+            self.settings = settings
+
+        def send(self, outgoing):  # pragma: no cover - never called by a preview
+            return SendResult(ok=False)
+
+        def describe(self) -> str:
+            return "plain"
+
+    class Settings:
+        locale = "zh"
+        message_template = None
+
+    url = "https://github.com/vllm-project/vllm/pull/9"
+    context = MessageContext(
+        event_type="pr_opened",
+        source_key="github:vllm-project/vllm:pulls",
+        resource_id=REPO,
+        title="DeepSeek " * 40,
+        url=url,
+        fingerprint="f" * 64,
+    )
+    text = Plain(Settings()).preview(Outgoing(0, 1, context))
+    assert text.startswith("【MRT】新 PR · vllm-project/vllm")
+    assert len(text) <= MAX_TEXT and text.endswith(url)
