@@ -4,8 +4,10 @@ stored event, never sent, the store only read."""
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from conftest import WL_TOKEN
@@ -54,29 +56,34 @@ def fingerprint(tracker, title: str, event_type: str) -> str:
     return rows[0][0]
 
 
-def store_state(tracker) -> tuple:
-    """What a write would change: every table's rows (both backends) and, on SQLite, the
-    files' bytes."""
+def store_rows(tracker) -> tuple:
+    """Every row a write could change (both backends)."""
     tables = ("event", "rule_hit", "alert", "delivery", "attempt", "audit", "source_state")
-    rows = tuple(tuple(tracker.sql(f"SELECT * FROM {t} ORDER BY 1")) for t in tables)
+    return tuple(tuple(tracker.sql(f"SELECT * FROM {t} ORDER BY 1")) for t in tables)
+
+
+@contextmanager
+def commits_seen(tracker) -> Iterator[Callable[[], int]]:
+    """On SQLite, a connection held open across the test: its ``PRAGMA data_version`` changes
+    when any other connection commits (a checkpoint of the WAL, which a connection closing late
+    may run, is not a commit). Yields how many changes it has seen (0 on PostgreSQL)."""
     if tracker.is_postgresql:
-        return rows
-    files = tuple(
-        Path(f"{tracker.db}{suffix}").read_bytes()
-        if Path(f"{tracker.db}{suffix}").exists()
-        else b""
-        for suffix in ("", "-wal")
-    )
-    return rows, files
+        yield lambda: 0
+        return
+    with closing(sqlite3.connect(tracker.db)) as conn:
+        first = conn.execute("PRAGMA data_version").fetchone()[0]
+        yield lambda: conn.execute("PRAGMA data_version").fetchone()[0] - first
 
 
 def test_preview_shows_the_welink_request_without_sending_or_writing(tracker, welink):
     sent = welink.texts()
     assert len(sent) == 1
-    before = store_state(tracker)
+    before = store_rows(tracker)
     fp = fingerprint(tracker, "DeepSeek-V4 support", "pr_opened")
 
-    done = tracker.cli("preview", "--channel", "welink", fp[:10])
+    with commits_seen(tracker) as changes:
+        done = tracker.cli("preview", "--channel", "welink", fp[:10])
+        assert changes() == 0  # nothing written
 
     assert done.returncode == 0, done.stderr
     request, _, body = done.stdout.partition("\n\n")
@@ -88,7 +95,7 @@ def test_preview_shows_the_welink_request_without_sending_or_writing(tracker, we
     assert payload["content"]["text"].startswith("@zhangsan@corp 【MRT】新 PR · vllm-project/vllm")
     assert payload["atAccounts"] == ["zhangsan@corp"]
     assert welink.texts() == sent  # nothing sent
-    assert store_state(tracker) == before  # nothing written
+    assert store_rows(tracker) == before
 
 
 def test_preview_shows_the_email_as_text_with_no_secret(tracker):

@@ -130,7 +130,7 @@ def _runtime_error(exc: Exception) -> str:
     """``template error at line 3: 'titel' is undefined`` (the line from the traceback)."""
     line = _template_line(exc.__traceback__)
     where = f" at line {line}" if line else ""
-    return f"template error{where}: {type(exc).__name__}: {exc}"
+    return clean_line(f"template error{where}: {type(exc).__name__}: {exc}")
 
 
 def _template_line(tb: TracebackType | None) -> int | None:
@@ -242,11 +242,7 @@ def _render_chars(context: MessageContext, limit: int | None, source: str, local
         context = shorter
     if len(text) > limit and context.fields:
         over = len(text) - limit
-        longest = (
-            max(len(v) for _, v in context.fields if isinstance(v, str))
-            if any(isinstance(v, str) for _, v in context.fields)
-            else 0
-        )
+        longest = max((len(v) for _, v in context.fields if isinstance(v, str)), default=0)
         cap = max(longest - over - 1, 24)
         context = replace(
             context,
