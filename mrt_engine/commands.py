@@ -325,7 +325,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     rendered with the config's settings for C; nothing is sent and the store is only read."""
     from mrt_engine import notify
     from mrt_engine.config import ConfigError
-    from mrt_engine.delivery.preview import PreviewError, preview
+    from mrt_engine.delivery.preview import PreviewError, outgoing_for
     from mrt_engine.secrets import SecretResolver
 
     config = _config(args)
@@ -346,12 +346,12 @@ def cmd_preview(args: argparse.Namespace) -> int:
     try:
         with _store(args) as store:
             try:
-                text = preview(store, args.channel, channel, args.ref)
+                outgoing = outgoing_for(store, args.channel, args.ref)
             except PreviewError as exc:
                 raise UsageError(str(exc)) from None
+        print(channel.preview(outgoing))  # what send() would transmit; nothing is sent
     finally:
         channel.close()
-    print(text)
     return EXIT_OK
 
 

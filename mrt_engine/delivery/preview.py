@@ -8,7 +8,7 @@ rules that matched it (none: as an operator's resend). Only reads the store.
 from __future__ import annotations
 
 from mrt_engine.delivery.outbox import event_context, message_context
-from mrt_engine.notify.base import Channel, Outgoing
+from mrt_engine.notify.base import Outgoing
 from mrt_engine.store import queries
 from mrt_engine.store.db import Store
 from mrt_engine.store.models import Alert, Delivery
@@ -59,9 +59,3 @@ def outgoing_for(store: Store, channel: str, ref: str) -> Outgoing:
         rules = list(dict.fromkeys(rule for rule, _ in hits))
         priority = max((p for _, p in hits), default=0)
         return Outgoing(0, 1, event_context(cursor, event.id, rules, (), priority))
-
-
-def preview(store: Store, channel_name: str, channel: Channel, ref: str) -> str:
-    """What ``channel`` would send for the event ``ref`` names, as text (see ``Channel.preview``)."""
-    outgoing = outgoing_for(store, channel_name, ref)
-    return channel.preview(outgoing)
