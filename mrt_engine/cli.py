@@ -123,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trace.set_defaults(func=commands.cmd_trace)
 
+    preview = sub.add_parser(
+        "preview",
+        parents=[store_opts],
+        help="show what a channel would send for an event, without sending it",
+    )
+    preview.add_argument("--channel", required=True, help="a channel configured under notify")
+    preview.add_argument(
+        "ref",
+        metavar="FINGERPRINT",
+        help="a fingerprint (or a unique prefix), an event URL, event:ID or delivery:ID",
+    )
+    preview.set_defaults(func=commands.cmd_preview)
+
     resend = sub.add_parser(
         "resend", parents=[store_opts], help="send a delivery again, or requeue dead ones"
     )

@@ -320,6 +320,41 @@ def _print_trace(t: queries.Trace) -> None:
     print()
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    """``preview --channel C REF``: the message (or payload) channel C would send for one event,
+    rendered with the config's settings for C; nothing is sent and the store is only read."""
+    from mrt_engine import notify
+    from mrt_engine.config import ConfigError
+    from mrt_engine.delivery.preview import PreviewError, outgoing_for
+    from mrt_engine.secrets import SecretResolver
+
+    config = _config(args)
+    sections = config.channel_sections()
+    settings = sections.get(args.channel)
+    if settings is None:
+        known = ", ".join(sorted(sections)) or "none configured"
+        raise UsageError(f"--channel: {args.channel!r} is not configured under notify ({known})")
+    # Built as `run` builds it (its secrets too: a webhook URL decides nothing shown, but a
+    # channel that cannot be built could not send this either).
+    resolver = SecretResolver(os.environ)
+    context = notify.ChannelContext(resolver, config.delivery.request_timeout_seconds)
+    channel = notify.kinds()[args.channel].build(settings, context)
+    if resolver.errors or channel is None:
+        raise ConfigError(
+            resolver.errors or [f"notify.{args.channel}: cannot be built"], config.path
+        )
+    try:
+        with _store(args) as store:
+            try:
+                outgoing = outgoing_for(store, args.channel, args.ref)
+            except PreviewError as exc:
+                raise UsageError(str(exc)) from None
+        print(channel.preview(outgoing))  # what send() would transmit; nothing is sent
+    finally:
+        channel.close()
+    return EXIT_OK
+
+
 def cmd_resend(args: argparse.Namespace) -> int:
     from mrt_engine import operations
 

@@ -44,6 +44,7 @@ MODULES = (
     "mrt_engine.store.snapshots",
     "mrt_engine.operations",
     "mrt_engine.delivery.outbox",
+    "mrt_engine.delivery.preview",
     "mrt_engine.rules.dryrun",
     "mrt_engine.store.retention",
     "mrt_engine.store.engines",
@@ -497,6 +498,9 @@ SAMPLES: dict[str, Callable[[Samples], list]] = {
     ],
     "delivery_id": lambda s: [*s.delivery_ids, 999_999],
     "event_id": lambda s: [s.event_id, 999_999],
+    "rule_names": lambda s: [["deepseek"], []],
+    "tags": lambda s: [["models"]],
+    "priority": lambda s: [0],
     "source_key": lambda s: [
         s.source_key,
         "modelscope:Qwen:models",

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from mrt_engine.delivery.backoff import retry_delay
 from mrt_engine.notify.base import SendResult
+from mrt_engine.notify.fields import StoredEvent, key_fields
 from mrt_engine.notify.message import MessageContext
 from mrt_engine.secrets import shorten
 from mrt_engine.store.db import Store
@@ -296,14 +297,31 @@ _GONE = (
 def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
     """Everything a channel needs to render the message of one delivery."""
     cursor.execute(
-        "SELECT e.id, e.event_type, e.source_key, e.resource_id, e.title, e.url, e.fingerprint,"
-        " e.summary, e.author, e.labels, e.occurred_at, a.rules, a.tags, a.priority"
-        " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
-        " WHERE d.id = ?",
+        "SELECT a.event_id, a.rules, a.tags, a.priority FROM delivery d"
+        " JOIN alert a ON a.id = d.alert_id WHERE d.id = ?",
         (delivery_id,),
     )
+    event_id, rules, tags, priority = cursor.fetchone()
+    return event_context(
+        cursor, event_id, json.loads(rules or "[]"), json.loads(tags or "[]"), priority
+    )
+
+
+def event_context(
+    cursor: sqlite3.Cursor,
+    event_id: int,
+    rule_names: Sequence[str],
+    tags: Sequence[str] = (),
+    priority: int = 0,
+) -> MessageContext:
+    """The message of one event sent for ``rule_names`` (an alert's rules): its text, the
+    rules' reasons and the platform's key fields."""
+    cursor.execute(
+        "SELECT event_type, source_key, resource_id, title, url, fingerprint, summary, author,"
+        " labels, occurred_at, source, resource_type, event_id, raw FROM event WHERE id = ?",
+        (event_id,),
+    )
     (
-        event_id,
         event_type,
         source_key,
         resource_id,
@@ -314,11 +332,11 @@ def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
         author,
         labels,
         occurred_at,
-        rules,
-        tags,
-        priority,
+        source,
+        resource_type,
+        upstream_id,
+        raw,
     ) = cursor.fetchone()
-    rule_names: Sequence[str] = json.loads(rules or "[]")
     reasons: list[str] = []
     if rule_names:
         cursor.execute(
@@ -329,6 +347,18 @@ def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
         for rule, reason in cursor.fetchall():
             by_rule[rule] = reason  # the latest evaluation wins (replay after a rule change)
         reasons = [by_rule.get(r, "") for r in rule_names]
+    label_names = tuple(json.loads(labels or "[]"))
+    stored = StoredEvent(
+        source=source,
+        source_key=source_key,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        event_type=event_type,
+        event_id=upstream_id,
+        author=author,
+        labels=label_names,
+        raw=_raw(raw),
+    )
     return MessageContext(
         event_type=event_type,
         source_key=source_key,
@@ -338,10 +368,20 @@ def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
         fingerprint=fingerprint,
         summary=summary,
         author=author,
-        labels=tuple(json.loads(labels or "[]")),
+        labels=label_names,
         rules=tuple(rule_names),
         reasons=tuple(reasons),
-        tags=tuple(json.loads(tags or "[]")),
+        tags=tuple(tags),
         priority=priority,
         occurred_at=from_store(occurred_at),
+        fields=key_fields(stored),
     )
+
+
+def _raw(text: str | None) -> dict:
+    """An event's stored raw JSON (an object, or nothing: retention may have cleared it)."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

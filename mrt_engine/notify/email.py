@@ -36,6 +36,9 @@ from mrt_engine.notify.message import render
 from mrt_engine.secrets import Secret, redact, shorten
 from mrt_engine.wording import plural
 
+# An e-mail has no length limit a message comes near (lines are folded, the body is QP-encoded).
+MAX_TEXT = None
+MAX_BYTES = None
 # Replies that ask for another connection mode or login (530 "Must issue a STARTTLS command
 # first" / "Authentication required", 534/535 login refused, 538 encryption required): fixing the
 # config lets the same message through, so, like a failed login, they are retried, not dead.
@@ -124,7 +127,7 @@ class EmailChannel(Channel):
         msg = EmailMessage(policy=email.policy.SMTP)  # CRLF line ends, headers folded at 78
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.settings.to_list)
-        msg["Subject"] = context.subject()
+        msg["Subject"] = context.subject(self.settings.locale)
         msg["Date"] = formatdate(usegmt=True)
         domain = self.sender.rsplit("@", 1)[-1] or "localhost"
         msg["Message-ID"] = (
@@ -133,9 +136,24 @@ class EmailChannel(Channel):
         msg["X-MRT-Fingerprint"] = context.fingerprint
         # Quoted-printable: alerts are mostly ASCII (readable in the source) and no line of it is
         # longer than 78 octets, whatever the title or the excerpt holds.
-        text = render(context, None, self.settings.template) + "\n"
+        text = render(context, MAX_TEXT, self.settings) + "\n"
         msg.set_content(text, cte="quoted-printable")
         return msg
+
+    def preview(self, outgoing: Outgoing) -> str:
+        """The e-mail :meth:`send` would submit, as text: the envelope, the headers (decoded)
+        and the body (not quoted-printable), secrets redacted."""
+        msg = self.message(outgoing)
+        s = self.settings
+        lines = [
+            f"SMTP {s.smtp_host}:{s.smtp_port} MAIL FROM:<{parse_address(self.sender)[1]}>"
+            f" RCPT TO:{', '.join(f'<{parse_address(a)[1]}>' for a in s.to_list)}",
+            "",
+            *(f"{name}: {value}" for name, value in msg.items()),
+            "",
+            msg.get_content().rstrip("\n"),
+        ]
+        return redact("\n".join(lines))
 
     def send(self, outgoing: Outgoing) -> SendResult:
         msg = self.message(outgoing)

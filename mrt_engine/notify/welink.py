@@ -31,6 +31,7 @@ from mrt_engine.secrets import Secret, redact_url, shorten
 from mrt_engine.untrusted_json import parse_json
 
 MAX_TEXT = 500
+MAX_BYTES = None  # WeLink counts characters
 MAX_AT_ACCOUNTS = 10
 # The same message cannot succeed by retrying: it is malformed. Robot missing/disabled is an
 # operator fix, so those are retried with backoff like a server error.
@@ -97,7 +98,7 @@ class WeLinkChannel(Channel):
 
     def payload(self, outgoing: Outgoing) -> dict:
         prefix = self.mentions()
-        text = prefix + render(outgoing.context, MAX_TEXT - len(prefix), self.settings.template)
+        text = prefix + render(outgoing.context, MAX_TEXT - len(prefix), self.settings)
         body: dict = {
             "messageType": "text",
             "content": {"text": text[:MAX_TEXT] or "(empty)"},
@@ -109,6 +110,11 @@ class WeLinkChannel(Channel):
         if self.is_at:
             body["atAccounts"] = list(self.settings.at_accounts)
         return body
+
+    def preview(self, outgoing: Outgoing) -> str:
+        """The request :meth:`send` would make: its URL (token redacted) and JSON body."""
+        body = json.dumps(self.payload(outgoing), ensure_ascii=False, indent=2)
+        return f"POST {redact_url(self.webhook.reveal())}\n\n{body}"
 
     def send(self, outgoing: Outgoing) -> SendResult:
         body = self.payload(outgoing)
