@@ -81,6 +81,7 @@ def names_json(names: tuple) -> str:
         text = _NAMES_JSON[names] = storable(dumps(names))
     return text
 
+
 # An event already stored (same fingerprint) is skipped by the insert itself, which probes the
 # unique index anyway: no SELECT of the batch's fingerprints first (a second probe each).
 _EVENT_INSERT = (

@@ -40,6 +40,7 @@ from mrt_engine.notify.message import render
 from mrt_engine.secrets import Secret, register, shorten
 
 MAX_TEXT = 4000
+MAX_BYTES = None
 INSTALL_HINT = "pip install 'model-release-tracker[apprise]'"
 _SEPARATORS = re.compile(r"[\s,]+")
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,19}")
@@ -91,7 +92,7 @@ class AppriseChannel(Channel):
         token = _current_send.set(capture)
         try:
             for i, (name, target, limit) in enumerate(self.targets, start=1):
-                body = render(outgoing.context, limit, self.settings.template) or "(empty)"
+                body = render(outgoing.context, limit, self.settings) or "(empty)"
                 try:
                     ok = bool(
                         target.notify(

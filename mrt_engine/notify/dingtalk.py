@@ -51,7 +51,8 @@ from mrt_engine.notify.robot import (
 )
 from mrt_engine.secrets import Secret, redact_url
 
-MAX_TEXT_BYTES = 20_000
+MAX_TEXT = None
+MAX_BYTES = 20_000  # the text, UTF-8
 DEFAULT_RATE_PER_MINUTE = 20
 KNOWN_CODES = {
     -1: "system busy",
@@ -131,12 +132,12 @@ class DingTalkChannel(RobotChannel):
         markdown = self.settings.message_type == "markdown"
 
         def make(budget: int) -> str:
-            text = render(context, None, self.settings.template, limit_bytes=budget)
+            text = render(context, None, self.settings, limit_bytes=budget)
             # A single newline does not break a line in DingTalk's markdown.
             body = markdown_with_link(text, context.url, line_break="\n\n") if markdown else text
             return prefix + body
 
-        text = fit(make, lambda t: len(t.encode("utf-8")), MAX_TEXT_BYTES)
+        text = fit(make, lambda t: len(t.encode("utf-8")), MAX_BYTES)
         at = {
             "atMobiles": list(self.settings.at_mobiles),
             "atUserIds": list(self.settings.at_user_ids),

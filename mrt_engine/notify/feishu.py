@@ -46,6 +46,9 @@ from mrt_engine.notify.robot import (
 from mrt_engine.secrets import Secret, redact, register
 
 MAX_BODY_BYTES = 20 * 1024
+# The text can be no longer than the body it goes in (see base.py for the convention).
+MAX_TEXT = None
+MAX_BYTES = MAX_BODY_BYTES
 DEFAULT_RATE_PER_MINUTE = 100  # and at most 5 a second
 DEFAULT_RATE_PER_SECOND = 5
 KNOWN_CODES = {
@@ -147,7 +150,7 @@ class FeishuChannel(RobotChannel):
         url = context.url if context.url.startswith(("http://", "https://")) else ""
 
         def make(budget: int) -> dict[str, Any]:
-            text = render(context, None, self.settings.template, limit_bytes=budget)
+            text = render(context, None, self.settings, limit_bytes=budget)
             return {**signature, **self.content(text, context.subject(), url)}
 
         return fit(make, lambda body: len(json_body(body)), MAX_BODY_BYTES)

@@ -56,6 +56,9 @@ from mrt_engine.secrets import Secret, register, shorten
 from mrt_engine.text import clean_line
 
 MAX_SECTION = 3000  # characters of a section block's text
+# The message text: one section block (see base.py for the convention).
+MAX_TEXT = MAX_SECTION
+MAX_BYTES = None
 MAX_BUTTON_URL = 3000
 MAX_MENTIONS = 20
 SPECIAL_MENTIONS = {"here", "channel", "everyone"}
@@ -125,10 +128,10 @@ class SlackChannel(Channel):
     def text(self, outgoing: Outgoing) -> str:
         """The rendered message, at most one section's worth as Slack counts it."""
         limit = MAX_SECTION
-        text = render(outgoing.context, limit, self.settings.template)
+        text = render(outgoing.context, limit, self.settings)
         while slack_length(text) > MAX_SECTION and limit > 1:
             limit -= max(slack_length(text) - MAX_SECTION, 1)
-            text = render(outgoing.context, limit, self.settings.template)
+            text = render(outgoing.context, limit, self.settings)
         return text or "(empty)"
 
     def payload(self, outgoing: Outgoing) -> dict:

@@ -71,6 +71,7 @@ SECRET_PREFIX = "whsec_"
 MAX_TITLE = 1000
 MAX_SUMMARY = 2000
 MAX_TEXT = 4000
+MAX_BYTES = None
 # The spec: a symmetric secret is 24 to 64 random bytes.
 KEY_BYTES = (24, 64)
 RETRIED_4XX = {408, 429}
@@ -176,7 +177,7 @@ class WebhookChannel(Channel):
     def request(self, outgoing: Outgoing, now: float | None = None) -> tuple[bytes, dict[str, str]]:
         """The body and headers of one attempt at ``now`` (Unix seconds; default: the time)."""
         stamp = int(time.time() if now is None else now)
-        text = render(outgoing.context, MAX_TEXT, self.settings.template)
+        text = render(outgoing.context, MAX_TEXT, self.settings)
         body = json.dumps(
             payload(outgoing, text, datetime.fromtimestamp(stamp, UTC)),
             ensure_ascii=False,

@@ -38,7 +38,8 @@ from mrt_engine.notify.robot import (
 )
 from mrt_engine.secrets import Secret, redact_url
 
-MAX_MARKDOWN_BYTES = 4096
+MAX_TEXT = None
+MAX_BYTES = 4096  # markdown, the default message type
 MAX_TEXT_BYTES = 2048
 DEFAULT_RATE_PER_MINUTE = 20
 KNOWN_CODES = {
@@ -99,19 +100,19 @@ class WeComChannel(RobotChannel):
     def payload(self, outgoing: Outgoing) -> dict[str, Any]:
         """The body, its content within the platform's byte limit."""
         context = outgoing.context
-        template = self.settings.template
+        settings = self.settings
         if self.settings.message_type == "markdown":
             suffix = "".join(f"\n<@{u}>" for u in self.settings.at_user_ids)
 
             def markdown(budget: int) -> str:
-                text = render(context, None, template, limit_bytes=budget)
+                text = render(context, None, settings, limit_bytes=budget)
                 return markdown_with_link(text, context.url) + suffix
 
-            content = fit(markdown, lambda t: len(t.encode("utf-8")), MAX_MARKDOWN_BYTES)
+            content = fit(markdown, lambda t: len(t.encode("utf-8")), MAX_BYTES)
             return {"msgtype": "markdown", "markdown": {"content": content}}
 
         def text(budget: int) -> str:
-            return neutralize_tags(render(context, None, template, limit_bytes=budget))
+            return neutralize_tags(render(context, None, settings, limit_bytes=budget))
 
         body: dict[str, Any] = {
             "content": fit(text, lambda t: len(t.encode("utf-8")), MAX_TEXT_BYTES)
