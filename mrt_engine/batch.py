@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mrt_engine.delivery.groups import group_key
 from mrt_engine.events import TrackerEvent, stored_raw
 from mrt_engine.quarantine import Quarantined, quarantined
 from mrt_engine.rules.matcher import Decision, RuleSet
@@ -78,7 +79,7 @@ _HIT_COLUMNS = (
 _ALERT_COLUMNS = "alert (id, event_id, rules, priority, tags, origin, created_at)"
 _DELIVERY_COLUMNS = (
     "delivery (alert_id, channel, status, attempts, priority, next_attempt_at, created_at,"
-    " updated_at)"
+    " updated_at, group_key)"
 )
 
 
@@ -107,6 +108,7 @@ class PreparedEvent:
     channels: tuple[str, ...]
     priority: int
     search_title: str  # the title as the Events filter's word index holds it (indexed_text)
+    group_key: str | None = None  # delivery.groups.group_key: None, never grouped
 
 
 @dataclass(slots=True)
@@ -178,6 +180,10 @@ def _prepare_event(
         for hit in decision.hits
     ]
     notify = decision.notify and not history
+    key = None
+    if notify:
+        group_by = rules.group_by(decision)
+        key = group_key(event, group_by, decision.notify_rules[0]) if group_by else None
     raw = stored_raw(event)
     title = storable(event.title)
     return PreparedEvent(
@@ -207,6 +213,7 @@ def _prepare_event(
         decision.channels if notify else (),
         decision.priority,
         indexed_text(title),  # folded here, outside the write lock
+        key,
     )
 
 
@@ -259,7 +266,9 @@ def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
         if item.alert_row is not None:
             alert_id = alert_ids[len(alert_rows)]
             alert_rows.append((alert_id, event_id, *item.alert_row))
-            delivery_rows.extend(outbox_rows(alert_id, item.channels, item.priority, now_s))
+            delivery_rows.extend(
+                outbox_rows(alert_id, item.channels, item.priority, now_s, item.group_key)
+            )
     # The Events filter's word index, in step with the events (same transaction).
     insert_rows(cursor, _SEARCH_COLUMNS, search_rows)
     insert_rows(cursor, _HIT_COLUMNS, hit_rows)
@@ -293,10 +302,18 @@ def alert_tail(decision: Decision, origin: str, now_s: str) -> tuple:
     )
 
 
-def outbox_rows(alert_id: int, channels: Iterable[str], priority: int, now_s: str) -> list[tuple]:
-    """One pending delivery row per channel, in :func:`insert_alerts` shape."""
+def outbox_rows(
+    alert_id: int,
+    channels: Iterable[str],
+    priority: int,
+    now_s: str,
+    group_key: str | None = None,
+) -> list[tuple]:
+    """One pending delivery row per channel, in :func:`insert_alerts` shape. Rows with a
+    ``group_key`` may go out bundled with others of their group (mrt_engine.delivery.bundles)."""
     return [
-        (alert_id, channel, "pending", 0, priority, now_s, now_s, now_s) for channel in channels
+        (alert_id, channel, "pending", 0, priority, now_s, now_s, now_s, group_key)
+        for channel in channels
     ]
 
 

@@ -104,12 +104,24 @@ def resend_delivery(
             lease_owner=None,
             lease_expires_at=None,
             updated_at=now,
+            # A bundle's member goes out alone now; a carrier again with the same members.
+            bundle_id=None,
+            group_key=None if row.bundle_id is not None else row.group_key,
         ).where(Delivery.id == delivery_id).execute()
+        if row.kind != "single":
+            _members_wait_again([delivery_id], now)
         after = _delivery_state(Delivery.get_by_id(delivery_id))
         _audit("resend", f"delivery:{delivery_id}", actor, before, after, now)
     return OpResult(
         f"delivery {delivery_id} ({row.channel}) queued to send again", 1, before, after
     )
+
+
+def _members_wait_again(carriers: Sequence[int], now: datetime) -> None:
+    """The members of ``carriers`` (sent or dead with them) wait in their bundles again."""
+    Delivery.update(status="bundled", sent_at=None, last_error=None, updated_at=now).where(
+        Delivery.bundle_id.in_(list(carriers)) & (Delivery.status != "bundled")
+    ).execute()
 
 
 def requeue_dead(
@@ -118,7 +130,10 @@ def requeue_dead(
     """Move every dead delivery (of ``channel``) back to the queue with a fresh retry budget."""
     now = clock()
     with store.write():
-        query = Delivery.select(Delivery.id).where(Delivery.status == "dead")
+        # A bundle's dead members go back with their carrier, not on their own.
+        query = Delivery.select(Delivery.id).where(
+            (Delivery.status == "dead") & Delivery.bundle_id.is_null()
+        )
         if channel:
             query = query.where(Delivery.channel == channel)
         ids = [r.id for r in query]
@@ -135,6 +150,7 @@ def requeue_dead(
                 lease_expires_at=None,
                 updated_at=now,
             ).where(Delivery.id.in_(chunk)).execute()
+            _members_wait_again(chunk, now)
         _audit(
             "requeue_dead",
             f"channel:{channel or '*'}",
@@ -176,7 +192,7 @@ def resend_event(
         delivery_id = existing.id if existing is not None else None
     if delivery_id is not None:
         return resend_delivery(store, delivery_id, actor=actor, clock=clock)
-    from mrt_engine.batch import insert_alerts
+    from mrt_engine.batch import insert_alerts, outbox_rows
 
     with store.write():
         now_s = to_store(now)
@@ -185,9 +201,8 @@ def resend_event(
                 event=event, rules=[], priority=0, tags=[], origin="manual", created_at=now
             )
         cursor = store.db.cursor()
-        insert_alerts(
-            cursor, [], [(alert.id, channel, "pending", 0, alert.priority, now_s, now_s, now_s)]
-        )
+        # An operator's send goes out now and alone: no group key.
+        insert_alerts(cursor, [], outbox_rows(alert.id, [channel], alert.priority, now_s))
         created = Delivery.get((Delivery.alert == alert) & (Delivery.channel == channel))
         _audit(
             "resend",
@@ -329,7 +344,8 @@ def replay(
 ) -> ReplayPlan:
     """Re-evaluate stored events with the current rules and enqueue what now matches and was
     never enqueued for that channel. ``dry_run`` only reports it."""
-    from mrt_engine.batch import insert_alerts
+    from mrt_engine.batch import insert_alerts, outbox_rows
+    from mrt_engine.delivery.groups import group_key
 
     if until is not None and until < since:
         raise OperationError("--until is before --since")
@@ -367,14 +383,10 @@ def replay(
                     origin="replay",
                     created_at=now,
                 )
-            insert_alerts(
-                cursor,
-                [],
-                [
-                    (alert.id, c, "pending", 0, decision.priority, now_s, now_s, now_s)
-                    for c in missing
-                ],
-            )
+            event = tracker_event(row)
+            group_by = rules.group_by(decision)
+            key = group_key(event, group_by, decision.notify_rules[0]) if group_by else None
+            insert_alerts(cursor, [], outbox_rows(alert.id, missing, decision.priority, now_s, key))
         _audit(
             "replay",
             f"since={to_store(since)} until={to_store(until) or '-'} source={source or '*'} channel={channel or '*'}",

@@ -11,11 +11,13 @@ import json
 import logging
 import random
 import sqlite3
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from mrt_engine.delivery.backoff import retry_delay
+from mrt_engine.delivery.bundles import Planner, Row, follow_carrier
+from mrt_engine.delivery.policy import PLAIN, ChannelPolicy
 from mrt_engine.notify.base import SendResult
 from mrt_engine.notify.message import MessageContext
 from mrt_engine.secrets import shorten
@@ -63,12 +65,15 @@ class Outbox:
         policy: OutboxPolicy | None = None,
         clock: Clock = utcnow,
         rng: random.Random | None = None,
+        channels: Mapping[str, ChannelPolicy] | None = None,
     ) -> None:
         self.store = store
         self.owner = owner
         self.policy = policy or OutboxPolicy()
         self.clock = clock
         self.rng = rng or random.Random()
+        # Each channel's grouping, rate limit and digest (none: every row alone, at once).
+        self.channels = dict(channels or {})
 
     # ------------------------------------------------------------------ claiming
     def claim(
@@ -79,7 +84,10 @@ class Outbox:
         worker: str = "",
         exclude: Collection[int] = (),
     ) -> list[Claim]:
-        """Lease up to ``limit`` due deliveries of ``channel``, highest priority first."""
+        """Lease up to ``limit`` due deliveries of ``channel``, highest priority first.
+
+        On a channel that groups, holds a digest or has a rate limit, a claim may be a bundle's
+        carrier: it takes its members in the same transaction (:mod:`.bundles`)."""
         now = self.clock()
         now_s = to_store(now)
         lease_s = to_store(now + timedelta(seconds=self.policy.lease_seconds))
@@ -89,8 +97,17 @@ class Outbox:
             skip = f" AND id NOT IN ({','.join('?' * len(exclude))})"
             params.extend(exclude)
         params.append(limit)
+        channel_policy = self.channels.get(channel, PLAIN)
         with self.store.write():
             cursor = self.store.db.cursor()
+            if not channel_policy.plain:
+                planner = Planner(self.store, cursor, channel, channel_policy, now)
+                messages = planner.plan(limit, list(exclude))
+                claims = []
+                for message in messages:
+                    planner.carry(message)
+                    claims.append(self._lease(cursor, channel, message.row, now_s, lease_s, worker))
+                return claims
             # Read in the order of the queue's index, so the first due rows end the read, under
             # the write lock (sorting all due rows took 0.2 s a claim). Named, not left to the
             # planner, which may take the due-time index and sort; an error if it is ever gone.
@@ -106,20 +123,25 @@ class Outbox:
             rows = cursor.fetchall()
             claims: list[Claim] = []
             for delivery_id, channel, attempts in rows:
-                cursor.execute(
-                    "UPDATE delivery SET lease_owner = ?, lease_expires_at = ?, updated_at = ?"
-                    " WHERE id = ?",
-                    (self.owner, lease_s, now_s, delivery_id),
-                )
-                attempt_id = self.store.insert_id(
-                    cursor,
-                    "INSERT INTO attempt (delivery_id, started_at, outcome, worker)"
-                    " VALUES (?, ?, 'in_flight', ?)",
-                    (delivery_id, now_s, f"{self.owner}/{worker}" if worker else self.owner),
-                )
-                context = message_context(cursor, delivery_id)
-                claims.append(Claim(delivery_id, attempt_id, channel, attempts + 1, context))
+                row = Row(delivery_id, attempts, 0, None, "", now)
+                claims.append(self._lease(cursor, channel, row, now_s, lease_s, worker))
         return claims
+
+    def _lease(self, cursor, channel: str, row: Row, now_s, lease_s, worker: str) -> Claim:
+        """Lease ``row`` and open its attempt (inside the claim's transaction)."""
+        cursor.execute(
+            "UPDATE delivery SET lease_owner = ?, lease_expires_at = ?, updated_at = ?"
+            " WHERE id = ?",
+            (self.owner, lease_s, now_s, row.id),
+        )
+        attempt_id = self.store.insert_id(
+            cursor,
+            "INSERT INTO attempt (delivery_id, started_at, outcome, worker)"
+            " VALUES (?, ?, 'in_flight', ?)",
+            (row.id, now_s, f"{self.owner}/{worker}" if worker else self.owner),
+        )
+        context = message_context(cursor, row.id)
+        return Claim(row.id, attempt_id, channel, row.attempts + 1, context)
 
     # ------------------------------------------------------------------ completing
     def complete(self, claim: Claim, result: SendResult, duration_ms: int) -> str:
@@ -172,6 +194,14 @@ class Outbox:
                     claim.delivery_id,
                 ),
             )
+            if claim.context.items:  # a bundle: its members follow it
+                follow_carrier(
+                    cursor,
+                    claim.delivery_id,
+                    status,
+                    now_s,
+                    storable(last_error) if last_error else None,
+                )
         if status == "dead":
             log.error(
                 "delivery %d to %s is dead after %s: %s",
@@ -263,10 +293,11 @@ _GONE = (
 
 
 def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
-    """Everything a channel needs to render the message of one delivery."""
+    """Everything a channel needs to render the message of one delivery; a bundle's carrier
+    lists every delivery it carries (itself first) in ``items``."""
     cursor.execute(
         "SELECT e.id, e.event_type, e.source_key, e.resource_id, e.title, e.url, e.fingerprint,"
-        " e.summary, e.author, e.labels, e.occurred_at, a.rules, a.tags, a.priority"
+        " e.summary, e.author, e.labels, e.occurred_at, a.rules, a.tags, a.priority, d.kind"
         " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
         " WHERE d.id = ?",
         (delivery_id,),
@@ -286,6 +317,7 @@ def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
         rules,
         tags,
         priority,
+        kind,
     ) = cursor.fetchone()
     rule_names: Sequence[str] = json.loads(rules or "[]")
     reasons: list[str] = []
@@ -298,7 +330,7 @@ def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
         for rule, reason in cursor.fetchall():
             by_rule[rule] = reason  # the latest evaluation wins (replay after a rule change)
         reasons = [by_rule.get(r, "") for r in rule_names]
-    return MessageContext(
+    context = MessageContext(
         event_type=event_type,
         source_key=source_key,
         resource_id=resource_id,
@@ -314,3 +346,32 @@ def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
         priority=priority,
         occurred_at=from_store(occurred_at),
     )
+    if kind == "single":
+        return context
+    return replace(context, bundle=kind, items=(context, *bundle_items(cursor, delivery_id)))
+
+
+def bundle_items(cursor: sqlite3.Cursor, carrier_id: int) -> list[MessageContext]:
+    """What a carrier's members say (highest priority first), without their rules' reasons."""
+    cursor.execute(
+        "SELECT e.event_type, e.source_key, e.resource_id, e.title, e.url, e.fingerprint,"
+        " e.author, e.occurred_at, a.rules, a.priority"
+        " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
+        " WHERE d.bundle_id = ? ORDER BY a.priority DESC, d.id",
+        (carrier_id,),
+    )
+    return [
+        MessageContext(
+            event_type=row[0],
+            source_key=row[1],
+            resource_id=row[2],
+            title=row[3],
+            url=row[4],
+            fingerprint=row[5],
+            author=row[6],
+            occurred_at=from_store(row[7]),
+            rules=tuple(json.loads(row[8] or "[]")),
+            priority=row[9],
+        )
+        for row in cursor.fetchall()
+    ]

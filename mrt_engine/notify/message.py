@@ -77,6 +77,10 @@ class MessageContext:
     priority: int = 0
     occurred_at: datetime | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # A bundle (mrt_engine/delivery/bundles.py): "group", "digest" or "fold", and every alert
+    # it carries (this one first). Empty for a message about one alert.
+    bundle: str = ""
+    items: tuple[MessageContext, ...] = ()
 
     @property
     def headline(self) -> str:
@@ -95,6 +99,8 @@ class MessageContext:
 
     def subject(self) -> str:
         """A subject built only from trusted parts (config names and fixed words)."""
+        if self.items:
+            return f"[MRT] {bundle_summary(self)}"
         return f"[MRT] {self.headline} · {self.source_key}"
 
 
@@ -120,7 +126,8 @@ def render(
 ) -> str:
     """The message text, at most ``limit`` characters and ``limit_bytes`` UTF-8 bytes (the
     platforms that count bytes: WeCom, DingTalk), always ending with the link if cut."""
-    text = _render_chars(context, limit, template)
+    render_chars = render_bundle if context.items else _render_chars
+    text = render_chars(context, limit, template)
     if limit_bytes is None:
         return text
     # Fewer characters until the bytes fit: a CJK character is 3 bytes, so each step asks for
@@ -130,7 +137,7 @@ def render(
         chars = len(text) - max(excess // 4, 1)
         if chars <= 0:
             return text.encode("utf-8")[:limit_bytes].decode("utf-8", "ignore")
-        text = _render_chars(context, chars, template)
+        text = render_chars(context, chars, template)
     return text
 
 
@@ -194,3 +201,55 @@ def _render_chars(context: MessageContext, limit: int | None, template: str | No
         room = limit - len(url) - 2
         text = (body[:room].rstrip() + "…\n" + url) if room > 0 else url[:limit]
     return text
+
+
+# ---------------------------------------------------------------------- bundles
+def _count_by(values: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def bundle_summary(context: MessageContext) -> str:
+    """A bundle's heading, from trusted parts and counts only (it is also an e-mail subject):
+    ``12 alerts · New model · huggingface``, ``Digest · 34 alerts (github 20, pypi 14)``."""
+    items = context.items
+    sources = [item.source_key.split(":", 1)[0] for item in items]
+    count = f"{len(items)} alert{'s' if len(items) != 1 else ''}"
+    if context.bundle == "digest":
+        return f"Digest · {count} ({_count_by(sources)})"
+    if context.bundle == "fold":
+        return f"{count} at once ({_count_by(sources)})"
+    headlines = {item.headline for item in items}
+    headline = headlines.pop() if len(headlines) == 1 else "alerts"
+    return f"{count} · {headline} · {', '.join(sorted(set(sources)))}"
+
+
+def render_bundle(context: MessageContext, limit: int | None, template: str | None = None) -> str:
+    """A bundle's text: its heading, then one line per alert with its link, highest priority
+    first, cut at ``limit`` characters with "… and N more" (never a link cut in half)."""
+    del template  # an operator's template describes one alert
+    items = context.items
+    mixed = len({item.event_type for item in items}) > 1
+    head = f"[MRT] {bundle_summary(context)}"
+    common = {clean_line(item.resource_id).split("/", 1)[0] for item in items}
+    if len(common) == 1 and context.bundle == "group":
+        head += f" · {common.pop()}"
+    lines = [head]
+    used = len(head)
+    for shown, item in enumerate(items):
+        title = excerpt(clean_line(item.title), 100)
+        what = f"{item.headline}: {title}" if mixed else title
+        line = f"- {what} {clean_line(item.url)}".rstrip()
+        left = len(items) - shown - 1
+        more = f"\n… and {left} more" if left else ""
+        if limit is not None and used + 1 + len(line) + len(more) > limit:
+            tail = f"… and {len(items) - shown} more"
+            if limit is not None and used + 1 + len(tail) > limit:
+                return "\n".join(lines)[: max(limit, 0)]
+            lines.append(tail)
+            return "\n".join(lines)
+        lines.append(line)
+        used += 1 + len(line)
+    return "\n".join(lines)
