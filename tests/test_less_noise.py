@@ -3,6 +3,8 @@ digests, all of it through bundles: one outbox row carries others of its channel
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from mrt_engine.notify.message import MessageContext, render
@@ -138,3 +140,58 @@ def test_a_dead_bundle_requeued_goes_out_again_whole(hf_tracker, hf, welink):
     [text] = welink.texts()
     assert text.startswith("[MRT] 3 alerts")
     assert tracker.sql("SELECT status, COUNT(*) FROM delivery GROUP BY status") == [("sent", 3)]
+
+
+# ---------------------------------------------------------------------- routing, protected hits
+REPO = "vllm-project/vllm"
+
+
+def test_a_channel_min_priority_keeps_lower_alerts_away_from_it(gh_tracker, github, welink):
+    tracker = gh_tracker(
+        {
+            "rules": [{"name": "urgent", "keywords": ["deepseek"], "priority": 20}],
+            "notify": {"welink": {"min_priority": 10}},
+        }
+    )
+    github.add_issue(REPO, "seed", at=datetime(2026, 11, 1, tzinfo=UTC))
+    tracker.once()
+    github.add_issue(REPO, "DeepSeek-V4 kernels")
+    github.add_issue(REPO, "Qwen3 tokenizer")  # watch_keywords: priority 0
+    assert tracker.once() == 0
+    assert [t.splitlines()[1] for t in welink.texts()] == ["DeepSeek-V4 kernels"]
+    routed = tracker.sql(
+        "SELECT e.title, COUNT(d.id) FROM alert a JOIN event e ON e.id = a.event_id"
+        " LEFT JOIN delivery d ON d.alert_id = a.id GROUP BY e.title ORDER BY e.title"
+    )
+    assert routed == [("DeepSeek-V4 kernels", 1), ("Qwen3 tokenizer", 0)]
+
+
+def test_protected_hits_are_never_grouped_held_folded_or_kept_from_a_channel(
+    gh_tracker, github, welink
+):
+    tracker = gh_tracker(
+        {
+            "scheduler": {"unhealthy_after_failures": 1},
+            "http": {"max_retries": 0},
+            "sources": {"github": {"repos": [REPO, "sgl-project/sglang"]}},
+            "notify": {
+                "welink": {
+                    "min_priority": 1000,
+                    "group_wait_seconds": 600,
+                    "rate_limit_per_minute": 1,
+                    "digest": {"every": "daily", "below_priority": 1000},
+                }
+            },
+        }
+    )
+    for repo in (REPO, "sgl-project/sglang"):
+        github.add_issue(repo, "seed", at=datetime(2026, 11, 1, tzinfo=UTC))
+    assert tracker.once() == 0
+    github.add_issue(REPO, "DeepSeek-V4 kernels")  # a user hit: below min_priority
+    github.inject(Fault(502, "bad gateway", path="/repos/sgl-project", times=100))
+    tracker.once()
+    texts = welink.texts()
+    failing = [t for t in texts if "is failing" in t]
+    assert len(failing) == len(texts) >= 2  # one message each, at once, over the rate
+    assert all(not t.startswith("[MRT] 2 alerts") for t in texts)
+    assert tracker.sql("SELECT COUNT(*) FROM delivery WHERE kind <> 'single'") == [(0,)]
