@@ -195,3 +195,55 @@ def test_protected_hits_are_never_grouped_held_folded_or_kept_from_a_channel(
     assert len(failing) == len(texts) >= 2  # one message each, at once, over the rate
     assert all(not t.startswith("[MRT] 2 alerts") for t in texts)
     assert tracker.sql("SELECT COUNT(*) FROM delivery WHERE kind <> 'single'") == [(0,)]
+
+
+# ---------------------------------------------------------------------- rate-limit folds
+def test_more_due_than_the_rate_allows_are_folded_into_one_message(gh_tracker, github, welink):
+    tracker = gh_tracker({"notify": {"welink": {"rate_limit_per_minute": 3}}})
+    github.add_issue(REPO, "seed", at=datetime(2026, 11, 1, tzinfo=UTC))
+    tracker.once()
+    for i in range(10):
+        github.add_issue(REPO, f"DeepSeek change {i}")
+    assert tracker.once() == 0
+    [fold] = welink.texts()
+    assert fold.startswith("[MRT] 10 alerts at once (github 10)\n")
+    assert bundles(tracker)[0][1:] == ("fold", "sent", 9)
+    # The sends of the last minute are counted from the store, by every engine after a restart:
+    # two more fit the rate (one was used) and go out one by one ...
+    github.add_issue(REPO, "DeepSeek A")
+    github.add_issue(REPO, "DeepSeek B")
+    tracker.once()
+    assert [t.splitlines()[1] for t in welink.texts()[1:]] == ["DeepSeek A", "DeepSeek B"]
+    # ... and the next one waits for the minute to pass: nothing is refused by the platform.
+    github.add_issue(REPO, "DeepSeek C")
+    tracker.once()
+    assert len(welink.messages) == 3
+    tracker.once(later=61)
+    assert welink.texts()[3].splitlines()[1] == "DeepSeek C"
+    assert tracker.sql("SELECT COUNT(*) FROM delivery WHERE status <> 'sent'") == [(0,)]
+
+
+DEFAULT_RATE_PER_MINUTE = 20  # as a channel module declares its platform's limit
+
+
+def test_a_platform_default_rate_applies_unless_the_channel_sets_its_own():
+    from mrt_engine.delivery.policy import channel_policies
+    from mrt_engine.notify.base import ChannelSettings
+
+    class Robot(ChannelSettings):  # a channel settings class of a module with a default rate
+        pass
+
+    class Config:
+        delivery = type("D", (), {"group_wait_seconds": 30.0, "group_interval_seconds": 300.0})
+
+        def __init__(self, sections):
+            self.sections = sections
+
+        def channel_sections(self):
+            return self.sections
+
+    policies = channel_policies(
+        Config({"a": Robot(), "b": Robot(rate_limit_per_minute=5), "c": ChannelSettings()})
+    )
+    assert [policies[c].rate_per_minute for c in "abc"] == [20, 5, 0]
+    assert policies["a"].group_wait == 30 and policies["a"].grouping

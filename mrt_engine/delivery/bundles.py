@@ -139,46 +139,53 @@ class Planner:
     # ------------------------------------------------------------------ planning
     def plan(self, limit: int, exclude: Sequence[int]) -> list[Message]:
         """The messages to claim now (at most ``limit``), rows that must wait deferred."""
-        budget = None
-        if self.policy.rate_per_minute:
-            used = sends_in_last_minute(self.cursor, self.channel, self.now)
-            budget = self.policy.rate_per_minute - used
+        self.messages: list[Message] = []
+        self.seen: set[int] = set(exclude)
+        self.groups: set[str] = set()  # groups going out now
+        self.waiting: set[str] = set()  # groups whose rows were deferred
+        self.digest: Message | None = None
+        if not self.policy.rate_per_minute:
+            self._collect(limit)
+            return self.messages[:limit]
+        used = sends_in_last_minute(self.cursor, self.channel, self.now)
+        budget = self.policy.rate_per_minute - used
         # Enough messages to claim ``limit`` of them, or to know the budget is exceeded.
-        need = limit if budget is None else max(limit, budget + 1)
-        messages: list[Message] = []
-        seen: set[int] = set(exclude)
-        groups: set[str] = set()  # groups going out now
-        waiting: set[str] = set()  # groups whose rows were deferred
-        digest: Message | None = None
+        self._collect(max(limit, budget + 1))
+        if budget > 0 and sum(m.counts for m in self.messages) > budget:
+            self._collect(MAX_MEMBERS)  # a fold takes every due row: read them all
+        return self._within(self.messages, budget)[:limit]
+
+    def _collect(self, need: int) -> None:
+        """Read due rows until ``need`` messages may go now (or the queue's due rows end)."""
+        messages = self.messages
         while len(messages) < need:
-            rows = _rows(self.cursor, self.store, self.channel, self.now_s, sorted(seen), _CHUNK)
+            rows = _rows(
+                self.cursor, self.store, self.channel, self.now_s, sorted(self.seen), _CHUNK
+            )
             if not rows:
-                break
+                return
             for row in rows:
-                seen.add(row.id)
+                self.seen.add(row.id)
                 if not row.fresh or row.protected:
                     messages.append(Message(row))
                 elif self.policy.holds_for_digest(row.priority):
-                    if digest is None:
-                        digest = self._digest(row)
-                        if digest is not None:
-                            messages.append(digest)
+                    if self.digest is None:
+                        self.digest = self._digest(row)
+                        if self.digest is not None:
+                            messages.append(self.digest)
                 elif self.policy.grouping and row.group_key is not None:
                     key = row.group_key
-                    if key in groups or key in waiting:
+                    if key in self.groups or key in self.waiting:
                         continue
                     if self._group_due(row):
-                        groups.add(key)
+                        self.groups.add(key)
                         messages.append(Message(row, "group", keys=[key]))
                     else:
-                        waiting.add(key)
+                        self.waiting.add(key)
                 else:
                     messages.append(Message(row))
                 if len(messages) >= need:
-                    break
-        if budget is None:
-            return messages[:limit]
-        return self._within(messages, budget)[:limit]
+                    return
 
     def _within(self, messages: list[Message], budget: int) -> list[Message]:
         """``messages`` the rate allows: protected ones always; the rest up to the budget,
