@@ -3,7 +3,7 @@ digests, all of it through bundles: one outbox row carries others of its channel
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -247,3 +247,82 @@ def test_a_platform_default_rate_applies_unless_the_channel_sets_its_own():
     )
     assert [policies[c].rate_per_minute for c in "abc"] == [20, 5, 0]
     assert policies["a"].group_wait == 30 and policies["a"].grouping
+
+
+# ---------------------------------------------------------------------- digests
+def test_hits_below_the_immediate_priority_wait_for_the_daily_digest_which_a_restart_never_repeats(
+    gh_tracker, github, welink
+):
+    from zoneinfo import ZoneInfo
+
+    tracker = gh_tracker(
+        {
+            "rules": [{"name": "urgent", "keywords": ["deepseek"], "priority": 20}],
+            "notify": {
+                "welink": {
+                    "digest": {
+                        "every": "daily",
+                        "at": "09:00",
+                        "timezone": "Asia/Shanghai",
+                        "below_priority": 10,
+                    }
+                }
+            },
+        }
+    )
+    github.add_issue(REPO, "seed", at=datetime(2026, 11, 1, tzinfo=UTC))
+    tracker.once()
+    local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    slot = local.replace(hour=9, minute=0, second=0, microsecond=0)
+    if slot <= local + timedelta(minutes=5):
+        slot += timedelta(days=1)
+    until_slot = (slot - local).total_seconds()
+    for i in range(3):
+        github.add_issue(REPO, f"Qwen note {i}")  # watch_keywords: priority 0, digest
+    github.add_issue(REPO, "DeepSeek-V4 kernels")  # priority 20: at once
+    tracker.once()
+    assert [t.splitlines()[1] for t in welink.texts()] == ["DeepSeek-V4 kernels"]
+    tracker.once(later=until_slot - 60)
+    assert len(welink.messages) == 1
+    tracker.once(later=until_slot + 5)
+    digest = welink.texts()[1]
+    assert digest.startswith("[MRT] Digest · 3 alerts (github 3)\n")
+    assert all(f"Qwen note {i}" in digest for i in range(3))
+    # A restart after the digest neither repeats it nor sends a late hit before the next one.
+    github.add_issue(REPO, "Qwen late")
+    tracker.once(later=until_slot + 30)
+    assert len(welink.messages) == 2
+    tracker.once(later=until_slot + 86400 + 5)
+    assert welink.texts()[2].startswith("[MRT] Digest · 1 alert (github 1)\n- Qwen late")
+    assert tracker.sql("SELECT COUNT(*) FROM delivery WHERE status <> 'sent'") == [(0,)]
+
+
+def test_digest_times_follow_the_local_clock_across_a_daylight_saving_change():
+    from mrt_engine.delivery.policy import latest_slot, next_slot
+    from mrt_engine.notify.base import DigestSettings
+
+    daily = DigestSettings(every="daily", at="09:00", timezone="Europe/Berlin")
+    # Berlin moves from UTC+1 to UTC+2 on 2026-03-29: 09:00 local is 08:00 UTC, then 07:00.
+    before = datetime(2026, 3, 28, 9, 0, tzinfo=UTC)
+    assert next_slot(daily, before) == datetime(2026, 3, 29, 7, 0, tzinfo=UTC)
+    assert latest_slot(daily, before) == datetime(2026, 3, 28, 8, 0, tzinfo=UTC)
+    hourly = DigestSettings(every="hourly", at="00:30", timezone="Asia/Kolkata")  # UTC+5:30
+    at = datetime(2026, 3, 28, 9, 10, tzinfo=UTC)
+    assert next_slot(hourly, at) == datetime(2026, 3, 28, 10, 0, tzinfo=UTC)
+    assert latest_slot(hourly, at) == datetime(2026, 3, 28, 9, 0, tzinfo=UTC)
+    assert next_slot(hourly, datetime(2026, 3, 28, 10, 0, tzinfo=UTC)) == datetime(
+        2026, 3, 28, 10, 0, tzinfo=UTC
+    )
+
+
+def test_a_digest_with_an_unknown_zone_or_time_is_a_config_error_with_its_key_path():
+    from mrt_engine.config import ConfigError, validate
+
+    digest = {"timezone": "Mars/Olympus_Mons", "at": "25:00"}
+    with pytest.raises(ConfigError) as info:
+        validate({"notify": {"welink": {"webhook_env": "WL", "digest": digest}}})
+    assert sorted(info.value.problems) == [
+        "notify.welink.digest.at: expected a time of day \"HH:MM\", got '25:00'",
+        "notify.welink.digest.timezone: unknown time zone 'Mars/Olympus_Mons'"
+        " (an IANA name: Asia/Shanghai)",
+    ]

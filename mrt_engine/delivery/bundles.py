@@ -289,8 +289,8 @@ class Planner:
                     (self.now_s, self.channel, key),
                 )
         members = sorted(set(members))[: MAX_MEMBERS - 1]
-        if not members:
-            return  # a group of one: a message like any other
+        if not members and message.kind != "digest":
+            return  # a group of one: a message like any other (a digest of one is a digest)
         self._update(members, "status = 'bundled', bundle_id = ?", [carrier])
         self.cursor.execute("UPDATE delivery SET kind = ? WHERE id = ?", (message.kind, carrier))
 
