@@ -35,8 +35,13 @@ from mrt_engine.timeutil import from_store, to_store
 
 # Rows still to send (the WHERE of the queue's partial indexes, written the same way).
 QUEUED = "status IN ('pending', 'retrying')"
-# A row never tried and carrying nothing: it may still be grouped, held, folded or carried.
-FRESH = "kind = 'single' AND attempts = 0 AND lease_owner IS NULL"
+# A row never tried and carrying nothing: it may still be grouped, held, folded or carried. (A
+# send cut short by a kill leaves attempts at 0 but an attempt row: it may have gone out alone,
+# so it is sent alone again, never inside another message.)
+FRESH = (
+    "kind = 'single' AND attempts = 0 AND lease_owner IS NULL"
+    " AND NOT EXISTS (SELECT 1 FROM attempt t WHERE t.delivery_id = delivery.id)"
+)
 MAX_MEMBERS = 1000  # rows one message carries at most (the rest go in the next one)
 RATE_WINDOW = timedelta(minutes=1)
 _CHUNK = 64  # due rows read at a time while planning
@@ -53,10 +58,11 @@ class Row:
     kind: str
     created_at: datetime
     protected: bool = False
+    tried: bool = False  # an attempt was made (one cut short by a kill leaves attempts at 0)
 
     @property
     def fresh(self) -> bool:
-        return self.kind == "single" and self.attempts == 0
+        return self.kind == "single" and self.attempts == 0 and not self.tried
 
 
 @dataclass
@@ -102,8 +108,18 @@ def _rows(
             [*(r.id for r in rows), *sorted(PROTECTED_TYPES)],
         )
         protected = {r[0] for r in cursor.fetchall()}
+        untried = [r.id for r in rows if r.attempts == 0]
+        tried: set[int] = set()
+        if untried:
+            cursor.execute(
+                "SELECT DISTINCT delivery_id FROM attempt"
+                f" WHERE delivery_id IN ({','.join('?' * len(untried))})",
+                untried,
+            )
+            tried = {r[0] for r in cursor.fetchall()}
         for row in rows:
             row.protected = row.id in protected
+            row.tried = row.id in tried
     return rows
 
 
