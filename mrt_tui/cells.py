@@ -17,6 +17,7 @@ STATUS_GLYPHS = {
     "retrying": "↻",
     "sent": "✓",
     "dead": "✗",
+    "bundled": "⊂",  # carried by another delivery's message
     "in_flight": "…",
     "failed": "✗",
     "interrupted": "!",

@@ -113,6 +113,10 @@ def test_a_retried_bundle_sends_the_same_members_and_they_follow_it_to_sent(hf_t
     [(carrier, kind, status, members)] = bundles(tracker)
     assert (kind, status, members) == ("group", "retrying", 2)
     assert tracker.sql("SELECT COUNT(*) FROM delivery WHERE status = 'bundled'") == [(2,)]
+    listed = tracker.cli("outbox", "--status", "bundled").stdout.splitlines()
+    assert len(listed) == 2 and all(f"[in #{carrier}]" in line for line in listed)
+    assert "[carries a group]" in tracker.cli("outbox", "--status", "retrying").stdout
+    assert '"bundled": 2' in tracker.cli("status", "--json").stdout
     hf.put_model(f"{ORG}/A3")  # a new hit of the group does not join the bundle in flight
     tracker.once(later=40)
     texts = welink.texts()

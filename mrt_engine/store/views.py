@@ -171,6 +171,15 @@ class DeliveryView:
     fingerprint: str = ""
     event_type: str = ""
     source_key: str = ""
+    kind: str = "single"  # single, or the bundle it carries: group | digest | fold
+    bundle_id: int | None = None  # the delivery whose message carries this one
+
+    @property
+    def bundle_note(self) -> str:
+        """``in #12`` for a bundled row, ``carries a group`` for a carrier, else empty."""
+        if self.bundle_id is not None:
+            return f"in #{self.bundle_id}"
+        return f"carries a {self.kind}" if self.kind != "single" else ""
 
     @classmethod
     def of(cls, row: Delivery, event: Event | None = None) -> DeliveryView:
@@ -192,6 +201,8 @@ class DeliveryView:
             fingerprint=event.fingerprint if event else "",
             event_type=event.event_type if event else "",
             source_key=clean(event.source_key) if event else "",
+            kind=row.kind,
+            bundle_id=row.bundle_id,
         )
 
 
