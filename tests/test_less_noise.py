@@ -330,3 +330,19 @@ def test_a_digest_with_an_unknown_zone_or_time_is_a_config_error_with_its_key_pa
         "notify.welink.digest.timezone: unknown time zone 'Mars/Olympus_Mons'"
         " (an IANA name: Asia/Shanghai)",
     ]
+
+
+def test_a_prune_forgets_group_windows_closed_long_ago_and_keeps_open_ones(hf_tracker, hf, welink):
+    from mrt_engine.store.retention import RetentionPolicy, prune
+
+    tracker = hf_tracker(GROUPING, rule={"group_by": ["org"]})
+    grouped_models(tracker, hf, [f"{ORG}/C{i}" for i in range(2)])
+    tracker.once(later=31)
+    assert len(welink.messages) == 1
+    with tracker.store() as store:
+        now = datetime.now(UTC)
+        kept = prune(store, RetentionPolicy(), now + timedelta(days=30))
+        report = prune(store, RetentionPolicy(), now + timedelta(days=32))
+    assert [p.rows for p in kept.parts if p.table == "notice_group"] == [0]
+    assert [p.rows for p in report.parts if p.table == "notice_group"] == [1]
+    assert tracker.sql("SELECT COUNT(*) FROM notice_group") == [(0,)]

@@ -173,13 +173,8 @@ class DeliveryView:
     source_key: str = ""
     kind: str = "single"  # single, or the bundle it carries: group | digest | fold
     bundle_id: int | None = None  # the delivery whose message carries this one
-
-    @property
-    def bundle_note(self) -> str:
-        """``in #12`` for a bundled row, ``carries a group`` for a carrier, else empty."""
-        if self.bundle_id is not None:
-            return f"in #{self.bundle_id}"
-        return f"carries a {self.kind}" if self.kind != "single" else ""
+    # "in #12" for a bundled row, "carries a group" for a carrier, else empty.
+    bundle_note: str = ""
 
     @classmethod
     def of(cls, row: Delivery, event: Event | None = None) -> DeliveryView:
@@ -203,6 +198,11 @@ class DeliveryView:
             source_key=clean(event.source_key) if event else "",
             kind=row.kind,
             bundle_id=row.bundle_id,
+            bundle_note=(
+                f"in #{row.bundle_id}"
+                if row.bundle_id is not None
+                else (f"carries a {row.kind}" if row.kind != "single" else "")
+            ),
         )
 
 
