@@ -53,7 +53,9 @@ def test_twelve_new_repos_of_one_org_within_two_minutes_go_out_as_one_message(
         assert welink.messages == []
     assert tracker.once(later=61) == 0  # 30 s after the first hit the group goes out
     [message] = welink.texts()
-    assert message.startswith("[MRT] 12 alerts · New model · huggingface · deepseek-ai\n")
+    assert message.startswith(
+        "[MRT] 12 alerts · New model · huggingface · deepseek-ai\nMatched: models\n- "
+    )
     listed = [line for line in message.splitlines()[1:] if line.startswith("- ")]
     more = message.splitlines()[-1]
     assert all(any(line.endswith(f"/{n}") for n in names) for line in listed)
@@ -297,7 +299,9 @@ def test_hits_below_the_immediate_priority_wait_for_the_daily_digest_which_a_res
     tracker.once(later=until_slot + 30)
     assert len(welink.messages) == 2
     tracker.once(later=until_slot + 86400 + 5)
-    assert welink.texts()[2].startswith("[MRT] Digest · 1 alert (github 1)\n- Qwen late")
+    assert welink.texts()[2].startswith(
+        "[MRT] Digest · 1 alert (github 1)\nMatched: watch_keywords\n- Qwen late"
+    )
     assert tracker.sql("SELECT COUNT(*) FROM delivery WHERE status <> 'sent'") == [(0,)]
 
 

@@ -236,8 +236,9 @@ def render_bundle(context: MessageContext, limit: int | None, template: str | No
     common = {clean_line(item.resource_id).split("/", 1)[0] for item in items}
     if len(common) == 1 and context.bundle == "group":
         head += f" · {common.pop()}"
-    lines = [head]
-    used = len(head)
+    rules = list(dict.fromkeys(rule for item in items for rule in item.rules))
+    lines = [head, f"Matched: {', '.join(rules) if rules else 'sent by an operator'}"]
+    used = len(lines[0]) + 1 + len(lines[1])
     for shown, item in enumerate(items):
         title = excerpt(clean_line(item.title), 100)
         what = f"{item.headline}: {title}" if mixed else title
