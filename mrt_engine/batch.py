@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mrt_engine.delivery.groups import group_key
 from mrt_engine.events import TrackerEvent, stored_raw
 from mrt_engine.quarantine import Quarantined, quarantined
 from mrt_engine.rules.matcher import Decision, RuleSet
@@ -99,7 +100,7 @@ _HIT_COLUMNS = (
 _ALERT_COLUMNS = "alert (id, event_id, rules, priority, tags, origin, created_at)"
 _DELIVERY_COLUMNS = (
     "delivery (alert_id, channel, status, attempts, priority, next_attempt_at, created_at,"
-    " updated_at, silence_id)"
+    " updated_at, silence_id, group_key)"
 )
 
 
@@ -129,6 +130,7 @@ class PreparedEvent:
     priority: int
     search_title: str  # the title as the Events filter's word index holds it (indexed_text)
     notify_rules: tuple[str, ...] = ()  # the rules that notified (what a silence matches)
+    group_key: str | None = None  # delivery.groups.group_key: None, never grouped
 
 
 @dataclass(slots=True)
@@ -200,6 +202,10 @@ def _prepare_event(
         for hit in decision.hits
     ]
     notify = decision.notify and not history
+    key = None
+    if notify:
+        group_by = rules.group_by(decision)
+        key = group_key(event, group_by, decision.notify_rules[0]) if group_by else None
     raw = stored_raw(event)
     title = storable(event.title)
     return PreparedEvent(
@@ -230,6 +236,7 @@ def _prepare_event(
         decision.priority,
         indexed_text(title),  # folded here, outside the write lock
         decision.notify_rules if notify else (),
+        key,
     )
 
 
@@ -301,6 +308,7 @@ def write_batch(
                     item.channels,
                     item.priority,
                     now_s,
+                    item.group_key,
                     silence_id=silence.id if silence else None,
                 )
             )
@@ -342,14 +350,16 @@ def outbox_rows(
     channels: Iterable[str],
     priority: int,
     now_s: str,
+    group_key: str | None = None,
     *,
     silence_id: int | None = None,
 ) -> list[tuple]:
     """One delivery row per channel, in :func:`insert_alerts` shape: pending, or silenced by
-    ``silence_id`` (stored, out of the queue)."""
+    ``silence_id`` (stored, out of the queue). Rows with a ``group_key`` may go out bundled with
+    others of their group (mrt_engine.delivery.bundles)."""
     status = "pending" if silence_id is None else "silenced"
     return [
-        (alert_id, channel, status, 0, priority, now_s, now_s, now_s, silence_id)
+        (alert_id, channel, status, 0, priority, now_s, now_s, now_s, silence_id, group_key)
         for channel in channels
     ]
 

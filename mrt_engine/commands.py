@@ -238,6 +238,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
                 f"{d.id:>6}  {d.status:<8} {d.channel:<8} attempts {d.attempts:<3} "
                 f"next {_fmt_time(d.next_attempt_at) if d.status in ('pending', 'retrying') else '-':<19}  "
                 f"{d.event_type:<14} {d.title[:60]}"
+                + (f"  [{d.bundle_note}]" if d.bundle_note else "")
             )
             if d.last_error:
                 print(f"        last error: {d.last_error}")

@@ -24,7 +24,13 @@ def compile_rules(config: Config) -> RuleSet:
         from mrt_engine.sources.osv import default_rules
 
         rules += [r for r in default_rules() if r.name not in names]
-    return RuleSet.compile(rules, list(config.channel_sections()), config.watch_keywords)
+    sections = config.channel_sections()
+    floors = {
+        n: s.min_priority
+        for n, s in sections.items()
+        if getattr(s, "min_priority", None) is not None
+    }
+    return RuleSet.compile(rules, list(sections), config.watch_keywords, floors)
 
 
 @dataclass

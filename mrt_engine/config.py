@@ -106,6 +106,11 @@ class DeliveryConfig(StrictModel):
     request_timeout_seconds: Wait = Field(10.0, gt=0)
     lease_seconds: Duration = Field(120.0, ge=5)
     jitter: float = Field(0.2, ge=0, le=0.9)
+    # Grouping (issue 11), for every channel that does not set its own: hits of one group wait
+    # this long and go out as one message; later hits of the group at most every interval.
+    # Both 0: no grouping, every hit is its own message as soon as it is committed.
+    group_wait_seconds: Duration = Field(30.0, ge=0)
+    group_interval_seconds: Duration = Field(300.0, ge=0)
 
 
 class HostPolicy(StrictModel):

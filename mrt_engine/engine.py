@@ -24,6 +24,7 @@ from mrt_engine import __version__, sources
 from mrt_engine.components import build_components
 from mrt_engine.config import Config
 from mrt_engine.delivery.outbox import Outbox, OutboxPolicy
+from mrt_engine.delivery.policy import channel_policies
 from mrt_engine.delivery.worker import DeliveryPass, DeliveryWorkers
 from mrt_engine.health import protected_rules
 from mrt_engine.http import HttpClient, host_key
@@ -246,6 +247,7 @@ class Engine:
                 lease_seconds=delivery.lease_seconds,
             ),
             clock=self.clock,
+            channels=channel_policies(self.config),
         )
         now = self.clock()
         engines.register(

@@ -25,6 +25,12 @@ CHECKSUM_CHANGED = "service_checksum_changed"
 PROTECTED_TYPES = frozenset({UNHEALTHY, RECOVERED, CHECKSUM_CHANGED})
 
 
+def is_protected(event_type: str) -> bool:
+    """Whether hits of ``event_type`` are protected: never grouped, delayed, folded, held for a
+    digest or silenced, and routed to every channel whatever its ``min_priority``."""
+    return event_type in PROTECTED_TYPES
+
+
 def protected_rules(channels: Sequence[str]) -> RuleSet:
     """The rules for :data:`PROTECTED_TYPES`: notify every channel, top priority."""
     rules = [

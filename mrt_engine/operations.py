@@ -105,12 +105,24 @@ def resend_delivery(
             lease_owner=None,
             lease_expires_at=None,
             updated_at=now,
+            # A bundle's member goes out alone now; a carrier again with the same members.
+            bundle_id=None,
+            group_key=None if row.bundle_id is not None else row.group_key,
         ).where(Delivery.id == delivery_id).execute()
+        if row.kind != "single":
+            _members_wait_again([delivery_id], now)
         after = _delivery_state(Delivery.get_by_id(delivery_id))
         _audit("resend", f"delivery:{delivery_id}", actor, before, after, now)
     return OpResult(
         f"delivery {delivery_id} ({row.channel}) queued to send again", 1, before, after
     )
+
+
+def _members_wait_again(carriers: Sequence[int], now: datetime) -> None:
+    """The members of ``carriers`` (sent or dead with them) wait in their bundles again."""
+    Delivery.update(status="bundled", sent_at=None, last_error=None, updated_at=now).where(
+        Delivery.bundle_id.in_(list(carriers)) & (Delivery.status != "bundled")
+    ).execute()
 
 
 def requeue_dead(
@@ -119,7 +131,10 @@ def requeue_dead(
     """Move every dead delivery (of ``channel``) back to the queue with a fresh retry budget."""
     now = clock()
     with store.write():
-        query = Delivery.select(Delivery.id).where(Delivery.status == "dead")
+        # A bundle's dead members go back with their carrier, not on their own.
+        query = Delivery.select(Delivery.id).where(
+            (Delivery.status == "dead") & Delivery.bundle_id.is_null()
+        )
         if channel:
             query = query.where(Delivery.channel == channel)
         ids = [r.id for r in query]
@@ -136,6 +151,7 @@ def requeue_dead(
                 lease_expires_at=None,
                 updated_at=now,
             ).where(Delivery.id.in_(chunk)).execute()
+            _members_wait_again(chunk, now)
         _audit(
             "requeue_dead",
             f"channel:{channel or '*'}",
@@ -186,7 +202,8 @@ def resend_event(
                 event=event, rules=[], priority=0, tags=[], origin="manual", created_at=now
             )
         cursor = store.db.cursor()
-        # An operator's send: no silence applies to it.
+        # An operator's send: no silence applies to it, and it goes out now and alone (no group
+        # key).
         insert_alerts(cursor, [], outbox_rows(alert.id, [channel], alert.priority, now_s))
         created = Delivery.get((Delivery.alert == alert) & (Delivery.channel == channel))
         _audit(
@@ -368,6 +385,7 @@ def replay(
     never enqueued for that channel, or was silenced by a silence no longer active (active
     silences still apply: see :func:`plan_replay`). ``dry_run`` only reports it."""
     from mrt_engine.batch import insert_alerts, outbox_rows
+    from mrt_engine.delivery.groups import group_key
     from mrt_engine.silences import read_current
 
     if until is not None and until < since:
@@ -416,10 +434,13 @@ def replay(
                     created_at=now,
                 )
             new = [c for c in missing if c not in held]
+            event = tracker_event(row)
+            group_by = rules.group_by(decision)
+            key = group_key(event, group_by, decision.notify_rules[0]) if group_by else None
             insert_alerts(
                 cursor,
                 [],
-                outbox_rows(alert.id, new, decision.priority, now_s, silence_id=silenced_by),
+                outbox_rows(alert.id, new, decision.priority, now_s, key, silence_id=silenced_by),
             )
             # Silenced by a silence no longer active: let out (it keeps its silence_id).
             released = [held[c] for c in missing if c in held]

@@ -18,6 +18,7 @@ STATUS_GLYPHS = {
     "sent": "✓",
     "dead": "✗",
     "silenced": "⊘",
+    "bundled": "⊂",  # carried by another delivery's message
     "in_flight": "…",
     "failed": "✗",
     "interrupted": "!",

@@ -279,6 +279,9 @@ FAST = {
         "backoff_initial_seconds": 0.05,
         "backoff_max_seconds": 0.2,
         "request_timeout_seconds": 5,
+        # Every alert its own message at once: tests of grouping set their own times.
+        "group_wait_seconds": 0,
+        "group_interval_seconds": 0,
     },
     "http": {
         "retry_initial_seconds": 0.01,

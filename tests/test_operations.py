@@ -51,6 +51,7 @@ def test_status_and_outbox_as_json(busy):
         "sent": 1,
         "dead": 1,
         "silenced": 0,
+        "bundled": 0,
     }
     dead = json.loads(busy.cli("outbox", "--status", "dead", "--json").stdout)
     assert [d["title"] for d in dead] == ["Qwen3 crash"]

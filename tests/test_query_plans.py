@@ -45,6 +45,7 @@ MODULES = (
     "mrt_engine.operations",
     "mrt_engine.delivery.outbox",
     "mrt_engine.delivery.preview",
+    "mrt_engine.delivery.bundles",
     "mrt_engine.rules.dryrun",
     "mrt_engine.store.retention",
     "mrt_engine.store.engines",
@@ -52,7 +53,10 @@ MODULES = (
 )
 
 # Tables that grow with history: a query reads a bounded part of them, through an index.
-BIG_TABLES = frozenset({"event", "rule_hit", "alert", "delivery", "attempt", "poll_metric"})
+BIG_TABLES = frozenset(
+    # notice_group: a row per group key a channel has seen (read by its key only)
+    {"event", "rule_hit", "alert", "delivery", "attempt", "poll_metric", "notice_group"}
+)
 # Tables that stay small: one row per source key, per operator action, per unreadable item.
 SMALL_TABLES = frozenset(
     {
@@ -67,6 +71,7 @@ SMALL_TABLES = frozenset(
         "source_lease",
         # silences: a row per operator's silence
         "silence",
+        "digest_schedule",  # a row per channel with a digest
     }
 )
 
@@ -419,6 +424,7 @@ def _instances(cls_name: str):
     def make(s: Samples):
         from console_data import NOW
 
+        from mrt_engine.delivery.bundles import Planner
         from mrt_engine.delivery.outbox import Outbox, OutboxPolicy
         from mrt_engine.operations import ReplayPlan
         from mrt_engine.silences import ActiveSilences
@@ -428,7 +434,16 @@ def _instances(cls_name: str):
         return {
             **{name: (lambda kind=kind: [kind]) for name, kind in kinds.items()},
             "PruneReport": lambda: [retention.PruneReport(dry_run=True, at=NOW)],
-            "Outbox": lambda: [Outbox(s.store, owner="plans", clock=_clock())],
+            "Outbox": lambda: [
+                Outbox(s.store, owner="plans", clock=_clock()),
+                Outbox(s.store, owner="plans", clock=_clock(), channels=_policies()),
+            ],
+            "Message": lambda: _messages(s),
+            "Row": lambda: [m.row for m in _messages(s)[:1]],
+            "Planner": lambda: [
+                Planner(s.store, s.store.db.cursor(), channel, policy, NOW)
+                for channel, policy in _policies().items()
+            ],
             "OutboxPolicy": lambda: [OutboxPolicy()],
             "EventFilter": lambda: _filters(s),
             "ReplayPlan": lambda: [ReplayPlan()],
@@ -436,6 +451,28 @@ def _instances(cls_name: str):
         }[cls_name]()
 
     return make
+
+
+def _policies():
+    """Channel policies that group, hold a digest and fold (every query of the bundles)."""
+    from mrt_engine.delivery.policy import ChannelPolicy
+    from mrt_engine.notify.base import DigestSettings
+
+    return {
+        "welink": ChannelPolicy(group_wait=30, group_interval=300, rate_per_minute=1),
+        "email": ChannelPolicy(rate_per_minute=20, digest=DigestSettings(below_priority=100)),
+    }
+
+
+def _messages(s: Samples):
+    from mrt_engine.delivery.bundles import Message, Row
+
+    row = Row(s.delivery_ids[0], 0, 0, "source=github", "single", _clock()())
+    return [
+        Message(row, "group", keys=["source=github"]),
+        Message(row, "fold", ids=s.delivery_ids[:3], keys=["source=github"]),
+        Message(row, "digest", slot=_clock()()),
+    ]
 
 
 def _policy(**kwargs):
@@ -462,6 +499,7 @@ TYPE_SAMPLES: dict[str, Callable[[Samples], list]] = {
     "Quarantine": _model_rows("Quarantine"),
     "SourceState": _model_rows("SourceState"),
     "Claim": _claims,
+    "Message": _messages,
     "SendResult": _send_results,
     "RuleSet": lambda s: [_rules(s)],
     "CompiledRule": _compiled_rule,
@@ -497,6 +535,9 @@ SAMPLES: dict[str, Callable[[Samples], list]] = {
         "not a reference",
     ],
     "delivery_id": lambda s: [*s.delivery_ids, 999_999],
+    "carrier_id": lambda s: [s.delivery_ids[0]],
+    "now_s": lambda s: ["2026-11-22T10:00:00.000000Z"],
+    "error": lambda s: [None, "HTTP 503"],
     "event_id": lambda s: [s.event_id, 999_999],
     "rule_names": lambda s: [["deepseek"], []],
     "tags": lambda s: [["models"]],

@@ -25,7 +25,9 @@ from conftest import postgresql_address
 
 from mrt_engine.batch import commit_events
 from mrt_engine.delivery.outbox import Outbox
+from mrt_engine.delivery.policy import ChannelPolicy
 from mrt_engine.events import TrackerEvent
+from mrt_engine.notify.base import DigestSettings
 from mrt_engine.rules import RuleConfig, RuleSet
 from mrt_engine.store import feed, postgres, queries, retention
 from mrt_engine.store.db import Store, open_store
@@ -224,9 +226,20 @@ def plans_text(location: StoreLocation, statements: list[Ran]) -> str:
     return "\n".join(out)
 
 
+_POLICIES = {
+    "welink": ChannelPolicy(group_wait=30, group_interval=300, rate_per_minute=1),
+    "email": ChannelPolicy(digest=DigestSettings(below_priority=100)),
+}
 SHAPES: dict[str, Callable[[Store], object]] = {
     "outbox claim": lambda s: Outbox(s, owner="plans", clock=lambda: NOW).claim("welink", limit=5),
     "outbox due": lambda s: Outbox(s, owner="plans", clock=lambda: NOW).next_due("email"),
+    # Claims that group, fold (a rate of one a minute) and hold a digest (mrt_engine.delivery.bundles).
+    "outbox claim, grouped and folded": lambda s: Outbox(
+        s, owner="plans", clock=lambda: NOW, channels=_POLICIES
+    ).claim("welink", limit=5),
+    "outbox claim, digest": lambda s: Outbox(
+        s, owner="plans", clock=lambda: NOW, channels=_POLICIES
+    ).claim("email", limit=5),
     "outbox dead": lambda s: queries.deliveries("dead", None, 50),
     "outbox sent on welink": lambda s: queries.deliveries("sent", "welink", 50),
     "outbox pending, older page": lambda s: queries.deliveries("pending", None, 50, before_id=5000),

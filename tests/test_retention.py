@@ -253,6 +253,7 @@ def test_prune_deletes_exactly_the_rows_past_their_retention(store):
         "poll_metric": 4,
         "event": 1,
         "attempt": 2,
+        "notice_group": 0,
     }
     cutoff = to_store(NOW - 30 * DAY)
     assert table(store, "SELECT id, started_at FROM poll_metric ORDER BY id") == [
@@ -277,7 +278,7 @@ def test_prune_deletes_exactly_the_rows_past_their_retention(store):
     ]
     [(action, after)] = table(store, "SELECT action, after FROM audit")
     assert action == "prune"
-    assert json.loads(after) == {"poll_metric": 4, "event": 1, "attempt": 2}
+    assert json.loads(after) == {"poll_metric": 4, "event": 1, "attempt": 2, "notice_group": 0}
 
 
 def test_a_second_prune_changes_nothing(store):
@@ -287,7 +288,7 @@ def test_a_second_prune_changes_nothing(store):
     prune(store, policy(), NOW)
     with unchanged(store.location):
         report = prune(store, policy(), NOW)
-    assert [p.rows for p in report.parts] == [0, 0, 0]
+    assert [p.rows for p in report.parts] == [0, 0, 0, 0]
     assert report.batches == 0
 
 
@@ -308,7 +309,12 @@ def test_prune_in_batches_of_a_few_rows_does_the_same(store):
     seed(store)
     add_metrics(store, "github:c:issues", [NOW - 40 * DAY + i * SECOND for i in range(9)])
     report = prune(store, policy(batch_rows=2), NOW)
-    assert {p.table: p.rows for p in report.parts} == {"poll_metric": 13, "event": 1, "attempt": 2}
+    assert {p.table: p.rows for p in report.parts} == {
+        "poll_metric": 13,
+        "event": 1,
+        "attempt": 2,
+        "notice_group": 0,
+    }
     assert report.largest_batch_rows == 2
     assert report.batches >= 7 + 1 + 1  # fewer rows a batch when one holds the store too long
     assert table(
@@ -484,6 +490,7 @@ def test_store_prune_prints_what_it_did_and_json_says_it_too(seeded):
         "poll_metric": 4,
         "event": 1,
         "attempt": 2,
+        "notice_group": 0,
     }
     again = seeded.cli("store", "prune")
     assert again.returncode == 0, again.stderr

@@ -2,6 +2,7 @@
 
 # A delivery's status: pending -> sent, or retrying (with backoff) -> dead after the last attempt;
 # silenced: stopped by a silence (mrt_engine/silence.py), out of the queue, sent again only by
-# an operator (resend, replay). Here, not in the outbox module, so the command line checks
-# ``--status`` without the store.
-STATUSES = ("pending", "retrying", "sent", "dead", "silenced")
+# an operator (resend, replay); bundled: carried by another delivery's message
+# (delivery/bundles.py), it follows that one to sent or dead. Here, not in the outbox module, so
+# the command line checks ``--status`` without the store.
+STATUSES = ("pending", "retrying", "sent", "dead", "silenced", "bundled")

@@ -11,11 +11,13 @@ import json
 import logging
 import random
 import sqlite3
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from mrt_engine.delivery.backoff import retry_delay
+from mrt_engine.delivery.bundles import Planner, Row, follow_carrier
+from mrt_engine.delivery.policy import PLAIN, ChannelPolicy
 from mrt_engine.notify.base import SendResult
 from mrt_engine.notify.fields import StoredEvent, key_fields
 from mrt_engine.notify.message import MessageContext
@@ -66,12 +68,15 @@ class Outbox:
         policy: OutboxPolicy | None = None,
         clock: Clock = utcnow,
         rng: random.Random | None = None,
+        channels: Mapping[str, ChannelPolicy] | None = None,
     ) -> None:
         self.store = store
         self.owner = owner
         self.policy = policy or OutboxPolicy()
         self.clock = clock
         self.rng = rng or random.Random()
+        # Each channel's grouping, rate limit and digest (none: every row alone, at once).
+        self.channels = dict(channels or {})
 
     # ------------------------------------------------------------------ claiming
     def claim(
@@ -82,7 +87,10 @@ class Outbox:
         worker: str = "",
         exclude: Collection[int] = (),
     ) -> list[Claim]:
-        """Lease up to ``limit`` due deliveries of ``channel``, highest priority first."""
+        """Lease up to ``limit`` due deliveries of ``channel``, highest priority first.
+
+        On a channel that groups, holds a digest or has a rate limit, a claim may be a bundle's
+        carrier: it takes its members in the same transaction (:mod:`.bundles`)."""
         now = self.clock()
         now_s = to_store(now)
         lease_s = to_store(now + timedelta(seconds=self.policy.lease_seconds))
@@ -92,8 +100,17 @@ class Outbox:
             skip = f" AND id NOT IN ({','.join('?' * len(exclude))})"
             params.extend(exclude)
         params.append(limit)
+        channel_policy = self.channels.get(channel, PLAIN)
         with self.store.write():
             cursor = self.store.db.cursor()
+            if not channel_policy.plain:
+                planner = Planner(self.store, cursor, channel, channel_policy, now)
+                messages = planner.plan(limit, list(exclude))
+                claims = []
+                for message in messages:
+                    planner.carry(message)
+                    claims.append(self._lease(cursor, channel, message.row, now_s, lease_s, worker))
+                return claims
             # Read in the order of the queue's index, so the first due rows end the read, under
             # the write lock (sorting all due rows took 0.2 s a claim). Named, not left to the
             # planner, which may take the due-time index and sort; an error if it is ever gone.
@@ -109,29 +126,32 @@ class Outbox:
             rows = cursor.fetchall()
             claims: list[Claim] = []
             for delivery_id, channel, attempts, silence_id in rows:
-                cursor.execute(
-                    "UPDATE delivery SET lease_owner = ?, lease_expires_at = ?, updated_at = ?"
-                    " WHERE id = ?",
-                    (self.owner, lease_s, now_s, delivery_id),
-                )
-                attempt_id = self.store.insert_id(
-                    cursor,
-                    "INSERT INTO attempt (delivery_id, started_at, outcome, worker)"
-                    " VALUES (?, ?, 'in_flight', ?)",
-                    (delivery_id, now_s, f"{self.owner}/{worker}" if worker else self.owner),
-                )
-                context = message_context(cursor, delivery_id)
-                claims.append(
-                    Claim(
-                        delivery_id,
-                        attempt_id,
-                        channel,
-                        attempts + 1,
-                        context,
-                        released=silence_id is not None,
-                    )
-                )
+                row = Row(delivery_id, attempts, 0, None, "", now, silence_id=silence_id)
+                claims.append(self._lease(cursor, channel, row, now_s, lease_s, worker))
         return claims
+
+    def _lease(self, cursor, channel: str, row: Row, now_s, lease_s, worker: str) -> Claim:
+        """Lease ``row`` and open its attempt (inside the claim's transaction)."""
+        cursor.execute(
+            "UPDATE delivery SET lease_owner = ?, lease_expires_at = ?, updated_at = ?"
+            " WHERE id = ?",
+            (self.owner, lease_s, now_s, row.id),
+        )
+        attempt_id = self.store.insert_id(
+            cursor,
+            "INSERT INTO attempt (delivery_id, started_at, outcome, worker)"
+            " VALUES (?, ?, 'in_flight', ?)",
+            (row.id, now_s, f"{self.owner}/{worker}" if worker else self.owner),
+        )
+        context = message_context(cursor, row.id)
+        return Claim(
+            row.id,
+            attempt_id,
+            channel,
+            row.attempts + 1,
+            context,
+            released=row.silence_id is not None,
+        )
 
     # ------------------------------------------------------------------ completing
     def complete(self, claim: Claim, result: SendResult, duration_ms: int) -> str:
@@ -184,6 +204,14 @@ class Outbox:
                     claim.delivery_id,
                 ),
             )
+            if claim.context.items:  # a bundle: its members follow it
+                follow_carrier(
+                    cursor,
+                    claim.delivery_id,
+                    status,
+                    now_s,
+                    storable(last_error) if last_error else None,
+                )
         if status == "dead":
             log.error(
                 "delivery %d to %s is dead after %s: %s",
@@ -295,16 +323,20 @@ _GONE = (
 
 
 def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
-    """Everything a channel needs to render the message of one delivery."""
+    """Everything a channel needs to render the message of one delivery; a bundle's carrier
+    lists every delivery it carries (itself first) in ``items``."""
     cursor.execute(
-        "SELECT a.event_id, a.rules, a.tags, a.priority FROM delivery d"
+        "SELECT a.event_id, a.rules, a.tags, a.priority, d.kind FROM delivery d"
         " JOIN alert a ON a.id = d.alert_id WHERE d.id = ?",
         (delivery_id,),
     )
-    event_id, rules, tags, priority = cursor.fetchone()
-    return event_context(
+    event_id, rules, tags, priority, kind = cursor.fetchone()
+    context = event_context(
         cursor, event_id, json.loads(rules or "[]"), json.loads(tags or "[]"), priority
     )
+    if kind == "single":
+        return context
+    return replace(context, bundle=kind, items=(context, *bundle_items(cursor, delivery_id)))
 
 
 def event_context(
@@ -385,3 +417,29 @@ def _raw(text: str | None) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def bundle_items(cursor: sqlite3.Cursor, carrier_id: int) -> list[MessageContext]:
+    """What a carrier's members say (highest priority first), without their rules' reasons."""
+    cursor.execute(
+        "SELECT e.event_type, e.source_key, e.resource_id, e.title, e.url, e.fingerprint,"
+        " e.author, e.occurred_at, a.rules, a.priority"
+        " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
+        " WHERE d.bundle_id = ? ORDER BY a.priority DESC, d.id",
+        (carrier_id,),
+    )
+    return [
+        MessageContext(
+            event_type=row[0],
+            source_key=row[1],
+            resource_id=row[2],
+            title=row[3],
+            url=row[4],
+            fingerprint=row[5],
+            author=row[6],
+            occurred_at=from_store(row[7]),
+            rules=tuple(json.loads(row[8] or "[]")),
+            priority=row[9],
+        )
+        for row in cursor.fetchall()
+    ]

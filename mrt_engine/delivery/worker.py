@@ -76,8 +76,13 @@ def send_claim(
 
 
 def _silencing(outbox: Outbox, claim: Claim, silences: ActiveSilences | None) -> Silence | None:
-    """The active silence that matches the claim's alert, if any (never a protected one's)."""
+    """The active silence that matches the claim's alert, if any (never a protected one's).
+
+    A bundle's message is not stopped here: its alerts were each matched when they were
+    written, and one silence must not hold back the others it carries."""
     c = claim.context
+    if c.items:
+        return None
     target = SilenceTarget(c.source_key, c.resource_id, c.event_type, c.rules, c.title, c.summary)
     if target.protected:
         return None

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from mrt_engine.config import StrictModel
+from mrt_engine.config import Duration, StrictModel
 from mrt_engine.notify.message import MessageContext, TemplateError, check_template, render
 from mrt_engine.secrets import SecretResolver
 
@@ -80,6 +80,41 @@ class Channel(ABC):
         )
 
 
+class DigestSettings(StrictModel):
+    """``notify.<channel>.digest``: hits below ``below_priority`` are held and sent as one
+    message every hour (at minute ``at``'s minutes) or every day at ``at``, local time."""
+
+    every: Literal["hourly", "daily"] = "daily"
+    at: str = "09:00"  # HH:MM (hourly: only the minutes count)
+    timezone: str = "UTC"  # an IANA zone: "Asia/Shanghai"
+    below_priority: int = Field(1, ge=-1000, le=1000)
+
+    @field_validator("at")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        hours, _, minutes = value.partition(":")
+        if not (
+            hours.isdigit()
+            and minutes.isdigit()
+            and len(minutes) == 2
+            and 0 <= int(hours) < 24
+            and 0 <= int(minutes) < 60
+        ):
+            raise ValueError(f'expected a time of day "HH:MM", got {value!r}')
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception:
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Asia/Shanghai)") from None
+        return value
+
+
 class ChannelSettings(StrictModel):
     """What every ``notify.<channel>`` section may set, whatever the platform."""
 
@@ -93,6 +128,16 @@ class ChannelSettings(StrictModel):
     def message_template(self) -> str | None:
         """The operator's template (``template``, or the text of ``template_file``), if any."""
         return self.template if self.template is not None else self._template_text
+
+    # Routing and less noise (issue 11; mrt_engine/delivery/policy.py). Protected hits (source
+    # health, checksum alarms) ignore all of these.
+    min_priority: int | None = Field(None, ge=-1000, le=1000)  # lower hits are not routed here
+    group_wait_seconds: Duration | None = Field(None, ge=0)  # None: delivery.group_wait_seconds
+    group_interval_seconds: Duration | None = Field(None, ge=0)
+    # Messages a minute at most; more due at once are folded into one summary. None: the
+    # platform's default (its module's DEFAULT_RATE_PER_MINUTE); 0: no limit.
+    rate_limit_per_minute: int | None = Field(None, ge=0, le=10_000)
+    digest: DigestSettings | None = None
 
     @field_validator("template")
     @classmethod

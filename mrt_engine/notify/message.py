@@ -76,6 +76,10 @@ class MessageContext:
     # The platform's key fields, in order: (key, value) with a key of locales.Words.labels
     # (``merged``, ``pipeline_tag``, ...); see mrt_engine/notify/fields.py.
     fields: tuple[tuple[str, FieldValue], ...] = ()
+    # A bundle (mrt_engine/delivery/bundles.py): "group", "digest" or "fold", and every alert
+    # it carries (this one first). Empty for a message about one alert.
+    bundle: str = ""
+    items: tuple[MessageContext, ...] = ()
 
     @property
     def headline(self) -> str:
@@ -98,6 +102,8 @@ class MessageContext:
 
     def subject(self, locale: str = "en") -> str:
         """A subject built only from trusted parts (config names and fixed words)."""
+        if self.items:
+            return f"[MRT] {bundle_summary(self, locale)}"
         return f"[MRT] {headline(self.event_type, locale)} · {self.source_key}"
 
 
@@ -156,13 +162,21 @@ def render(
 
     ``template``: the channel's settings (their locale and template: pass ``self.settings``),
     or a template's source (English fixed words), or ``None`` for the English built-in one.
+    A bundle (``context.items``) is rendered by :func:`render_bundle` (an operator's template
+    describes one alert).
     """
     if template is None or isinstance(template, str):
         source, locale = template, "en"
     else:
         source, locale = template.message_template, template.locale
     source = source or BUILT_IN.get(locale, DEFAULT_TEMPLATE)
-    text = _render_chars(context, limit, source, locale)
+
+    def render_chars(chars: int | None) -> str:
+        if context.items:
+            return render_bundle(context, chars, locale)
+        return _render_chars(context, chars, source, locale)
+
+    text = render_chars(limit)
     if limit_bytes is None:
         return text
     # Fewer characters until the bytes fit: a CJK character is 3 bytes, so each step asks for
@@ -172,7 +186,7 @@ def render(
         chars = len(text) - max(excess // 4, 1)
         if chars <= 0:
             return text.encode("utf-8")[:limit_bytes].decode("utf-8", "ignore")
-        text = _render_chars(context, chars, source, locale)
+        text = render_chars(chars)
     return text
 
 
@@ -290,3 +304,57 @@ SAMPLE = MessageContext(
     fields=(("author", "octocat"), ("labels", "new-model"), ("merged", True)),
 )
 """An alert to check an operator's template against (:func:`check_template`)."""
+
+
+# ---------------------------------------------------------------------- bundles
+def _count_by(values: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def bundle_summary(context: MessageContext, locale: str = "en") -> str:
+    """A bundle's heading, from trusted parts and counts only (it is also an e-mail subject):
+    ``12 alerts · New model · huggingface``, ``Digest · 34 alerts (github 20, pypi 14)``."""
+    items = context.items
+    sources = [item.source_key.split(":", 1)[0] for item in items]
+    count = f"{len(items)} alert{'s' if len(items) != 1 else ''}"
+    if context.bundle == "digest":
+        return f"Digest · {count} ({_count_by(sources)})"
+    if context.bundle == "fold":
+        return f"{count} at once ({_count_by(sources)})"
+    headlines = {headline(item.event_type, locale) for item in items}
+    headline = headlines.pop() if len(headlines) == 1 else "alerts"
+    return f"{count} · {headline} · {', '.join(sorted(set(sources)))}"
+
+
+def render_bundle(context: MessageContext, limit: int | None, locale: str = "en") -> str:
+    """A bundle's text: its heading, then one line per alert with its link, highest priority
+    first, cut at ``limit`` characters with "… and N more" (never a link cut in half)."""
+    items = context.items
+    mixed = len({item.event_type for item in items}) > 1
+    head = f"[MRT] {bundle_summary(context, locale)}"
+    common = {clean_line(item.resource_id).split("/", 1)[0] for item in items}
+    if len(common) == 1 and context.bundle == "group":
+        head += f" · {common.pop()}"
+    rules = list(dict.fromkeys(rule for item in items for rule in item.rules))
+    said = words(locale)
+    matched = ", ".join(rules) if rules else said.operator
+    lines = [head, f"{said.labels.get('matched', 'Matched')}: {matched}"]
+    used = len(lines[0]) + 1 + len(lines[1])
+    for shown, item in enumerate(items):
+        title = excerpt(clean_line(item.title), 100)
+        what = f"{headline(item.event_type, locale)}: {title}" if mixed else title
+        line = f"- {what} {clean_line(item.url)}".rstrip()
+        left = len(items) - shown - 1
+        more = f"\n… and {left} more" if left else ""
+        if limit is not None and used + 1 + len(line) + len(more) > limit:
+            tail = f"… and {len(items) - shown} more"
+            if limit is not None and used + 1 + len(tail) > limit:
+                return "\n".join(lines)[: max(limit, 0)]
+            lines.append(tail)
+            return "\n".join(lines)
+        lines.append(line)
+        used += 1 + len(line)
+    return "\n".join(lines)

@@ -82,6 +82,7 @@ class CompiledRule:
         self.priority = config.priority
         self.tags = tuple(config.tags)
         self.channels = tuple(all_channels if config.channels is None else config.channels)
+        self.group_by = tuple(config.group_by)
         self.fields = tuple(config.fields)
         self._folded_keywords = tuple({w.strip().casefold() for w in config.keywords})
         self._regex_tests = [RegexTest(p) for p in config.regex]
@@ -277,8 +278,12 @@ class RuleSet:
     # Positions of the rules the gate does not judge: every event is evaluated by them.
     _ungated: frozenset[int] = field(init=False, repr=False)
     _ungated_order: tuple[int, ...] = field(init=False, repr=False)
+    # A channel's ``min_priority``: an alert below it is not routed there.
+    min_priority: dict[str, int] = field(default_factory=dict)
+    _by_name: dict[str, CompiledRule] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._by_name = {r.name: r for r in self.rules}
         self._gate = TextGate([(r.fields, r.gate_words) for r in self.rules])
         self._keyword_only = frozenset(i for i, r in enumerate(self.rules) if r.keyword_only)
         self._ungated = frozenset(range(len(self.rules))) - self._gate.gated
@@ -290,14 +295,25 @@ class RuleSet:
         configs: Iterable[RuleConfig],
         channels: Sequence[str],
         watch_keywords: Sequence[str] = (),
+        min_priority: dict[str, int] | None = None,
     ) -> RuleSet:
-        """Compile rule configs (plus the v0 ``watch_keywords``) for the given channel names."""
+        """Compile rule configs (plus the v0 ``watch_keywords``) for the given channel names;
+        ``min_priority``: per channel, the lowest alert priority routed to it."""
         all_configs = list(configs)
         if watch_keywords:
             all_configs.append(watch_keywords_rule(list(watch_keywords)))
         compiled = [CompiledRule(c, channels) for c in all_configs if c.enabled]
         compiled.sort(key=lambda r: -r.priority)
-        return cls(compiled)
+        return cls(compiled, dict(min_priority or {}))
+
+    def group_by(self, decision: Decision) -> tuple[str, ...]:
+        """What the group key of ``decision``'s alert is made of: its first (highest
+        priority) notify rule's ``group_by``."""
+        for name in decision.notify_rules:
+            rule = self._by_name.get(name)
+            if rule is not None:
+                return rule.group_by
+        return ()
 
     @property
     def names(self) -> list[str]:
@@ -343,6 +359,9 @@ class RuleSet:
                     if tag not in tags:
                         tags.append(tag)
             final.append(hit)
+        if self.min_priority and priority is not None:
+            floor = self.min_priority
+            channels = [c for c in channels if priority >= floor.get(c, priority)]
         return Decision(
             hits=tuple(final),
             notify=priority is not None,

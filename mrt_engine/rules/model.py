@@ -14,6 +14,11 @@ from mrt_engine.text import clean
 # details, up to 64K characters), not only the excerpt that is stored and sent.
 TextField = Literal["title", "summary", "labels", "author", "resource_id", "url"]
 Action = Literal["notify", "suppress", "tag"]
+# What a group key is made of (mrt_engine/delivery/groups.py): "resource" is the repo or model.
+GroupField = Literal[
+    "source", "source_key", "resource_type", "resource", "event_type", "org", "rule"
+]
+DEFAULT_GROUP_BY: tuple[GroupField, ...] = ("source", "resource", "event_type")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
@@ -64,6 +69,9 @@ class RuleConfig(StrictModel):
     # Effects.
     tags: list[str] = Field(default_factory=list)
     channels: list[str] | None = None  # None: every configured channel
+    # Its hits that share these fields go out as one message (see notify.<channel>.group_*);
+    # [] : each hit is a message of its own. Protected hits are never grouped.
+    group_by: list[GroupField] = Field(default_factory=lambda: list(DEFAULT_GROUP_BY))
 
     @field_validator(
         "keywords",
@@ -79,6 +87,7 @@ class RuleConfig(StrictModel):
         "author",
         "tags",
         "channels",
+        "group_by",
         mode="before",
     )
     @classmethod

@@ -63,6 +63,8 @@ TABLES: tuple[Table, ...] = (
     Table("poll_metric"),
     Table("quarantine"),
     Table("retention_mark", "job"),
+    Table("notice_group"),
+    Table("digest_schedule", "channel"),
 )
 SEARCH = "event_search"
 # Recounted from the copied rows (the triggers that keep them count one row at a time).

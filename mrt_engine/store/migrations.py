@@ -304,7 +304,49 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX source_lease_engine ON source_lease (engine_id)",
     ],
-    # 5: silences (issue 11; written as 6 when the grouping migration comes first). A silence
+    # 5: less noise (issue 11): bundles of deliveries (groups, digests, rate-limit folds).
+    # A delivery may carry others of its channel: the carrier is claimed and sent like any
+    # delivery, its members wait in status 'bundled' (out of the queue) and follow it to
+    # 'sent' or 'dead'. mrt_engine/delivery/bundles.py.
+    [
+        # The key hits share when they may go out as one message (NULL: never grouped: a
+        # protected hit, an operator's resend, a rule with ``group_by = []``).
+        "ALTER TABLE delivery ADD COLUMN group_key TEXT",
+        # The delivery whose message carries this one (no REFERENCES: a copy inserts rows in
+        # id order, and a carrier may have a larger id than its members).
+        "ALTER TABLE delivery ADD COLUMN bundle_id INTEGER",
+        # What the row's message is: 'single', or the bundle it carries: 'group', 'digest',
+        # 'fold'. Set when the carrier takes its members; a retry re-sends the same members.
+        "ALTER TABLE delivery ADD COLUMN kind TEXT NOT NULL DEFAULT 'single'",
+        # The queued rows of one group of a channel (a carrier takes them, a window defers
+        # them): partial like the queue's indexes, so it stays the size of the queue.
+        "CREATE INDEX delivery_queue_group ON delivery (channel, group_key)"
+        " WHERE status IN ('pending', 'retrying')",
+        # A carrier's members (its message, and the status they follow).
+        "CREATE INDEX delivery_bundle ON delivery (bundle_id) WHERE bundle_id IS NOT NULL",
+        # The sends of the last minute (a channel's rate limit counts them from the store, so
+        # a restart or a second engine counts them too).
+        "CREATE INDEX attempt_started ON attempt (started_at)",
+        # A group's window per channel: opened by its first hit, flushed after group_wait,
+        # then at most every group_interval while hits keep coming.
+        """CREATE TABLE notice_group (
+            id INTEGER PRIMARY KEY NOT NULL,
+            channel TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            first_at TEXT NOT NULL,
+            last_sent_at TEXT,
+            UNIQUE (channel, group_key)
+        )""",
+        "CREATE INDEX notice_group_sent ON notice_group (last_sent_at)",
+        # The last digest slot a channel's digest was taken for: a restart neither loses nor
+        # repeats a digest.
+        """CREATE TABLE digest_schedule (
+            channel TEXT PRIMARY KEY NOT NULL,
+            last_slot_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    ],
+    # 6: silences (issue 11). A silence
     # stops the deliveries of the hits its matchers match while it is active (mrt_engine/
     # silence.py); they are stored as ``silenced`` with the silence's id, never dropped.
     [
@@ -341,6 +383,7 @@ SUMMARIES: tuple[str, ...] = (
     "history before the baseline, rules over the whole body, quarantined items",
     "indexes for a year of history, the search index, idle-poll rows, outbox and rule counters",
     "engines that share a store: engine registry and source leases",
+    "less noise: bundled deliveries (groups, digests, folds), group windows, digest schedules",
     "silences: matchers that stop deliveries for a time, stored as silenced",
 )
 

@@ -330,7 +330,31 @@ MIGRATIONS: list[list[str]] = [
         # No change signal on these two: heartbeats and lease renewals come every few seconds
         # and the console does not show them.
     ],
-    # 5: silences (see mrt_engine/store/migrations.py), with the change signal the console's
+    # 5: less noise: bundles, group windows, digest schedules (see mrt_engine/store/migrations.py)
+    [
+        "ALTER TABLE delivery ADD COLUMN group_key TEXT",
+        "ALTER TABLE delivery ADD COLUMN bundle_id BIGINT",
+        "ALTER TABLE delivery ADD COLUMN kind TEXT NOT NULL DEFAULT 'single'",
+        "CREATE INDEX delivery_queue_group ON delivery (channel, group_key)"
+        " WHERE status IN ('pending', 'retrying')",
+        "CREATE INDEX delivery_bundle ON delivery (bundle_id) WHERE bundle_id IS NOT NULL",
+        "CREATE INDEX attempt_started ON attempt (started_at)",
+        f"""CREATE TABLE notice_group (
+            id {ID},
+            channel TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            first_at TEXT NOT NULL,
+            last_sent_at TEXT,
+            UNIQUE (channel, group_key)
+        )""",
+        "CREATE INDEX notice_group_sent ON notice_group (last_sent_at)",
+        """CREATE TABLE digest_schedule (
+            channel TEXT PRIMARY KEY NOT NULL,
+            last_slot_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    ],
+    # 6: silences (see mrt_engine/store/migrations.py), with the change signal the console's
     # Silences view follows.
     [
         f"""CREATE TABLE silence (

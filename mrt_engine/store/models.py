@@ -156,7 +156,9 @@ class Delivery(StoreModel):
     id = AutoField()
     alert = ForeignKeyField(Alert, column_name="alert_id", backref="deliveries")
     channel = TextField()
-    status = TextField(default="pending")  # pending | retrying | sent | dead | silenced
+    # pending | retrying | sent | dead | silenced | bundled (carried by ``bundle_id``, out of
+    # the queue)
+    status = TextField(default="pending")
     attempts = IntegerField(default=0)
     priority = IntegerField(default=0)
     next_attempt_at = UtcField()
@@ -167,6 +169,9 @@ class Delivery(StoreModel):
     updated_at = UtcField()
     sent_at = UtcField(null=True)
     silence_id = IntegerField(null=True)  # the silence that stopped it (schema: silences)
+    group_key = TextField(null=True)  # schema 5: hits with one key may go out as one message
+    bundle_id = IntegerField(null=True)  # the delivery whose message carries this one
+    kind = TextField(default="single")  # single | group | digest | fold (what it carries)
 
     class Meta:
         table_name = "delivery"

@@ -327,12 +327,49 @@ class SentAttempts(_Kind):
         return changed
 
 
+# A group's window is closed once its group_interval (30 days at most) has passed since its
+# last message: its row says no more than a missing one (the next hit opens a new window).
+CLOSED_GROUP_DAYS = 31
+
+
+class ClosedGroups(_Kind):
+    """Group windows (``notice_group``) whose last message went out before the cutoff, in the
+    order of their last message (index range)."""
+
+    table = "notice_group"
+    action = "delete"
+    what = "closed group windows"
+
+    def find(self, store, position, limit, stopped):
+        after_at, after_id = position or ("", 0)
+        with store.read():
+            rows = store.db.execute_sql(
+                "SELECT id, last_sent_at FROM notice_group WHERE last_sent_at >= ?"
+                " AND last_sent_at < ? AND NOT (last_sent_at = ? AND id <= ?)"
+                " ORDER BY last_sent_at, id LIMIT ?",
+                (after_at, self.cutoff, after_at, after_id, limit),
+            ).fetchall()
+        if rows:
+            position = (rows[-1][1], rows[-1][0])
+        return [r[0] for r in rows], position, len(rows) < limit
+
+    def apply(self, db, ids, position):
+        changed = 0
+        for marks, chunk in _in_chunks(ids):
+            changed += db.execute_sql(
+                f"DELETE FROM notice_group WHERE id IN ({marks}) AND last_sent_at < ?",
+                (*chunk, self.cutoff),
+            ).rowcount
+        return changed
+
+
 def kinds(policy: RetentionPolicy, now: datetime) -> list[_Kind]:
     """What a prune at ``now`` looks at, in the order it does."""
     return [
         PollMetrics(now - timedelta(days=policy.poll_metrics_days)),
         UnmatchedRaw(now - timedelta(days=policy.unmatched_raw_days)),
         SentAttempts(now - timedelta(days=policy.sent_attempts_days)),
+        ClosedGroups(now - timedelta(days=CLOSED_GROUP_DAYS)),
     ]
 
 

@@ -172,6 +172,10 @@ class DeliveryView:
     event_type: str = ""
     source_key: str = ""
     silence_id: int | None = None  # the silence that stopped it (status silenced)
+    kind: str = "single"  # single, or the bundle it carries: group | digest | fold
+    bundle_id: int | None = None  # the delivery whose message carries this one
+    # "in #12" for a bundled row, "carries a group" for a carrier, else empty.
+    bundle_note: str = ""
 
     @classmethod
     def of(cls, row: Delivery, event: Event | None = None) -> DeliveryView:
@@ -194,6 +198,13 @@ class DeliveryView:
             event_type=event.event_type if event else "",
             source_key=clean(event.source_key) if event else "",
             silence_id=row.silence_id,
+            kind=row.kind,
+            bundle_id=row.bundle_id,
+            bundle_note=(
+                f"in #{row.bundle_id}"
+                if row.bundle_id is not None
+                else (f"carries a {row.kind}" if row.kind != "single" else "")
+            ),
         )
 
 

@@ -40,9 +40,7 @@ class OutboxScreen(LiveScreen):
         ("title", "title", None),
         ("error", "last error", None),
     ]
-    FILTER_HELP = (
-        "status:pending|retrying|sent|dead|silenced channel:NAME — enter applies, esc clears"
-    )
+    FILTER_HELP = "status:pending|retrying|sent|dead|silenced|bundled channel:NAME — enter applies, esc clears"
     BINDINGS = [
         Binding("enter", "trace", "Trace", id="outbox.trace"),
         Binding("r", "resend", "Resend", id="outbox.resend"),
@@ -64,7 +62,7 @@ class OutboxScreen(LiveScreen):
             cells.status(row.status),
             cells.whole(row.attempts),
             cells.when(row.next_attempt_at, self.session.clock()) if waiting else cells.text("-"),
-            cells.text(row.title),
+            cells.text(f"[{row.bundle_note}] {row.title}" if row.bundle_note else row.title),
             cells.text(row.last_error or ""),
         ]
 

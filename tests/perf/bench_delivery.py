@@ -13,8 +13,8 @@ In the same run, a plain ``httpx.Client`` loop (one thread, one keep-alive conne
 same bodies with the same headers to the same receiver, before and after the outbox run; its
 rate is the mean of the two. ``ratio`` = outbox deliveries/s over the loop's requests/s (target:
 at least 0.5). CPU seconds of this process are given for each phase. Grouping (issue 11:
-``group_wait``) must not hold the alerts: this branch has none; where it exists, the bench
-config must turn it off for the webhook channel. Prints JSON.
+``group_wait``, 30 s by default) must not hold the alerts: the bench's config turns it off, and
+the outbox claims with the channel policies the engine builds from that config. Prints JSON.
 
     python tests/perf/bench_delivery.py [--alerts 10000] [--workers 4]
 """
@@ -43,6 +43,7 @@ from mrt_engine.batch import prepare_batch, write_batch
 from mrt_engine.components import build_components
 from mrt_engine.config import validate
 from mrt_engine.delivery.outbox import Outbox, OutboxPolicy, message_context
+from mrt_engine.delivery.policy import channel_policies
 from mrt_engine.delivery.worker import DeliveryWorkers
 from mrt_engine.notify.base import Outgoing
 from mrt_engine.rules import RuleSet
@@ -122,9 +123,14 @@ def write_alerts(store, rules: RuleSet, alerts: int) -> dict:
 
 
 # ---------------------------------------------------------------------- the two senders
-def outbox_run(store, channels, workers: int, sink: SinkProcess, total: int) -> dict:
+def outbox_run(store, channels, policies, workers: int, sink: SinkProcess, total: int) -> dict:
     """Start the delivery workers; time until the receiver has every delivery."""
-    outbox = Outbox(store, owner="bench", policy=OutboxPolicy(max_attempts=3, backoff_initial=0.05))
+    outbox = Outbox(
+        store,
+        owner="bench",
+        policy=OutboxPolicy(max_attempts=3, backoff_initial=0.05),
+        channels=policies,
+    )
     stop = threading.Event()
     pool = DeliveryWorkers(outbox, channels, workers=workers, stop=stop)
     start_count = sink.count()
@@ -180,7 +186,11 @@ def run(alerts: int, workers: int, folder: Path) -> dict:
     config = validate(
         {
             "notify": {"webhook": {"url_env": "BENCH_HOOK_URL", "secret_env": "BENCH_HOOK_SECRET"}},
-            "delivery": {"workers": workers},
+            "delivery": {
+                "workers": workers,
+                "group_wait_seconds": 0,
+                "group_interval_seconds": 0,
+            },
         }
     )
     channels = build_components(config, env).channels
@@ -191,7 +201,7 @@ def run(alerts: int, workers: int, folder: Path) -> dict:
         total = written["deliveries"]
         requests = prepared_requests(store, channels["webhook"], total)
         before = plain_loop(sink.url, requests)
-        outbox = outbox_run(store, channels, workers, sink, total)
+        outbox = outbox_run(store, channels, channel_policies(config), workers, sink, total)
         after = plain_loop(sink.url, requests)
     finally:
         for channel in channels.values():
