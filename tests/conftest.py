@@ -96,11 +96,12 @@ def recent_t0() -> datetime:
 
 @pytest.fixture(autouse=True)
 def _fresh_t0(request):
-    """A module that dates its upstream items from a module-level ``T0`` gets it fresh for each
-    test: taken once at import, it fell behind the engine's 10-minute baseline margin when the
-    test ran ~9 minutes into a long suite, and the items counted as history."""
+    """A module that dates its upstream items from a module-level ``T0`` taken from the clock
+    (``T0_FROM_NOW = True``) gets it fresh for each test: taken once at import, it fell behind the
+    engine's 10-minute baseline margin when the test ran ~9 minutes into a long suite, and the
+    items counted as history. (Modules with a fixed ``T0`` keep it.)"""
     module = request.module
-    if module is not None and isinstance(getattr(module, "T0", None), datetime):
+    if module is not None and getattr(module, "T0_FROM_NOW", False):
         module.T0 = recent_t0()
 
 

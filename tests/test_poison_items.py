@@ -16,7 +16,8 @@ from mrt_engine.simulators.base import Fault
 REPO = "vllm-project/vllm"
 # Minutes before the tests run: items stamped after it are after the baseline (which keeps a
 # 10-minute margin), so they are news, not history.
-T0 = recent_t0()  # refreshed for each test by conftest._fresh_t0
+T0 = recent_t0()
+T0_FROM_NOW = True  # conftest._fresh_t0 takes T0 again at each test's start
 ISSUES = f"github:{REPO}:issues"
 
 

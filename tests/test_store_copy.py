@@ -25,7 +25,8 @@ from mrt_engine.store.lock import EngineLock
 from mrt_engine.store.search import indexed_text
 
 REPO = "vllm-project/vllm"
-T0 = recent_t0()  # refreshed for each test by conftest._fresh_t0
+T0 = recent_t0()
+T0_FROM_NOW = True  # conftest._fresh_t0 takes T0 again at each test's start
 # Every table the copy carries, in the order it copies them, with the column it pages by.
 COPIED = {
     "source_state": "source_key",

@@ -20,7 +20,8 @@ from conftest import recent_t0
 REPO = "vllm-project/vllm"
 # Minutes before the tests run: items stamped after it are after the baseline (which keeps a
 # 10-minute margin), so they are news, not history.
-T0 = recent_t0()  # refreshed for each test by conftest._fresh_t0
+T0 = recent_t0()
+T0_FROM_NOW = True  # conftest._fresh_t0 takes T0 again at each test's start
 
 
 def run(tracker, *args: str, program: str = "mrt_engine", timeout: float = 60):
