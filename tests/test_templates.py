@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -384,3 +385,23 @@ def test_every_platform_sends_its_key_fields(
     for text in texts:  # why it was sent, and the link
         assert text.splitlines()[2].startswith("Matched: ") and "everything" in text
         assert text.splitlines()[-1].startswith("http")
+
+
+def test_a_bundle_for_a_chinese_channel_says_its_headlines_and_matched_in_chinese():
+    """A group's message renders in the channel's locale too (headline, "Matched" label)."""
+    items = tuple(
+        context(
+            event_type="model_added",
+            source_key="huggingface:deepseek-ai:models",
+            resource_id=f"deepseek-ai/DeepSeek-V{i}",
+            title=f"DeepSeek-V{i}",
+            url=f"https://huggingface.co/deepseek-ai/DeepSeek-V{i}",
+        )
+        for i in range(3)
+    )
+    bundle = replace(items[0], bundle="group", items=items)
+    text = render(bundle, 500, Settings("zh"))
+    assert ZH.headlines["model_added"] in text
+    assert ZH.labels["matched"] in text
+    assert "Matched" not in text
+    assert all(item.url in text for item in items)

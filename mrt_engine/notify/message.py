@@ -325,8 +325,8 @@ def bundle_summary(context: MessageContext, locale: str = "en") -> str:
     if context.bundle == "fold":
         return f"{count} at once ({_count_by(sources)})"
     headlines = {headline(item.event_type, locale) for item in items}
-    headline = headlines.pop() if len(headlines) == 1 else "alerts"
-    return f"{count} · {headline} · {', '.join(sorted(set(sources)))}"
+    common = headlines.pop() if len(headlines) == 1 else "alerts"
+    return f"{count} · {common} · {', '.join(sorted(set(sources)))}"
 
 
 def render_bundle(context: MessageContext, limit: int | None, locale: str = "en") -> str:
