@@ -192,3 +192,70 @@ def test_a_channel_without_its_own_preview_shows_its_text_cut_to_its_module_limi
     text = Plain(Settings()).preview(Outgoing(0, 1, context))
     assert text.startswith("【MRT】新 PR · vllm-project/vllm")
     assert len(text) <= MAX_TEXT and text.endswith(url)
+
+
+PAYLOAD_CHANNELS = {
+    "slack": ({}, {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/slacksecret0001"}),
+    "webhook": (
+        {},
+        {
+            "WEBHOOK_URL": "https://receiver.example/hook?token=hooksecret0001",
+            "WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        },
+    ),
+    "feishu": (
+        {"secret_env": "FEISHU_SECRET"},
+        {
+            "FEISHU_WEBHOOK_URL": "https://open.feishu.cn/open-apis/bot/v2/hook/feishusecret0001",
+            "FEISHU_SECRET": "signsecret0001",
+        },
+    ),
+    "dingtalk": (
+        {"secret_env": "DINGTALK_SECRET"},
+        {
+            "DINGTALK_WEBHOOK_URL": "https://oapi.dingtalk.com/robot/send?access_token=dingsecret0001",
+            "DINGTALK_SECRET": "SECsignsecret0001",
+        },
+    ),
+    "wecom": (
+        {},
+        {
+            "WECOM_WEBHOOK_URL": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=wecomsecret0001"
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAYLOAD_CHANNELS))
+def test_a_payload_channel_previews_its_request_body_with_no_secret(name):
+    """Preview shows what goes over the wire (the platform's JSON), not only the text."""
+    from mrt_engine.notify import kinds
+    from mrt_engine.notify.base import ChannelContext, Outgoing
+    from mrt_engine.notify.message import MessageContext
+    from mrt_engine.secrets import SecretResolver
+
+    options, env = PAYLOAD_CHANNELS[name]
+    kind = kinds()[name]
+    resolver = SecretResolver(env)
+    channel = kind.build(kind.settings(**options), ChannelContext(resolver, 5.0))
+    assert channel is not None, resolver.errors
+    context = MessageContext(
+        event_type="pr_opened",
+        source_key="github:vllm-project/vllm:pulls",
+        resource_id="vllm-project/vllm",
+        title="DeepSeek-V4 support",
+        url="https://github.com/vllm-project/vllm/pull/2",
+        fingerprint="a" * 64,
+        rules=("deepseek",),
+    )
+    try:
+        shown = channel.preview(Outgoing(7, 1, context))
+    finally:
+        channel.close()
+    head, _, body = shown.partition("\n\n")
+    assert head.startswith("POST to ")
+    assert isinstance(json.loads(body), dict)
+    assert "DeepSeek-V4 support" in body
+    for value in env.values():
+        assert value not in shown
+    assert not any(word in shown for word in ("secret0001", "signsecret"))

@@ -7,7 +7,9 @@ get an answer is a :class:`SendResult` (never an exception), its text free of se
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 
 import httpx
 
@@ -46,6 +48,18 @@ class Poster:
 
     def close(self) -> None:
         self._client.close()
+
+
+def preview_post(where: str, body: bytes, headers: Mapping[str, str] | None = None) -> str:
+    """What one POST would carry, for ``mrt-engine preview``: ``where`` (the channel's
+    ``describe()``, already safe to show), the headers and the JSON body, indented."""
+    try:
+        shown = json.dumps(json.loads(body), ensure_ascii=False, indent=2)
+    except ValueError:
+        shown = body.decode("utf-8", "replace")
+    lines = [f"POST to {where}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return "\n".join(lines) + "\n\n" + shown
 
 
 def retry_after(response: httpx.Response) -> str:

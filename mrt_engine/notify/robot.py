@@ -18,7 +18,7 @@ from abc import abstractmethod
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from mrt_engine.notify._post import Poster
+from mrt_engine.notify._post import Poster, preview_post
 from mrt_engine.notify.base import Channel, ChannelContext, Outgoing, SendResult
 from mrt_engine.secrets import Secret, shorten
 from mrt_engine.untrusted_json import parse_json
@@ -99,6 +99,11 @@ class RobotChannel(Channel):
     @abstractmethod
     def answer_code(self, answer: dict[str, Any]) -> tuple[int | None, str]:
         """The platform's result code in ``answer`` (0 is success) and its message."""
+
+    def preview(self, outgoing: Outgoing) -> str:
+        """The request :meth:`send` would make (the robot's token redacted), signed as sent."""
+        _, body = self.request(outgoing)
+        return preview_post(self.describe(), body)
 
     def send(self, outgoing: Outgoing) -> SendResult:
         url, body = self.request(outgoing)

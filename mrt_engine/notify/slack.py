@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from mrt_engine.config import Wait
-from mrt_engine.notify._post import Poster, retry_after
+from mrt_engine.notify._post import Poster, preview_post, retry_after
 from mrt_engine.notify.base import (
     Channel,
     ChannelContext,
@@ -164,6 +164,11 @@ class SlackChannel(Channel):
             "unfurl_links": False,
             "unfurl_media": False,
         }
+
+    def preview(self, outgoing: Outgoing) -> str:
+        """The Block Kit payload :meth:`send` would post (the webhook redacted)."""
+        body = json.dumps(self.payload(outgoing), ensure_ascii=False).encode("utf-8")
+        return preview_post(self.describe(), body)
 
     def send(self, outgoing: Outgoing) -> SendResult:
         body = json.dumps(self.payload(outgoing), ensure_ascii=False).encode("utf-8")

@@ -52,7 +52,7 @@ from pydantic import Field
 
 from mrt_engine import __version__
 from mrt_engine.config import Wait
-from mrt_engine.notify._post import Poster, retry_after
+from mrt_engine.notify._post import Poster, preview_post, retry_after
 from mrt_engine.notify.base import (
     Channel,
     ChannelContext,
@@ -192,6 +192,11 @@ class WebhookChannel(Channel):
             "webhook-signature": sign(self._key, msg_id, stamp, body),
         }
         return body, headers
+
+    def preview(self, outgoing: Outgoing) -> str:
+        """The body and signed headers :meth:`send` would post now (the URL redacted)."""
+        body, headers = self.request(outgoing)
+        return preview_post(self.describe(), body, headers)
 
     def send(self, outgoing: Outgoing) -> SendResult:
         body, headers = self.request(outgoing)
