@@ -405,3 +405,30 @@ def test_a_bundle_for_a_chinese_channel_says_its_headlines_and_matched_in_chines
     assert ZH.labels["matched"] in text
     assert "Matched" not in text
     assert all(item.url in text for item in items)
+
+
+def test_the_titles_feishu_and_dingtalk_show_follow_the_channels_locale():
+    """A post's title (Feishu) and a markdown message's title (DingTalk, the notification
+    line) are built from fixed words: in a Chinese channel, Chinese ones."""
+    from mrt_engine.notify import kinds
+    from mrt_engine.notify.base import ChannelContext, Outgoing
+    from mrt_engine.secrets import SecretResolver
+
+    env = {
+        "FEISHU_WEBHOOK_URL": "https://open.feishu.cn/open-apis/bot/v2/hook/abcdefgh1234",
+        "DINGTALK_WEBHOOK_URL": "https://oapi.dingtalk.com/robot/send?access_token=abcdefgh1234",
+    }
+    titles = {}
+    for name in ("feishu", "dingtalk"):
+        kind = kinds()[name]
+        channel = kind.build(kind.settings(locale="zh"), ChannelContext(SecretResolver(env), 5.0))
+        try:
+            body = channel.payload(Outgoing(1, 1, context()))
+        finally:
+            channel.close()
+        if name == "feishu":
+            titles[name] = body["content"]["post"]["zh_cn"]["title"]
+        else:
+            titles[name] = body["markdown"]["title"]
+    for title in titles.values():
+        assert ZH.headlines["pr_merged"] in title, titles

@@ -146,7 +146,7 @@ class DingTalkChannel(RobotChannel):
         if markdown:
             return {
                 "msgtype": "markdown",
-                "markdown": {"title": context.subject(), "text": text},
+                "markdown": {"title": context.subject(self.settings.locale), "text": text},
                 "at": at,
             }
         return {"msgtype": "text", "text": {"content": text}, "at": at}

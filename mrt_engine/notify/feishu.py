@@ -151,7 +151,7 @@ class FeishuChannel(RobotChannel):
 
         def make(budget: int) -> dict[str, Any]:
             text = render(context, None, self.settings, limit_bytes=budget)
-            return {**signature, **self.content(text, context.subject(), url)}
+            return {**signature, **self.content(text, context.subject(self.settings.locale), url)}
 
         return fit(make, lambda body: len(json_body(body)), MAX_BODY_BYTES)
 
