@@ -459,7 +459,8 @@ class Engine:
         return tick_for(interval, jitter)
 
     def _control(self) -> None:
-        """Pick up operator requests written to the store (poll now), from any process."""
+        """Pick up operator requests written to the store (poll now), from any process, and
+        wake the delivery workers when there may be work for them (they sleep until then)."""
         store = self.store
         if store is None or self.scheduler is None or self.stop_event.is_set():
             return
@@ -471,6 +472,8 @@ class Engine:
                 log.exception("control: cannot read poll requests")
             else:  # one line: the daemon loop stops the engine if the file is damaged
                 log.error("control: cannot read poll requests: %s", fault)
+        if self.workers is not None:  # a resend from elsewhere, a retry now due
+            self.workers.look()
 
     def flush_idle_polls(self) -> None:
         """Write the times and figures of the polls that changed nothing (see

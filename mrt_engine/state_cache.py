@@ -57,6 +57,14 @@ class StateCache(Generic[T]):
             self._held[key] = (version, value)
         return value
 
+    def version(self) -> tuple[int, int] | None:
+        """The store's version now (see :class:`~mrt_engine.store.watch.StoreWatch`): another
+        value once anything was committed; ``None`` when it cannot tell (on PostgreSQL, or
+        closed), which callers take as changed."""
+        if self._closed:
+            return None
+        return self._watch.version()
+
     def close(self) -> None:
         """Close the watching connection; later calls read every time."""
         self._closed = True

@@ -292,6 +292,48 @@ def test_a_running_idle_engine_reads_no_table_between_its_flushes(
         engine.stop()
 
 
+def test_an_idle_engines_delivery_workers_sleep_until_there_is_work(
+    gh_tracker, github, welink, monkeypatch
+):
+    """No worker looks at the outbox on a timer: an alert the engine commits wakes them at
+    once, a resend from another process within the control job's second."""
+    from mrt_engine.delivery.worker import DeliveryWorkers
+
+    looks: list[str] = []
+    claim_if_due = DeliveryWorkers._claim_if_due
+
+    def counted(workers, channel, worker):
+        looks.append(worker)
+        return claim_if_due(workers, channel, worker)
+
+    monkeypatch.setattr(DeliveryWorkers, "_claim_if_due", counted)
+    github.add_issue(REPO, "seed", at=T0)
+    tracker = gh_tracker(
+        {
+            "sources": {"github": {"monitor": {"pulls": False}, "poll_interval_seconds": 1}},
+            "scheduler": {"jitter_seconds": 0, "idle_flush_seconds": 60},
+        }
+    )
+    assert tracker.once() == 0 and tracker.once() == 0  # baseline, then an ETag
+    engine = tracker.engine()
+    engine.start()
+    try:
+        assert wait_until(lambda: len(github.requests) >= 4, timeout=30)  # first looks done
+        looks.clear()
+        seen = len(github.requests)
+        assert wait_until(lambda: len(github.requests) >= seen + 3, timeout=30)
+        assert looks == []  # three idle seconds, two workers: none woke
+        github.add_issue(REPO, "DeepSeek-V4 weights released")
+        assert wait_until(lambda: len(welink.texts()) == 1, timeout=30)
+        with closing(other_connection(tracker)) as other:
+            delivery = other.execute("SELECT MAX(id) FROM delivery").fetchone()[0]
+        tracker.in_process = False  # the operator's command: another process
+        assert tracker.cli("resend", str(delivery)).returncode == 0
+        assert wait_until(lambda: len(welink.texts()) == 2, timeout=30)
+    finally:
+        engine.stop()
+
+
 def test_a_commit_landing_while_a_value_is_read_makes_the_next_ask_read_again(tmp_path):
     from mrt_engine.state_cache import StateCache
 
