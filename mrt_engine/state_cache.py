@@ -1,8 +1,8 @@
 """What the engine reads from the store again and again, kept while nothing is committed to it.
 
 Every poll starts from its source's state row (cursor, validators, pause, backoff); the control
-job looks for operators' poll requests every second; each delivery worker asks twice a second
-when its channel's next delivery is due. Asking the store each time (a query, its rows parsed)
+job looks for operators' poll requests every second; a delivery worker asks when its channel's
+next delivery is due each time it is woken (:mod:`mrt_engine.delivery.worker`). Asking the store each time (a query, its rows parsed)
 cost a tenth of an unchanged poll's CPU, and most of an idle engine's CPU besides its polls,
 to learn what the store said a moment ago. :class:`StateCache` keeps what was read, with the
 store's version when the read began (:class:`~mrt_engine.store.watch.StoreWatch`: one ``PRAGMA
