@@ -44,6 +44,8 @@ from mrt_engine.wording import plural
 log = logging.getLogger(__name__)
 
 CONTROL_INTERVAL_SECONDS = 1.0
+# At most this long between two sources' first polls as the engine starts (see Engine.start).
+FIRST_POLL_STEP_SECONDS = 0.05
 # The first prune after start waits this long at most (then every retention.interval_seconds),
 # so an engine restarted more often than daily still prunes, after its first polls.
 FIRST_PRUNE_AFTER_SECONDS = 60.0
@@ -395,10 +397,17 @@ class Engine:
         scheduler = BackgroundScheduler(executors=executors, timezone="UTC")
         now = self.clock()
         phase = PollTimes.phase()  # one for all, so polls on the same ticks start together
+        count = len(self.sources)
         for i, source in enumerate(self.sources):
-            # Spread the first polls a little so a restart does not burst every host.
-            first = now + timedelta(milliseconds=50 * i)
-            times = PollTimes(source.interval, first, self._tick(source.interval), phase)
+            # Spread the first polls a little so a restart does not burst every host, and within
+            # one tick: each source's later polls are due an interval after its first, so first
+            # polls spread wider than a tick put the later ones on as many ticks (20 sources 50
+            # ms apart, polled every second: every one of its five ticks), each tick a wake-up
+            # of the scheduler and of the poll workers. (No ticks: 50 ms apart, as before.)
+            tick = self._tick(source.interval)
+            step = min(FIRST_POLL_STEP_SECONDS, tick / count) if tick else FIRST_POLL_STEP_SECONDS
+            first = now + timedelta(seconds=step * i)
+            times = PollTimes(source.interval, first, tick, phase)
             scheduler.add_job(
                 self.poll_source,
                 times,
