@@ -31,10 +31,12 @@ from typing import Any
 from mrt_engine.events import TrackerEvent, stored_raw
 from mrt_engine.quarantine import Quarantined, quarantined
 from mrt_engine.rules.matcher import Decision, RuleSet
+from mrt_engine.silence import Silence, SilenceTarget, silencing
+from mrt_engine.silences import ActiveSilences, active_now
 from mrt_engine.store.db import Store
 from mrt_engine.store.search import indexed_text
 from mrt_engine.text import storable
-from mrt_engine.timeutil import to_store
+from mrt_engine.timeutil import from_store, to_store
 
 
 def _row_encoder() -> Callable[[Any], str]:
@@ -61,6 +63,25 @@ def _row_encoder() -> Callable[[Any], str]:
 
 dumps = _row_encoder()
 
+# The stored JSON of a list of names (an event's labels, an alert's rules and tags): a few
+# combinations come back event after event, so each is encoded once. Bounded: emptied when full.
+_NAMES_JSON: dict[tuple, str] = {}
+_NAMES_JSON_MAX = 4096
+
+
+def names_json(names: tuple) -> str:
+    """``storable(dumps(names))`` of a tuple of names, encoded once per distinct tuple."""
+    try:
+        text = _NAMES_JSON.get(names)
+    except TypeError:  # an unhashable member (a source's bug): encoded as is, not kept
+        return storable(dumps(names))
+    if text is None:
+        if len(_NAMES_JSON) >= _NAMES_JSON_MAX:
+            _NAMES_JSON.clear()
+        text = _NAMES_JSON[names] = storable(dumps(names))
+    return text
+
+
 # An event already stored (same fingerprint) is skipped by the insert itself, which probes the
 # unique index anyway: no SELECT of the batch's fingerprints first (a second probe each).
 _EVENT_INSERT = (
@@ -78,7 +99,7 @@ _HIT_COLUMNS = (
 _ALERT_COLUMNS = "alert (id, event_id, rules, priority, tags, origin, created_at)"
 _DELIVERY_COLUMNS = (
     "delivery (alert_id, channel, status, attempts, priority, next_attempt_at, created_at,"
-    " updated_at)"
+    " updated_at, silence_id)"
 )
 
 
@@ -107,6 +128,7 @@ class PreparedEvent:
     channels: tuple[str, ...]
     priority: int
     search_title: str  # the title as the Events filter's word index holds it (indexed_text)
+    notify_rules: tuple[str, ...] = ()  # the rules that notified (what a silence matches)
 
 
 @dataclass(slots=True)
@@ -194,7 +216,7 @@ def _prepare_event(
             storable(event.summary),
             storable(event.url),
             storable(event.author),
-            storable(dumps(event.labels)),
+            names_json(event.labels),
             to_store(event.occurred_at),
             observed_s,
             storable(dumps(raw)) if raw else None,
@@ -207,6 +229,7 @@ def _prepare_event(
         decision.channels if notify else (),
         decision.priority,
         indexed_text(title),  # folded here, outside the write lock
+        decision.notify_rules if notify else (),
     )
 
 
@@ -235,11 +258,15 @@ def is_history(event: TrackerEvent, baseline_at: datetime | None) -> bool:
     )
 
 
-def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
+def write_batch(
+    store: Store, batch: PreparedBatch, silences: ActiveSilences | None = None
+) -> CommitCounts:
     """Insert the events of ``batch`` not yet stored, with their hits, alerts and outbox rows.
 
     Must run inside :meth:`Store.write`. The events' ids: see :func:`_insert_events`; the
-    alerts' come from :meth:`Store.new_ids`.
+    alerts' come from :meth:`Store.new_ids`. An alert an active silence matches gets its
+    outbox rows as ``silenced`` (``silences``: the engine's, kept while the store is
+    unchanged; without it they are read, when an alert needs them).
     """
     if not batch.events:
         return CommitCounts(0, 0, 0)
@@ -251,6 +278,7 @@ def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
     alert_ids = store.new_ids(cursor, "alert", sum(p.alert_row is not None for _, p in fresh))
     search_rows, hit_rows, alert_rows, delivery_rows = [], [], [], []
     matched = 0
+    active: list[Silence] | None = None  # read at the first alert that may be silenced
     for event_id, item in fresh:
         search_rows.append((event_id, item.search_title))
         if item.hit_rows:
@@ -259,7 +287,23 @@ def write_batch(store: Store, batch: PreparedBatch) -> CommitCounts:
         if item.alert_row is not None:
             alert_id = alert_ids[len(alert_rows)]
             alert_rows.append((alert_id, event_id, *item.alert_row))
-            delivery_rows.extend(outbox_rows(alert_id, item.channels, item.priority, now_s))
+            target = silence_target(item)
+            silence = None
+            if not target.protected:
+                if active is None:
+                    at = from_store(now_s)
+                    assert at is not None
+                    active = active_now(store, at, silences)
+                silence = silencing(active, target, at)
+            delivery_rows.extend(
+                outbox_rows(
+                    alert_id,
+                    item.channels,
+                    item.priority,
+                    now_s,
+                    silence_id=silence.id if silence else None,
+                )
+            )
     # The Events filter's word index, in step with the events (same transaction).
     insert_rows(cursor, _SEARCH_COLUMNS, search_rows)
     insert_rows(cursor, _HIT_COLUMNS, hit_rows)
@@ -285,19 +329,36 @@ def commit_events(
 def alert_tail(decision: Decision, origin: str, now_s: str) -> tuple:
     """An alert row without its id and event id."""
     return (
-        storable(dumps(decision.notify_rules)),
+        names_json(decision.notify_rules),
         decision.priority,
-        storable(dumps(decision.tags)),
+        names_json(decision.tags),
         origin,
         now_s,
     )
 
 
-def outbox_rows(alert_id: int, channels: Iterable[str], priority: int, now_s: str) -> list[tuple]:
-    """One pending delivery row per channel, in :func:`insert_alerts` shape."""
+def outbox_rows(
+    alert_id: int,
+    channels: Iterable[str],
+    priority: int,
+    now_s: str,
+    *,
+    silence_id: int | None = None,
+) -> list[tuple]:
+    """One delivery row per channel, in :func:`insert_alerts` shape: pending, or silenced by
+    ``silence_id`` (stored, out of the queue)."""
+    status = "pending" if silence_id is None else "silenced"
     return [
-        (alert_id, channel, "pending", 0, priority, now_s, now_s, now_s) for channel in channels
+        (alert_id, channel, status, 0, priority, now_s, now_s, now_s, silence_id)
+        for channel in channels
     ]
+
+
+def silence_target(item: PreparedEvent) -> SilenceTarget:
+    """What a silence reads of a prepared event's alert (see :class:`PreparedEvent`)."""
+    row = item.event_row  # (fingerprint, source, source_key, resource_type, resource_id,
+    # event_type, event_id, title, summary, ...)
+    return SilenceTarget(row[2], row[4], row[5], item.notify_rules, row[7], row[8])
 
 
 def insert_alerts(cursor, alert_rows: list[tuple], delivery_rows: list[tuple]) -> None:

@@ -123,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trace.set_defaults(func=commands.cmd_trace)
 
+    preview = sub.add_parser(
+        "preview",
+        parents=[store_opts],
+        help="show what a channel would send for an event, without sending it",
+    )
+    preview.add_argument("--channel", required=True, help="a channel configured under notify")
+    preview.add_argument(
+        "ref",
+        metavar="FINGERPRINT",
+        help="a fingerprint (or a unique prefix), an event URL, event:ID or delivery:ID",
+    )
+    preview.set_defaults(func=commands.cmd_preview)
+
     resend = sub.add_parser(
         "resend", parents=[store_opts], help="send a delivery again, or requeue dead ones"
     )
@@ -198,6 +211,51 @@ def build_parser() -> argparse.ArgumentParser:
         p = source_sub.add_parser(name, parents=[store_opts], help=text)
         p.add_argument("key", metavar="KEY")
         p.set_defaults(func=commands.cmd_source)
+    silence = sub.add_parser(
+        "silence",
+        parents=[store_opts, as_json],
+        help="stop deliveries that match, for a time (add, list, expire)",
+    )
+    silence_sub = silence.add_subparsers(
+        dest="silence_command", metavar="add|list|expire", required=True
+    )
+    add = silence_sub.add_parser(
+        "add",
+        parents=[store_opts, as_json],
+        help="silence what matches every --match, for a time",
+        description="Fields: source (source key; a value without wildcards is a prefix),"
+        " org, repo, rule, type, text (title and summary, substring). FIELD=GLOB, or"
+        " FIELD=~REGEX. Silenced deliveries are stored as silenced, never dropped.",
+    )
+    add.add_argument(
+        "--match",
+        "-m",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="e.g. source=github:vllm, org=deepseek-ai, rule=NAME, type=model_updated,"
+        " text=~'fp8|int4' (repeatable: all must match)",
+    )
+    length = add.add_mutually_exclusive_group()
+    length.add_argument("--for", dest="duration", metavar="DURATION", help="2h, 30m, 3d")
+    length.add_argument("--until", metavar="T", help="ISO time it ends (2026-11-21T08:00Z)")
+    add.add_argument("--starts", metavar="T", help="ISO time it starts (default: now)")
+    add.add_argument("--author", help="who asks for the silence (required)")
+    add.add_argument("--comment", help="why (required)")
+    silence_list = silence_sub.add_parser(
+        "list", parents=[store_opts, as_json], help="the silences in force (--all: ended too)"
+    )
+    silence_list.add_argument("--all", action="store_true", help="also the ended ones")
+    expire = silence_sub.add_parser(
+        "expire",
+        parents=[store_opts],
+        help="end a silence now (what it silenced stays silenced)",
+    )
+    expire.add_argument("silence_id", type=_count(1, 2**63 - 1), metavar="ID")
+    expire.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    for child in silence_sub.choices.values():
+        child.set_defaults(func=commands.cmd_silence)
+
     migrate = sub.add_parser(
         "migrate",
         parents=[store_opts, as_json],
@@ -309,6 +367,7 @@ _KNOWN_ERRORS: tuple[tuple[str, str, Callable[[Any], tuple[str, int]]], ...] = (
     ("mrt_engine.commands", "UsageError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
     ("mrt_engine.store.lock", "EngineAlreadyRunning", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
     ("mrt_engine.store.db", "StoreError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
+    ("mrt_engine.silence", "SilenceError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
     ("mrt_engine.operations", "OperationError", lambda e: (f"mrt-engine: {e}", EXIT_FAILED)),
 )
 

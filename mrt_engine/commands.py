@@ -320,6 +320,41 @@ def _print_trace(t: queries.Trace) -> None:
     print()
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    """``preview --channel C REF``: the message (or payload) channel C would send for one event,
+    rendered with the config's settings for C; nothing is sent and the store is only read."""
+    from mrt_engine import notify
+    from mrt_engine.config import ConfigError
+    from mrt_engine.delivery.preview import PreviewError, outgoing_for
+    from mrt_engine.secrets import SecretResolver
+
+    config = _config(args)
+    sections = config.channel_sections()
+    settings = sections.get(args.channel)
+    if settings is None:
+        known = ", ".join(sorted(sections)) or "none configured"
+        raise UsageError(f"--channel: {args.channel!r} is not configured under notify ({known})")
+    # Built as `run` builds it (its secrets too: a webhook URL decides nothing shown, but a
+    # channel that cannot be built could not send this either).
+    resolver = SecretResolver(os.environ)
+    context = notify.ChannelContext(resolver, config.delivery.request_timeout_seconds)
+    channel = notify.kinds()[args.channel].build(settings, context)
+    if resolver.errors or channel is None:
+        raise ConfigError(
+            resolver.errors or [f"notify.{args.channel}: cannot be built"], config.path
+        )
+    try:
+        with _store(args) as store:
+            try:
+                outgoing = outgoing_for(store, args.channel, args.ref)
+            except PreviewError as exc:
+                raise UsageError(str(exc)) from None
+        print(channel.preview(outgoing))  # what send() would transmit; nothing is sent
+    finally:
+        channel.close()
+    return EXIT_OK
+
+
 def cmd_resend(args: argparse.Namespace) -> int:
     from mrt_engine import operations
 
@@ -418,6 +453,73 @@ def cmd_source(args: argparse.Namespace) -> int:
                 store, args.key, args.source_command == "pause", actor=actor
             )
         print(result.message)
+        return EXIT_OK
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    """``silence add|list|expire`` (:mod:`mrt_engine.silences`)."""
+    from mrt_engine import operations, silences
+    from mrt_engine.store import queries
+
+    actor = operations.actor_name("cli")
+    if args.silence_command == "add":
+        until = _when(args.until, "--until")
+        starts = _when(args.starts, "--starts")
+        with _store(args) as store:
+            result = silences.add_silence(
+                store,
+                args.match,
+                author=args.author or "",
+                comment=args.comment or "",
+                duration=args.duration,
+                until=until,
+                starts_at=starts,
+                actor=actor,
+            )
+            if args.json:
+                _print_json({"message": result.message, "silence": result.after})
+            else:
+                print(result.message)
+            return EXIT_OK
+    if args.silence_command == "expire":
+        with _store(args) as store:
+            now = timeutil.utcnow()
+            found = queries.silence(args.silence_id, now)
+            if found is None:
+                raise operations.OperationError(f"there is no silence {args.silence_id}")
+            if not args.yes and found.state != "expired":
+                if not sys.stdin.isatty():
+                    raise UsageError(
+                        f"expire silence {args.silence_id}: add --yes to confirm"
+                        " (no terminal to ask on)"
+                    )
+                answer = input(
+                    f"expire silence {found.id} ({' '.join(found.matchers)}),"
+                    f" by {found.author}: {found.comment}? [y/N] "
+                )
+                if answer.strip().lower() not in ("y", "yes"):
+                    print("nothing changed")
+                    return EXIT_OK
+            print(silences.expire_silence(store, args.silence_id, actor=actor).message)
+            return EXIT_OK
+    with _store(args):
+        now = timeutil.utcnow()
+        rows = queries.silences(now, include_expired=args.all)
+        if args.json:
+            _print_json(rows)
+            return EXIT_OK
+        if not rows:
+            print("no silences" if args.all else "no silences in force (--all: ended ones too)")
+        for v in rows:
+            if v.state == "expired":
+                when = f"ended {_fmt_time(v.expired_at or v.ends_at, now)}"
+            elif v.state == "pending":
+                when = f"starts {_fmt_time(v.starts_at, now)}, ends {_fmt_time(v.ends_at, now)}"
+            else:
+                when = f"ends {_fmt_time(v.ends_at, now)}"
+            print(f"{v.id:>5}  [{v.state}]  {' '.join(v.matchers)}")
+            print(f"       {when}; {plural(v.silenced, 'delivery', 'deliveries')} silenced")
+            print(f"       by {v.author}: {v.comment}")
         return EXIT_OK
 
 

@@ -322,7 +322,10 @@ def validate(data: dict[str, Any], file: Path | None = None) -> Config:
     """Validate parsed config data against the full schema."""
     model = root_model()
     try:
-        parsed = model.model_validate(data)
+        # Files a section names (notify.<channel>.template_file) are relative to the config's
+        # directory.
+        context = {"config_dir": file.parent if file is not None else None}
+        parsed = model.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError(format_errors(exc, model, data), file) from None
     problems = _cross_checks(parsed)

@@ -27,6 +27,7 @@ from mrt_engine.timeutil import Clock, github_time, to_store, utcnow
 # needs them: `mrt-engine resend` or `source pause` does without (tests/test_startup.py).
 if TYPE_CHECKING:
     from mrt_engine.rules.matcher import Decision, RuleSet
+    from mrt_engine.silence import Silence
 
 
 class OperationError(Exception):
@@ -176,7 +177,7 @@ def resend_event(
         delivery_id = existing.id if existing is not None else None
     if delivery_id is not None:
         return resend_delivery(store, delivery_id, actor=actor, clock=clock)
-    from mrt_engine.batch import insert_alerts
+    from mrt_engine.batch import insert_alerts, outbox_rows
 
     with store.write():
         now_s = to_store(now)
@@ -185,9 +186,8 @@ def resend_event(
                 event=event, rules=[], priority=0, tags=[], origin="manual", created_at=now
             )
         cursor = store.db.cursor()
-        insert_alerts(
-            cursor, [], [(alert.id, channel, "pending", 0, alert.priority, now_s, now_s, now_s)]
-        )
+        # An operator's send: no silence applies to it.
+        insert_alerts(cursor, [], outbox_rows(alert.id, [channel], alert.priority, now_s))
         created = Delivery.get((Delivery.alert == alert) & (Delivery.channel == channel))
         _audit(
             "resend",
@@ -235,6 +235,8 @@ class ReplayItem:
     event_type: str
     channels: tuple[str, ...]
     rules: tuple[str, ...]
+    # An active silence that matches: the new deliveries are stored silenced by it.
+    silenced_by: int | None = None
 
 
 @dataclass
@@ -248,7 +250,13 @@ class ReplayPlan:
 
     @property
     def deliveries(self) -> int:
-        return sum(len(i.channels) for i in self.items)
+        """Deliveries enqueued (or, dry, to be): new ones, and silenced ones let out."""
+        return sum(len(i.channels) for i in self.items if i.silenced_by is None)
+
+    @property
+    def silenced(self) -> int:
+        """New deliveries stored as silenced, an active silence matching them."""
+        return sum(len(i.channels) for i in self.items if i.silenced_by is not None)
 
 
 def _window(since: datetime, until: datetime | None, source: str | None) -> Iterator[Event]:
@@ -279,10 +287,18 @@ def plan_replay(
     until: datetime | None = None,
     source: str | None = None,
     channel: str | None = None,
-) -> tuple[ReplayPlan, list[tuple[Event, Decision, tuple[str, ...]]]]:
-    """Evaluate stored events in the window with ``rules``; find (event, channel) never enqueued."""
+    silences: Sequence[Silence] = (),
+    now: datetime | None = None,
+) -> tuple[ReplayPlan, list[tuple[Event, Decision, tuple[str, ...], dict[str, int], int | None]]]:
+    """Evaluate stored events in the window with ``rules``; find (event, channel) never
+    enqueued, or silenced. A silenced delivery is let out (queued again) unless one of the
+    active ``silences`` still matches; a new delivery an active silence matches is stored
+    silenced by it (``silenced_by``)."""
+    from mrt_engine.silence import SilenceTarget, silencing
+
+    at = now or utcnow()
     plan = ReplayPlan()
-    work: list[tuple[Event, Decision, tuple[str, ...]]] = []
+    work: list[tuple[Event, Decision, tuple[str, ...], dict[str, int], int | None]] = []
     for row in _window(since, until, source):
         plan.scanned += 1
         decision = rules.evaluate(tracker_event(row))
@@ -293,14 +309,34 @@ def plan_replay(
             continue
         plan.matched += 1
         alert = Alert.get_or_none(Alert.event == row.id)
-        have = set()
+        have: set[str] = set()
+        held: dict[str, int] = {}  # channel -> its silenced delivery
         if alert is not None:
-            have = {
-                d.channel for d in Delivery.select(Delivery.channel).where(Delivery.alert == alert)
-            }
-        missing = tuple(c for c in targets if c not in have)
+            for d in Delivery.select(Delivery.id, Delivery.channel, Delivery.status).where(
+                Delivery.alert == alert
+            ):
+                if d.status == "silenced":
+                    held[d.channel] = d.id
+                else:
+                    have.add(d.channel)
+        silence = silencing(
+            silences,
+            SilenceTarget(
+                row.source_key,
+                row.resource_id,
+                row.event_type,
+                tuple(decision.notify_rules),
+                row.title,
+                row.summary,
+            ),
+            at,
+        )
+        missing = tuple(
+            c for c in targets if c not in have and not (c in held and silence is not None)
+        )
         if not missing:
             continue
+        silenced_by = silence.id if silence is not None else None
         plan.items.append(
             ReplayItem(
                 row.id,
@@ -309,9 +345,10 @@ def plan_replay(
                 row.event_type,
                 missing,
                 decision.notify_rules,
+                silenced_by,
             )
         )
-        work.append((row, decision, missing))
+        work.append((row, decision, missing, held, silenced_by))
     return plan, work
 
 
@@ -328,20 +365,31 @@ def replay(
     clock: Clock = utcnow,
 ) -> ReplayPlan:
     """Re-evaluate stored events with the current rules and enqueue what now matches and was
-    never enqueued for that channel. ``dry_run`` only reports it."""
-    from mrt_engine.batch import insert_alerts
+    never enqueued for that channel, or was silenced by a silence no longer active (active
+    silences still apply: see :func:`plan_replay`). ``dry_run`` only reports it."""
+    from mrt_engine.batch import insert_alerts, outbox_rows
+    from mrt_engine.silences import read_current
 
     if until is not None and until < since:
         raise OperationError("--until is before --since")
     with store.write() if not dry_run else store.read():
-        plan, work = plan_replay(rules, since=since, until=until, source=source, channel=channel)
+        now = clock()
+        active = [s for s in read_current(store, now) if s.active(now)]
+        plan, work = plan_replay(
+            rules,
+            since=since,
+            until=until,
+            source=source,
+            channel=channel,
+            silences=active,
+            now=now,
+        )
         plan.dry_run = dry_run
         if dry_run:
             return plan
-        now = clock()
         now_s = to_store(now)
         cursor = store.db.cursor()
-        for row, decision, missing in work:
+        for row, decision, missing, held, silenced_by in work:
             alert = Alert.get_or_none(Alert.event == row.id)
             for hit in decision.hits:
                 cursor.execute(
@@ -367,20 +415,29 @@ def replay(
                     origin="replay",
                     created_at=now,
                 )
+            new = [c for c in missing if c not in held]
             insert_alerts(
                 cursor,
                 [],
-                [
-                    (alert.id, c, "pending", 0, decision.priority, now_s, now_s, now_s)
-                    for c in missing
-                ],
+                outbox_rows(alert.id, new, decision.priority, now_s, silence_id=silenced_by),
             )
+            # Silenced by a silence no longer active: let out (it keeps its silence_id).
+            released = [held[c] for c in missing if c in held]
+            if released:
+                Delivery.update(
+                    status="pending", attempts=0, next_attempt_at=now, updated_at=now
+                ).where(Delivery.id.in_(released)).execute()
         _audit(
             "replay",
             f"since={to_store(since)} until={to_store(until) or '-'} source={source or '*'} channel={channel or '*'}",
             actor,
             None,
-            {"events": len(plan.items), "deliveries": plan.deliveries, "scanned": plan.scanned},
+            {
+                "events": len(plan.items),
+                "deliveries": plan.deliveries,
+                "silenced": plan.silenced,
+                "scanned": plan.scanned,
+            },
             now,
         )
     return plan

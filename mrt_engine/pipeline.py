@@ -32,6 +32,7 @@ from mrt_engine.http import FetchError, HttpClient, PollSession, RateLimited, St
 from mrt_engine.idle_polls import IdlePolls
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.secrets import shorten
+from mrt_engine.silences import ActiveSilences
 from mrt_engine.sources.base import PollResult, Source, SourceState
 from mrt_engine.state_cache import StateCache
 from mrt_engine.store.db import Store
@@ -163,10 +164,13 @@ class Pipeline:
         # Each source's state row as last read (and what its poll resumes from), while the
         # store is unchanged: an unchanged poll then reads nothing from it.
         self.states: StateCache[tuple[SourceStateRow, SourceState]] = StateCache(store.location)
+        # The active silences a poll's alerts are matched against, read when the store changed.
+        self.silences = ActiveSilences(store)
 
     def close(self) -> None:
         """Let go of what the pipeline holds open (the store itself is the caller's)."""
         self.states.close()
+        self.silences.close()
 
     # ------------------------------------------------------------------ one poll
     def poll(self, source: Source, *, force: bool = False) -> PollOutcome:
@@ -265,7 +269,7 @@ class Pipeline:
             raise quarantine.unusable("event", batch.quarantined)
         set_aside = [*result.quarantined, *batch.quarantined]
         with self.idle.committing(self.store, source.key):
-            counts = write_batch(self.store, batch)
+            counts = write_batch(self.store, batch, self.silences)
             if set_aside:
                 quarantine.upsert(self.store.db.cursor(), source.key, set_aside, batch.now_s)
             if row.consecutive_failures >= self.unhealthy_after:

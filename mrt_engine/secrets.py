@@ -247,8 +247,9 @@ class RedactingFilter(logging.Filter):
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Tokens whose shape is a valid variable name: GitHub's (ghp_, gho_, ghu_, ghs_, ghr_,
-# github_pat_) and HuggingFace's (hf_), each with a long random tail.
-_TOKEN_SHAPES = re.compile(r"(gh[pousr]_|github_pat_|hf_)[A-Za-z0-9_]{20,}")
+# github_pat_), HuggingFace's (hf_) and Standard Webhooks signing secrets (whsec_, when their
+# base64 has no "+", "/" or "="), each with a long random tail.
+_TOKEN_SHAPES = re.compile(r"(gh[pousr]_|github_pat_|hf_|whsec_)[A-Za-z0-9_]{20,}")
 
 
 def looks_like_a_secret(name: str) -> bool:

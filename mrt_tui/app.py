@@ -1,4 +1,4 @@
-"""The console application: five views over the store, themes, keys and the command palette.
+"""The console application: six views over the store, themes, keys and the command palette.
 
 The App is wiring only: views live in ``screens/``, reads in ``mrt_engine.store`` queries and
 every action in ``mrt_engine.operations``.
@@ -22,6 +22,7 @@ from mrt_tui.screens.base import REFRESH_SECONDS
 from mrt_tui.screens.events import EventsScreen
 from mrt_tui.screens.outbox import OutboxScreen
 from mrt_tui.screens.rules import RulesScreen
+from mrt_tui.screens.silences import SilencesScreen
 from mrt_tui.screens.sources import SourcesScreen
 from mrt_tui.screens.trace import TraceScreen
 from mrt_tui.session import ConsoleSession
@@ -41,6 +42,7 @@ class MrtApp(App):
         "trace": TraceScreen,
         "rules": RulesScreen,
         "sources": SourcesScreen,
+        "silences": SilencesScreen,
     }
     BINDINGS = [
         Binding("1", "switch_mode('events')", "Events", id="app.events"),
@@ -48,6 +50,8 @@ class MrtApp(App):
         Binding("3", "switch_mode('trace')", "Trace", id="app.trace"),
         Binding("4", "switch_mode('rules')", "Rules", id="app.rules"),
         Binding("5", "switch_mode('sources')", "Sources", id="app.sources"),
+        # Not in the footer (it would push ? and q off a 120-column one): in help and palette.
+        Binding("6", "switch_mode('silences')", "Silences", show=False, id="app.silences"),
         Binding("ctrl+r", "refresh_now", "Refresh", show=False, id="app.refresh"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("colon", "command_palette", "Commands", show=False, id="app.commands"),
@@ -187,6 +191,40 @@ class MrtApp(App):
 
         self.push_screen(ReplayForm(self.session), chosen)
 
+    # ------------------------------------------------------------------ silences (Events, Rules, Trace)
+    def draft_silence(self, draft) -> None:
+        """Open the silence form with the matchers ``draft()`` reads from the store (an
+        event's or a rule's: :mod:`mrt_engine.silences`)."""
+        try:
+            with self.session.store.read():
+                matchers = draft()
+        except (operations.OperationError, StoreError) as exc:
+            self.notify(f"silence: {exc}", severity="error")
+            return
+        self.open_silence_form(matchers)
+
+    def open_silence_form(self, matchers: list[str]) -> None:
+        from mrt_engine import silences
+        from mrt_tui.screens.silence_form import SilenceDraft, SilenceForm
+
+        def chosen(draft: SilenceDraft | None) -> None:
+            if draft is None:
+                return
+            self.run_operation(
+                "silence",
+                lambda: silences.add_silence(
+                    self.session.store,
+                    draft.matchers,
+                    author=draft.author,
+                    comment=draft.comment,
+                    duration=draft.duration,
+                    actor=self.session.actor,
+                    clock=self.session.clock,
+                ),
+            )
+
+        self.push_screen(SilenceForm(matchers), chosen)
+
     # ------------------------------------------------------------------ store operations
     def run_operation(self, label: str, operation, describe=None) -> None:
         """Run an ``mrt_engine.operations`` call in a worker; its result (its ``message``, or
@@ -197,7 +235,8 @@ class MrtApp(App):
     def _operate(self, label: str, operation, describe) -> None:
         try:
             result = operation()
-        except (operations.OperationError, StoreError) as exc:
+        except (operations.OperationError, StoreError, ValueError) as exc:
+            # (ValueError: a SilenceError, the form's checks passed but the store's did not)
             self.post_message(ActionDone(f"{label}: {exc}", error=True))
             return
         text = describe(result) if describe else getattr(result, "message", None) or str(result)

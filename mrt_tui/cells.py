@@ -17,6 +17,7 @@ STATUS_GLYPHS = {
     "retrying": "↻",
     "sent": "✓",
     "dead": "✗",
+    "silenced": "⊘",
     "in_flight": "…",
     "failed": "✗",
     "interrupted": "!",
@@ -26,6 +27,7 @@ STATUS_STYLES = {
     "retrying": "bold",
     "sent": "",
     "dead": "bold reverse",
+    "silenced": "dim",
     "failed": "bold",
     "interrupted": "italic",
 }

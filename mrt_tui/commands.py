@@ -12,6 +12,7 @@ SCREENS = [
     ("trace", "Trace: one event's chain"),
     ("rules", "Rules: hit counts and dry runs"),
     ("sources", "Sources: cursors, errors, poll now"),
+    ("silences", "Silences: what is silenced, until when, by whom"),
 ]
 ACTIONS = [
     ("Resend the selected delivery / event", "resend"),
@@ -21,6 +22,10 @@ ACTIONS = [
     ("Poll the selected source now", "poll_now"),
     ("Pause or resume the selected source", "pause"),
     ("Test the selected rule (dry run)", "test_rule"),
+    ("Silence hits like the selected event / rule", "silence"),
+    ("New silence", "new_silence"),
+    ("Expire the selected silence", "expire_silence"),
+    ("Show ended silences on/off", "toggle_expired"),
     ("Follow new events on/off", "follow"),
     ("Filter the current table", "filter"),
     ("Refresh now", "app.refresh_now"),

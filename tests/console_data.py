@@ -103,9 +103,11 @@ def build(
     hostile: bool = False,
     extra_rules: list[dict] | None = None,
     state: dict | None = None,
+    with_silences: bool = False,
 ) -> Path:
     """A store with 8 (or 9) events, 4 alerts, a sent, a dead, a retrying and a pending delivery
-    (in the store ``state`` names: see :func:`write_config`)."""
+    (in the store ``state`` names: see :func:`write_config`); ``with_silences``: an active, a
+    pending and an expired silence."""
     rules = compile_rules(load_config(write_config(folder, state=state)))  # the rules at poll time
     path = write_config(folder, extra_rules=extra_rules, state=state)  # the console's rules now
     config = load_config(path)
@@ -159,6 +161,39 @@ def build(
                 consecutive_failures=2,
                 next_poll_at=NOW + timedelta(minutes=2),
             ).where(SourceState.source_key.endswith(":pulls")).execute()
+        if with_silences:
+            _silences(store)
     finally:
         store.close()
     return path
+
+
+def _silences(store) -> None:
+    from mrt_engine.silences import add_silence, expire_silence
+
+    def at(minutes: int):
+        return lambda: NOW - timedelta(minutes=minutes)
+
+    add_silence(
+        store,
+        ["org=sgl-project", "type=issue_opened"],
+        author="alice",
+        comment="sglang issue storm during the v0.5 release",
+        duration="2h",
+        actor="alice@ops via cli",
+        clock=at(30),
+    )
+    add_silence(
+        store,
+        ["text=~nightly|rc[0-9]+"],
+        author="bob",
+        comment="nightlies are noise",
+        duration="1d",
+        starts_at=NOW + timedelta(hours=1),
+        actor="bob@ops via tui",
+        clock=at(5),
+    )
+    add_silence(
+        store, ["rule=qwen"], author="carol", comment="test", duration="1h", actor="c", clock=at(90)
+    )
+    expire_silence(store, 3, actor="carol@ops via tui", clock=at(80))

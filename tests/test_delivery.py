@@ -362,3 +362,21 @@ def test_a_channel_that_raises_is_a_failed_attempt_and_one_log_line(gh_tracker, 
         "channel welink raised while sending delivery 1: RuntimeError: boom in the channel"
     ]
     assert all(r.exc_info is None for r in caplog.records)  # the traceback only at debug
+
+
+def test_a_byte_limit_cuts_cjk_text_to_fit_and_keeps_the_link():
+    """WeCom counts 4096 bytes, not characters: Chinese text is 3 bytes a character."""
+    context = MessageContext(
+        event_type="issue_opened",
+        source_key="github:vllm",
+        resource_id="vllm-project/vllm#1",
+        title="支持深度求索模型" * 200,
+        url="https://github.com/vllm-project/vllm/issues/1",
+        fingerprint="f" * 64,
+        summary="摘要内容" * 2000,
+        rules=("deepseek",),
+    )
+    text = render(context, None, limit_bytes=4096)
+    assert len(text.encode("utf-8")) <= 4096
+    assert text.endswith(context.url)
+    assert len(text.encode("utf-8")) > 3000  # cut near the limit, not to a stub

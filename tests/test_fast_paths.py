@@ -326,3 +326,33 @@ def test_a_batch_that_holds_stored_events_writes_what_a_batch_of_only_its_new_on
     events = written["mixed"]["event"]
     assert [(row[0], row[7]) for row in events] == [(n, str(n)) for n in range(1, 7)]
     assert written["mixed"]["event_search"] == [(1,), (3,), (4,), (6,)]
+
+
+def test_a_list_of_names_is_stored_as_the_json_written_each_time_before(monkeypatch):
+    """names_json (labels, alert rules and tags, encoded once per distinct tuple) gives what
+    storable(dumps(...)) gave for every tuple, including after its cache was emptied."""
+    from mrt_engine import batch
+    from mrt_engine.text import storable
+
+    rng = random.Random(5)
+    names = ["bug", "new-model", "é", "x\ud800y", "a\x00b", "", '"q"', "\u2028"]
+    monkeypatch.setattr(batch, "_NAMES_JSON_MAX", 7)  # small: emptied many times on the way
+    monkeypatch.setattr(batch, "_NAMES_JSON", {})
+    for _ in range(2000):
+        value = tuple(rng.choice(names) for _ in range(rng.randrange(4)))
+        assert batch.names_json(value) == storable(dumps(value))
+        assert len(batch._NAMES_JSON) <= 7
+    # a source's bug (an unhashable label) is encoded as before, not kept
+    assert batch.names_json(("a", ["b"])) == storable(dumps(("a", ["b"])))
+
+
+def test_a_fingerprint_is_the_sha256_of_its_fields_as_before():
+    import hashlib
+
+    from mrt_engine.events import fingerprint_of, stable_event_id
+
+    fields = ("github", "repo_issue", "vllm-project/vllm", "issue_opened", "12\ud800")
+    joined = "|".join(fields).replace("\ud800", "\ufffd")
+    assert fingerprint_of(*fields) == hashlib.sha256(joined.encode()).hexdigest()
+    assert fingerprint_of(*fields) == fingerprint_of(*fields)  # a fresh hash every time
+    assert stable_event_id("a", None, 3) == hashlib.sha256(b"a\x1f\x1f3").hexdigest()[:24]

@@ -235,3 +235,14 @@ def test_a_huggingface_model_without_sha_is_not_news_when_its_time_is_written_di
     hf.inject(Fault(200, json.dumps(listing), path="/api/models"))
     assert tracker.once() == 0
     assert alerted(tracker) == [("model_updated", "deepseek-ai/DeepSeek-V3")]
+
+
+def test_a_modelscope_model_keeps_its_tasks_apart_from_its_tags(ms_tracker, modelscope):
+    ms_tracker.once()
+    modelscope.put_model(
+        "deepseek-ai/DeepSeek-V9", tasks=("text-generation", "chat"), tags=("moe",)
+    )
+    ms_tracker.once()
+    ((labels, raw),) = ms_tracker.sql("SELECT labels, raw FROM event WHERE baseline = 0")
+    assert json.loads(labels) == ["text-generation", "chat", "moe"]
+    assert json.loads(raw)["tasks"] == "text-generation, chat"

@@ -45,7 +45,13 @@ def test_status_and_outbox_as_json(busy):
     data = json.loads(status.stdout)
     keys = {s["source_key"] for s in data["sources"]}
     assert keys == {f"github:{REPO}:issues", f"github:{REPO}:pulls"}
-    assert data["outbox"]["*"] == {"pending": 0, "retrying": 0, "sent": 1, "dead": 1}
+    assert data["outbox"]["*"] == {
+        "pending": 0,
+        "retrying": 0,
+        "sent": 1,
+        "dead": 1,
+        "silenced": 0,
+    }
     dead = json.loads(busy.cli("outbox", "--status", "dead", "--json").stdout)
     assert [d["title"] for d in dead] == ["Qwen3 crash"]
     assert dead[0]["last_error"] == "HTTP 503 from WeLink"

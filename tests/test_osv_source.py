@@ -3,6 +3,7 @@ rule, token pagination, baseline first."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -92,3 +93,16 @@ def test_a_bad_answer_keeps_the_cursor(tracker, osv):
     assert tracker.once() == 1
     errors = tracker.sql("SELECT last_error FROM source_state WHERE last_error IS NOT NULL")
     assert errors and "without an 'id'" in errors[0][0]
+
+
+def test_an_advisory_rated_by_its_database_keeps_its_cvss_vector_for_messages(tracker, osv):
+    tracker.once()
+    vector = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
+    osv.publish("vllm", "GHSA-both", "Rated twice", severity="HIGH", cvss=vector)
+    osv.publish("vllm", "GHSA-vector", "Vector only", severity=None, cvss=vector)
+    tracker.once()
+    raws = dict(tracker.sql("SELECT event_id, raw FROM event WHERE baseline = 0"))
+    rated, unrated = json.loads(raws["GHSA-both"]), json.loads(raws["GHSA-vector"])
+    assert (rated["severity"], rated["cvss"]) == ("HIGH", vector)
+    # The vector is the severity already: stored once.
+    assert unrated["severity"] == vector and "cvss" not in unrated

@@ -9,12 +9,14 @@ import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from conftest import recent_t0
+
 from mrt_engine.simulators.base import Fault
 
 REPO = "vllm-project/vllm"
 # Minutes before the tests run: items stamped after it are after the baseline (which keeps a
 # 10-minute margin), so they are news, not history.
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+T0 = recent_t0()  # refreshed for each test by conftest._fresh_t0
 ISSUES = f"github:{REPO}:issues"
 
 

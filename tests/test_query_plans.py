@@ -44,9 +44,11 @@ MODULES = (
     "mrt_engine.store.snapshots",
     "mrt_engine.operations",
     "mrt_engine.delivery.outbox",
+    "mrt_engine.delivery.preview",
     "mrt_engine.rules.dryrun",
     "mrt_engine.store.retention",
     "mrt_engine.store.engines",
+    "mrt_engine.silences",
 )
 
 # Tables that grow with history: a query reads a bounded part of them, through an index.
@@ -63,6 +65,8 @@ SMALL_TABLES = frozenset(
         # engines on the store: a row per engine start (a few hundred a year), a lease per source
         "engine_instance",
         "source_lease",
+        # silences: a row per operator's silence
+        "silence",
     }
 )
 
@@ -417,6 +421,7 @@ def _instances(cls_name: str):
 
         from mrt_engine.delivery.outbox import Outbox, OutboxPolicy
         from mrt_engine.operations import ReplayPlan
+        from mrt_engine.silences import ActiveSilences
         from mrt_engine.store import retention
 
         kinds = {type(k).__name__: k for k in retention.kinds(retention.RetentionPolicy(), NOW)}
@@ -427,6 +432,7 @@ def _instances(cls_name: str):
             "OutboxPolicy": lambda: [OutboxPolicy()],
             "EventFilter": lambda: _filters(s),
             "ReplayPlan": lambda: [ReplayPlan()],
+            "ActiveSilences": lambda: [ActiveSilences(s.store)],
         }[cls_name]()
 
     return make
@@ -465,6 +471,8 @@ TYPE_SAMPLES: dict[str, Callable[[Samples], list]] = {
     "datetime": _when,
     "QuarantineView": lambda s: [None],
     "RetentionPolicy": lambda s: [_policy(), _policy(batch_rows=1)],
+    "SilenceRow": _model_rows("Silence"),
+    "ActiveSilences": lambda s: [None, *_instances("ActiveSilences")(s)],
 }
 SAMPLES: dict[str, Callable[[Samples], list]] = {
     "store": lambda s: [s.store],
@@ -490,6 +498,9 @@ SAMPLES: dict[str, Callable[[Samples], list]] = {
     ],
     "delivery_id": lambda s: [*s.delivery_ids, 999_999],
     "event_id": lambda s: [s.event_id, 999_999],
+    "rule_names": lambda s: [["deepseek"], []],
+    "tags": lambda s: [["models"]],
+    "priority": lambda s: [0],
     "source_key": lambda s: [
         s.source_key,
         "modelscope:Qwen:models",
@@ -525,6 +536,14 @@ SAMPLES: dict[str, Callable[[Samples], list]] = {
     "flt": _filters,
     "events": _tracker_events,
     "rule": _compiled_rule,
+    "silence_id": lambda s: [1],
+    "why": lambda s: ["silenced by silence 1"],
+    "include_expired": lambda s: [False, True],
+    "cleaned": lambda s: [True],
+    "matchers": lambda s: [["org=vllm-project", "text=~deep.?seek"], ["org=*"]],
+    "author": lambda s: ["alice"],
+    "comment": lambda s: ["too loud"],
+    "duration": lambda s: ["2h"],
 }
 
 
@@ -590,7 +609,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The console's test store, plus an e-mail channel, a quarantined item and operator actions."""
     import console_data
 
-    from mrt_engine import operations
+    from mrt_engine import operations, silences
     from mrt_engine.quarantine import Quarantined, upsert
     from mrt_engine.store.models import Alert, SourceState
     from mrt_engine.timeutil import to_store
@@ -613,6 +632,15 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 cursor={"models": {"Qwen/Qwen3-8B": {"rev": "abc", "modified": "2026-11-20"}}},
                 baseline_done=True,
                 updated_at=clock(),
+            )
+            silences.add_silence(
+                store,
+                ["org=nobody"],
+                author="a",
+                comment="c",
+                duration="1h",
+                actor="t",
+                clock=clock,
             )
             upsert(
                 store.db.cursor(),

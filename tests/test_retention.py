@@ -116,9 +116,10 @@ def add_metrics(store: Store, key: str, starts: list[datetime]) -> None:
             )
 
 
-def seed(store: Store, now: datetime = NOW) -> dict[str, int]:
-    """A store with rows on both sides of every retention (30, 30 and 90 days before ``now``)."""
-    old, young = now - 30 * DAY - SECOND, now - 30 * DAY + SECOND
+def seed(store: Store, now: datetime = NOW, margin: timedelta = SECOND) -> dict[str, int]:
+    """A store with rows on both sides of every retention (30, 30 and 90 days before ``now``),
+    ``margin`` from its edge (wide enough, for a command run later, to stay on its side)."""
+    old, young = now - 30 * DAY - margin, now - 30 * DAY + margin
     for key in ("github:a:issues", "github:b:issues"):
         add_metrics(store, key, [now - 31 * DAY, old, young, now - DAY])
     ids = add_events(
@@ -134,7 +135,7 @@ def seed(store: Store, now: datetime = NOW) -> dict[str, int]:
             ("Qwen sent then resent", now - 200 * DAY),
         ],
     )
-    sent_old = now - 90 * DAY - SECOND
+    sent_old = now - 90 * DAY - margin
     ids["delivery sent long ago"] = deliver(
         store,
         ids["old Qwen sent long ago"],
@@ -142,7 +143,7 @@ def seed(store: Store, now: datetime = NOW) -> dict[str, int]:
         [(sent_old - 60 * SECOND, "failed"), (sent_old, "sent")],
     )
     ids["delivery sent lately"] = deliver(
-        store, ids["Qwen sent lately"], "sent", [(now - 90 * DAY + SECOND, "sent")]
+        store, ids["Qwen sent lately"], "sent", [(now - 90 * DAY + margin, "sent")]
     )
     ids["delivery dead"] = deliver(
         store,
@@ -452,10 +453,12 @@ def test_retention_can_be_turned_off(gh_tracker, github):
 # ---------------------------------------------------------------------- the command line
 @pytest.fixture
 def seeded(make_tracker):
-    """A config whose store holds rows on both sides of every retention, as of now."""
+    """A config whose store holds rows on both sides of every retention, as of now: ten
+    minutes from each edge, as the commands run seconds later (one second was too close for a
+    command started on a busy machine: a young row had turned old)."""
     tracker = make_tracker({})
     with tracker.store() as store:
-        seed(store, utcnow())
+        seed(store, utcnow(), margin=timedelta(minutes=10))
     return tracker
 
 

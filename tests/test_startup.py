@@ -42,6 +42,8 @@ def test_importing_the_command_line_imports_no_heavy_module():
     [
         ["--help"],
         ["status", "--help"],
+        ["preview", "--help"],
+        ["preview", "FINGERPRINT"],  # argparse: --channel is missing
         ["outbox", "--status", "nonsense"],  # refused by the command, before the store
         ["trace"],  # argparse: the ref is missing
         ["frobnicate"],  # argparse: no such command

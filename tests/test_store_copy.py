@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pg_cluster
 import pytest
-from conftest import Tracker, postgresql_address
+from conftest import Tracker, postgresql_address, recent_t0
 
 from mrt_engine.store import migrations, postgres
 from mrt_engine.store.db import open_store
@@ -25,13 +25,14 @@ from mrt_engine.store.lock import EngineLock
 from mrt_engine.store.search import indexed_text
 
 REPO = "vllm-project/vllm"
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+T0 = recent_t0()  # refreshed for each test by conftest._fresh_t0
 # Every table the copy carries, in the order it copies them, with the column it pages by.
 COPIED = {
     "source_state": "source_key",
     "event": "id",
     "rule_hit": "id",
     "alert": "id",
+    "silence": "id",
     "delivery": "id",
     "attempt": "id",
     "audit": "id",

@@ -11,15 +11,16 @@ import os
 import sqlite3
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from conftest import recent_t0
 
 REPO = "vllm-project/vllm"
 # Minutes before the tests run: items stamped after it are after the baseline (which keeps a
 # 10-minute margin), so they are news, not history.
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+T0 = recent_t0()  # refreshed for each test by conftest._fresh_t0
 
 
 def run(tracker, *args: str, program: str = "mrt_engine", timeout: float = 60):

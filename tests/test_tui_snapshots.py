@@ -79,3 +79,16 @@ def test_hostile_title_in_the_trace(snap_compare, app_for):
     assert snap_compare(
         app_for(hostile=True), terminal_size=(120, 40), run_before=settle_then("1", "enter")
     )
+
+
+def test_silences_view(snap_compare, app_for):
+    # An active and a pending silence; "a" shows the ended one too.
+    assert snap_compare(
+        app_for(with_silences=True), terminal_size=(80, 24), run_before=settle_then("6", "a")
+    )
+
+
+def test_silence_draft_form_from_an_event(snap_compare, app_for, monkeypatch):
+    monkeypatch.setenv("LOGNAME", "operator")  # the author the form proposes
+    # Events, the newest event, s: the draft of a silence of hits like it.
+    assert snap_compare(app_for(), terminal_size=(80, 24), run_before=settle_then("1", "s"))

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from mrt_engine.delivery.backoff import retry_delay
 from mrt_engine.notify.base import SendResult
+from mrt_engine.notify.fields import StoredEvent, key_fields
 from mrt_engine.notify.message import MessageContext
 from mrt_engine.secrets import shorten
 from mrt_engine.store.db import Store
@@ -41,6 +42,8 @@ class Claim:
     channel: str
     attempt_number: int  # 1 for the first try
     context: MessageContext
+    # Stopped by a silence once and let out by an operator: no silence stops it again.
+    released: bool = False
 
 
 @dataclass
@@ -83,7 +86,7 @@ class Outbox:
         now = self.clock()
         now_s = to_store(now)
         lease_s = to_store(now + timedelta(seconds=self.policy.lease_seconds))
-        params: list = [channel, now_s, now_s]
+        params: list = [channel, now_s, now_s]  # (the queue holds no silenced row)
         skip = ""
         if exclude:
             skip = f" AND id NOT IN ({','.join('?' * len(exclude))})"
@@ -96,7 +99,7 @@ class Outbox:
             # planner, which may take the due-time index and sort; an error if it is ever gone.
             # Engines sharing a PostgreSQL store skip the rows another engine is claiming.
             cursor.execute(
-                "SELECT id, channel, attempts FROM delivery"
+                "SELECT id, channel, attempts, silence_id FROM delivery"
                 f"{self.store.indexed_by('delivery_queue')} WHERE {QUEUED} AND channel = ?"
                 " AND next_attempt_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
                 f"{skip} ORDER BY priority DESC, next_attempt_at, id LIMIT ?"
@@ -105,7 +108,7 @@ class Outbox:
             )
             rows = cursor.fetchall()
             claims: list[Claim] = []
-            for delivery_id, channel, attempts in rows:
+            for delivery_id, channel, attempts, silence_id in rows:
                 cursor.execute(
                     "UPDATE delivery SET lease_owner = ?, lease_expires_at = ?, updated_at = ?"
                     " WHERE id = ?",
@@ -118,7 +121,16 @@ class Outbox:
                     (delivery_id, now_s, f"{self.owner}/{worker}" if worker else self.owner),
                 )
                 context = message_context(cursor, delivery_id)
-                claims.append(Claim(delivery_id, attempt_id, channel, attempts + 1, context))
+                claims.append(
+                    Claim(
+                        delivery_id,
+                        attempt_id,
+                        channel,
+                        attempts + 1,
+                        context,
+                        released=silence_id is not None,
+                    )
+                )
         return claims
 
     # ------------------------------------------------------------------ completing
@@ -190,6 +202,26 @@ class Outbox:
                 error,
             )
         return status
+
+    def silence(self, claim: Claim, silence_id: int, why: str) -> str:
+        """A silence matched the claimed delivery before its send: nothing is sent; the
+        claim's attempt is recorded with outcome ``silenced`` (``why`` as its reply) and the
+        delivery becomes ``silenced`` (out of the queue, its attempts not counted)."""
+        now_s = to_store(self.clock())
+        with self.store.write():
+            cursor = self.store.db.cursor()
+            cursor.execute(
+                "UPDATE attempt SET outcome = 'silenced', finished_at = ?, duration_ms = 0,"
+                " reply = ? WHERE id = ?",
+                (now_s, storable(why), claim.attempt_id),
+            )
+            cursor.execute(
+                "UPDATE delivery SET status = 'silenced', silence_id = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                (silence_id, now_s, claim.delivery_id),
+            )
+        log.info("delivery %d to %s not sent: %s", claim.delivery_id, claim.channel, why)
+        return "silenced"
 
     # ------------------------------------------------------------------ recovery
     def recover(self, live_since: datetime | None = None) -> int:
@@ -265,14 +297,31 @@ _GONE = (
 def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
     """Everything a channel needs to render the message of one delivery."""
     cursor.execute(
-        "SELECT e.id, e.event_type, e.source_key, e.resource_id, e.title, e.url, e.fingerprint,"
-        " e.summary, e.author, e.labels, e.occurred_at, a.rules, a.tags, a.priority"
-        " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
-        " WHERE d.id = ?",
+        "SELECT a.event_id, a.rules, a.tags, a.priority FROM delivery d"
+        " JOIN alert a ON a.id = d.alert_id WHERE d.id = ?",
         (delivery_id,),
     )
+    event_id, rules, tags, priority = cursor.fetchone()
+    return event_context(
+        cursor, event_id, json.loads(rules or "[]"), json.loads(tags or "[]"), priority
+    )
+
+
+def event_context(
+    cursor: sqlite3.Cursor,
+    event_id: int,
+    rule_names: Sequence[str],
+    tags: Sequence[str] = (),
+    priority: int = 0,
+) -> MessageContext:
+    """The message of one event sent for ``rule_names`` (an alert's rules): its text, the
+    rules' reasons and the platform's key fields."""
+    cursor.execute(
+        "SELECT event_type, source_key, resource_id, title, url, fingerprint, summary, author,"
+        " labels, occurred_at, source, resource_type, event_id, raw FROM event WHERE id = ?",
+        (event_id,),
+    )
     (
-        event_id,
         event_type,
         source_key,
         resource_id,
@@ -283,11 +332,11 @@ def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
         author,
         labels,
         occurred_at,
-        rules,
-        tags,
-        priority,
+        source,
+        resource_type,
+        upstream_id,
+        raw,
     ) = cursor.fetchone()
-    rule_names: Sequence[str] = json.loads(rules or "[]")
     reasons: list[str] = []
     if rule_names:
         cursor.execute(
@@ -298,6 +347,18 @@ def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
         for rule, reason in cursor.fetchall():
             by_rule[rule] = reason  # the latest evaluation wins (replay after a rule change)
         reasons = [by_rule.get(r, "") for r in rule_names]
+    label_names = tuple(json.loads(labels or "[]"))
+    stored = StoredEvent(
+        source=source,
+        source_key=source_key,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        event_type=event_type,
+        event_id=upstream_id,
+        author=author,
+        labels=label_names,
+        raw=_raw(raw),
+    )
     return MessageContext(
         event_type=event_type,
         source_key=source_key,
@@ -307,10 +368,20 @@ def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
         fingerprint=fingerprint,
         summary=summary,
         author=author,
-        labels=tuple(json.loads(labels or "[]")),
+        labels=label_names,
         rules=tuple(rule_names),
         reasons=tuple(reasons),
-        tags=tuple(json.loads(tags or "[]")),
+        tags=tuple(tags),
         priority=priority,
         occurred_at=from_store(occurred_at),
+        fields=key_fields(stored),
     )
+
+
+def _raw(text: str | None) -> dict:
+    """An event's stored raw JSON (an object, or nothing: retention may have cleared it)."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -10,9 +10,10 @@ worker by one of three ways: the engine's own commits of alerts call :meth:`Deli
 at once; the engine's control job calls :meth:`DeliveryWorkers.look` every second (on a tick it
 wakes for anyway), which wakes the workers when anything was committed to the store since its
 last look (another process's resend or requeue, another engine's alert on a shared store, a
-claim taken back) or when a channel's next delivery, as last read, has come due (a retry's
-backoff ended). So a delivery waits at most about a second for a worker, and an idle engine's
-workers do not run at all.
+claim taken back) or when a channel's next delivery, as last read, has come due by the
+engine's clock. A worker that knows when its channel's next delivery is due (a retry's backoff)
+also wakes then by itself. So a delivery waits at most about a second for a worker, and an idle
+engine's workers do not run at all.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from datetime import datetime
 from mrt_engine.delivery.outbox import Claim, Outbox
 from mrt_engine.notify.base import Channel, Outgoing, SendResult
 from mrt_engine.secrets import redact
+from mrt_engine.silence import Silence, SilenceTarget, silencing
+from mrt_engine.silences import ActiveSilences, active_now
 from mrt_engine.state_cache import StateCache
 
 log = logging.getLogger(__name__)
@@ -43,11 +46,26 @@ class DeliveryPass:
     attempted: int = 0
     sent: int = 0
     failed: int = 0
+    silenced: int = 0  # stopped by a silence before the send: not a failure
     statuses: dict[int, str] = field(default_factory=dict)
 
 
-def send_claim(outbox: Outbox, channels: Mapping[str, Channel], claim: Claim) -> str:
-    """Send one claimed delivery, record the attempt, return the delivery's new status."""
+def send_claim(
+    outbox: Outbox,
+    channels: Mapping[str, Channel],
+    claim: Claim,
+    silences: ActiveSilences | None = None,
+) -> str:
+    """Send one claimed delivery, record the attempt, return the delivery's new status.
+
+    A silence made after the hit but before this send stops it (``silenced``: see
+    :meth:`Outbox.silence`); ``silences`` are the worker's, kept while the store is unchanged
+    (without it they are read)."""
+    if not claim.released:
+        silence = _silencing(outbox, claim, silences)
+        if silence is not None:
+            why = f"silenced before the send by silence {silence.id} ({silence.describe()})"
+            return outbox.silence(claim, silence.id, why)
     channel = channels.get(claim.channel)
     t0 = time.monotonic()
     if channel is None:
@@ -68,6 +86,16 @@ def send_claim(outbox: Outbox, channels: Mapping[str, Channel], claim: Claim) ->
             result = SendResult(ok=False, error=error)
     duration_ms = int((time.monotonic() - t0) * 1000)
     return outbox.complete(claim, result, duration_ms)
+
+
+def _silencing(outbox: Outbox, claim: Claim, silences: ActiveSilences | None) -> Silence | None:
+    """The active silence that matches the claim's alert, if any (never a protected one's)."""
+    c = claim.context
+    target = SilenceTarget(c.source_key, c.resource_id, c.event_type, c.rules, c.title, c.summary)
+    if target.protected:
+        return None
+    now = outbox.clock()
+    return silencing(active_now(outbox.store, now, silences), target, now)
 
 
 class DeliveryWorkers:
@@ -95,6 +123,7 @@ class DeliveryWorkers:
         self._due: StateCache[datetime | None] = StateCache(outbox.store.location)
         self._waiting: dict[str, datetime] = {}  # channels whose next delivery is not due yet
         self._looked: object = None  # the store's version at the last look
+        self._silences = ActiveSilences(outbox.store)  # what the sends check, as _due
 
     def start(self) -> None:
         for name in self.channels:
@@ -137,11 +166,11 @@ class DeliveryWorkers:
                 self.stop.wait(2.0)
                 continue
             if not claims:
-                self._sleep(since=wakes)
+                self._sleep(channel, since=wakes)
                 continue
             for claim in claims:
                 try:
-                    send_claim(self.outbox, self.channels, claim)
+                    send_claim(self.outbox, self.channels, claim, self._silences)
                 except Exception as exc:
                     # The lease expires and another worker retries; the attempt stays in_flight.
                     self._log_failure(
@@ -149,12 +178,15 @@ class DeliveryWorkers:
                         f"delivery worker {worker} could not record delivery {claim.delivery_id}",
                     )
 
-    def _sleep(self, since: int) -> None:
-        """Until a wake-up after the ``since``-th one, or the stop (at most MAX_IDLE_SECONDS)."""
+    def _sleep(self, channel: str, since: int) -> None:
+        """Until a wake-up after the ``since``-th one, the stop, or the channel's next delivery
+        as last read comes due (a retry needs no waker), at most MAX_IDLE_SECONDS."""
+        timeout = MAX_IDLE_SECONDS
+        due = self._waiting.get(channel)
+        if due is not None:
+            timeout = min(timeout, max((due - self.outbox.clock()).total_seconds(), 0.0))
         with self._woken:
-            self._woken.wait_for(
-                lambda: self._wakes != since or self.stop.is_set(), MAX_IDLE_SECONDS
-            )
+            self._woken.wait_for(lambda: self._wakes != since or self.stop.is_set(), timeout)
 
     def _log_failure(self, exc: Exception, what: str) -> None:
         """A store fault in one line (the daemon stops on a damaged file); a bug with its
@@ -187,6 +219,7 @@ class DeliveryWorkers:
     def close(self) -> None:
         """Let go of the connection that watches the store (the engine is closing)."""
         self._due.close()
+        self._silences.close()
 
     def deliver_due_once(self) -> DeliveryPass:
         """Attempt every due delivery once (``--once``), each channel concurrently."""
@@ -206,12 +239,14 @@ class DeliveryWorkers:
                 for claim in claims:
                     with lock:
                         tried.add(claim.delivery_id)
-                    status = send_claim(self.outbox, self.channels, claim)
+                    status = send_claim(self.outbox, self.channels, claim, self._silences)
                     with lock:
                         report.attempted += 1
                         report.statuses[claim.delivery_id] = status
                         if status == "sent":
                             report.sent += 1
+                        elif status == "silenced":
+                            report.silenced += 1
                         else:
                             report.failed += 1
 

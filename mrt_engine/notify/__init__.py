@@ -6,9 +6,24 @@ import importlib
 import pkgutil
 from functools import cache
 
-from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
+from mrt_engine.notify.base import (
+    Channel,
+    ChannelContext,
+    ChannelKind,
+    ChannelSettings,
+    Outgoing,
+    SendResult,
+)
 
-__all__ = ["Channel", "ChannelContext", "ChannelKind", "Outgoing", "SendResult", "kinds"]
+__all__ = [
+    "Channel",
+    "ChannelContext",
+    "ChannelKind",
+    "ChannelSettings",
+    "Outgoing",
+    "SendResult",
+    "kinds",
+]
 
 _NOT_CHANNELS = {"base", "message"}
 

@@ -1,14 +1,31 @@
-"""What every channel is: ``send(message) -> SendResult``, plus how a channel registers."""
+"""What every channel is: ``send(message) -> SendResult``, plus how a channel registers.
+
+A channel module (one per platform) exposes ``KIND``, a :class:`ChannelKind`, and declares its
+platform's length limit at module level, so every limit is visible and tested in one place
+(tests/test_templates.py):
+
+* ``MAX_TEXT``: the most characters the platform takes in the message text (WeLink 500), or
+  ``None``;
+* ``MAX_BYTES``: the most UTF-8 bytes (WeCom 4096, DingTalk 20000), or ``None``.
+
+It renders with ``render(outgoing.context, MAX_TEXT, self.settings, limit_bytes=MAX_BYTES)``
+(less what it adds around the text, such as mentions), which cuts at a safe place and keeps the
+link, and honours the settings' locale and template.
+"""
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from mrt_engine.config import StrictModel
-from mrt_engine.notify.message import MessageContext
+from mrt_engine.notify.message import MessageContext, TemplateError, check_template, render
 from mrt_engine.secrets import SecretResolver
 
 
@@ -47,6 +64,90 @@ class Channel(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def preview(self, outgoing: Outgoing) -> str:
+        """What :meth:`send` would transmit, as text, without sending (``mrt-engine preview``).
+
+        This default is the message text as the module's ``MAX_TEXT``/``MAX_BYTES`` cut it; a
+        channel that wraps it in a payload shows the payload (secrets redacted).
+        """
+        module = sys.modules[type(self).__module__]
+        return render(
+            outgoing.context,
+            getattr(module, "MAX_TEXT", None),
+            getattr(self, "settings", None),
+            limit_bytes=getattr(module, "MAX_BYTES", None),
+        )
+
+
+class ChannelSettings(StrictModel):
+    """What every ``notify.<channel>`` section may set, whatever the platform."""
+
+    locale: Literal["en", "zh"] = "en"  # the fixed words of the built-in template
+    template: str | None = None  # Jinja2 source (sandboxed); the built-in one when unset
+    # A file holding the template, relative to the config file's directory.
+    template_file: str | None = None
+    _template_text: str | None = PrivateAttr(None)
+
+    @property
+    def message_template(self) -> str | None:
+        """The operator's template (``template``, or the text of ``template_file``), if any."""
+        return self.template if self.template is not None else self._template_text
+
+    @field_validator("template")
+    @classmethod
+    def _template_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_template(value)
+            except TemplateError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("template_file")
+    @classmethod
+    def _template_file_readable(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _read_template(value, info)
+        return value
+
+    @model_validator(mode="after")
+    def _one_template(self) -> ChannelSettings:
+        if self.template is not None and self.template_file is not None:
+            raise ValueError("template and template_file: give one of them, not both")
+        return self
+
+    def model_post_init(self, context: Any) -> None:
+        # The text read when the file was checked (the validation context: _read_template),
+        # or, for settings made without one, the file read from the working directory.
+        if self.template_file is not None:
+            read = context.get("templates", {}) if isinstance(context, dict) else {}
+            text = read.get(self.template_file)
+            if text is None:
+                text = Path(self.template_file).expanduser().read_text(encoding="utf-8")
+            self._template_text = text
+
+
+def _read_template(value: str, info: ValidationInfo) -> None:
+    """Read and check the template file ``value`` (relative to the config's directory, the
+    validation context's ``config_dir``); keep its text in the context for the settings.
+    Raises ``ValueError`` with what is wrong and the template's line."""
+    context = info.context if isinstance(info.context, dict) else {}
+    base = context.get("config_dir")
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    try:
+        check_template(text)
+    except TemplateError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    context.setdefault("templates", {})[value] = text
 
 
 @dataclass

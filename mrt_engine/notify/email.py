@@ -23,12 +23,22 @@ from email.utils import parseaddr as parse_address
 
 from pydantic import Field, field_validator
 
-from mrt_engine.config import StrictModel, Wait
-from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
-from mrt_engine.notify.message import TemplateError, compile_template, render
+from mrt_engine.config import Wait
+from mrt_engine.notify.base import (
+    Channel,
+    ChannelContext,
+    ChannelKind,
+    ChannelSettings,
+    Outgoing,
+    SendResult,
+)
+from mrt_engine.notify.message import render
 from mrt_engine.secrets import Secret, redact, shorten
 from mrt_engine.wording import plural
 
+# An e-mail has no length limit a message comes near (lines are folded, the body is QP-encoded).
+MAX_TEXT = None
+MAX_BYTES = None
 # Replies that ask for another connection mode or login (530 "Must issue a STARTTLS command
 # first" / "Authentication required", 534/535 login refused, 538 encryption required): fixing the
 # config lets the same message through, so, like a failed login, they are retried, not dead.
@@ -37,7 +47,7 @@ OPERATOR_CODES = {530, 534, 535, 538}
 _NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}
 
 
-class EmailSettings(StrictModel):
+class EmailSettings(ChannelSettings):
     """``notify.email``."""
 
     smtp_host: str
@@ -49,7 +59,6 @@ class EmailSettings(StrictModel):
     use_tls: bool = True  # STARTTLS
     use_ssl: bool | None = None  # implicit TLS; default: true on port 465
     ca_file: str | None = None
-    template: str | None = None
     timeout_seconds: Wait | None = Field(None, gt=0, le=300)
 
     @field_validator("to_list")
@@ -64,16 +73,6 @@ class EmailSettings(StrictModel):
     def _sender(cls, value: str | None) -> str | None:
         if value is not None:
             _check_address(value)
-        return value
-
-    @field_validator("template")
-    @classmethod
-    def _template_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                compile_template(value)
-            except TemplateError as exc:
-                raise ValueError(str(exc)) from None
         return value
 
 
@@ -128,7 +127,7 @@ class EmailChannel(Channel):
         msg = EmailMessage(policy=email.policy.SMTP)  # CRLF line ends, headers folded at 78
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.settings.to_list)
-        msg["Subject"] = context.subject()
+        msg["Subject"] = context.subject(self.settings.locale)
         msg["Date"] = formatdate(usegmt=True)
         domain = self.sender.rsplit("@", 1)[-1] or "localhost"
         msg["Message-ID"] = (
@@ -137,9 +136,24 @@ class EmailChannel(Channel):
         msg["X-MRT-Fingerprint"] = context.fingerprint
         # Quoted-printable: alerts are mostly ASCII (readable in the source) and no line of it is
         # longer than 78 octets, whatever the title or the excerpt holds.
-        text = render(context, None, self.settings.template) + "\n"
+        text = render(context, MAX_TEXT, self.settings) + "\n"
         msg.set_content(text, cte="quoted-printable")
         return msg
+
+    def preview(self, outgoing: Outgoing) -> str:
+        """The e-mail :meth:`send` would submit, as text: the envelope, the headers (decoded)
+        and the body (not quoted-printable), secrets redacted."""
+        msg = self.message(outgoing)
+        s = self.settings
+        lines = [
+            f"SMTP {s.smtp_host}:{s.smtp_port} MAIL FROM:<{parse_address(self.sender)[1]}>"
+            f" RCPT TO:{', '.join(f'<{parse_address(a)[1]}>' for a in s.to_list)}",
+            "",
+            *(f"{name}: {value}" for name, value in msg.items()),
+            "",
+            msg.get_content().rstrip("\n"),
+        ]
+        return redact("\n".join(lines))
 
     def send(self, outgoing: Outgoing) -> SendResult:
         msg = self.message(outgoing)

@@ -1,8 +1,11 @@
-"""Message text: the title, why it matched, and the link, cut to fit a channel without losing the link.
+"""Message text: the title, why it matched, the platform's key fields and the link, cut to fit a
+channel without losing the link.
 
-Templates (built in, or an operator's under ``notify.<channel>.template``) render in Jinja2's
-sandbox with autoescaping off (the output is plain text). Event text is only ever passed as
-variables, never as template source, so a title like ``{{ 7*7 }}`` stays literally that.
+Templates (built in per locale under ``templates/``, or an operator's: ``notify.<channel>.template``
+or ``template_file``) render in Jinja2's sandbox with autoescaping off (the output is plain text).
+Event text is only ever passed as variables, never as template source, so a title like
+``{{ 7*7 }}`` stays literally that; the sandbox keeps an operator's template away from attributes
+(``{{ ''.__class__ }}`` is an error, answered by the built-in message, never a lost alert).
 """
 
 from __future__ import annotations
@@ -10,45 +13,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
+from importlib import resources
+from types import TracebackType
+from typing import Protocol
 
 from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
+from mrt_engine.notify.locales import EN, LOCALES, headline, label, words
 from mrt_engine.text import clean, clean_line, excerpt
 
-HEADLINES = {
-    "issue_opened": "New issue",
-    "issue_closed": "Issue closed",
-    "pr_opened": "New PR",
-    "pr_merged": "PR merged",
-    "pr_closed": "PR closed",
-    "release_published": "Release published",
-    "tag_created": "New tag",
-    "model_added": "New model",
-    "model_updated": "Model updated",
-    "model_removed": "Model removed",
-    "version_released": "New version",
-    "image_tag_pushed": "Image pushed",
-    "advisory_published": "Security advisory",
-    "service_version_published": "Service version published",
-    "service_version_stable": "Service version stable",
-    "service_checksum_changed": "CHECKSUM CHANGED",
-    "feed_entry": "New entry",
-    "source_unhealthy": "Source unhealthy",
-    "source_recovered": "Source recovered",
-}
+HEADLINES = EN.headlines  # the English headlines (locales.py has every locale's)
 
-DEFAULT_TEMPLATE = """\
-[MRT] {{ headline }} · {{ resource_id }}
-{{ title }}
-Matched: {{ matched }}
-{% if author or labels %}{% if author %}By {{ author }}{% endif %}\
-{% if author and labels %} · {% endif %}\
-{% if labels %}Labels: {{ labels | join(", ") }}{% endif %}
-{% endif %}\
-{% if summary %}{{ summary }}
-{% endif %}\
-{{ url }}"""
+_TEMPLATES = resources.files("mrt_engine.notify") / "templates"
+# The built-in templates by locale, package data (pyproject's package-data ships them).
+BUILT_IN = {
+    locale: (_TEMPLATES / f"default.{locale}.j2").read_text(encoding="utf-8") for locale in LOCALES
+}
+DEFAULT_TEMPLATE = BUILT_IN["en"]
+
+
+class MessageSettings(Protocol):
+    """What :func:`render` reads of a channel's settings (:class:`ChannelSettings`)."""
+
+    @property
+    def locale(self) -> str: ...
+
+    @property
+    def message_template(self) -> str | None: ...
+
 
 _env = SandboxedEnvironment(
     autoescape=False,
@@ -56,6 +49,9 @@ _env = SandboxedEnvironment(
     keep_trailing_newline=False,
     trim_blocks=False,
 )
+
+
+FieldValue = str | bool
 
 
 @dataclass(frozen=True)
@@ -77,25 +73,32 @@ class MessageContext:
     priority: int = 0
     occurred_at: datetime | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # The platform's key fields, in order: (key, value) with a key of locales.Words.labels
+    # (``merged``, ``pipeline_tag``, ...); see mrt_engine/notify/fields.py.
+    fields: tuple[tuple[str, FieldValue], ...] = ()
 
     @property
     def headline(self) -> str:
-        return HEADLINES.get(self.event_type, self.event_type.replace("_", " "))
+        return headline(self.event_type)
 
     @property
     def matched(self) -> str:
         """``deepseek (keyword "deepseek" in title)``; what the reader needs to trust the alert."""
+        return self.matched_in("en")
+
+    def matched_in(self, locale: str) -> str:
+        """:attr:`matched` with the fixed words of ``locale`` (reasons are the matcher's)."""
         if not self.rules:
-            return "sent by an operator"
+            return words(locale).operator
         parts = []
         for i, rule in enumerate(self.rules):
             reason = self.reasons[i] if i < len(self.reasons) else ""
             parts.append(f"{rule} ({reason})" if reason else rule)
-        return "; ".join(parts)
+        return words(locale).separator.join(parts)
 
-    def subject(self) -> str:
+    def subject(self, locale: str = "en") -> str:
         """A subject built only from trusted parts (config names and fixed words)."""
-        return f"[MRT] {self.headline} · {self.source_key}"
+        return f"[MRT] {headline(self.event_type, locale)} · {self.source_key}"
 
 
 class TemplateError(ValueError):
@@ -111,47 +114,143 @@ def compile_template(source: str):
         raise TemplateError(f"template syntax error at line {exc.lineno}: {exc.message}") from None
 
 
-def render(context: MessageContext, limit: int | None, template: str | None = None) -> str:
-    """The message text, at most ``limit`` characters, always ending with the link if cut."""
-    tpl = compile_template(template or DEFAULT_TEMPLATE)
+def check_template(source: str) -> None:
+    """Compile ``source`` and render it once over a sample alert in every locale, so a name it
+    does not know (``{{ titel }}``) or an attribute the sandbox refuses is a config error with
+    its line, not a fallback message at the first alert. Raises :class:`TemplateError`."""
+    tpl = compile_template(source)
+    for locale in LOCALES:
+        try:
+            tpl.render(**_values(SAMPLE, locale))
+        except Exception as exc:
+            raise TemplateError(_runtime_error(exc)) from None
+
+
+def _runtime_error(exc: Exception) -> str:
+    """``template error at line 3: 'titel' is undefined`` (the line from the traceback)."""
+    line = _template_line(exc.__traceback__)
+    where = f" at line {line}" if line else ""
+    return clean_line(f"template error{where}: {type(exc).__name__}: {exc}")
+
+
+def _template_line(tb: TracebackType | None) -> int | None:
+    """The template's line where rendering failed: Jinja2 puts the template's own frames (file
+    ``<template>``) into the traceback at their template line."""
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def render(
+    context: MessageContext,
+    limit: int | None,
+    template: str | MessageSettings | None = None,
+    *,
+    limit_bytes: int | None = None,
+) -> str:
+    """The message text, at most ``limit`` characters and ``limit_bytes`` UTF-8 bytes (the
+    platforms that count bytes: WeCom, DingTalk), always ending with the link if cut.
+
+    ``template``: the channel's settings (their locale and template: pass ``self.settings``),
+    or a template's source (English fixed words), or ``None`` for the English built-in one.
+    """
+    if template is None or isinstance(template, str):
+        source, locale = template, "en"
+    else:
+        source, locale = template.message_template, template.locale
+    source = source or BUILT_IN.get(locale, DEFAULT_TEMPLATE)
+    text = _render_chars(context, limit, source, locale)
+    if limit_bytes is None:
+        return text
+    # Fewer characters until the bytes fit: a CJK character is 3 bytes, so each step asks for
+    # at least the excess over 3 fewer characters (a few renders at most).
+    while len(text.encode("utf-8")) > limit_bytes:
+        excess = len(text.encode("utf-8")) - limit_bytes
+        chars = len(text) - max(excess // 4, 1)
+        if chars <= 0:
+            return text.encode("utf-8")[:limit_bytes].decode("utf-8", "ignore")
+        text = _render_chars(context, chars, source, locale)
+    return text
+
+
+def _field_value(value: FieldValue, locale: str) -> str:
+    if isinstance(value, bool):
+        return words(locale).yes if value else words(locale).no
+    return clean_line(value)
+
+
+def _values(ctx: MessageContext, locale: str) -> dict:
+    """The template's variables: every piece of event text cleaned to plain text."""
+    return {
+        "headline": headline(ctx.event_type, locale),
+        "matched": clean_line(ctx.matched_in(locale)),
+        "title": clean_line(ctx.title),
+        "summary": clean(ctx.summary).strip(),
+        "url": clean_line(ctx.url),
+        "author": clean_line(ctx.author),
+        "labels": [clean_line(lb) for lb in ctx.labels],
+        "resource_id": clean_line(ctx.resource_id),
+        "source_key": ctx.source_key,
+        "event_type": ctx.event_type,
+        "rules": list(ctx.rules),
+        "tags": list(ctx.tags),
+        "priority": ctx.priority,
+        "fingerprint": ctx.fingerprint,
+        "occurred_at": ctx.occurred_at.strftime("%Y-%m-%d %H:%M UTC") if ctx.occurred_at else "",
+        # Key fields: (name in the locale, value) pairs for a loop, and by key for a lookup
+        # (``{{ field.pipeline_tag }}``; a missing one is empty).
+        "fields": [(label(k, locale), _field_value(v, locale)) for k, v in ctx.fields],
+        "field": _Fields({k: _field_value(v, locale) for k, v in ctx.fields}),
+        "words": dict(words(locale).labels),
+        "locale": locale,
+        **{k: clean_line(v) for k, v in ctx.extra.items()},
+    }
+
+
+class _Fields(dict):
+    """Key fields by key for templates: one the platform does not have reads as empty."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _render_chars(context: MessageContext, limit: int | None, source: str, locale: str) -> str:
+    """:func:`render` by characters only."""
+    tpl = compile_template(source)
 
     def _render(ctx: MessageContext) -> str:
-        values = {
-            "headline": ctx.headline,
-            "matched": clean_line(ctx.matched),
-            "title": clean_line(ctx.title),
-            "summary": clean(ctx.summary).strip(),
-            "url": clean_line(ctx.url),
-            "author": clean_line(ctx.author),
-            "labels": [clean_line(lb) for lb in ctx.labels],
-            "resource_id": clean_line(ctx.resource_id),
-            "source_key": ctx.source_key,
-            "event_type": ctx.event_type,
-            "rules": list(ctx.rules),
-            "tags": list(ctx.tags),
-            "priority": ctx.priority,
-            "fingerprint": ctx.fingerprint,
-            "occurred_at": ctx.occurred_at.strftime("%Y-%m-%d %H:%M UTC")
-            if ctx.occurred_at
-            else "",
-            **{k: clean_line(v) for k, v in ctx.extra.items()},
-        }
+        values = _values(ctx, locale)
         try:
             return tpl.render(**values).strip()
         except Exception as exc:  # a bad operator template must not lose the alert
-            fallback = compile_template(DEFAULT_TEMPLATE).render(**values).strip()
-            return f"{fallback}\n(template error: {type(exc).__name__}: {exc})"
+            fallback = compile_template(BUILT_IN.get(locale, DEFAULT_TEMPLATE))
+            return f"{fallback.render(**values).strip()}\n({_runtime_error(exc)})"
 
     text = _render(context)
     if limit is None or len(text) <= limit:
         return text
-    # Shorten in order of least value: the excerpt, then the title, then the reasons.
+    # Shorten in order of least value: the excerpt, the key fields' long values (tags), the
+    # title, then the reasons.
     over = len(text) - limit
     if context.summary:
         keep = max(len(clean_line(context.summary)) - over - 1, 0)
         shorter = replace(context, summary=excerpt(context.summary, keep) if keep > 8 else "")
         text = _render(shorter)
         context = shorter
+    if len(text) > limit and context.fields:
+        over = len(text) - limit
+        longest = max((len(v) for _, v in context.fields if isinstance(v, str)), default=0)
+        cap = max(longest - over - 1, 24)
+        context = replace(
+            context,
+            fields=tuple(
+                (k, excerpt(v, cap) if isinstance(v, str) else v) for k, v in context.fields
+            ),
+        )
+        text = _render(context)
     if len(text) > limit:
         over = len(text) - limit
         keep = max(len(clean_line(context.title)) - over - 1, 20)
@@ -171,3 +270,23 @@ def render(context: MessageContext, limit: int | None, template: str | None = No
         room = limit - len(url) - 2
         text = (body[:room].rstrip() + "…\n" + url) if room > 0 else url[:limit]
     return text
+
+
+SAMPLE = MessageContext(
+    event_type="pr_merged",
+    source_key="github:vllm-project/vllm:pulls",
+    resource_id="vllm-project/vllm",
+    title="Support DeepSeek-V3",
+    url="https://github.com/vllm-project/vllm/pull/1",
+    fingerprint="0" * 64,
+    summary="An excerpt of the body.",
+    author="octocat",
+    labels=("new-model",),
+    rules=("deepseek",),
+    reasons=('keyword "deepseek" in title',),
+    tags=("models",),
+    priority=500,
+    occurred_at=datetime(2026, 1, 1),
+    fields=(("author", "octocat"), ("labels", "new-model"), ("merged", True)),
+)
+"""An alert to check an operator's template against (:func:`check_template`)."""

@@ -14,17 +14,24 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import Field, field_validator, model_validator
 
-from mrt_engine.config import StrictModel, Wait
-from mrt_engine.http_deadline import Deadline, DeadlineBackend, install, within
-from mrt_engine.notify.base import Channel, ChannelContext, ChannelKind, Outgoing, SendResult
-from mrt_engine.notify.message import TemplateError, compile_template, render
-from mrt_engine.secrets import Secret, redact, redact_url, shorten
+from mrt_engine.config import Wait
+from mrt_engine.notify._post import Poster
+from mrt_engine.notify.base import (
+    Channel,
+    ChannelContext,
+    ChannelKind,
+    ChannelSettings,
+    Outgoing,
+    SendResult,
+)
+from mrt_engine.notify.message import render
+from mrt_engine.secrets import Secret, redact_url, shorten
 from mrt_engine.untrusted_json import parse_json
 
 MAX_TEXT = 500
+MAX_BYTES = None  # WeLink counts characters
 MAX_AT_ACCOUNTS = 10
 # The same message cannot succeed by retrying: it is malformed. Robot missing/disabled is an
 # operator fix, so those are retried with backoff like a server error.
@@ -37,14 +44,13 @@ KNOWN_CODES = {
 }
 
 
-class WeLinkSettings(StrictModel):
+class WeLinkSettings(ChannelSettings):
     """``notify.welink``."""
 
     webhook_env: str = "WELINK_WEBHOOK_URL"
     is_at: bool | None = None  # default: true when at_accounts is not empty
     is_at_all: bool = False
     at_accounts: list[str] = Field(default_factory=list)
-    template: str | None = None
     timeout_seconds: Wait | None = Field(None, gt=0, le=120)
 
     @field_validator("at_accounts")
@@ -55,16 +61,6 @@ class WeLinkSettings(StrictModel):
         for account in value:
             if not account.strip() or any(c.isspace() for c in account):
                 raise ValueError(f"invalid userid {account!r}")
-        return value
-
-    @field_validator("template")
-    @classmethod
-    def _template_compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                compile_template(value)
-            except TemplateError as exc:
-                raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
@@ -87,10 +83,7 @@ class WeLinkChannel(Channel):
             if settings.timeout_seconds
             else "delivery.request_timeout_seconds"
         )
-        self._client = httpx.Client(timeout=self.timeout)
-        # The timeout is also the most one whole send may take (see mrt_engine.http_deadline):
-        # a reply trickled a byte at a time would otherwise hold a delivery worker for ever.
-        install(self._client, DeadlineBackend())
+        self._poster = Poster("WeLink", self.timeout, self.timeout_key)
 
     def describe(self) -> str:
         return f"WeLink webhook {redact_url(self.webhook.reveal())}"
@@ -105,7 +98,7 @@ class WeLinkChannel(Channel):
 
     def payload(self, outgoing: Outgoing) -> dict:
         prefix = self.mentions()
-        text = prefix + render(outgoing.context, MAX_TEXT - len(prefix), self.settings.template)
+        text = prefix + render(outgoing.context, MAX_TEXT - len(prefix), self.settings)
         body: dict = {
             "messageType": "text",
             "content": {"text": text[:MAX_TEXT] or "(empty)"},
@@ -118,24 +111,20 @@ class WeLinkChannel(Channel):
             body["atAccounts"] = list(self.settings.at_accounts)
         return body
 
+    def preview(self, outgoing: Outgoing) -> str:
+        """The request :meth:`send` would make: its URL (token redacted) and JSON body."""
+        body = json.dumps(self.payload(outgoing), ensure_ascii=False, indent=2)
+        return f"POST {redact_url(self.webhook.reveal())}\n\n{body}"
+
     def send(self, outgoing: Outgoing) -> SendResult:
         body = self.payload(outgoing)
-        deadline = Deadline(time.monotonic() + self.timeout)
-        try:
-            with within(deadline):
-                response = self._client.post(
-                    self.webhook.reveal(),
-                    content=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-                    headers={"Content-Type": "application/json", "Accept-Charset": "UTF-8"},
-                )
-        except httpx.HTTPError as exc:
-            if deadline.passed:
-                return SendResult(
-                    ok=False,
-                    error=f"no complete answer from WeLink within {self.timeout:g}s"
-                    f" ({self.timeout_key})",
-                )
-            return SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
+        response = self._poster.post(
+            self.webhook.reveal(),
+            json.dumps(body, ensure_ascii=False).encode("utf-8"),
+            {"Content-Type": "application/json", "Accept-Charset": "UTF-8"},
+        )
+        if isinstance(response, SendResult):
+            return response
         reply = shorten(response.text, 300)
         if response.status_code != 200:
             permanent = response.status_code in (400, 413, 422)
@@ -166,7 +155,7 @@ class WeLinkChannel(Channel):
         )
 
     def close(self) -> None:
-        self._client.close()
+        self._poster.close()
 
 
 def build(settings: WeLinkSettings, ctx: ChannelContext) -> Channel | None:

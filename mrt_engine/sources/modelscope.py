@@ -234,9 +234,14 @@ class ModelScopeModels(ModelListSource):
             created_at=parse_stamp(created_raw),
             summary=" · ".join(f for f in facts if f),
             labels=tuple(tasks + tags),
-            # The times as the upstream wrote them (the revision is made of them); the id and
-            # tasks are the event's title and labels, downloads change without an event.
-            raw={"last_modified": modified_raw, "created_at": created_raw},
+            # The times as the upstream wrote them (the revision is made of them); the id is
+            # the title, downloads change without an event. The tasks are labels too, with
+            # the tags: kept apart for messages (mrt_engine/notify/fields.py).
+            raw={
+                "last_modified": modified_raw,
+                "created_at": created_raw,
+                "tasks": ", ".join(tasks) or None,
+            },
         )
 
 

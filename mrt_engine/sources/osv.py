@@ -57,10 +57,15 @@ def severity_of(vuln: dict[str, Any]) -> str:
     rated = (vuln.get("database_specific") or {}).get("severity")
     if isinstance(rated, str) and rated:
         return clean_line(rated).upper()
+    return _cvss_vector(vuln) or "unrated"
+
+
+def _cvss_vector(vuln: dict[str, Any]) -> str | None:
+    """The first CVSS vector of ``severity`` (``CVSS:3.1/AV:N/...``), if any."""
     for entry in vuln.get("severity") or []:
         if isinstance(entry, dict) and isinstance(entry.get("score"), str):
             return clean_line(entry["score"])
-    return "unrated"
+    return None
 
 
 class OsvAdvisories(ItemSetSource):
@@ -97,6 +102,7 @@ class OsvAdvisories(ItemSetSource):
         vuln_id = vuln.get("id")
         expect(isinstance(vuln_id, str) and vuln_id != "", "vulnerability without an 'id'")
         severity = severity_of(vuln)
+        cvss = _cvss_vector(vuln)
         aliases = [a for a in vuln.get("aliases") or [] if isinstance(a, str)]
         details = body_text(vuln.get("details") or "")
         summary = clean_line(vuln.get("summary") or "") or line_excerpt(details, 120)
@@ -114,6 +120,8 @@ class OsvAdvisories(ItemSetSource):
                 "id": vuln_id,
                 "aliases": aliases,
                 "severity": severity,
+                # The CVSS vector too when the database's rating is the severity (messages show both).
+                "cvss": cvss if cvss != severity else None,
                 "modified": vuln.get("modified"),
             },
         )

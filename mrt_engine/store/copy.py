@@ -56,6 +56,7 @@ TABLES: tuple[Table, ...] = (
     Table("event"),
     Table("rule_hit"),
     Table("alert"),
+    Table("silence"),
     Table("delivery"),
     Table("attempt"),
     Table("audit"),

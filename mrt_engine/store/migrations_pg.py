@@ -330,4 +330,33 @@ MIGRATIONS: list[list[str]] = [
         # No change signal on these two: heartbeats and lease renewals come every few seconds
         # and the console does not show them.
     ],
+    # 5: silences (see mrt_engine/store/migrations.py), with the change signal the console's
+    # Silences view follows.
+    [
+        f"""CREATE TABLE silence (
+            id {ID},
+            matchers TEXT NOT NULL,
+            starts_at TEXT NOT NULL,
+            ends_at TEXT NOT NULL,
+            author TEXT NOT NULL,
+            comment TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            expired_at TEXT,
+            expired_by TEXT
+        )""",
+        "CREATE INDEX silence_current ON silence (ends_at) WHERE expired_at IS NULL",
+        "ALTER TABLE delivery ADD COLUMN silence_id BIGINT REFERENCES silence (id)",
+        # The deliveries of each silence (its count in the Silences view, trace): only the
+        # silenced ones are in it.
+        "CREATE INDEX delivery_silence ON delivery (silence_id) WHERE silence_id IS NOT NULL",
+        *(
+            f"""CREATE TRIGGER silence_{event.lower()}_changed AFTER {event} ON silence
+                REFERENCING {rows} TABLE AS changed
+                FOR EACH STATEMENT EXECUTE FUNCTION mrt_store_rows_changed()"""
+            for event, rows in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD"))
+        ),
+        """CREATE TRIGGER silence_truncate_changed AFTER TRUNCATE ON silence
+            FOR EACH STATEMENT EXECUTE FUNCTION mrt_store_changed()""",
+    ],
 ]

@@ -156,7 +156,7 @@ class Delivery(StoreModel):
     id = AutoField()
     alert = ForeignKeyField(Alert, column_name="alert_id", backref="deliveries")
     channel = TextField()
-    status = TextField(default="pending")  # pending | retrying | sent | dead
+    status = TextField(default="pending")  # pending | retrying | sent | dead | silenced
     attempts = IntegerField(default=0)
     priority = IntegerField(default=0)
     next_attempt_at = UtcField()
@@ -166,6 +166,7 @@ class Delivery(StoreModel):
     created_at = UtcField()
     updated_at = UtcField()
     sent_at = UtcField(null=True)
+    silence_id = IntegerField(null=True)  # the silence that stopped it (schema: silences)
 
     class Meta:
         table_name = "delivery"
@@ -245,6 +246,24 @@ class Quarantine(StoreModel):
         table_name = "quarantine"
 
 
+class Silence(StoreModel):
+    """Matchers that stop deliveries while active (:mod:`mrt_engine.silence`)."""
+
+    id = AutoField()
+    matchers = JsonField()
+    starts_at = UtcField()
+    ends_at = UtcField()
+    author = TextField()
+    comment = TextField()
+    created_at = UtcField()
+    created_by = TextField()
+    expired_at = UtcField(null=True)
+    expired_by = TextField(null=True)
+
+    class Meta:
+        table_name = "silence"
+
+
 class DeliveryCount(StoreModel):
     """Outbox rows per (channel, status), kept by triggers on ``delivery`` (schema 3)."""
 
@@ -277,6 +296,7 @@ ALL_MODELS: tuple[type[StoreModel], ...] = (
     Audit,
     PollMetric,
     Quarantine,
+    Silence,
     DeliveryCount,
     RuleHitCount,
 )

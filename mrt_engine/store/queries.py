@@ -11,6 +11,7 @@ import functools
 import json
 import operator
 import re
+from datetime import datetime
 from typing import Any
 
 from peewee import SQL, fn
@@ -26,6 +27,7 @@ from mrt_engine.store.models import (
     PollMetric,
     Quarantine,
     RuleHitRow,
+    Silence,
     SourceState,
 )
 from mrt_engine.store.views import (
@@ -37,6 +39,7 @@ from mrt_engine.store.views import (
     EventView,
     HitView,
     QuarantineView,
+    SilenceView,
     SourceView,
     Trace,
     clean_json,
@@ -56,6 +59,7 @@ __all__ = [
     "EventView",
     "HitView",
     "QuarantineView",
+    "SilenceView",
     "SourceView",
     "Trace",
     "to_plain",
@@ -334,3 +338,69 @@ def audit_log(limit: int = 50) -> list[AuditView]:
         )
         for a in Audit.select().order_by(Audit.id.desc()).limit(limit)
     ]
+
+
+# ---------------------------------------------------------------------- silences
+def silences(
+    now: datetime, *, include_expired: bool = False, limit: int = 500
+) -> list[SilenceView]:
+    """The silences not yet ended at ``now`` (active or to start), soonest end first; with
+    ``include_expired`` also the ended ones (newest first, up to ``limit``), after them."""
+    current = (
+        Silence.select()
+        .where(Silence.expired_at.is_null() & (Silence.ends_at > now))
+        .order_by(Silence.ends_at, Silence.id)
+    )
+    rows = list(current)
+    if include_expired:
+        ended = (
+            Silence.select()
+            .where(Silence.expired_at.is_null(False) | (Silence.ends_at <= now))
+            .order_by(Silence.id.desc())
+            .limit(limit)
+        )
+        rows += list(ended)
+    held = _silenced_counts([r.id for r in rows])
+    return [_silence_view(r, now, held.get(r.id, 0)) for r in rows]
+
+
+def silence(silence_id: int, now: datetime) -> SilenceView | None:
+    row = Silence.get_or_none(Silence.id == silence_id)
+    if row is None:
+        return None
+    return _silence_view(row, now, _silenced_counts([row.id]).get(row.id, 0))
+
+
+def _silenced_counts(ids: list[int]) -> dict[int, int]:
+    """``{silence id: deliveries it holds silenced}``, through the ``delivery_silence`` index."""
+    found: dict[int, int] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        query = (
+            Delivery.select(Delivery.silence_id, fn.COUNT(Delivery.id))
+            .where(Delivery.silence_id.in_(chunk) & (Delivery.status == "silenced"))
+            .group_by(Delivery.silence_id)
+            .tuples()
+        )
+        found.update(dict(query))
+    return found
+
+
+def _silence_view(row: Silence, now: datetime, held: int) -> SilenceView:
+    from mrt_engine.silences import silence_of
+
+    s = silence_of(row, cleaned=True)
+    return SilenceView(
+        id=s.id,
+        matchers=tuple(clean(str(m)) for m in s.matchers),
+        starts_at=s.starts_at,
+        ends_at=s.ends_at,
+        author=s.author,
+        comment=s.comment,
+        created_at=s.created_at,  # type: ignore[arg-type]
+        created_by=s.created_by,
+        expired_at=s.expired_at,
+        expired_by=s.expired_by,
+        state=s.state(now),
+        silenced=held,
+    )

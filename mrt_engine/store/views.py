@@ -171,6 +171,7 @@ class DeliveryView:
     fingerprint: str = ""
     event_type: str = ""
     source_key: str = ""
+    silence_id: int | None = None  # the silence that stopped it (status silenced)
 
     @classmethod
     def of(cls, row: Delivery, event: Event | None = None) -> DeliveryView:
@@ -192,6 +193,7 @@ class DeliveryView:
             fingerprint=event.fingerprint if event else "",
             event_type=event.event_type if event else "",
             source_key=clean(event.source_key) if event else "",
+            silence_id=row.silence_id,
         )
 
 
@@ -297,6 +299,25 @@ class AuditView:
     before: Any
     after: Any
     detail: str | None
+
+
+@dataclass(frozen=True)
+class SilenceView:
+    """A silence as shown: its matchers as ``field=value`` texts, its state at the time it
+    was read (active, pending, expired) and how many deliveries it holds silenced."""
+
+    id: int
+    matchers: tuple[str, ...]
+    starts_at: datetime
+    ends_at: datetime
+    author: str
+    comment: str
+    created_at: datetime
+    created_by: str
+    expired_at: datetime | None
+    expired_by: str | None
+    state: str
+    silenced: int = 0
 
 
 def to_plain(value: Any) -> Any:

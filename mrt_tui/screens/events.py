@@ -6,7 +6,7 @@ from typing import Any
 
 from textual.binding import Binding
 
-from mrt_engine import operations
+from mrt_engine import operations, silences
 from mrt_engine.store import feed
 from mrt_tui import cells
 from mrt_tui.screens.base import LiveScreen
@@ -29,6 +29,7 @@ class EventsScreen(LiveScreen):
         Binding("r", "resend", "Resend", id="events.resend"),
         Binding("p", "replay", "Replay", id="events.replay"),
         Binding("f", "follow", "Follow", id="events.follow"),
+        Binding("s", "silence", "Silence", id="events.silence"),
     ]
 
     def __init__(self) -> None:
@@ -59,7 +60,7 @@ class EventsScreen(LiveScreen):
             self.table.move_cursor(row=0)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("trace", "resend") and self.selected is None:
+        if action in ("trace", "resend", "silence") and self.selected is None:
             return None  # shown greyed out: nothing selected
         if action == "resend" and not self.session.channels:
             return None
@@ -73,6 +74,11 @@ class EventsScreen(LiveScreen):
         if self.follow:
             self._set_window(None)
         self.notify(f"follow {'on' if self.follow else 'off'}")
+
+    def action_silence(self) -> None:
+        row = self.selected
+        if row is not None:
+            self.app.draft_silence(lambda: silences.draft_for_event(row.id))
 
     def action_trace(self) -> None:
         row = self.selected

@@ -40,7 +40,9 @@ class OutboxScreen(LiveScreen):
         ("title", "title", None),
         ("error", "last error", None),
     ]
-    FILTER_HELP = "status:pending|retrying|sent|dead channel:NAME — enter applies, esc clears"
+    FILTER_HELP = (
+        "status:pending|retrying|sent|dead|silenced channel:NAME — enter applies, esc clears"
+    )
     BINDINGS = [
         Binding("enter", "trace", "Trace", id="outbox.trace"),
         Binding("r", "resend", "Resend", id="outbox.resend"),
@@ -80,7 +82,9 @@ class OutboxScreen(LiveScreen):
         row: DeliveryView | None = self.selected
         if action == "trace" and row is None:
             return None
-        if action == "resend" and (row is None or row.status not in ("retrying", "dead")):
+        if action == "resend" and (
+            row is None or row.status not in ("retrying", "dead", "silenced")
+        ):
             return None  # sent: resend the event from Events; pending: already queued
         return True
 

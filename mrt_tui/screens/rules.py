@@ -9,7 +9,7 @@ from textual import on, work
 from textual.binding import Binding
 from textual.widgets import Input
 
-from mrt_engine import operations
+from mrt_engine import operations, silences
 from mrt_engine.rules.dryrun import draft_rule, dry_run
 from mrt_engine.rules.matcher import CompiledRule
 from mrt_engine.store import feed
@@ -38,6 +38,7 @@ class RulesScreen(LiveScreen):
     FILTER_HELP = "a draft to test: comma-separated keywords, or /regex/ — enter runs it"
     BINDINGS = [
         Binding("t", "test_rule", "Test rule", id="rules.test"),
+        Binding("s", "silence", "Silence", id="rules.silence"),
         Binding("slash", "filter", "Test draft", id="list.filter"),
     ]
 
@@ -72,6 +73,17 @@ class RulesScreen(LiveScreen):
 
     def status_text(self, rows, extra) -> str:
         return f"{plural(len(rows), 'rule')} · t tests the selected rule, / a draft, against the last {DRY_RUN_EVENTS} events"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "silence" and self.selected is None:
+            return None
+        return True
+
+    def action_silence(self) -> None:
+        """Draft a silence of the selected rule's hits."""
+        row = self.selected
+        if row is not None:
+            self.app.draft_silence(lambda: silences.draft_for_rule(row[0]))
 
     # ------------------------------------------------------------------ dry runs
     def action_test_rule(self) -> None:

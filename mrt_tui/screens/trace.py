@@ -13,7 +13,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from mrt_engine import operations
+from mrt_engine import operations, silences
 from mrt_engine.store import queries
 from mrt_engine.store.db import StoreError
 from mrt_engine.wording import plural
@@ -96,6 +96,7 @@ class TraceScreen(Screen):
         Binding("slash", "ask", "Trace…", id="trace.ask"),
         Binding("r", "resend", "Resend", id="trace.resend"),
         Binding("p", "replay", "Replay", id="trace.replay"),
+        Binding("s", "silence", "Silence", id="trace.silence"),
         Binding("escape", "back", "Back", id="trace.back"),
     ]
     COLUMNS = [
@@ -243,7 +244,11 @@ class TraceScreen(Screen):
     # ------------------------------------------------------------------ actions
     def _selected_delivery(self) -> int | None:
         key = self.table.selected_key
-        if key and key.startswith("d") and self.statuses.get(key) in ("retrying", "dead"):
+        if (
+            key
+            and key.startswith("d")
+            and self.statuses.get(key) in ("retrying", "dead", "silenced")
+        ):
             return int(key[1:])
         return None
 
@@ -252,7 +257,15 @@ class TraceScreen(Screen):
             return None
         if action == "replay" and self.session.rules is None:
             return None
+        if action == "silence" and self.trace is None:
+            return None
         return True
+
+    def action_silence(self) -> None:
+        """Draft a silence of hits like the traced event."""
+        if self.trace is not None:
+            event_id = self.trace.event.id
+            self.app.draft_silence(lambda: silences.draft_for_event(event_id))
 
     def action_ask(self) -> None:
         box = self.query_one("#ref", Input)

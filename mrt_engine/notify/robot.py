@@ -1,0 +1,154 @@
+"""Group-robot webhooks (Feishu, DingTalk, WeCom): what their channels share.
+
+Each is one JSON POST to a URL that holds the robot's token, answered with HTTP 200 and a body
+whose code says whether the message was accepted (``code`` / ``errcode`` 0) or why not. This
+module sends under a deadline (see :mod:`mrt_engine.http_deadline`), reads that code, and turns
+it into a :class:`SendResult`: ``permanent`` only for codes that reject *this message* (its
+shape, its content), never for the robot's configuration (a wrong token or signing secret, a
+disabled robot, an IP allow list), which an operator fixes and a retry then delivers.
+Resolving the webhook and signing secret from the environment is here too, so the three
+channels check them alike and never show them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import abstractmethod
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from mrt_engine.notify._post import Poster
+from mrt_engine.notify.base import Channel, ChannelContext, Outgoing, SendResult
+from mrt_engine.secrets import Secret, shorten
+from mrt_engine.untrusted_json import parse_json
+
+# Answers that mean "the message is malformed or refused for what it says": a retry sends
+# the same bytes and gets the same answer, so the delivery goes to the dead letter at once.
+PERMANENT_HTTP = {400, 413, 422}
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
+_MOBILE = re.compile(r"\+?[0-9][0-9-]{4,19}")
+
+
+def check_ids(values: list[str], what: str) -> list[str]:
+    """Config validator: user ids that can be written into a mention as they are."""
+    for value in values:
+        if not _ID.fullmatch(value):
+            raise ValueError(f"invalid {what} {value!r} (letters, digits, _ . @ - only)")
+    return values
+
+
+def check_mobiles(values: list[str]) -> list[str]:
+    """Config validator: phone numbers (digits, an optional + and dashes)."""
+    for value in values:
+        if not _MOBILE.fullmatch(value):
+            raise ValueError(f"invalid mobile number {value!r}")
+    return values
+
+
+def json_body(payload: dict[str, Any]) -> bytes:
+    """The request body as sent (UTF-8, not ASCII-escaped: the platforms count its bytes)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def resolve_webhook(
+    ctx: ChannelContext, section: str, env: str, what: str
+) -> tuple[Secret | None, bool]:
+    """The webhook URL from ``env`` (required), and whether it is usable (an http(s) URL)."""
+    webhook = ctx.secrets.get(env, where=f"{section}.webhook_env", what=what, required=True)
+    if webhook is None:
+        return None, False
+    try:
+        parts = urlsplit(webhook.reveal())
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        ctx.secrets.errors.append(f"{section}.webhook_env: {env} does not hold an http(s) URL")
+        return webhook, False
+    return webhook, True
+
+
+def resolve_sign_secret(ctx: ChannelContext, section: str, env: str | None) -> Secret | None:
+    """The optional signing secret: none when no variable is named; an error when one is named
+    but not set (sending unsigned to a robot that checks signatures would fail every time)."""
+    if not env:
+        return None
+    return ctx.secrets.get(
+        env, where=f"{section}.secret_env", what="the robot's signing secret", required=True
+    )
+
+
+class RobotChannel(Channel):
+    """A group robot's webhook: subclasses build the request and name their codes."""
+
+    platform = ""  # shown in errors: "Feishu"
+    known_codes: ClassVar[dict[int, str]] = {}
+    permanent_codes: frozenset[int] = frozenset()
+
+    def __init__(self, section: str, timeout: float | None, default_timeout: float) -> None:
+        self.timeout = timeout or default_timeout
+        self.timeout_key = (
+            f"notify.{section}.timeout_seconds" if timeout else "delivery.request_timeout_seconds"
+        )
+        self._poster = Poster(self.platform, self.timeout, self.timeout_key)
+
+    @abstractmethod
+    def request(self, outgoing: Outgoing) -> tuple[str, bytes]:
+        """The URL to POST to (signed where the platform signs the URL) and the body."""
+
+    @abstractmethod
+    def answer_code(self, answer: dict[str, Any]) -> tuple[int | None, str]:
+        """The platform's result code in ``answer`` (0 is success) and its message."""
+
+    def send(self, outgoing: Outgoing) -> SendResult:
+        url, body = self.request(outgoing)
+        response = self._poster.post(url, body, {"Content-Type": "application/json; charset=utf-8"})
+        if isinstance(response, SendResult):
+            return response
+        return self.judge(response.status_code, response.content, response.text)
+
+    def judge(self, status: int, content: bytes, text: str) -> SendResult:
+        """The outcome of one answer: its code decides, else its HTTP status."""
+        reply = shorten(text, 300)
+        try:
+            answer = parse_json(content)
+        except ValueError:
+            answer = None
+        code, message = self.answer_code(answer) if isinstance(answer, dict) else (None, "")
+        if code == 0 and status == 200:
+            return SendResult(ok=True, http_status=status, reply=reply)
+        if code is not None and code != 0:
+            meaning = self.known_codes.get(code, "unknown code")
+            return SendResult(
+                ok=False,
+                http_status=status,
+                reply=reply,
+                error=f"{self.platform} code {code} ({meaning}): {shorten(message, 160)}",
+                permanent=code in self.permanent_codes,
+            )
+        if status != 200:
+            return SendResult(
+                ok=False,
+                http_status=status,
+                reply=reply,
+                error=f"HTTP {status} from {self.platform}",
+                permanent=status in PERMANENT_HTTP,
+            )
+        what = "non-JSON" if answer is None else "JSON without a result code"
+        return SendResult(
+            ok=False, http_status=status, reply=reply, error=f"{self.platform} answered {what}"
+        )
+
+    def close(self) -> None:
+        self._poster.close()
+
+
+def int_code(value: Any) -> int | None:
+    """A result code as an int (platforms send numbers; a proxy may send strings)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
