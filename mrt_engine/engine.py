@@ -45,6 +45,8 @@ from mrt_engine.wording import plural
 log = logging.getLogger(__name__)
 
 CONTROL_INTERVAL_SECONDS = 1.0
+# At most this long between two sources' first polls as the engine starts (see Engine.start).
+FIRST_POLL_STEP_SECONDS = 0.05
 # The first prune after start waits this long at most (then every retention.interval_seconds),
 # so an engine restarted more often than daily still prunes, after its first polls.
 FIRST_PRUNE_AFTER_SECONDS = 60.0
@@ -397,10 +399,17 @@ class Engine:
         scheduler = BackgroundScheduler(executors=executors, timezone="UTC")
         now = self.clock()
         phase = PollTimes.phase()  # one for all, so polls on the same ticks start together
+        count = len(self.sources)
         for i, source in enumerate(self.sources):
-            # Spread the first polls a little so a restart does not burst every host.
-            first = now + timedelta(milliseconds=50 * i)
-            times = PollTimes(source.interval, first, self._tick(source.interval), phase)
+            # Spread the first polls a little so a restart does not burst every host, and within
+            # one tick: each source's later polls are due an interval after its first, so first
+            # polls spread wider than a tick put the later ones on as many ticks (20 sources 50
+            # ms apart, polled every second: every one of its five ticks), each tick a wake-up
+            # of the scheduler and of the poll workers. (No ticks: 50 ms apart, as before.)
+            tick = self._tick(source.interval)
+            step = min(FIRST_POLL_STEP_SECONDS, tick / count) if tick else FIRST_POLL_STEP_SECONDS
+            first = now + timedelta(seconds=step * i)
+            times = PollTimes(source.interval, first, tick, phase)
             scheduler.add_job(
                 self.poll_source,
                 times,
@@ -461,7 +470,8 @@ class Engine:
         return tick_for(interval, jitter)
 
     def _control(self) -> None:
-        """Pick up operator requests written to the store (poll now), from any process."""
+        """Pick up operator requests written to the store (poll now), from any process, and
+        wake the delivery workers when there may be work for them (they sleep until then)."""
         store = self.store
         if store is None or self.scheduler is None or self.stop_event.is_set():
             return
@@ -473,6 +483,8 @@ class Engine:
                 log.exception("control: cannot read poll requests")
             else:  # one line: the daemon loop stops the engine if the file is damaged
                 log.error("control: cannot read poll requests: %s", fault)
+        if self.workers is not None:  # a resend from elsewhere, a retry now due
+            self.workers.look()
 
     def flush_idle_polls(self) -> None:
         """Write the times and figures of the polls that changed nothing (see

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from mrt_engine.config import HostPolicy, HttpConfig
@@ -52,6 +53,15 @@ from mrt_engine.untrusted_json import parse_json
 from mrt_engine.wording import plural
 
 log = logging.getLogger(__name__)
+
+try:  # how httpx's transport wraps its pool's answers and errors (HttpClient._open)
+    from httpx._transports.default import ResponseStream as _PoolStream
+    from httpx._transports.default import map_httpcore_exceptions as _pool_errors
+except ImportError:  # another httpx: its transport does it
+    _PoolStream = None  # type: ignore[assignment,misc]
+
+# Requests kept to be sent again (HttpClient._built): a few per source.
+MAX_KEPT_REQUESTS = 1024
 
 
 class FetchError(Exception):
@@ -165,9 +175,13 @@ class _SetCookies(httpx.Cookies):
     skipped; the cookies kept and sent are the same.
     """
 
+    # Once any answer set a cookie, requests are built afresh (the jar adds its cookies then).
+    kept_one = False
+
     def extract_cookies(self, response: httpx.Response) -> None:
         headers = response.headers
         if "set-cookie" in headers or "set-cookie2" in headers:
+            self.kept_one = True
             super().extract_cookies(response)
 
 
@@ -202,6 +216,8 @@ class HttpClient:
     _client: httpx.Client | None = None
     _backend: DeadlineBackend = field(default_factory=DeadlineBackend)
     _in_flight: int = 0  # requests being sent or read now (what abort cuts short)
+    _lean: bool = False  # see _open
+    _requests: dict[tuple[Any, ...], _Prepared] = field(default_factory=dict)  # see _built
 
     def __post_init__(self) -> None:
         self._client = httpx.Client(
@@ -213,6 +229,14 @@ class HttpClient:
         )
         if isinstance(getattr(self._client, "_cookies", None), httpx.Cookies):
             self._client._cookies = _SetCookies()  # no public way to give a client its jar
+        # Whether _open may skip Client.send's layers: the httpx internals it uses are there,
+        # and the client has no auth and no hooks for them to run.
+        self._lean = (
+            hasattr(self._client, "_transport_for_url")
+            and hasattr(self._client, "_build_redirect_request")
+            and self._client.auth is None
+            and not any(self._client.event_hooks.values())
+        )
         if not install(self._client, self._backend) and self.transport is None:
             log.warning(
                 "this httpx version hides its connection pool: a request deadline is checked"
@@ -379,28 +403,63 @@ class HttpClient:
         gate: _HostGate,
         deadline: Deadline,
     ) -> Fetched:
-        assert self._client is not None
-        request = self._client.build_request(
-            method,
-            parsed_url(url),
-            headers=headers,
-            params=params,
-            json=json_body,
-            timeout=gate.timeout,
-        )
+        prepared = self._built(method, url, headers, params, json_body, gate)
         with self._lock:
             self._in_flight += 1
         try:
-            return self._exchange(request, url, deadline)
+            return self._exchange(prepared, url, deadline)
         finally:
             with self._lock:
                 self._in_flight -= 1
 
-    def _exchange(self, request: httpx.Request, url: str, deadline: Deadline) -> Fetched:
-        """Send ``request`` and read its whole (bounded) answer before ``deadline``."""
+    def _built(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        gate: _HostGate,
+    ) -> _Prepared:
+        """The request to send: a request without a body or parameters is built once and sent
+        again as long as it is the same (a source asks for the same listing with the same
+        validators poll after poll, until something changes). httpx sends a request as it is
+        (``Client.send``: "the request is sent as-is, unmodified"); what the client adds when
+        building it is its default headers and the cookies of its jar, and the jar is empty
+        until an answer sets a cookie (then every request is built afresh)."""
         assert self._client is not None
+        key = None
+        if (
+            params is None
+            and json_body is None
+            and not getattr(self._client.cookies, "kept_one", True)
+        ):
+            key = (method, url, tuple(headers.items()), id(gate))  # a gate lives as long
+            kept = self._requests.get(key)
+            if kept is not None:
+                return kept
+        prepared = _Prepared(
+            self._client.build_request(
+                method,
+                parsed_url(url),
+                headers=headers,
+                params=params,
+                json=json_body,
+                timeout=gate.timeout,
+            ),
+            kept=key is not None,
+        )
+        if key is not None:
+            if len(self._requests) >= MAX_KEPT_REQUESTS:
+                self._requests.clear()  # validators moved on: most kept ones are stale
+            self._requests[key] = prepared
+        return prepared
+
+    def _exchange(self, prepared: _Prepared, url: str, deadline: Deadline) -> Fetched:
+        """Send the request and read its whole (bounded) answer before ``deadline``."""
+        request = prepared.request
         with within(deadline):
-            response = self._client.send(request, stream=True)
+            response = self._open(prepared)
             try:
                 chunks: list[bytes] = []
                 size = 0
@@ -424,6 +483,50 @@ class HttpClient:
             content=b"".join(chunks),
             links=_links(response),
         )
+
+    def _open(self, prepared: _Prepared) -> httpx.Response:
+        """Send the request; its answer, streaming: what ``Client.send(request, stream=True)``
+        does for this client, without the layers that have nothing to do for it.
+
+        An idle engine's CPU goes mostly to its conditional requests, and a request run after a
+        sleep runs on cold caches: every layer costs several times what it costs in a loop.
+        ``Client.send`` walks auth, redirect and hook layers, each in a generator, and times
+        the answer in a stream of its own; this client has no auth, no hooks and needs no
+        timing, so the request goes to the transport the client would pick (a proxy's, when
+        the environment names one) and its answer gets what the client gives one: the request,
+        the cookie jar's look at it (:class:`_SetCookies`), and the next hop of a redirect
+        (followed by ``Client.send``, as before). A kept request goes on to httpx's own
+        transport's pool as that transport would hand it over (:meth:`_Prepared.to_pool`),
+        built once too. ``tests/perf/bench_idle.py`` measures it.
+        """
+        client = self._client
+        assert client is not None
+        request = prepared.request
+        if not self._lean or client.is_closed or request.url.userinfo:
+            # A URL's user:password is auth the client builds: its own path does that.
+            return client.send(request, stream=True)
+        transport = client._transport_for_url(request.url)
+        try:
+            if prepared.kept and type(transport) is httpx.HTTPTransport and _PoolStream:
+                response = prepared.to_pool(transport._pool)
+            else:
+                response = transport.handle_request(request)
+        except httpx.RequestError as exc:
+            if exc._request is None:  # as Client.send says which request failed
+                exc.request = request
+            raise
+        response.request = request
+        try:
+            client.cookies.extract_cookies(response)
+            if not response.has_redirect_location:
+                return response
+            response.read()
+            hop = client._build_redirect_request(request, response)
+        except BaseException:
+            response.close()
+            raise
+        response.close()
+        return client.send(hop, stream=True)
 
     # ----------------------------------------------------------------- waiting
     @contextmanager
@@ -525,6 +628,42 @@ class HttpClient:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+
+
+class _Prepared:
+    """A request, and when it is kept to be sent again (:meth:`HttpClient._built`), what the
+    pool of httpx's transport is handed for it, built at its first send."""
+
+    __slots__ = ("_core", "kept", "request")
+
+    def __init__(self, request: httpx.Request, *, kept: bool) -> None:
+        self.request = request
+        self.kept = kept
+        self._core: httpcore.Request | None = None
+
+    def to_pool(self, pool: Any) -> httpx.Response:
+        """Send through ``pool`` what ``httpx.HTTPTransport.handle_request`` would, and wrap its
+        answer as that does (the same httpcore request, the same errors, the same stream)."""
+        core = self._core
+        if core is None:
+            request, url = self.request, self.request.url
+            core = self._core = httpcore.Request(
+                method=request.method,
+                url=httpcore.URL(
+                    scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+                ),
+                headers=request.headers.raw,
+                content=request.stream,
+                extensions=request.extensions,
+            )
+        with _pool_errors():
+            answer = pool.handle_request(core)
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.headers,
+            stream=_PoolStream(answer.stream),
+            extensions=answer.extensions,
+        )
 
 
 class _Where:

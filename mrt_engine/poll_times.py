@@ -1,7 +1,8 @@
 """When a source is polled: on time, and together with the other polls due near it.
 
-A source's first poll runs as the engine starts (staggered a little per source); its ``k``-th
-next poll is due ``k`` intervals later, and runs at the *tick* nearest to that time. Ticks are
+A source's first poll runs as the engine starts (staggered a little per source, within one
+tick, so the sources' later polls fall on the same ticks); its ``k``-th next poll is due ``k``
+intervals later, and runs at the *tick* nearest to that time. Ticks are
 ``2 × jitter`` apart (``scheduler.jitter_seconds``, by default 10% of the interval; at most half
 the interval), at a phase drawn when the engine starts. So a poll runs at most its jitter away
 from when it is due, a source's polls come at its interval on average, and the polls due

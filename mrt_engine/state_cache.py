@@ -1,8 +1,8 @@
 """What the engine reads from the store again and again, kept while nothing is committed to it.
 
 Every poll starts from its source's state row (cursor, validators, pause, backoff); the control
-job looks for operators' poll requests every second; each delivery worker asks twice a second
-when its channel's next delivery is due. Asking the store each time (a query, its rows parsed)
+job looks for operators' poll requests every second; a delivery worker asks when its channel's
+next delivery is due each time it is woken (:mod:`mrt_engine.delivery.worker`). Asking the store each time (a query, its rows parsed)
 cost a tenth of an unchanged poll's CPU, and most of an idle engine's CPU besides its polls,
 to learn what the store said a moment ago. :class:`StateCache` keeps what was read, with the
 store's version when the read began (:class:`~mrt_engine.store.watch.StoreWatch`: one ``PRAGMA
@@ -56,6 +56,14 @@ class StateCache(Generic[T]):
         if version is not None:  # None: the store cannot tell now; read again next time
             self._held[key] = (version, value)
         return value
+
+    def version(self) -> tuple[int, int] | None:
+        """The store's version now (see :class:`~mrt_engine.store.watch.StoreWatch`): another
+        value once anything was committed; ``None`` when it cannot tell (on PostgreSQL, or
+        closed), which callers take as changed."""
+        if self._closed:
+            return None
+        return self._watch.version()
 
     def close(self) -> None:
         """Close the watching connection; later calls read every time."""

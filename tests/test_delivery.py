@@ -136,6 +136,38 @@ def test_failed_sends_are_retried_with_backoff_and_every_attempt_is_recorded(
     assert len(welink.texts()) == 1
 
 
+def test_a_sleeping_worker_wakes_for_a_retry_when_its_backoff_ends(gh_tracker, github, welink):
+    """Workers sleep until woken; a retry needs no waker (here no engine runs a control job):
+    the worker that read when the retry is due wakes then by itself."""
+    import threading
+
+    from conftest import wait_until
+
+    from mrt_engine.delivery.worker import DeliveryWorkers
+
+    tracker = gh_tracker({"delivery": {"backoff_initial_seconds": 2, "backoff_max_seconds": 2}})
+    baseline(tracker, github)
+    github.add_issue(REPO, "Qwen3-Next support")
+    welink.inject(Fault(500, "upstream broke", path="/api/werobot"))
+    assert tracker.once() == 1  # the poll worked; the first send failed
+    assert deliveries(tracker)[0][2:4] == ("retrying", 1)  # due in about two seconds
+    engine = tracker.engine()
+    engine.open()
+    stop = threading.Event()
+    assert engine.outbox is not None
+    workers = DeliveryWorkers(engine.outbox, engine.channels, workers=1, stop=stop)
+    try:
+        workers.start()
+        # The worker finds the retry not due yet and sleeps; nobody wakes it (60 s at most).
+        assert wait_until(lambda: len(welink.texts()) == 1, timeout=20)
+    finally:
+        stop.set()
+        workers.join(10)
+        workers.close()
+        engine.close()
+    assert deliveries(tracker)[0][2:4] == ("sent", 2)
+
+
 def test_a_delivery_goes_dead_after_max_attempts(gh_tracker, github, welink):
     tracker = gh_tracker({"delivery": {"max_attempts": 2}})
     baseline(tracker, github)

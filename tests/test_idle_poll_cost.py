@@ -16,9 +16,9 @@ import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
 
-from conftest import wait_until
+from conftest import GH_TOKEN, wait_until
 
-from mrt_engine.simulators.base import Request, Response
+from mrt_engine.simulators.base import Fault, Request, Response
 from mrt_engine.simulators.github import GitHubSimulator
 
 REPO = "vllm-project/vllm"
@@ -91,6 +91,85 @@ def test_an_unchanged_source_builds_its_request_from_what_it_built_before(
         engine.close()
 
 
+def test_an_unchanged_source_sends_again_the_request_it_built_before(
+    gh_tracker, github, monkeypatch
+):
+    """The same URL, headers and validators: the request is not built again, and it does not
+    walk httpx's auth, redirect and hook layers (the client has none for it)."""
+    import httpx
+
+    tracker = settled(gh_tracker, github)
+    engine = tracker.engine()
+    engine.open()
+    try:
+        source = engine.sources[0]
+        assert engine.poll_source(source).status == "not_modified"
+        calls: list[str] = []
+        for name in ("build_request", "send"):
+            original = getattr(httpx.Client, name)
+
+            def counted(client, *args, _name=name, _original=original, **kwargs):
+                calls.append(_name)
+                return _original(client, *args, **kwargs)
+
+            monkeypatch.setattr(httpx.Client, name, counted)
+        seen = len(github.requests)
+        for _ in range(3):
+            assert engine.poll_source(source).status == "not_modified"
+        assert calls == []
+        sent = github.requests[seen:]
+        assert len(sent) == 3 and all(r.headers.get("if-none-match") for r in sent)
+        assert all(r.headers.get("authorization") == f"Bearer {GH_TOKEN}" for r in sent)
+    finally:
+        engine.close()
+
+
+def test_a_kept_request_that_is_redirected_follows_the_redirect(gh_tracker, github):
+    """A listing that moves (a renamed repository answers 301) is followed as httpx follows it,
+    validators kept on the same origin."""
+    tracker = settled(gh_tracker, github)
+    engine = tracker.engine()
+    engine.open()
+    try:
+        source = engine.sources[0]
+        assert engine.poll_source(source).status == "not_modified"
+        listing = github.requests_to(f"/repos/{REPO}/issues")[-1].target
+        github.inject(Fault(301, headers={"Location": f"{github.url}{listing}"}, path="/repos/"))
+        seen = len(github.requests)
+        assert engine.poll_source(source).status == "not_modified"
+        sent = github.requests[seen:]
+        assert [r.target for r in sent] == [listing, listing]
+        assert sent[1].headers.get("if-none-match")
+    finally:
+        engine.close()
+
+
+def test_a_kept_request_that_fails_is_a_network_failure(gh_tracker, github):
+    """httpcore's errors on the kept request's path are httpx's, as on the client's own: a
+    failure of the source's poll, never a crash of the source."""
+    tracker = settled(gh_tracker, github)
+    engine = tracker.engine()
+    engine.open()
+    try:
+        source = engine.sources[0]
+        assert engine.poll_source(source).status == "not_modified"
+        # An answer cut short (a read error inside the answer's stream).
+        github.inject(Fault(kind="truncated", path="/repos/", times=10))
+        cut = engine.poll_source(source, force=True)
+        github.clear_faults()
+        # The upstream gone: its connection closed, nothing listening (a connect error).
+        github.stop()
+        engine.http._backend.cut()
+        gone = engine.poll_source(source, force=True)
+        for outcome in (cut, gone):
+            assert outcome.status == "error", outcome
+            assert "internal error" not in (outcome.error or "")
+        assert "RemoteProtocolError" in (cut.error or "") or "ReadError" in (cut.error or "")
+        assert "ConnectError" in (gone.error or "")
+    finally:
+        engine.close()
+
+
 def test_a_pause_or_a_cursor_reset_from_another_process_reaches_the_next_poll(gh_tracker, github):
     tracker = settled(gh_tracker, github)
     engine = tracker.engine()
@@ -133,8 +212,6 @@ class CookieGitHub(GitHubSimulator):
 def test_an_answer_without_a_cookie_is_not_copied_into_the_cookie_jar(
     make_tracker, welink, monkeypatch
 ):
-    from conftest import GH_TOKEN
-
     github = CookieGitHub(token=GH_TOKEN).start()
     try:
         github.add_issue(REPO, "seed", at=T0)
@@ -211,6 +288,48 @@ def test_a_running_idle_engine_reads_no_table_between_its_flushes(
             query = "SELECT COUNT(*) FROM source_state WHERE poll_requested_at IS NOT NULL"
             assert wait_until(lambda: other.execute(query).fetchone()[0] == 0)
         assert any("poll_requested_at" in sql for sql, _ in store_statements)
+    finally:
+        engine.stop()
+
+
+def test_an_idle_engines_delivery_workers_sleep_until_there_is_work(
+    gh_tracker, github, welink, monkeypatch
+):
+    """No worker looks at the outbox on a timer: an alert the engine commits wakes them at
+    once, a resend from another process within the control job's second."""
+    from mrt_engine.delivery.worker import DeliveryWorkers
+
+    looks: list[str] = []
+    claim_if_due = DeliveryWorkers._claim_if_due
+
+    def counted(workers, channel, worker):
+        looks.append(worker)
+        return claim_if_due(workers, channel, worker)
+
+    monkeypatch.setattr(DeliveryWorkers, "_claim_if_due", counted)
+    github.add_issue(REPO, "seed", at=T0)
+    tracker = gh_tracker(
+        {
+            "sources": {"github": {"monitor": {"pulls": False}, "poll_interval_seconds": 1}},
+            "scheduler": {"jitter_seconds": 0, "idle_flush_seconds": 60},
+        }
+    )
+    assert tracker.once() == 0 and tracker.once() == 0  # baseline, then an ETag
+    engine = tracker.engine()
+    engine.start()
+    try:
+        assert wait_until(lambda: len(github.requests) >= 4, timeout=30)  # first looks done
+        looks.clear()
+        seen = len(github.requests)
+        assert wait_until(lambda: len(github.requests) >= seen + 3, timeout=30)
+        assert looks == []  # three idle seconds, two workers: none woke
+        github.add_issue(REPO, "DeepSeek-V4 weights released")
+        assert wait_until(lambda: len(welink.texts()) == 1, timeout=30)
+        with closing(other_connection(tracker)) as other:
+            delivery = other.execute("SELECT MAX(id) FROM delivery").fetchone()[0]
+        tracker.in_process = False  # the operator's command: another process
+        assert tracker.cli("resend", str(delivery)).returncode == 0
+        assert wait_until(lambda: len(welink.texts()) == 2, timeout=30)
     finally:
         engine.stop()
 

@@ -86,3 +86,28 @@ def test_the_engine_starts_every_source_at_once_then_polls_them_on_shared_ticks(
         assert len(second) < len(first)  # sharing ticks
     finally:
         engine.stop()
+
+
+def test_sources_polled_every_second_share_one_or_two_ticks_a_second(gh_tracker):
+    """The first polls are spread within one tick (not 50 ms apart over the whole second, which
+    put 20 sources' later polls on all five ticks): the later ones then start together."""
+    repos = [f"org/repo{i}" for i in range(20)]
+    tracker = gh_tracker(
+        {
+            "sources": {
+                "github": {"repos": repos, "monitor": {"pulls": False}, "poll_interval_seconds": 1}
+            }
+        }
+    )
+    engine = tracker.engine()
+    engine.open()
+    try:
+        engine.start()
+        assert engine.scheduler is not None
+        triggers = [engine.scheduler.get_job(source.key).trigger for source in engine.sources]
+        first = [times.first_run() for times in triggers]
+        assert first == sorted(first) and len(set(first)) == len(first)  # still spread
+        later = {run for times in triggers for run in runs(times, 11)[1:]}
+        assert len(later) <= 2 * 10  # ten seconds of polls: at most two ticks a second
+    finally:
+        engine.stop()

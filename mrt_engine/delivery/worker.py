@@ -2,6 +2,18 @@
 
 Channels are independent: a WeLink outage (or a slow SMTP server) never holds e-mail back,
 because every channel has its own threads and its rows retry on their own schedule.
+
+An idle worker sleeps until it is woken, not on a timer: every worker thread of every channel
+waking twice a second to ask the store whether anything is due cost an idle engine CPU for
+nothing (a wake-up of a sleeping thread is what an idle engine pays most for). Work reaches a
+worker by one of three ways: the engine's own commits of alerts call :meth:`DeliveryWorkers.notify`
+at once; the engine's control job calls :meth:`DeliveryWorkers.look` every second (on a tick it
+wakes for anyway), which wakes the workers when anything was committed to the store since its
+last look (another process's resend or requeue, another engine's alert on a shared store, a
+claim taken back) or when a channel's next delivery, as last read, has come due by the
+engine's clock. A worker that knows when its channel's next delivery is due (a retry's backoff)
+also wakes then by itself. So a delivery waits at most about a second for a worker, and an idle
+engine's workers do not run at all.
 """
 
 from __future__ import annotations
@@ -23,7 +35,8 @@ from mrt_engine.state_cache import StateCache
 
 log = logging.getLogger(__name__)
 
-IDLE_CHECK_SECONDS = 0.5
+# A worker nobody woke looks by itself after this long anyway (in case its waker is gone).
+MAX_IDLE_SECONDS = 60.0
 
 
 @dataclass
@@ -105,11 +118,16 @@ class DeliveryWorkers:
         self.channels = dict(channels)
         self.workers = workers
         self.stop = stop
-        self.wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Bumped by every wake-up: a worker sleeps until it moves (none is lost between a
+        # worker finding nothing due and its going to sleep).
+        self._wakes = 0
+        self._woken = threading.Condition()
         # When each channel's next delivery is due, as last read: the same until a commit (an
         # alert, a claim, a resend from another process), so an idle check reads no table.
         self._due: StateCache[datetime | None] = StateCache(outbox.store.location)
+        self._waiting: dict[str, datetime] = {}  # channels whose next delivery is not due yet
+        self._looked: object = None  # the store's version at the last look
         self._silences = ActiveSilences(outbox.store)  # what the sends check, as _due
 
     def start(self) -> None:
@@ -125,11 +143,27 @@ class DeliveryWorkers:
                 self._threads.append(thread)
 
     def notify(self) -> None:
-        """New work was committed: wake idle workers now instead of at their next check."""
-        self.wake.set()
+        """New work was committed: wake the idle workers now."""
+        with self._woken:
+            self._wakes += 1
+            self._woken.notify_all()
+
+    def look(self) -> None:
+        """Wake the idle workers if there may be work for them: anything committed to the
+        store since the last look, or a channel's next delivery now due (see the module's
+        docstring; the engine calls this every second)."""
+        version = self._due.version()  # None: cannot tell (or PostgreSQL): as if changed
+        changed = version is None or version != self._looked
+        self._looked = version
+        if not changed:
+            now = self.outbox.clock()
+            changed = any(due <= now for due in list(self._waiting.values()))
+        if changed:
+            self.notify()
 
     def _run(self, channel: str, worker: str) -> None:
         while not self.stop.is_set():
+            wakes = self._wakes  # before looking: a wake-up from now on is not missed
             try:
                 claims = self._claim_if_due(channel, worker)
             except Exception as exc:
@@ -137,8 +171,7 @@ class DeliveryWorkers:
                 self.stop.wait(2.0)
                 continue
             if not claims:
-                if self.wake.wait(IDLE_CHECK_SECONDS):
-                    self.wake.clear()
+                self._sleep(channel, since=wakes)
                 continue
             for claim in claims:
                 try:
@@ -149,6 +182,16 @@ class DeliveryWorkers:
                         exc,
                         f"delivery worker {worker} could not record delivery {claim.delivery_id}",
                     )
+
+    def _sleep(self, channel: str, since: int) -> None:
+        """Until a wake-up after the ``since``-th one, the stop, or the channel's next delivery
+        as last read comes due (a retry needs no waker), at most MAX_IDLE_SECONDS."""
+        timeout = MAX_IDLE_SECONDS
+        due = self._waiting.get(channel)
+        if due is not None:
+            timeout = min(timeout, max((due - self.outbox.clock()).total_seconds(), 0.0))
+        with self._woken:
+            self._woken.wait_for(lambda: self._wakes != since or self.stop.is_set(), timeout)
 
     def _log_failure(self, exc: Exception, what: str) -> None:
         """A store fault in one line (the daemon stops on a damaged file); a bug with its
@@ -162,11 +205,17 @@ class DeliveryWorkers:
     def _claim_if_due(self, channel: str, worker: str) -> list[Claim]:
         due = self._due.get(channel, lambda: self.outbox.next_due(channel))
         if due is None or due > self.outbox.clock():
+            if due is None:
+                self._waiting.pop(channel, None)
+            else:
+                self._waiting[channel] = due
             return []
+        self._waiting.pop(channel, None)
         return self.outbox.claim(channel, limit=1, worker=worker)
 
     def join(self, timeout: float) -> bool:
         """Wait for workers to finish their current send; ``True`` if all stopped in time."""
+        self.notify()  # the stop is set: idle workers wake to see it
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0))

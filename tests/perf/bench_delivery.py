@@ -142,8 +142,7 @@ def outbox_run(store, channels, policies, workers: int, sink: SinkProcess, total
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     stop.set()
-    pool.wake.set()
-    pool.join(30)
+    pool.join(30)  # wakes the idle workers to see the stop
     pool.close()
     sent = store.db.execute_sql("SELECT COUNT(*) FROM delivery WHERE status = 'sent'").fetchone()[0]
     return {
