@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import httpx
 
 from mrt_engine.http_deadline import Deadline, DeadlineBackend, install, within
-from mrt_engine.notify.base import SendResult
-from mrt_engine.secrets import redact
+from mrt_engine.notify.base import ChannelContext, SendResult
+from mrt_engine.secrets import Secret, redact
 from mrt_engine.text import clean_line
 
 
@@ -48,6 +49,23 @@ class Poster:
 
     def close(self) -> None:
         self._client.close()
+
+
+def resolve_url(ctx: ChannelContext, where: str, env: str, what: str) -> tuple[Secret | None, bool]:
+    """A channel's URL from the variable ``env`` (named at config key ``where``; required, as
+    it holds a token), and whether it is usable (an http(s) URL). Problems go to the config's
+    one report, never with the value."""
+    url = ctx.secrets.get(env, where=where, what=what, required=True)
+    if url is None:
+        return None, False
+    try:
+        parts = urlsplit(url.reveal())
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        ctx.secrets.errors.append(f"{where}: {env} does not hold an http(s) URL")
+        return url, False
+    return url, True
 
 
 def preview_post(where: str, body: bytes, headers: Mapping[str, str] | None = None) -> str:

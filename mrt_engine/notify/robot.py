@@ -16,9 +16,8 @@ import json
 import re
 from abc import abstractmethod
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
-from mrt_engine.notify._post import Poster, preview_post
+from mrt_engine.notify._post import Poster, preview_post, resolve_url
 from mrt_engine.notify.base import Channel, ChannelContext, Outgoing, SendResult
 from mrt_engine.secrets import Secret, shorten
 from mrt_engine.untrusted_json import parse_json
@@ -54,18 +53,8 @@ def json_body(payload: dict[str, Any]) -> bytes:
 def resolve_webhook(
     ctx: ChannelContext, section: str, env: str, what: str
 ) -> tuple[Secret | None, bool]:
-    """The webhook URL from ``env`` (required), and whether it is usable (an http(s) URL)."""
-    webhook = ctx.secrets.get(env, where=f"{section}.webhook_env", what=what, required=True)
-    if webhook is None:
-        return None, False
-    try:
-        parts = urlsplit(webhook.reveal())
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        ctx.secrets.errors.append(f"{section}.webhook_env: {env} does not hold an http(s) URL")
-        return webhook, False
-    return webhook, True
+    """The robot's webhook URL from ``env`` (``<section>.webhook_env``): :func:`resolve_url`."""
+    return resolve_url(ctx, f"{section}.webhook_env", env, what)
 
 
 def resolve_sign_secret(ctx: ChannelContext, section: str, env: str | None) -> Secret | None:

@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from mrt_engine.config import Wait
-from mrt_engine.notify._post import Poster, preview_post, retry_after
+from mrt_engine.notify._post import Poster, preview_post, resolve_url, retry_after
 from mrt_engine.notify.base import (
     Channel,
     ChannelContext,
@@ -195,20 +195,12 @@ class SlackChannel(Channel):
 
 
 def build(settings: SlackSettings, ctx: ChannelContext) -> Channel | None:
-    webhook = ctx.secrets.get(
-        settings.webhook_env,
-        where="notify.slack.webhook_env",
-        what="the Slack incoming webhook URL",
-        required=True,
+    webhook, usable = resolve_url(
+        ctx, "notify.slack.webhook_env", settings.webhook_env, "the Slack incoming webhook URL"
     )
-    if webhook is None:
+    if webhook is None or not usable:
         return None
     parts = urlsplit(webhook.reveal())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        ctx.secrets.errors.append(
-            f"notify.slack.webhook_env: {settings.webhook_env} does not hold an http(s) URL"
-        )
-        return None
     # The URL's last path segment is its token: redacted wherever it shows alone (a request
     # line echoed back, an error naming the path).
     token = parts.path.rstrip("/").rsplit("/", 1)[-1]

@@ -46,13 +46,12 @@ import hmac
 import json
 import time
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
 from pydantic import Field
 
 from mrt_engine import __version__
 from mrt_engine.config import Wait
-from mrt_engine.notify._post import Poster, preview_post, retry_after
+from mrt_engine.notify._post import Poster, preview_post, resolve_url, retry_after
 from mrt_engine.notify.base import (
     Channel,
     ChannelContext,
@@ -220,11 +219,8 @@ class WebhookChannel(Channel):
 
 
 def build(settings: WebhookSettings, ctx: ChannelContext) -> Channel | None:
-    url = ctx.secrets.get(
-        settings.url_env,
-        where="notify.webhook.url_env",
-        what="the URL the webhook is POSTed to",
-        required=True,
+    url, usable = resolve_url(
+        ctx, "notify.webhook.url_env", settings.url_env, "the URL the webhook is POSTed to"
     )
     secret = ctx.secrets.get(
         settings.secret_env,
@@ -232,13 +228,7 @@ def build(settings: WebhookSettings, ctx: ChannelContext) -> Channel | None:
         what="the Standard Webhooks signing secret (whsec_...)",
         required=True,
     )
-    if url is None or secret is None:
-        return None
-    parts = urlsplit(url.reveal())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        ctx.secrets.errors.append(
-            f"notify.webhook.url_env: {settings.url_env} does not hold an http(s) URL"
-        )
+    if url is None or not usable or secret is None:
         return None
     try:
         key = signing_key(secret.reveal())

@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from mrt_engine.config import Wait
-from mrt_engine.notify._post import Poster
+from mrt_engine.notify._post import Poster, resolve_url
 from mrt_engine.notify.base import (
     Channel,
     ChannelContext,
@@ -159,19 +158,13 @@ class WeLinkChannel(Channel):
 
 
 def build(settings: WeLinkSettings, ctx: ChannelContext) -> Channel | None:
-    webhook = ctx.secrets.get(
+    webhook, usable = resolve_url(
+        ctx,
+        "notify.welink.webhook_env",
         settings.webhook_env,
-        where="notify.welink.webhook_env",
-        what="the WeLink group robot webhook URL with token and channel",
-        required=True,
+        "the WeLink group robot webhook URL with token and channel",
     )
-    if webhook is None:
-        return None
-    parts = urlsplit(webhook.reveal())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        ctx.secrets.errors.append(
-            f"notify.welink.webhook_env: {settings.webhook_env} does not hold an http(s) URL"
-        )
+    if webhook is None or not usable:
         return None
     return WeLinkChannel(settings, webhook, ctx.request_timeout)
 
