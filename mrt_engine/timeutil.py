@@ -131,12 +131,19 @@ def github_time(value: datetime) -> str:
 
 
 def humanize_age(then: datetime | None, now: datetime) -> str:
-    """``12s ago``, ``5m ago``, ``3h ago``, ``2d ago``; ``in 4m`` for the future; ``-`` if none."""
+    """``12s ago``, ``5m ago``, ``3h ago``, ``2d ago``; ``in 4m`` for the future; ``-`` if none.
+
+    A past age is rounded down and a time to come up (a silence of 2 h made a minute ago ends
+    ``in 2h``, not ``in 1h``): neither says less time than there is."""
     if then is None:
         return "-"
     seconds = (now - then).total_seconds()
     future = seconds < 0
     seconds = abs(seconds)
+    if future:
+        for unit in (60, 3600, 86400):
+            if seconds >= unit:  # shown in this unit or a larger one: round up within it
+                seconds = -(-seconds // unit) * unit
     if seconds < 60:
         text = f"{int(seconds)}s"
     elif seconds < 3600:

@@ -113,3 +113,18 @@ def test_an_absurd_age_in_the_config_is_a_key_path_error(value):
 @pytest.mark.parametrize("text", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
 def test_an_upstream_time_beyond_the_calendar_is_no_time(text):
     assert timeutil.parse_upstream(text) is None
+
+
+def test_a_time_to_come_is_never_shown_as_less_than_it_is():
+    """A silence of 2 h made a few seconds ago ends "in 2h" (it showed "in 1h"); ages in the
+    past still round down."""
+    from datetime import UTC, datetime, timedelta
+
+    from mrt_engine.timeutil import humanize_age
+
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert humanize_age(now + timedelta(hours=2) - timedelta(seconds=5), now) == "in 2h"
+    assert humanize_age(now + timedelta(seconds=61), now) == "in 2m"
+    assert humanize_age(now + timedelta(seconds=30), now) == "in 30s"
+    assert humanize_age(now + timedelta(hours=1), now) == "in 1h"
+    assert humanize_age(now - timedelta(seconds=7190), now) == "1h ago"
