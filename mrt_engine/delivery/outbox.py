@@ -355,17 +355,26 @@ _GONE = (
 )
 
 
+# An event's columns a message is made of (:func:`_context_of`), by the event's alias ``e``.
+_EVENT_COLUMNS = (
+    "e.event_type, e.source_key, e.resource_id, e.title, e.url, e.fingerprint, e.summary,"
+    " e.author, e.labels, e.occurred_at, e.source, e.resource_type, e.event_id, e.raw"
+)
+
+
 def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
     """Everything a channel needs to render the message of one delivery; a bundle's carrier
     lists every delivery it carries (itself first) in ``items``."""
+    # The delivery, its alert and its event in one read (every send makes one).
     cursor.execute(
-        "SELECT a.event_id, a.rules, a.tags, a.priority, d.kind FROM delivery d"
-        " JOIN alert a ON a.id = d.alert_id WHERE d.id = ?",
+        f"SELECT a.event_id, a.rules, a.tags, a.priority, d.kind, {_EVENT_COLUMNS}"
+        " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
+        " WHERE d.id = ?",
         (delivery_id,),
     )
-    event_id, rules, tags, priority, kind = cursor.fetchone()
-    context = event_context(
-        cursor, event_id, json.loads(rules or "[]"), json.loads(tags or "[]"), priority
+    event_id, rules, tags, priority, kind, *event = cursor.fetchone()
+    context = _context_of(
+        cursor, event_id, event, json.loads(rules or "[]"), json.loads(tags or "[]"), priority
     )
     if kind == "single":
         return context
@@ -381,11 +390,19 @@ def event_context(
 ) -> MessageContext:
     """The message of one event sent for ``rule_names`` (an alert's rules): its text, the
     rules' reasons and the platform's key fields."""
-    cursor.execute(
-        "SELECT event_type, source_key, resource_id, title, url, fingerprint, summary, author,"
-        " labels, occurred_at, source, resource_type, event_id, raw FROM event WHERE id = ?",
-        (event_id,),
-    )
+    cursor.execute(f"SELECT {_EVENT_COLUMNS} FROM event e WHERE e.id = ?", (event_id,))
+    return _context_of(cursor, event_id, cursor.fetchone(), rule_names, tags, priority)
+
+
+def _context_of(
+    cursor: sqlite3.Cursor,
+    event_id: int,
+    event: Sequence,
+    rule_names: Sequence[str],
+    tags: Sequence[str],
+    priority: int,
+) -> MessageContext:
+    """:func:`event_context` from the event's row (:data:`_EVENT_COLUMNS`)."""
     (
         event_type,
         source_key,
@@ -401,7 +418,7 @@ def event_context(
         resource_type,
         upstream_id,
         raw,
-    ) = cursor.fetchone()
+    ) = event
     reasons: list[str] = []
     if rule_names:
         cursor.execute(
