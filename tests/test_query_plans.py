@@ -552,6 +552,7 @@ SAMPLES: dict[str, Callable[[Samples], list]] = {
     "before_id": lambda s: [s.event_id + 1],
     "after_id": lambda s: [1],
     "exclude": lambda s: [s.delivery_ids[:2]],
+    "claims": lambda s: [_claims(s)],
     "worker": lambda s: ["plans-1"],
     "owner": lambda s: ["plans"],
     "engine_id": lambda s: ["plans-engine"],

@@ -46,6 +46,7 @@ class Claim:
     context: MessageContext
     # Stopped by a silence once and let out by an operator: no silence stops it again.
     released: bool = False
+    leased_until: datetime | None = None  # when the lease runs out (another worker may claim it)
 
 
 @dataclass
@@ -93,7 +94,8 @@ class Outbox:
         carrier: it takes its members in the same transaction (:mod:`.bundles`)."""
         now = self.clock()
         now_s = to_store(now)
-        lease_s = to_store(now + timedelta(seconds=self.policy.lease_seconds))
+        leased_until = now + timedelta(seconds=self.policy.lease_seconds)
+        lease_s = to_store(leased_until)
         params: list = [channel, now_s, now_s]  # (the queue holds no silenced row)
         skip = ""
         if exclude:
@@ -110,7 +112,7 @@ class Outbox:
                 for message in messages:
                     planner.carry(message)
                     claims.append(self._lease(cursor, channel, message.row, now_s, lease_s, worker))
-                return claims
+                return [replace(c, leased_until=leased_until) for c in claims]
             # Read in the order of the queue's index, so the first due rows end the read, under
             # the write lock (sorting all due rows took 0.2 s a claim). Named, not left to the
             # planner, which may take the due-time index and sort; an error if it is ever gone.
@@ -128,7 +130,7 @@ class Outbox:
             for delivery_id, channel, attempts, silence_id in rows:
                 row = Row(delivery_id, attempts, 0, None, "", now, silence_id=silence_id)
                 claims.append(self._lease(cursor, channel, row, now_s, lease_s, worker))
-        return claims
+        return [replace(c, leased_until=leased_until) for c in claims]
 
     def _lease(self, cursor, channel: str, row: Row, now_s, lease_s, worker: str) -> Claim:
         """Lease ``row`` and open its attempt (inside the claim's transaction)."""
@@ -152,6 +154,37 @@ class Outbox:
             context,
             released=row.silence_id is not None,
         )
+
+    def time_to_send(self, claim: Claim) -> bool:
+        """Whether at least half of ``claim``'s lease is left: enough to send it before another
+        worker may claim it (a worker sends a batch's claims in turn: a slow send before this
+        one used up the rest)."""
+        if claim.leased_until is None:
+            return True
+        left = claim.leased_until - self.clock()
+        return left >= timedelta(seconds=self.policy.lease_seconds / 2)
+
+    def give_back(self, claims: Sequence[Claim]) -> None:
+        """Hand back claims never sent (the worker is stopping, or their lease ran short while
+        it sent the others of its batch): the lease is cleared, so any worker may claim them at
+        once, and the ``in_flight`` attempt opened for the send that never started is removed
+        (no attempt was made; the delivery's attempts are counted when one completes)."""
+        if not claims:
+            return
+        now_s = to_store(self.clock())
+        with self.store.write():
+            cursor = self.store.db.cursor()
+            for claim in claims:
+                cursor.execute(
+                    "DELETE FROM attempt WHERE id = ? AND outcome = 'in_flight'",
+                    (claim.attempt_id,),
+                )
+                # Only a lease still this engine's: once it ran out another worker may hold it.
+                cursor.execute(
+                    "UPDATE delivery SET lease_owner = NULL, lease_expires_at = NULL,"
+                    " updated_at = ? WHERE id = ? AND lease_owner = ? AND lease_expires_at > ?",
+                    (now_s, claim.delivery_id, self.owner, now_s),
+                )
 
     # ------------------------------------------------------------------ completing
     def complete(self, claim: Claim, result: SendResult, duration_ms: int) -> str:
@@ -322,17 +355,26 @@ _GONE = (
 )
 
 
+# An event's columns a message is made of (:func:`_context_of`), by the event's alias ``e``.
+_EVENT_COLUMNS = (
+    "e.event_type, e.source_key, e.resource_id, e.title, e.url, e.fingerprint, e.summary,"
+    " e.author, e.labels, e.occurred_at, e.source, e.resource_type, e.event_id, e.raw"
+)
+
+
 def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
     """Everything a channel needs to render the message of one delivery; a bundle's carrier
     lists every delivery it carries (itself first) in ``items``."""
+    # The delivery, its alert and its event in one read (every send makes one).
     cursor.execute(
-        "SELECT a.event_id, a.rules, a.tags, a.priority, d.kind FROM delivery d"
-        " JOIN alert a ON a.id = d.alert_id WHERE d.id = ?",
+        f"SELECT a.event_id, a.rules, a.tags, a.priority, d.kind, {_EVENT_COLUMNS}"
+        " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
+        " WHERE d.id = ?",
         (delivery_id,),
     )
-    event_id, rules, tags, priority, kind = cursor.fetchone()
-    context = event_context(
-        cursor, event_id, json.loads(rules or "[]"), json.loads(tags or "[]"), priority
+    event_id, rules, tags, priority, kind, *event = cursor.fetchone()
+    context = _context_of(
+        cursor, event_id, event, json.loads(rules or "[]"), json.loads(tags or "[]"), priority
     )
     if kind == "single":
         return context
@@ -348,11 +390,19 @@ def event_context(
 ) -> MessageContext:
     """The message of one event sent for ``rule_names`` (an alert's rules): its text, the
     rules' reasons and the platform's key fields."""
-    cursor.execute(
-        "SELECT event_type, source_key, resource_id, title, url, fingerprint, summary, author,"
-        " labels, occurred_at, source, resource_type, event_id, raw FROM event WHERE id = ?",
-        (event_id,),
-    )
+    cursor.execute(f"SELECT {_EVENT_COLUMNS} FROM event e WHERE e.id = ?", (event_id,))
+    return _context_of(cursor, event_id, cursor.fetchone(), rule_names, tags, priority)
+
+
+def _context_of(
+    cursor: sqlite3.Cursor,
+    event_id: int,
+    event: Sequence,
+    rule_names: Sequence[str],
+    tags: Sequence[str],
+    priority: int,
+) -> MessageContext:
+    """:func:`event_context` from the event's row (:data:`_EVENT_COLUMNS`)."""
     (
         event_type,
         source_key,
@@ -368,7 +418,7 @@ def event_context(
         resource_type,
         upstream_id,
         raw,
-    ) = cursor.fetchone()
+    ) = event
     reasons: list[str] = []
     if rule_names:
         cursor.execute(

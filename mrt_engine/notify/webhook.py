@@ -114,7 +114,14 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
 
 def message_id(outgoing: Outgoing) -> str:
     """The delivery's ``webhook-id``: stable across its retries, unique across stores."""
-    fingerprint = "".join(c for c in outgoing.context.fingerprint if c.isalnum())[:16]
+    fingerprint = outgoing.context.fingerprint
+    # A stored fingerprint is hex: its first 16 characters, without walking it character by
+    # character on every send; anything else keeps only its letters and digits.
+    fingerprint = (
+        fingerprint[:16]
+        if fingerprint[:16].isalnum()
+        else "".join(c for c in fingerprint if c.isalnum())[:16]
+    )
     return (
         f"msg_{outgoing.delivery_id}_{fingerprint}"
         if fingerprint

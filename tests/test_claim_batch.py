@@ -1,0 +1,138 @@
+"""A delivery worker claims several due deliveries in one transaction and sends them in turn;
+what it cannot send in time (a stop, a lease run short) it gives back unsent."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import wait_until
+
+from mrt_engine.delivery.worker import CLAIM_BATCH, DeliveryWorkers
+from mrt_engine.notify.base import Channel, Outgoing, SendResult
+
+pytestmark = pytest.mark.both_backends
+
+REPO = "vllm-project/vllm"
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+PLAIN = {"delivery": {"group_wait_seconds": 0, "group_interval_seconds": 0}}
+
+
+class Recorder(Channel):
+    """A channel of ours that records each send and what the store held at that moment."""
+
+    name = "welink"
+
+    def __init__(self, engine, on_send=None) -> None:
+        self.engine = engine
+        self.on_send = on_send
+        self.sent: list[int] = []
+        self.leased_at_send: list[int] = []
+
+    def send(self, outgoing: Outgoing) -> SendResult:
+        leased = read(self.engine, "SELECT COUNT(*) FROM delivery WHERE lease_owner IS NOT NULL")
+        self.leased_at_send.append(leased[0][0])
+        self.sent.append(outgoing.delivery_id)
+        if self.on_send is not None:
+            self.on_send(outgoing)
+        return SendResult(ok=True, http_status=200)
+
+    def describe(self) -> str:
+        return "recorder"
+
+
+def read(engine, query: str) -> list[tuple]:
+    """Read through the open engine's store (one store per process)."""
+    return [tuple(r) for r in engine.store.db.execute_sql(query).fetchall()]
+
+
+def alerts(gh_tracker, github, count: int, extra: dict | None = None):
+    tracker = gh_tracker({**PLAIN, **(extra or {})})
+    github.add_issue(REPO, "seed", at=T0)
+    tracker.once()
+    for i in range(count):
+        github.add_issue(REPO, f"DeepSeek-V{i} support")
+    engine = tracker.engine()
+    engine.open()
+    engine.poll_all()
+    assert read(engine, "SELECT COUNT(*) FROM delivery WHERE status = 'pending'")[0][0] == count
+    return tracker, engine
+
+
+def run_workers(engine, channel, until, stop: threading.Event | None = None) -> None:
+    stop = stop or threading.Event()
+    workers = DeliveryWorkers(engine.outbox, {"welink": channel}, workers=1, stop=stop)
+    try:
+        workers.start()
+        workers.notify()
+        assert wait_until(until, timeout=20)
+    finally:
+        stop.set()
+        workers.join(10)
+        workers.close()
+
+
+def test_a_worker_leases_several_due_deliveries_in_one_claim_and_records_each_attempt(
+    gh_tracker, github
+):
+    tracker, engine = alerts(gh_tracker, github, CLAIM_BATCH + 2)
+    channel = Recorder(engine)
+    try:
+        run_workers(engine, channel, lambda: len(channel.sent) == CLAIM_BATCH + 2)
+    finally:
+        engine.close()
+    # The first send found the whole batch leased (a claim of one leased one at a time).
+    assert channel.leased_at_send[0] == CLAIM_BATCH
+    assert sorted(channel.sent) == sorted(set(channel.sent))  # each sent once
+    rows = tracker.sql("SELECT status, attempts FROM delivery ORDER BY id")
+    assert rows == [("sent", 1)] * (CLAIM_BATCH + 2)
+    outcomes = tracker.sql("SELECT outcome FROM attempt ORDER BY id")
+    assert outcomes == [("sent",)] * (CLAIM_BATCH + 2)
+
+
+def test_a_batch_whose_lease_runs_short_gives_the_rest_back_unsent(gh_tracker, github):
+    """A slow send used up half of the lease: the batch's other claims are not sent on a lease
+    about to run out (another worker could claim them meanwhile); they are given back, with no
+    attempt recorded for them, and claimed again afresh."""
+    tracker, engine = alerts(gh_tracker, github, 2, {"delivery": {"lease_seconds": 60}})
+    skew = {"by": timedelta(0)}
+    real_clock = engine.outbox.clock
+    engine.outbox.clock = lambda: real_clock() + skew["by"]
+    seen: list[list[tuple]] = []
+
+    def first_send_is_slow(outgoing: Outgoing) -> None:
+        if not seen:
+            skew["by"] = timedelta(seconds=31)  # more than half of the 60 s lease
+        seen.append(read(engine, "SELECT delivery_id, outcome FROM attempt ORDER BY id"))
+
+    channel = Recorder(engine, first_send_is_slow)
+    try:
+        run_workers(engine, channel, lambda: len(channel.sent) == 2)
+    finally:
+        engine.close()
+    first, second = channel.sent
+    # At the second send the batch's second attempt was given back: one attempt each, no
+    # in_flight attempt for a send that never started.
+    assert seen[0] == [(first, "in_flight"), (second, "in_flight")]
+    assert seen[1] == [(first, "sent"), (second, "in_flight")]
+    outcomes = tracker.sql("SELECT delivery_id, outcome FROM attempt ORDER BY id")
+    assert outcomes == [(first, "sent"), (second, "sent")]
+    assert tracker.sql("SELECT status, attempts FROM delivery ORDER BY id") == [("sent", 1)] * 2
+
+
+def test_a_stopping_worker_gives_back_the_claims_it_has_not_sent(gh_tracker, github):
+    tracker, engine = alerts(gh_tracker, github, CLAIM_BATCH)
+    stop = threading.Event()
+    channel = Recorder(engine, lambda outgoing: stop.set())  # the engine stops mid-batch
+    try:
+        run_workers(engine, channel, lambda: stop.is_set(), stop)
+    finally:
+        engine.close()
+    assert len(channel.sent) == 1
+    rows = tracker.sql("SELECT status, lease_owner FROM delivery ORDER BY id")
+    sent = channel.sent[0]
+    assert [r for i, r in enumerate(rows, 1) if i != sent] == [("pending", None)] * (
+        CLAIM_BATCH - 1
+    )
+    assert tracker.sql("SELECT delivery_id, outcome FROM attempt") == [(sent, "sent")]
