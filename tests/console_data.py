@@ -253,6 +253,9 @@ def _day_of_polls(store) -> None:
     sent = Delivery.get(Delivery.status == "sent")
     with store.write():
         PollMetric.insert_many(rows).execute()
+        SourceState.update(rate_limit_reset_at=NOW + timedelta(minutes=42)).where(
+            SourceState.rate_limit_remaining.is_null(False)
+        ).execute()
         for hours_ago in range(1, 24):
             for i in range(hours_ago % 4):
                 failed = hours_ago in (5, 6) and i == 0

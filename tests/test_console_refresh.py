@@ -268,7 +268,8 @@ def test_the_health_view_reads_when_a_poll_lands_and_not_when_nothing_changed(
             await settle(pilot)
             assert vllm().polls == 1
             (row,) = [r for r in screen.query(SourceRow) if r.key == source.key]
-            assert "1 poll · 1 error" in shown(row.query_one(".health-title"))
+            title = shown(row.query_one(".health-title"))
+            assert "errors 1" in title and "polls 1" in title
             read = " ".join(sql for sql, _params in statements)
             assert '"poll_metric"' in read and '"attempt"' in read
             assert '"event"' not in read  # the figures, not the feed

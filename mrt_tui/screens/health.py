@@ -54,15 +54,15 @@ class SourceRow(Vertical):
         title = Text(no_wrap=True, overflow="ellipsis")
         title.append(cells.short_key(row.source_key), style="bold")
         ratio = row.not_modified_ratio
-        title.append(f"  304: {'-' if ratio is None else f'{ratio:.0%}'}")
-        title.append(f" · {plural(row.polls, 'poll')}")
-        title.append(f" · {plural(row.errors, 'error')}", style="bold" if row.errors else "")
+        title.append(f"  304 {'-' if ratio is None else f'{ratio:.0%}'}")
+        title.append(f" · errors {row.errors}", style="bold" if row.errors else "")
         if row.rate_limit_remaining is None:
             title.append(" · rate -")
-        else:
+        else:  # the calls left in the upstream's window, and when the window starts again
             title.append(f" · rate {row.rate_limit_remaining}")
             if row.rate_limit_reset_at is not None:
-                title.append(f" (reset {cells.when(row.rate_limit_reset_at, now)})")
+                title.append(f" till {_hour(row.rate_limit_reset_at, minutes=True)}")
+        title.append(f" · polls {row.polls}")  # last: at 80 columns the first to be cut
         self._title.update(title)
         self._new.show(row.new_events, str(sum(row.new_events)))
         self._poll.show(row.poll_ms, _duration(max(row.poll_ms)))
