@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mrt_engine.secrets import redact
+from mrt_engine.text import clean_line
 from mrt_engine.timeutil import Clock, from_store, humanize_age, to_store, utcnow
 from mrt_engine.wording import plural, size
 
@@ -66,10 +67,9 @@ class Doctor:
 
     def add(self, name: str, ok: bool, detail: str, hint: str = "", subject: str = "") -> None:
         """Record one check's outcome."""
-        # Belt and braces: no line leaves doctor holding a secret, whatever produced it.
-        self.checks.append(
-            Check(name, ok, redact(detail), redact(hint) if hint else "", redact(subject))
-        )
+        # Belt and braces: no line leaves doctor holding a secret, whatever produced it; and
+        # none a terminal escape (an upstream's error page, a value in the config).
+        self.checks.append(Check(name, ok, _safe(detail), _safe(hint), _safe(subject)))
 
     def run(self) -> list[Check]:
         """Every check that applies, in order; a check that cannot run says why."""
@@ -256,6 +256,11 @@ class Doctor:
         self.add("engine", True, f"{plural(len(rows), 'engine')} running: {live}")
 
 
+def _safe(text: str) -> str:
+    """``text`` with secrets redacted and control characters gone, its lines kept."""
+    return "\n".join(clean_line(line) for line in redact(text).splitlines())
+
+
 def _store_hint(message: str) -> str:
     if "knows versions up to" in message:
         return "upgrade mrt-engine to the version that wrote this store"
@@ -368,16 +373,19 @@ def report(
     """Print ``checks``: one line each (more for a detail of several lines), a hint under each
     failure; or one JSON object."""
     ok = all(c.ok for c in checks)
-    if as_json:
-        stream.write(
-            json.dumps(
-                {"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2, ensure_ascii=False
-            )
-            + "\n"
-        )
-        return
     good, bad = marks(stream)
+    if as_json:
+        data = {"ok": ok, "checks": [asdict(c) for c in checks]}
+        # \u escapes where the stream cannot write the text itself (an ASCII terminal).
+        stream.write(json.dumps(data, indent=2, ensure_ascii=good != "✓") + "\n")
+        return
     colour = _coloured(stream, environ)
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+
+    def write(line: str) -> None:
+        # What the terminal's encoding cannot show (a "…" on an ASCII terminal) becomes "?".
+        stream.write(line.encode(encoding, "replace").decode(encoding) + "\n")
+
     width = max(len(good), len(bad))
     name_width = max((len(c.name) for c in checks), default=0)
     for c in checks:
@@ -387,13 +395,11 @@ def report(
         first, *rest = c.detail.splitlines() or [""]
         if c.subject:
             first = f"{c.subject}: {first}"
-        stream.write(f"{mark} {c.name:<{name_width}}  {first}\n")
+        write(f"{mark} {c.name:<{name_width}}  {first}")
         indent = " " * (width + name_width + 3)
         for line in rest:
-            stream.write(f"{indent}{line.strip()}\n")
+            write(f"{indent}{line.strip()}")
         if not c.ok and c.hint:
-            stream.write(f"{indent}hint: {c.hint}\n")
+            write(f"{indent}hint: {c.hint}")
     failed = sum(not c.ok for c in checks)
-    stream.write(
-        "all checks passed\n" if ok else f"{plural(failed, 'check')} failed\n",
-    )
+    write("all checks passed" if ok else f"{plural(failed, 'check')} failed")
