@@ -90,6 +90,21 @@ class Doctor:
             if not resolver.errors:  # not a secret: the sources' keys clash
                 self.add("config", False, exc.report(), "fix it (`mrt-engine check` too)")
                 return self.checks
+        try:
+            self._local(config, resolver)
+            if self.network or self.send_test:
+                from mrt_engine import doctor_network
+
+                if components is None:
+                    self.add("network", False, "not checked: secrets are missing", "set them")
+                else:
+                    doctor_network.check(self, config, components)
+        finally:
+            for channel in components.channels.values() if components else ():
+                channel.close()
+        return self.checks
+
+    def _local(self, config: Any, resolver: Any) -> None:
         self.add("config", True, str(config.path))
         self._secrets(config, resolver)
         location = config.store_location
@@ -99,17 +114,6 @@ class Doctor:
         if version:
             self._store_clock(location)
         self._lock(location, config.scheduler.engine_lease_seconds, version)
-        if self.network or self.send_test:
-            from mrt_engine import doctor_network
-
-            if components is None:
-                self.add("network", False, "not checked: secrets are missing", "set them first")
-            else:
-                doctor_network.check(self, config, components)
-        if components is not None:
-            for channel in components.channels.values():
-                channel.close()
-        return self.checks
 
     # ------------------------------------------------------------------ secrets
     def _secrets(self, config: Any, resolver: Any) -> None:
@@ -286,7 +290,9 @@ def _read_only(location: Any) -> Iterator[Any]:
     if location.is_postgresql:
         from mrt_engine.store import postgres
 
-        conn = postgres.connect_raw(location, options="-c default_transaction_read_only=on")
+        # Added to the URL's own options (a search_path, say), not in their place.
+        options = f"{location.params.get('options', '')} -c default_transaction_read_only=on"
+        conn = postgres.connect_raw(location, options=options.strip())
         try:
             yield lambda sql, params=(): conn.execute(postgres.qmark_sql(sql), params).fetchall()
         finally:

@@ -324,6 +324,7 @@ def test_no_secret_value_appears_in_doctors_output(gh_tracker, github, welink):
     del tracker.env["WL"]
     outputs.append(tracker.cli("doctor", "--network"))
 
+    assert "auth=Bearer ***" in outputs[0].stdout  # what the upstream echoed, redacted
     for result in outputs:
         text = result.stdout + result.stderr
         assert result.returncode == 1 and ("✗" in text or '"ok": false' in text)
