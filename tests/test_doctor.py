@@ -14,6 +14,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import GH_TOKEN
 from test_migrate_command import older_store, snapshot
 
 from mrt_engine.doctor import Check, Doctor, Limits, report
@@ -249,3 +250,13 @@ def test_an_ascii_terminal_gets_every_line_and_json_without_an_encoding_error():
     assert "FAIL source  hf:x: 500 from upstream: ?Bad gateway??" in text.buffer.getvalue().decode()
     parsed = json.loads(as_json.buffer.getvalue())
     assert parsed["checks"][0]["detail"] == "500 from upstream: “Bad gateway…”"
+
+
+def test_a_token_written_where_its_variable_belongs_is_not_shown(gh_tracker):
+    tracker = gh_tracker({"sources": {"github": {"token_env": GH_TOKEN}}})
+
+    result = tracker.cli("doctor", "--json")
+
+    secrets = checks_of(result)["secrets"]
+    assert not secrets["ok"] and "looks like the secret itself (not shown)" in secrets["detail"]
+    assert GH_TOKEN not in result.stdout + result.stderr
