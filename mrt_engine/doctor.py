@@ -196,7 +196,14 @@ class Doctor:
             )
         targets = [folder] + [p for p in (path,) if p.exists()]
         denied = [str(p) for p in targets if not os.access(p, os.W_OK)]
-        if denied:
+        if not folder.is_dir():
+            self.add(
+                "store writable",
+                False,
+                f"{folder} is a file where the store's folder {path.parent} needs a folder",
+                "move that file away, or point state.sqlite_path elsewhere",
+            )
+        elif denied:
             self.add(
                 "store writable",
                 False,

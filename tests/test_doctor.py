@@ -260,3 +260,14 @@ def test_a_token_written_where_its_variable_belongs_is_not_shown(gh_tracker):
     secrets = checks_of(result)["secrets"]
     assert not secrets["ok"] and "looks like the secret itself (not shown)" in secrets["detail"]
     assert GH_TOKEN not in result.stdout + result.stderr
+
+
+@pytest.mark.sqlite_only("the folder of a SQLite store")
+def test_a_file_in_the_way_of_the_store_folder_fails(make_tracker, tmp_path):
+    (tmp_path / "state").write_text("not a folder")
+    tracker = make_tracker({"state": {"sqlite_path": str(tmp_path / "state" / "mrt.sqlite3")}})
+
+    writable = checks_of(tracker.cli("doctor", "--json"))["store writable"]
+
+    assert not writable["ok"] and f"{tmp_path / 'state'} is a file" in writable["detail"]
+    assert (tmp_path / "state").read_text() == "not a folder"

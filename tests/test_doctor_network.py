@@ -231,3 +231,14 @@ def test_each_http_channel_answers_and_takes_one_test_message(
         assert getattr(sim, url) not in result.stdout
         token = getattr(sim, "token", None)
         assert token is None or token not in result.stdout
+
+
+def test_send_test_mails_one_test_message(gh_tracker, smtp):
+    tracker = email_tracker(gh_tracker, smtp, "smtp-pass-123")
+
+    check = checks_of(tracker.cli("doctor", "--send-test", "--json"))["test message email"]
+
+    assert check["ok"] and "250" in check["detail"]
+    assert len(smtp.messages) == 1
+    mail = smtp.messages[0].content.replace(b"\r\n ", b" ")
+    assert b"Subject: [MRT] Test message" in mail and b"[TEST] mrt-engine doctor on" in mail
