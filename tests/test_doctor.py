@@ -164,11 +164,10 @@ def test_a_clock_behind_the_stores_newest_poll_fails(gh_tracker):
     assert fine["clock"].ok
 
 
+@pytest.mark.sqlite_only("the disk of a PostgreSQL store is the server's")
 def test_low_disk_space_fails(gh_tracker):
     tracker = gh_tracker()
     tracker.once()
-    if tracker.is_postgresql:
-        pytest.skip("the disk of a PostgreSQL store is the server's")
 
     checks = doctor(tracker, limits=Limits(min_free_bytes=10**18))
 
