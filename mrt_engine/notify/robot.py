@@ -73,6 +73,7 @@ class RobotChannel(Channel):
     platform = ""  # shown in errors: "Feishu"
     known_codes: ClassVar[dict[int, str]] = {}
     permanent_codes: frozenset[int] = frozenset()
+    webhook: Secret  # the robot's URL, set by each subclass
 
     def __init__(self, section: str, timeout: float | None, default_timeout: float) -> None:
         self.timeout = timeout or default_timeout
@@ -80,6 +81,9 @@ class RobotChannel(Channel):
             f"notify.{section}.timeout_seconds" if timeout else "delivery.request_timeout_seconds"
         )
         self._poster = Poster(self.platform, self.timeout, self.timeout_key)
+
+    def endpoint(self) -> str:
+        return self.webhook.reveal()
 
     @abstractmethod
     def request(self, outgoing: Outgoing) -> tuple[str, bytes]:
