@@ -32,6 +32,7 @@ from mrt_engine.notify.base import Channel
 from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state, load_state
 from mrt_engine.poll_times import PollTimes, tick_for
 from mrt_engine.rules.matcher import RuleSet
+from mrt_engine.sd_notify import SystemdNotifier
 from mrt_engine.sources.base import Source
 from mrt_engine.state_cache import StateCache
 from mrt_engine.store import engines
@@ -632,15 +633,20 @@ class Engine:
         pass (a locked or full disk) are recorded per poll instead, or logged in one line each
         when even that fails, and the engine goes on.
         """
+        systemd = SystemdNotifier()  # readiness and watchdog for a Type=notify unit
         self._install_signal_handlers()
+        systemd.status("opening the store")
         self.start()
+        systemd.ready(f"polling {plural(len(self.sources), 'source')}")
         store = self.store
         try:
-            while not self.stop_event.wait(1.0):
+            while not self.stop_event.wait(systemd.wait_seconds(1.0)):
                 if store is not None and store.damage is not None:
                     log.error("engine stopping: %s", store.damage)
                     break
+                systemd.keep_alive()
         finally:
+            systemd.stopping()
             self.stop()
         return 2 if store is not None and store.damage is not None else 0
 
