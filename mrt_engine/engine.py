@@ -28,6 +28,7 @@ from mrt_engine.delivery.policy import channel_policies
 from mrt_engine.delivery.worker import DeliveryPass, DeliveryWorkers
 from mrt_engine.health import protected_rules
 from mrt_engine.http import HttpClient, host_key
+from mrt_engine.logs import log_context
 from mrt_engine.notify.base import Channel
 from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state, load_state
 from mrt_engine.poll_times import PollTimes, tick_for
@@ -311,7 +312,8 @@ class Engine:
             self.close()
         failed_sources = [o for o in outcomes if o.failed]
         for o in failed_sources:
-            log.error("source %s: %s", o.source_key, o.error)
+            with log_context(source=o.source_key):
+                log.error("source %s: %s", o.source_key, o.error)
         log.info(
             "once: %s polled, %d failed; %s, %d sent, %d failed",
             plural(len(outcomes), "source"),
@@ -356,6 +358,10 @@ class Engine:
     def poll_source(self, source: Source, force: bool = False) -> PollOutcome:
         """One poll of ``source``; never two at once for one source."""
         assert self.pipeline is not None
+        with log_context(source=source.key):  # every line about this poll names its source
+            return self._poll_source(source, force)
+
+    def _poll_source(self, source: Source, force: bool) -> PollOutcome:
         lock = self._source_locks[source.key]
         if not lock.acquire(blocking=False):
             return PollOutcome(source.key, "busy", error="a poll of this source is running")
