@@ -68,6 +68,9 @@ Days = Annotated[float, _at_most(MAX_RETENTION_DAYS, "100 years: keep it that lo
 """How long the store keeps something, in days."""
 
 
+MAX_STALE_INTERVALS = 1000.0
+
+
 class StrictModel(BaseModel):
     """A config section: unknown keys are errors (a typo must not be silently ignored)."""
 
@@ -151,6 +154,19 @@ class SchedulerConfig(StrictModel):
     # Engines sharing a store (PostgreSQL): an engine renews its heartbeat and its sources'
     # leases every third of this; a dead engine's sources and claims are taken over after it.
     engine_lease_seconds: Duration = Field(30.0, ge=3, le=3600)
+    # A source without a successful poll for this many of its intervals is stale: one alert,
+    # and one more when it polls successfully again (0: never). Per source key, or fnmatch
+    # pattern of keys ("pypi:*"), in stale_after_intervals_by_source (the first match wins).
+    stale_after_intervals: float = Field(3.0, ge=0, le=MAX_STALE_INTERVALS)
+    stale_after_intervals_by_source: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("stale_after_intervals_by_source")
+    @classmethod
+    def _stale_multipliers(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, times in value.items():
+            if not 0 <= times <= MAX_STALE_INTERVALS:
+                raise ValueError(f"{key}: expected 0 to {MAX_STALE_INTERVALS:g} intervals")
+        return value
 
 
 class RetentionConfig(StrictModel):

@@ -35,6 +35,7 @@ from mrt_engine.poll_times import PollTimes, tick_for
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.sd_notify import SystemdNotifier
 from mrt_engine.sources.base import Source
+from mrt_engine.staleness import StaleSources, stale_watches
 from mrt_engine.state_cache import StateCache
 from mrt_engine.store import engines
 from mrt_engine.store.db import Store, open_store, prepare_folder, store_fault
@@ -124,6 +125,7 @@ class Engine:
         self.held: set[str] | None = None
         self._not_before: dict[str, datetime] = {}  # sources taken over: when they are due
         self.last_prune: PruneReport | None = None
+        self.staleness: StaleSources | None = None  # sources without a success for too long
         # The sources an operator asked to poll now, as last read (re-read after any commit).
         self._requests: StateCache[list[str]] = StateCache(self.location)
 
@@ -267,17 +269,21 @@ class Engine:
             log.warning(
                 "took back %s left by a previous engine", plural(released, "delivery claim")
             )
+        health = protected_rules(list(self.channels))
         self.pipeline = Pipeline(
             self.store,
             self.http,
             self.rules,
             clock=self.clock,
             max_backoff_seconds=self.config.scheduler.max_backoff_seconds,
-            health=protected_rules(list(self.channels)),
+            health=health,
             unhealthy_after=self.config.scheduler.unhealthy_after_failures,
         )
         for source in self.sources:
             ensure_state(self.store, source, now)
+        watches = stale_watches(self.config.scheduler, self.sources)
+        self.staleness = StaleSources(self.store, health, watches, self.clock)
+        self.staleness.load()
         if self.store.shared:
             self.renew_leases()
         self.workers = DeliveryWorkers(
@@ -359,7 +365,10 @@ class Engine:
         """One poll of ``source``; never two at once for one source."""
         assert self.pipeline is not None
         with log_context(source=source.key):  # every line about this poll names its source
-            return self._poll_source(source, force)
+            outcome = self._poll_source(source, force)
+        if self.staleness is not None:
+            self.staleness.saw(source.key, outcome.status)
+        return outcome
 
     def _poll_source(self, source: Source, force: bool) -> PollOutcome:
         lock = self._source_locks[source.key]
@@ -490,8 +499,27 @@ class Engine:
                 log.exception("control: cannot read poll requests")
             else:  # one line: the daemon loop stops the engine if the file is damaged
                 log.error("control: cannot read poll requests: %s", fault)
+        self.check_stale()
         if self.workers is not None:  # a resend from elsewhere, a retry now due
             self.workers.look()
+
+    def check_stale(self) -> None:
+        """Commit the stale / fresh-again alerts now due (:mod:`mrt_engine.staleness`); a
+        store fault is one log line, and what it prevented is tried at the next check."""
+        store, staleness = self.store, self.staleness
+        if store is None or staleness is None or self.stop_event.is_set():
+            return
+        try:
+            alerts = staleness.check(self.held)
+        except Exception as exc:
+            fault = store.fault(exc)
+            if fault is None:
+                log.exception("control: cannot record stale sources")
+            else:
+                log.error("control: cannot record stale sources: %s", fault)
+            return
+        if alerts and self.workers is not None:
+            self.workers.notify()
 
     def flush_idle_polls(self) -> None:
         """Write the times and figures of the polls that changed nothing (see

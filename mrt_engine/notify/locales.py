@@ -41,6 +41,8 @@ EN = Words(
         "feed_entry": "New entry",
         "source_unhealthy": "Source unhealthy",
         "source_recovered": "Source recovered",
+        "source_stale": "Source stale",
+        "source_fresh": "Source fresh again",
     },
     labels={
         "matched": "Matched",
@@ -99,6 +101,8 @@ ZH = Words(
         "feed_entry": "新文章",
         "source_unhealthy": "数据源异常",
         "source_recovered": "数据源已恢复",
+        "source_stale": "数据源长时间未更新",
+        "source_fresh": "数据源已恢复更新",
     },
     labels={
         "matched": "命中规则",
