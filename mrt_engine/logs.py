@@ -95,6 +95,8 @@ def setup_logging(fmt: str = "text", level: str = "info", stream=None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # A library's warning is a log line too (in JSON, one object), never a raw stderr line.
+    logging.captureWarnings(True)
     # Third-party chatter that would otherwise log request URLs (which may carry tokens).
     for noisy in ("httpx", "httpcore", "apscheduler", "peewee", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

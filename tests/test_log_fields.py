@@ -130,8 +130,27 @@ def test_a_context_field_is_redacted_and_nested_contexts_add_up():
         logging.getLogger("t").info("after")
     finally:
         logging.getLogger().handlers.clear()
+        logging.captureWarnings(False)
     first, second, third = (json.loads(line) for line in stream.getvalue().splitlines())
     assert "feed-secret" not in first["source"] and "delivery" not in first
     assert second["delivery"] == 7 and second["source"] == first["source"]
     assert "source" not in third and "delivery" not in third
     assert isinstance(JsonFormatter().format(logging.makeLogRecord({"msg": "x"})), str)
+
+
+def test_a_library_warning_is_a_json_line_too():
+    import io
+    import warnings
+
+    stream = io.StringIO()
+    logging.captureWarnings(False)  # as in a fresh process (an earlier test may have set it up)
+    setup_logging("json", "info", stream=stream)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("this API goes away", DeprecationWarning, stacklevel=1)
+    finally:
+        logging.getLogger().handlers.clear()
+        logging.captureWarnings(False)
+    [entry] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert entry["logger"] == "py.warnings" and "this API goes away" in entry["msg"]

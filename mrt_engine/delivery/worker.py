@@ -192,6 +192,10 @@ class DeliveryWorkers:
             self.notify()
 
     def _run(self, channel: str, worker: str) -> None:
+        with log_context(channel=channel):  # every line of this worker names its channel
+            self._work(channel, worker)
+
+    def _work(self, channel: str, worker: str) -> None:
         while not self.stop.is_set():
             wakes = self._wakes  # before looking: a wake-up from now on is not missed
             try:
