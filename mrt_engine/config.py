@@ -69,6 +69,8 @@ Days = Annotated[float, _at_most(MAX_RETENTION_DAYS, "100 years: keep it that lo
 
 
 MAX_STALE_INTERVALS = 1000.0
+StaleMultiplier = Annotated[float, Field(ge=0, le=MAX_STALE_INTERVALS)]
+"""How many of its intervals a source may go without a successful poll (0: forever)."""
 
 
 class StrictModel(BaseModel):
@@ -158,15 +160,7 @@ class SchedulerConfig(StrictModel):
     # and one more when it polls successfully again (0: never). Per source key, or fnmatch
     # pattern of keys ("pypi:*"), in stale_after_intervals_by_source (the first match wins).
     stale_after_intervals: float = Field(3.0, ge=0, le=MAX_STALE_INTERVALS)
-    stale_after_intervals_by_source: dict[str, float] = Field(default_factory=dict)
-
-    @field_validator("stale_after_intervals_by_source")
-    @classmethod
-    def _stale_multipliers(cls, value: dict[str, float]) -> dict[str, float]:
-        for key, times in value.items():
-            if not 0 <= times <= MAX_STALE_INTERVALS:
-                raise ValueError(f"{key}: expected 0 to {MAX_STALE_INTERVALS:g} intervals")
-        return value
+    stale_after_intervals_by_source: dict[str, StaleMultiplier] = Field(default_factory=dict)
 
 
 class RetentionConfig(StrictModel):

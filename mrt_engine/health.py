@@ -98,8 +98,10 @@ def duration(span: timedelta) -> str:
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
-    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if n]
-    return " ".join(parts[:2]) or "0s"
+    units = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")]
+    first = next((i for i, (n, _) in enumerate(units) if n), len(units) - 1)
+    shown = [f"{n}{u}" for n, u in units[first : first + 2] if n]  # 2h 5s would mislead
+    return " ".join(shown) or "0s"
 
 
 def _event(source_key: str, kind: str, title: str, summary: str, now: datetime) -> TrackerEvent:

@@ -158,7 +158,7 @@ def test_a_restart_after_downtime_gives_a_source_an_interval_before_it_is_stale(
     finally:
         engine.close()
     assert health_events(tracker) == [
-        ("source_stale", f"Source {KEY} is stale: no successful poll for 1d 1m")
+        ("source_stale", f"Source {KEY} is stale: no successful poll for 1d")
     ]
 
 
