@@ -79,6 +79,11 @@ class CleanTextFormatter(logging.Formatter):
         return storable(clean(super().format(record)).replace("\x00", ""))
 
 
+def logs_as_json() -> bool:
+    """Whether this process logs JSON lines (``setup_logging("json")``)."""
+    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+
+
 def setup_logging(fmt: str = "text", level: str = "info", stream=None) -> None:
     """Configure the root logger once for the process."""
     handler = logging.StreamHandler(stream or sys.stderr)

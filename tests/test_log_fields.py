@@ -154,3 +154,20 @@ def test_a_library_warning_is_a_json_line_too():
         logging.captureWarnings(False)
     [entry] = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert entry["logger"] == "py.warnings" and "this API goes away" in entry["msg"]
+
+
+def test_the_error_a_json_logging_run_ends_with_is_a_json_line_too(make_tracker, tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    tracker = make_tracker(
+        {
+            "state": {"sqlite_path": "afile/x.sqlite3"},
+            "sources": {"pypi": {"packages": ["vllm"], "api_base": "http://127.0.0.1:9"}},
+        }
+    )
+    result = run_once(tracker, "--log-format", "json")
+    assert result.returncode == 2
+    lines = [json.loads(line) for line in result.stderr.splitlines()]  # every line parses
+    [error] = [e for e in lines if e["level"] == "error"]
+    assert "a file is in the way" in error["msg"]
+    text = run_once(tracker)  # text: the one plain line, as before
+    assert text.returncode == 2 and text.stderr.splitlines()[-1].startswith("mrt-engine: ")
