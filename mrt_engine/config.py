@@ -160,6 +160,9 @@ class SchedulerConfig(StrictModel):
     # and one more when it polls successfully again (0: never). Per source key, or fnmatch
     # pattern of keys ("pypi:*"), in stale_after_intervals_by_source (the first match wins).
     stale_after_intervals: float = Field(3.0, ge=0, le=MAX_STALE_INTERVALS)
+    # ...and never sooner than this (a source polled every few seconds is not stale for a slow
+    # poll or a busy minute); also what a source gets after the engine starts to succeed.
+    stale_after_min_seconds: Duration = Field(60.0, ge=0)
     stale_after_intervals_by_source: dict[str, StaleMultiplier] = Field(default_factory=dict)
 
 

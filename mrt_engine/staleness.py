@@ -3,7 +3,8 @@ successfully again (error as state, like :mod:`mrt_engine.health`'s unhealthy so
 
 A source is stale when it has had no successful poll for ``scheduler.stale_after_intervals``
 of its intervals (3 by default; per source key or pattern in
-``scheduler.stale_after_intervals_by_source``; 0: never), whatever the cause: polls that fail,
+``scheduler.stale_after_intervals_by_source``; 0: never), and at least
+``scheduler.stale_after_min_seconds`` (a minute), whatever the cause: polls that fail,
 a host that rate-limits it, polls that hang or never run. Its ``source_stale`` event is
 protected (every channel, never silenced or grouped) and its ``source_fresh`` event follows
 the first successful poll after it.
@@ -51,10 +52,11 @@ HELD = frozenset({"paused", "elsewhere", "not_due"})
 
 @dataclass(frozen=True)
 class Watch:
-    """How long one source may go without a successful poll, and its interval."""
+    """How long one source may go without a successful poll, and how long it has to succeed
+    after the engine starts (when its last success was before the engine's downtime)."""
 
     limit: timedelta
-    interval: timedelta
+    grace: timedelta
 
 
 def stale_watches(scheduler: SchedulerConfig, sources: Iterable[Source]) -> dict[str, Watch]:
@@ -67,8 +69,10 @@ def stale_watches(scheduler: SchedulerConfig, sources: Iterable[Source]) -> dict
             patterns = (t for p, t in by_source.items() if fnmatchcase(source.key, p))
             times = next(patterns, scheduler.stale_after_intervals)
         if times > 0:
-            interval = timedelta(seconds=source.interval)
-            watches[source.key] = Watch(interval * times, interval)
+            floor = timedelta(seconds=scheduler.stale_after_min_seconds)
+            limit = max(timedelta(seconds=source.interval * times), floor)
+            grace = min(max(timedelta(seconds=source.interval), floor), limit)
+            watches[source.key] = Watch(limit, grace)
     return watches
 
 
@@ -92,12 +96,13 @@ class StaleSources:
     def load(self) -> None:
         """Read what the store says (once, as the engine opens): which sources are stale, and
         their last successful polls. A source that last succeeded long ago (the engine was
-        down) gets one interval from now to succeed before it is stale."""
+        down) gets its grace (an interval, at least ``stale_after_min_seconds``) from now to
+        succeed before it is stale."""
         started = self.clock()
         latest = _latest_events(self.store)
         for key, watch in self.watches.items():
             row = load_state(self.store, key)
-            floor = started - watch.limit + watch.interval
+            floor = started - watch.limit + watch.grace
             last = row.last_success_at if row is not None else None
             self._fresh_at[key] = max(last, floor) if last is not None else floor
             if latest.get(key, (None,))[0] == STALE:

@@ -41,7 +41,11 @@ def tracker_of(gh_tracker, github, **scheduler):
         {
             "sources": {"github": {"poll_interval_seconds": MINUTE, "monitor": {"pulls": False}}},
             # Failures alone never reach the unhealthy alert here: only staleness speaks.
-            "scheduler": {"unhealthy_after_failures": 1000, **scheduler},
+            "scheduler": {
+                "unhealthy_after_failures": 1000,
+                "stale_after_min_seconds": 0,
+                **scheduler,
+            },
             "http": {"max_retries": 0},
         }
     )
@@ -162,6 +166,21 @@ def test_a_restart_after_downtime_gives_a_source_an_interval_before_it_is_stale(
     ]
 
 
+def test_a_source_is_never_stale_sooner_than_the_minimum(gh_tracker, github, welink):
+    tracker = tracker_of(gh_tracker, github, stale_after_min_seconds=600)
+    clock = Clock()
+    engine = engine_at(tracker, clock)
+    try:
+        assert engine.poll_source(engine.sources[0], force=True).status == "ok"
+        github.inject(Fault(502, "bad gateway", path="/repos/", times=10_000))
+        failing_minutes(engine, clock, 9)  # 3 intervals long past, 10 minutes not yet
+        assert health_events(tracker, engine) == []
+        failing_minutes(engine, clock, 1)
+    finally:
+        engine.close()
+    assert [k for k, _ in health_events(tracker)] == ["source_stale"]
+
+
 def test_a_paused_source_is_never_stale(gh_tracker, github, welink):
     tracker = tracker_of(gh_tracker, github)
     clock = Clock()
@@ -192,6 +211,7 @@ def test_the_running_engine_s_control_job_raises_stale_then_fresh(gh_tracker, gi
                 "max_backoff_seconds": 1,
                 "jitter_seconds": 0,
                 "stale_after_intervals": 2,
+                "stale_after_min_seconds": 0,
             },
             "http": {"max_retries": 0},
         }
@@ -217,6 +237,7 @@ def test_the_multiplier_is_set_globally_and_per_source_key_or_pattern(make_track
             "sources": {"github": {"repos": [REPO, "sgl-project/sglang"], "api_base": github.url}},
             "scheduler": {
                 "stale_after_intervals": 4,
+                "stale_after_min_seconds": 500,
                 "stale_after_intervals_by_source": {
                     f"github:{REPO}:issues": 10,
                     "github:*:pulls": 0,  # never stale
@@ -228,5 +249,5 @@ def test_the_multiplier_is_set_globally_and_per_source_key_or_pattern(make_track
     watches = stale_watches(config.scheduler, build_components(config, {}).sources)
     assert {k: w.limit.total_seconds() for k, w in watches.items()} == {
         f"github:{REPO}:issues": 1000,
-        "github:sgl-project/sglang:issues": 400,
+        "github:sgl-project/sglang:issues": 500,  # 4 x 100 s, but at least 500 s
     }
