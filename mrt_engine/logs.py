@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -27,15 +26,22 @@ _NONE: Mapping[str, object] = MappingProxyType({})
 _context: ContextVar[Mapping[str, object]] = ContextVar("mrt_log_context", default=_NONE)
 
 
-@contextmanager
-def log_context(**fields: object) -> Iterator[None]:
+class log_context:  # named as the call it reads as: ``with log_context(source=key):``
     """Every line logged inside (in this thread) carries ``fields`` (some of :data:`FIELDS`);
-    nested contexts add to the outer one."""
-    token = _context.set({**_context.get(), **fields})
-    try:
-        yield
-    finally:
-        _context.reset(token)
+    nested contexts add to the outer one. (A class, not a generator: every poll and every send
+    enters one, and this costs a fifth of what @contextmanager does.)"""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, **fields: object) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        outer = _context.get()
+        self._token = _context.set({**outer, **self._fields} if outer else self._fields)
+
+    def __exit__(self, *exc: object) -> None:
+        _context.reset(self._token)
 
 
 class ContextFilter(logging.Filter):

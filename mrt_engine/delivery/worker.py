@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -74,7 +73,7 @@ def send_claim(
         return _send_claim(outbox, channels, claim, silences)
 
 
-def claim_context(claim: Claim) -> AbstractContextManager[None]:
+def claim_context(claim: Claim) -> log_context:
     """The log context of a line about ``claim``: its delivery, channel, event and source."""
     c = claim.context
     return log_context(
