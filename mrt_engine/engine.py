@@ -671,7 +671,7 @@ class Engine:
         self._install_signal_handlers()
         systemd.status("opening the store")
         self.start()
-        systemd.ready(f"polling {plural(len(self.sources), 'source')}")
+        systemd.ready(self.status_line())
         store = self.store
         try:
             while not self.stop_event.wait(systemd.wait_seconds(1.0)):
@@ -679,10 +679,19 @@ class Engine:
                     log.error("engine stopping: %s", store.damage)
                     break
                 systemd.keep_alive()
+                systemd.status(self.status_line())
         finally:
             systemd.stopping()
             self.stop()
         return 2 if store is not None and store.damage is not None else 0
+
+    def status_line(self) -> str:
+        """What the engine does, in one line (``systemctl status`` shows it)."""
+        line = f"polling {plural(len(self.sources), 'source')}"
+        stale = sorted(self.staleness.stale) if self.staleness is not None else []
+        if stale:
+            line += f"; stale: {', '.join(stale[:3])}{' …' if len(stale) > 3 else ''}"
+        return line
 
     def _install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: Any) -> None:

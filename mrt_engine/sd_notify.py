@@ -56,6 +56,7 @@ class SystemdNotifier:
             log.debug("NOTIFY_SOCKET %r is not a socket this engine can use; not notifying", raw)
         self.watchdog = watchdog_seconds(environ) if self.address is not None else None
         self._last_ping = 0.0
+        self._status: str | None = None  # the last STATUS= sent
 
     @property
     def enabled(self) -> bool:
@@ -75,13 +76,18 @@ class SystemdNotifier:
         return True
 
     def status(self, text: str) -> bool:
-        """A one-line status (``systemctl status`` shows it)."""
-        return self.send(f"STATUS={' '.join(text.split())}")
+        """A one-line status (``systemctl status`` shows it); sent when it changed."""
+        line = " ".join(text.split())
+        if line == self._status:
+            return False
+        self._status = line
+        return self.send(f"STATUS={line}")
 
     def ready(self, text: str) -> bool:
         """The engine is up: the service manager may start what depends on it."""
         self._last_ping = time.monotonic()
-        return self.send("READY=1", f"STATUS={' '.join(text.split())}")
+        self._status = " ".join(text.split())
+        return self.send("READY=1", f"STATUS={self._status}")
 
     def stopping(self, text: str = "stopping") -> bool:
         """The engine is shutting down."""

@@ -19,6 +19,7 @@ import pytest
 from conftest import wait_until
 
 from mrt_engine.sd_notify import SystemdNotifier, watchdog_seconds
+from mrt_engine.simulators.base import Fault
 
 REPO = "vllm-project/vllm"
 
@@ -129,3 +130,44 @@ def test_the_watchdog_is_only_this_process_s_when_watchdog_pid_says_so():
     assert watchdog_seconds({"WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "1"}) is None
     assert watchdog_seconds({"WATCHDOG_USEC": "0"}) is None
     assert watchdog_seconds({}) is None
+
+
+def test_systemctl_status_names_a_stale_source_until_it_works_again(gh_tracker, github, welink):
+    github.add_issue(REPO, "seed")
+    tracker = gh_tracker(
+        {
+            "sources": {"github": {"poll_interval_seconds": 1, "monitor": {"pulls": False}}},
+            "scheduler": {
+                "stale_after_intervals": 2,
+                "stale_after_min_seconds": 0,
+                "unhealthy_after_failures": 1000,
+                "max_backoff_seconds": 1,
+            },
+            "http": {"max_retries": 0},
+        }
+    )
+    assert tracker.once() == 0  # the baseline
+    github.inject(Fault(502, "bad gateway", path="/repos/", times=100_000))
+    with notify_socket(abstract=True) as (sock, address):
+        process = start_engine(tracker, {"NOTIFY_SOCKET": address})
+        try:
+            receive_until(sock, "READY=1")
+            receive_until(sock, f"STATUS=polling 1 source; stale: github:{REPO}:issues")
+            github.clear_faults()
+            receive_until(sock, "STATUS=polling 1 source")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+
+
+def test_an_unchanged_status_is_not_sent_again(tmp_path):
+    with notify_socket(abstract=False) as (sock, address):
+        notifier = SystemdNotifier({"NOTIFY_SOCKET": address})
+        assert notifier.ready("polling 2 sources")
+        assert not notifier.status("polling 2 sources")
+        assert notifier.status("polling 2 sources; stale: a")
+        assert [sock.recv(4096).decode() for _ in range(2)] == [
+            "READY=1\nSTATUS=polling 2 sources",
+            "STATUS=polling 2 sources; stale: a",
+        ]
