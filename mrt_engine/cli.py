@@ -8,6 +8,7 @@ Exit status: 0 all well, 1 a source or delivery failed (or an operation could no
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -416,5 +417,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if known is None:
             raise
         message, code = known
-        print(message, file=sys.stderr)
+        _report(message)
         return code
+
+
+def _report(message: str) -> None:
+    """The one line a command ends with on stderr; a JSON log line when the command logs JSON
+    (a log shipper reads every line of a ``run --log-format json`` as an object)."""
+    logs = sys.modules.get("mrt_engine.logs")  # imported only by commands that log
+    if logs is not None and logs.logs_as_json():
+        logging.getLogger("mrt_engine").error("%s", message)
+    else:
+        print(message, file=sys.stderr)

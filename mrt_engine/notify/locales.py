@@ -42,6 +42,8 @@ EN = Words(
         "doctor_test": "Test message",  # mrt-engine doctor --send-test
         "source_unhealthy": "Source unhealthy",
         "source_recovered": "Source recovered",
+        "source_stale": "Source stale",
+        "source_fresh": "Source fresh again",
     },
     labels={
         "matched": "Matched",
@@ -101,6 +103,8 @@ ZH = Words(
         "doctor_test": "测试消息",
         "source_unhealthy": "数据源异常",
         "source_recovered": "数据源已恢复",
+        "source_stale": "数据源长时间未更新",
+        "source_fresh": "数据源已恢复更新",
     },
     labels={
         "matched": "命中规则",
