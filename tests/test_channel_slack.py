@@ -126,18 +126,20 @@ def test_each_slack_error_is_retried_or_dead_as_documented(
     assert deliveries(tracker)[0][2:5] == (outcome, 1, f"HTTP {status} from Slack: {code}")
 
 
-def test_rate_limited_is_retried_with_its_retry_after_recorded(slack_tracker, github, slack):
+def test_rate_limited_is_retried_not_before_its_retry_after(slack_tracker, github, slack):
     tracker = slack_tracker()
     baseline(tracker, github)
     github.add_issue(REPO, "DeepSeek thing")
-    slack.inject(Fault(429, "rate_limited", path="/services/", headers={"Retry-After": "1"}))
+    slack.inject(Fault(429, "rate_limited", path="/services/", headers={"Retry-After": "30"}))
     tracker.once()
     assert deliveries(tracker)[0][2:] == (
         "retrying",
         1,
-        "HTTP 429 from Slack: rate_limited (Retry-After: 1)",
+        "HTTP 429 from Slack: rate_limited (Retry-After: 30)",
     )
-    tracker.once(later=0.3)
+    tracker.once(later=5)  # the backoff alone would retry now: Slack asked for 30 s
+    assert deliveries(tracker)[0][2:4] == ("retrying", 1) and slack.messages == []
+    tracker.once(later=30.5)
     assert deliveries(tracker)[0][2:4] == ("sent", 2)
     assert len(slack.messages) == 1
 

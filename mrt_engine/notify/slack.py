@@ -30,7 +30,7 @@ channel), so they are retried with backoff until ``delivery.max_attempts``, like
 errors: 403 ``invalid_token``, ``action_prohibited``, ``posting_to_general_channel_denied``; 404
 ``channel_not_found``, ``no_service``, ``no_team``; 410 ``channel_is_archived``,
 ``team_disabled``. 429 (``rate_limited``, about one message a second per webhook) and 5xx
-(``rollup_error``) are retried; a ``Retry-After`` is recorded with the error.
+(``rollup_error``) are retried, not before a ``Retry-After`` (recorded with the error).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from mrt_engine.config import Wait
-from mrt_engine.notify._post import Poster, preview_post, resolve_url, retry_after
+from mrt_engine.notify._post import Poster, preview_post, resolve_url, retry_after, wait_asked
 from mrt_engine.notify.base import (
     Channel,
     ChannelContext,
@@ -188,6 +188,8 @@ class SlackChannel(Channel):
             reply=reply,
             error=f"HTTP {status} from Slack: {code}{retry_after(response)}",
             permanent=status in PERMANENT_STATUSES,
+            retry_after=wait_asked(response),
+            rate_limited=status == 429,
         )
 
     def close(self) -> None:
