@@ -350,3 +350,41 @@ def test_a_prune_forgets_group_windows_closed_long_ago_and_keeps_open_ones(hf_tr
     assert [p.rows for p in kept.parts if p.table == "notice_group"] == [0]
     assert [p.rows for p in report.parts if p.table == "notice_group"] == [1]
     assert tracker.sql("SELECT COUNT(*) FROM notice_group") == [(0,)]
+
+
+# ---------------------------------------------------------------------- per-rule group times
+def test_a_rule_may_set_its_own_group_wait_and_interval(hf_tracker, hf, welink):
+    """The channel waits 30 s / 300 s; this rule's groups wait 120 s and then 600 s."""
+    rule = {"group_by": ["org"], "group_wait_seconds": 120, "group_interval_seconds": 600}
+    tracker = hf_tracker(GROUPING, rule=rule)
+    grouped_models(tracker, hf, [f"{ORG}/W{i}" for i in range(3)])
+    tracker.once(later=61)  # past the channel's wait, not the rule's
+    assert welink.messages == []
+    tracker.once(later=121)
+    assert len(welink.messages) == 1 and welink.texts()[0].startswith("[MRT] 3 alerts")
+    hf.put_model(f"{ORG}/W9")
+    tracker.once(later=130)
+    tracker.once(later=121 + 301)  # past the channel's interval, not the rule's
+    assert len(welink.messages) == 1
+    tracker.once(later=121 + 601)
+    assert len(welink.messages) == 2 and welink.texts()[1].endswith(f"/{ORG}/W9")
+
+
+def test_a_rule_group_time_without_grouping_or_out_of_range_is_a_clear_config_error():
+    from mrt_engine.config import ConfigError, validate
+
+    rules = [
+        {"name": "alone", "group_by": [], "group_wait_seconds": 60},
+        {"name": "negative", "group_interval_seconds": -1},
+        {"name": "words", "group_wait_seconds": "soon"},
+    ]
+    with pytest.raises(ConfigError) as info:
+        validate({"rules": rules})
+    problems = sorted(info.value.problems)
+    assert len(problems) == 3, problems
+    assert problems[0] == (
+        "rules[0]: group_wait_seconds needs a group_by: a rule with group_by = [] sends each"
+        " hit alone"
+    )
+    assert problems[1].startswith("rules[1].group_interval_seconds: ")
+    assert problems[2].startswith("rules[2].group_wait_seconds: ")

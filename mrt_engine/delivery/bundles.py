@@ -8,7 +8,8 @@ status ``bundled`` and ``bundle_id`` = the carrier, leave the queue, and follow 
 
 * ``group``: the queued rows of its group key (Alertmanager's aggregation group). A group's
   window (``notice_group``) opens at its first hit; the group goes out ``group_wait`` after
-  that, and later hits of the still-open group at most every ``group_interval``;
+  that, and later hits of the still-open group at most every ``group_interval`` (the times of
+  the rule whose hit is planned, when it has its own: :meth:`ChannelPolicy.group_times`);
 * ``digest``: the rows below the channel's immediate priority, held until the digest's next
   time (``digest_schedule`` holds the last time taken, so a restart neither loses nor repeats
   one);
@@ -23,6 +24,7 @@ resend) sends the same message. Protected hits are never carried, deferred or fo
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -239,7 +241,8 @@ class Planner:
         found = cursor.fetchone()
         first = from_store(found[0]) if found else None
         sent = from_store(found[1]) if found else None
-        interval = timedelta(seconds=self.policy.group_interval)
+        wait_s, interval_s = self.policy.group_times(self._rule_of(row))
+        interval = timedelta(seconds=interval_s)
         if found is None or (sent is not None and sent + interval <= row.created_at):
             # A new window: the group's first hit since it was last open.
             first, sent = row.created_at, None
@@ -250,13 +253,27 @@ class Planner:
                 (self.channel, row.group_key, to_store(first)),
             )
         assert first is not None
-        flush = (
-            first + timedelta(seconds=self.policy.group_wait) if sent is None else sent + interval
-        )
+        flush = first + timedelta(seconds=wait_s) if sent is None else sent + interval
         if flush <= self.now:
             return True
         self._defer("group_key = ?", [row.group_key], to_store(flush))
         return False
+
+    def _rule_of(self, row: Row) -> str | None:
+        """The rule that led to ``row``'s alert (the first of its rules, whose ``group_by``
+        made the key), when a rule has group times of its own."""
+        if not self.policy.rule_times:
+            return None
+        self.cursor.execute(
+            "SELECT a.rules FROM alert a JOIN delivery d ON d.alert_id = a.id WHERE d.id = ?",
+            (row.id,),
+        )
+        found = self.cursor.fetchone()
+        try:
+            rules = json.loads(found[0]) if found else []
+        except ValueError:
+            return None
+        return rules[0] if rules and isinstance(rules[0], str) else None
 
     def _digest(self, row: Row) -> Message | None:
         """The digest's message when its time has come; else ``row`` waits for it."""
