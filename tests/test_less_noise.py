@@ -388,3 +388,96 @@ def test_a_rule_group_time_without_grouping_or_out_of_range_is_a_clear_config_er
     )
     assert problems[1].startswith("rules[1].group_interval_seconds: ")
     assert problems[2].startswith("rules[2].group_wait_seconds: ")
+
+
+# ---------------------------------------------------------------------- silences and bundles
+def silence_now(tracker, *matchers: str) -> None:
+    args = [a for m in matchers for a in ("--match", m)]
+    result = tracker.cli(
+        "silence", "add", *args, "--for", "2h", "--author", "alice", "--comment", "known"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def statuses(tracker) -> dict[str, tuple]:
+    rows = tracker.sql(
+        "SELECT e.resource_id, d.status, d.silence_id FROM delivery d"
+        " JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
+    )
+    return {r[0].rsplit("/", 1)[-1]: (r[1], r[2]) for r in rows}
+
+
+def test_a_silence_made_while_a_group_waits_silences_its_members_and_the_rest_go_out(
+    hf_tracker, hf, welink
+):
+    tracker = hf_tracker(GROUPING, rule={"group_by": ["org"]})
+    grouped_models(tracker, hf, [f"{ORG}/S{i}" for i in range(4)])
+    # The row that would carry the group (the first in the queue's order) and another one.
+    order = tracker.sql(
+        "SELECT e.resource_id FROM delivery d JOIN alert a ON a.id = d.alert_id"
+        " JOIN event e ON e.id = a.event_id ORDER BY d.priority DESC, d.next_attempt_at, d.id"
+    )
+    carrier, other = order[0][0], order[2][0]
+    silence_now(tracker, f"repo={carrier}", "type=model_added")
+    silence_now(tracker, f"text={other.rsplit('/', 1)[-1]}")
+    tracker.once(later=31)
+    [text] = welink.texts()
+    assert text.startswith("[MRT] 2 alerts")
+    assert f"/{carrier}" not in text and f"/{other}" not in text
+    assert all(f"/{r}" in text for (r,) in order if r not in (carrier, other))
+    found = statuses(tracker)
+    assert found.pop(carrier.rsplit("/", 1)[-1]) == ("silenced", 1)
+    assert found.pop(other.rsplit("/", 1)[-1]) == ("silenced", 2)
+    assert set(found.values()) == {("sent", None)}
+    # Stored as silenced, so an operator can still send one.
+    [(carrier_id,)] = tracker.sql("SELECT id FROM delivery WHERE silence_id = 1")
+    resent = tracker.cli("resend", str(carrier_id))
+    assert resent.returncode == 0, resent.stdout + resent.stderr
+    tracker.once(later=31 + 301)  # it goes with its group's next message, not silenced again
+    assert welink.texts()[-1].endswith(f"/{carrier}")
+
+
+def test_a_group_whose_members_are_all_silenced_is_not_sent(hf_tracker, hf, welink):
+    tracker = hf_tracker(GROUPING, rule={"group_by": ["org"]})
+    grouped_models(tracker, hf, [f"{ORG}/A{i}" for i in range(3)])
+    silence_now(tracker, f"org={ORG}")
+    tracker.once(later=31)
+    assert welink.messages == []
+    assert set(statuses(tracker).values()) == {("silenced", 1)}
+    assert tracker.sql("SELECT COUNT(*) FROM attempt") == [(0,)]
+
+
+def test_a_bundle_being_retried_loses_its_silenced_members_and_goes_when_some_are_left(
+    hf_tracker, hf, welink
+):
+    tracker = hf_tracker(GROUPING, rule={"group_by": ["org"]})
+    grouped_models(tracker, hf, [f"{ORG}/R{i}" for i in range(3)])
+    welink.inject(Fault(500, "down", path="/api/werobot"))
+    tracker.once(later=31)
+    [(carrier, kind, status, members)] = bundles(tracker)
+    assert (kind, status, members) == ("group", "retrying", 2)
+    [(member,)] = tracker.sql(
+        "SELECT e.resource_id FROM delivery d JOIN alert a ON a.id = d.alert_id"
+        " JOIN event e ON e.id = a.event_id WHERE d.bundle_id = ? ORDER BY d.id LIMIT 1",
+        carrier,
+    )
+    silence_now(tracker, f"repo={member}")
+    tracker.once(later=60)
+    [text] = welink.texts()
+    assert text.startswith("[MRT] 2 alerts") and f"/{member}" not in text
+    assert statuses(tracker)[member.rsplit("/", 1)[-1]] == ("silenced", 1)
+    assert tracker.sql("SELECT status, COUNT(*) FROM delivery GROUP BY status ORDER BY 1") == [
+        ("sent", 2),
+        ("silenced", 1),
+    ]
+    # The whole of the next retried bundle silenced: it is not sent.
+    for i in range(2):
+        hf.put_model(f"{ORG}/Q{i}")
+    tracker.once(later=400)  # committed: a new window of the group
+    welink.inject(Fault(500, "down", path="/api/werobot"))
+    tracker.once(later=431)
+    assert bundles(tracker)[-1][1:] == ("group", "retrying", 1)
+    silence_now(tracker, "text=Q")
+    tracker.once(later=431 + 60)
+    assert len(welink.texts()) == 1
+    assert {v for k, v in statuses(tracker).items() if k.startswith("Q")} == {("silenced", 2)}
