@@ -87,6 +87,23 @@ def test_a_hostile_title_can_form_no_mention_link_or_template(slack_tracker, git
     assert "&amp; &lt;b&gt;" in fallback
 
 
+def test_the_fallback_text_cannot_be_formatted_by_a_title(slack_tracker, github, slack):
+    """Slack's mrkdwn has no escape for * _ ~ ` (only &amp; &lt; &gt; are decoded): in the
+    fallback they are shown in their full-width forms, as in the robots' markdown; an
+    underscore inside a word formats nothing and stays; the link is kept as it is."""
+    tracker = slack_tracker()
+    baseline(tracker, github)
+    github.add_issue(REPO, "DeepSeek *bold* _it_ ~strike~ `code` deepseek_v3_base ```x```")
+    tracker.once()
+    [posted] = slack.messages
+    fallback = posted.payload["text"]
+    assert "DeepSeek ＊bold＊ ＿it＿ ～strike～ ｀code｀ deepseek_v3_base ｀｀｀x｀｀｀" in fallback
+    assert not {"*", "~", "`"} & set(fallback)
+    assert fallback.endswith(f"https://github.com/{REPO}/issues/2")
+    # The section block is plain_text: there the title is shown as it is.
+    assert "*bold* _it_ ~strike~ `code`" in posted.payload["blocks"][0]["text"]["text"]
+
+
 def test_a_long_message_fits_a_section_and_keeps_the_link(slack_tracker, github, slack):
     tracker = slack_tracker()
     baseline(tracker, github)

@@ -465,3 +465,15 @@ def test_the_titles_feishu_and_dingtalk_show_follow_the_channels_locale():
             titles[name] = body["markdown"]["title"]
     for title in titles.values():
         assert ZH.headlines["pr_merged"] in title, titles
+
+
+def test_markdown_keeps_an_underscore_inside_a_word_and_escapes_every_other_markup():
+    """CommonMark §6.2: an underscore between two alphanumerics can neither open nor close
+    emphasis, so a model name keeps it; every other markup character is made inert."""
+    from mrt_engine.notify.markup import escape_markdown
+
+    assert escape_markdown("deepseek_v3_base Qwen2_5 模型_名") == "deepseek_v3_base Qwen2_5 模型_名"
+    assert escape_markdown("_it_ a__b_ x_ _y a*b*c ~s~ `c` [l](u)") == (
+        "＿it＿ a＿＿b＿ x＿ ＿y a＊b＊c ～s～ ｀c｀ ［l］(u)"
+    )
+    assert escape_markdown("# h\n> q\n- l") == "＃ h\n＞ q\n－ l"

@@ -16,7 +16,8 @@ https://api.slack.com/reference/surfaces/formatting)::
 The rendered text (untrusted titles inside) is a ``plain_text`` object, which Slack never parses:
 ``<!channel>``, ``<http://evil|x>`` or ``*bold*`` in a title stay characters. The fallback
 ``text`` is mrkdwn, so ``&``, ``<`` and ``>`` are escaped there as Slack requires (no link or
-mention can form). Mentions come only from the config (``mentions: ["U123", "here"]`` becomes
+mention can form), and ``* _ ~ ` ``, which Slack has no escape for, are shown full-width
+(:func:`escape_mrkdwn`). Mentions come only from the config (``mentions: ["U123", "here"]`` becomes
 ``<@U123> <!here>``) and are checked to be ids or ``here``/``channel``/``everyone``. A section's
 text is at most 3,000 characters (counted as UTF-16 units, as Slack's API counts): the message is
 cut there by :func:`~mrt_engine.notify.message.render`, which keeps the link; the link is also a
@@ -51,6 +52,7 @@ from mrt_engine.notify.base import (
     Outgoing,
     SendResult,
 )
+from mrt_engine.notify.markup import full_width, link_target
 from mrt_engine.notify.message import render
 from mrt_engine.secrets import Secret, register, shorten
 from mrt_engine.text import clean_line
@@ -89,9 +91,21 @@ class SlackSettings(ChannelSettings):
         return value
 
 
-def escape_mrkdwn(text: str) -> str:
-    """``text`` safe in a mrkdwn string: Slack's three control characters as entities."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def escape_mrkdwn(text: str, url: str = "") -> str:
+    """``text`` inert in a mrkdwn string: Slack's three control characters as the entities it
+    decodes, and its formatting characters, which have no escape, full-width (markup.py;
+    an underscore inside a word stays). ``url``, the message's link, keeps its characters
+    (but for the entities), so that it still links."""
+
+    def entities(piece: str) -> str:
+        return piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    def inert(piece: str) -> str:
+        return full_width(entities(piece), "*_~`")
+
+    if not url or link_target(url) is None or any(c.isspace() for c in url):
+        return inert(text)  # not an http(s) URL: text like the rest
+    return entities(url).join(inert(piece) for piece in text.split(url))
 
 
 def mention_token(mention: str) -> str:
@@ -157,7 +171,7 @@ class SlackChannel(Channel):
                 "url": url,
             }
             blocks.append({"type": "actions", "elements": [button]})
-        fallback = escape_mrkdwn(text)
+        fallback = escape_mrkdwn(text, url)
         return {
             "text": f"{mentions} {fallback}" if mentions else fallback,
             "blocks": blocks,
