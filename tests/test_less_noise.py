@@ -481,3 +481,24 @@ def test_a_bundle_being_retried_loses_its_silenced_members_and_goes_when_some_ar
     tracker.once(later=431 + 60)
     assert len(welink.texts()) == 1
     assert {v for k, v in statuses(tracker).items() if k.startswith("Q")} == {("silenced", 2)}
+
+
+def test_a_fold_leaves_out_the_alerts_a_silence_made_while_they_waited(gh_tracker, github, welink):
+    tracker = gh_tracker({"notify": {"welink": {"rate_limit_per_minute": 1}}})
+    github.add_issue(REPO, "seed", at=datetime(2026, 11, 1, tzinfo=UTC))
+    tracker.once()
+    github.add_issue(REPO, "DeepSeek first")
+    tracker.once()  # the minute's one message
+    for name in ("a", "hush b", "c", "hush d"):
+        github.add_issue(REPO, f"DeepSeek {name}")
+    tracker.once()  # over the rate: they wait for the minute to pass
+    assert len(welink.messages) == 1
+    silence_now(tracker, "text=hush")
+    tracker.once(later=61)
+    [_, fold] = welink.texts()
+    assert fold.startswith("[MRT] 2 alerts at once (github 2)\n") and "hush" not in fold
+    rows = tracker.sql(
+        "SELECT e.title, d.status, d.silence_id FROM delivery d JOIN alert a ON a.id = d.alert_id"
+        " JOIN event e ON e.id = a.event_id WHERE e.title LIKE '%hush%' ORDER BY d.id"
+    )
+    assert rows == [("DeepSeek hush b", "silenced", 1), ("DeepSeek hush d", "silenced", 1)]

@@ -30,9 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from mrt_engine.delivery.bundle_silences import silence_members
 from mrt_engine.delivery.policy import ChannelPolicy, latest_slot, next_slot
 from mrt_engine.health import PROTECTED_TYPES
-from mrt_engine.silence import Silence, SilenceTarget, silencing
+from mrt_engine.silence import Silence
 from mrt_engine.store.db import Store
 from mrt_engine.timeutil import from_store, to_store
 
@@ -224,90 +225,18 @@ class Planner:
         kept = []
         for message in messages:
             bundle = message.kind != "single" or message.row.kind != "single"
-            if bundle and self._all_silenced(message):
+            if bundle and silence_members(self, message):
                 continue  # every alert it would carry is silenced: nothing to send
             kept.append(message)
         return kept
 
-    def _all_silenced(self, message: Message) -> bool:
-        """Silence the members of ``message`` an active silence matches (see
-        :meth:`_unsilenced`); whether nothing is left to send."""
-        carrier = message.row
-        if message.kind == "single":  # a bundle's carrier being retried: its members are set
-            self.cursor.execute(
-                "SELECT id FROM delivery WHERE bundle_id = ? AND status = 'bundled'", (carrier.id,)
-            )
-            ids = [r[0] for r in self.cursor.fetchall()]
-        else:
-            ids = list(message.ids)
-            for key in message.keys:
-                ids += self._select("group_key = ?", [key])
-            if message.kind == "digest":
-                below = self.policy.digest.below_priority if self.policy.digest else 0
-                ids += self._select("priority < ? AND next_attempt_at <= ?", [below, self.now_s])
-        ids = sorted({carrier.id, *ids})
-        silenced = self._silencing(ids)
-        if not silenced:
-            return False
-        left = [i for i in ids if i not in silenced]
-        retried = message.kind == "single"
-        if retried and carrier.id in silenced and left:
-            del silenced[carrier.id]  # the carrier of a retry stays (its attempts are on it)
-        for silence_id in set(silenced.values()):
-            chosen = [i for i, s in silenced.items() if s == silence_id]
-            self._update(
-                chosen, "status = 'silenced', silence_id = ?, bundle_id = NULL", [silence_id]
-            )
-        if not left:
-            return True
-        message.ids = [i for i in message.ids if i not in silenced]
-        if carrier.id in silenced:
-            self.cursor.execute(
-                f"SELECT id, priority, group_key, created_at FROM delivery"
-                f" WHERE id IN ({','.join('?' * len(left))}) ORDER BY priority DESC, id LIMIT 1",
-                left,
-            )
-            new = self.cursor.fetchone()
-            message.row = Row(new[0], 0, new[1], new[2], "single", from_store(new[3]))
-        return False
-
-    def _silencing(self, ids: Sequence[int]) -> dict[int, int]:
-        """Of the rows ``ids``, those an active silence matches: id -> the silence's id."""
+    def _active_silences(self) -> list[Silence]:
+        """The silences active now: read once a claim, and only when it plans a bundle."""
         from mrt_engine.silences import read_current  # (it imports the operations)
 
-        if self._silences is None:  # read once a claim, and only for a bundle
+        if self._silences is None:
             self._silences = [s for s in read_current(self.store, self.now) if s.active(self.now)]
-        if not self._silences:
-            return {}
-        found: dict[int, int] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            self.cursor.execute(
-                "SELECT d.id, d.silence_id, e.source_key, e.resource_id, e.event_type, a.rules,"
-                " e.title, e.summary FROM delivery d JOIN alert a ON a.id = d.alert_id"
-                f" JOIN event e ON e.id = a.event_id WHERE d.id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for (
-                row_id,
-                released,
-                source_key,
-                resource,
-                event_type,
-                rules,
-                title,
-                summary,
-            ) in self.cursor.fetchall():
-                if released is not None:  # let out by an operator: not stopped again
-                    continue
-                names = tuple(json.loads(rules or "[]"))
-                target = SilenceTarget(
-                    source_key, resource, event_type, names, title, summary or ""
-                )
-                silence = silencing(self._silences, target, self.now)
-                if silence is not None:
-                    found[row_id] = silence.id
-        return found
+        return self._silences
 
     def _within(self, messages: list[Message], budget: int) -> list[Message]:
         """``messages`` the rate allows: protected ones always; the rest up to the budget,
