@@ -104,6 +104,15 @@ def test_the_fallback_text_cannot_be_formatted_by_a_title(slack_tracker, github,
     assert "*bold* _it_ ~strike~ `code`" in posted.payload["blocks"][0]["text"]["text"]
 
 
+def test_the_button_speaks_the_channels_locale_unless_it_is_set(slack_tracker, github, slack):
+    tracker = slack_tracker({"locale": "zh"})
+    baseline(tracker, github)
+    github.add_issue(REPO, "DeepSeek thing")
+    tracker.once()
+    [posted] = slack.messages
+    assert posted.payload["blocks"][-1]["elements"][0]["text"]["text"] == "打开"
+
+
 def test_a_long_message_fits_a_section_and_keeps_the_link(slack_tracker, github, slack):
     tracker = slack_tracker()
     baseline(tracker, github)

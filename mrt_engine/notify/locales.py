@@ -74,6 +74,7 @@ EN = Words(
         "sha256": "SHA-256",
         "models": "Models",
         "feed": "Feed",
+        "open": "Open",  # a link button (Slack)
     },
     yes="yes",
     no="no",
@@ -142,6 +143,7 @@ ZH = Words(
         "sha256": "SHA-256",
         "models": "模型",
         "feed": "订阅源",
+        "open": "打开",
     },
     yes="是",
     no="否",

@@ -52,6 +52,7 @@ from mrt_engine.notify.base import (
     Outgoing,
     SendResult,
 )
+from mrt_engine.notify.locales import label
 from mrt_engine.notify.markup import full_width, link_target
 from mrt_engine.notify.message import render
 from mrt_engine.secrets import Secret, register, shorten
@@ -74,7 +75,8 @@ class SlackSettings(ChannelSettings):
 
     webhook_env: str = "SLACK_WEBHOOK_URL"
     mentions: list[str] = Field(default_factory=list)  # "U0123ABC", "S0456DEF" (a group), "here"
-    button_text: str = Field("Open", min_length=1, max_length=75)
+    # The link button's label; by default the locale's word ("Open", "打开").
+    button_text: str | None = Field(None, min_length=1, max_length=75)
     timeout_seconds: Wait | None = Field(None, gt=0, le=120)
 
     @field_validator("mentions")
@@ -148,6 +150,10 @@ class SlackChannel(Channel):
             text = render(outgoing.context, limit, self.settings)
         return text or "(empty)"
 
+    def button_text(self) -> str:
+        """The link button's label: the configured one, else the locale's word."""
+        return self.settings.button_text or label("open", self.settings.locale)
+
     def payload(self, outgoing: Outgoing) -> dict:
         text = self.text(outgoing)
         mentions = " ".join(mention_token(m) for m in self.settings.mentions)
@@ -167,7 +173,7 @@ class SlackChannel(Channel):
         ):
             button = {
                 "type": "button",
-                "text": {"type": "plain_text", "text": self.settings.button_text, "emoji": False},
+                "text": {"type": "plain_text", "text": self.button_text(), "emoji": False},
                 "url": url,
             }
             blocks.append({"type": "actions", "elements": [button]})
