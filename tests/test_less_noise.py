@@ -470,17 +470,42 @@ def test_a_bundle_being_retried_loses_its_silenced_members_and_goes_when_some_ar
         ("sent", 2),
         ("silenced", 1),
     ]
-    # The whole of the next retried bundle silenced: it is not sent.
-    for i in range(2):
-        hf.put_model(f"{ORG}/Q{i}")
+    # A retried bundle whose carrier is silenced: the next member carries the rest.
+    for i in range(3):
+        hf.put_model(f"{ORG}/P{i}")
     tracker.once(later=400)  # committed: a new window of the group
     welink.inject(Fault(500, "down", path="/api/werobot"))
     tracker.once(later=431)
+    [(carrier, kind, status, members)] = [b for b in bundles(tracker) if b[2] == "retrying"]
+    assert (kind, members) == ("group", 2)
+    [(carried,)] = tracker.sql(
+        "SELECT e.resource_id FROM delivery d JOIN alert a ON a.id = d.alert_id"
+        " JOIN event e ON e.id = a.event_id WHERE d.id = ?",
+        carrier,
+    )
+    silence_now(tracker, f"repo={carried}")
+    tracker.once(later=491)
+    text = welink.texts()[-1]
+    assert text.startswith("[MRT] 2 alerts") and f"/{carried}" not in text
+    assert statuses(tracker)[carried.rsplit("/", 1)[-1]] == ("silenced", 2)
+    assert {
+        v
+        for k, v in statuses(tracker).items()
+        if k.startswith("P") and k != carried.rsplit("/", 1)[-1]
+    } == {("sent", None)}
+    [(attempts,)] = tracker.sql("SELECT COUNT(*) FROM attempt WHERE delivery_id = ?", carrier)
+    assert attempts == 1  # the failed send stays on the record of the silenced carrier
+    # The whole of the next retried bundle silenced: it is not sent.
+    for i in range(2):
+        hf.put_model(f"{ORG}/Q{i}")
+    tracker.once(later=900)  # committed: a new window of the group
+    welink.inject(Fault(500, "down", path="/api/werobot"))
+    tracker.once(later=931)
     assert bundles(tracker)[-1][1:] == ("group", "retrying", 1)
     silence_now(tracker, "text=Q")
-    tracker.once(later=431 + 60)
-    assert len(welink.texts()) == 1
-    assert {v for k, v in statuses(tracker).items() if k.startswith("Q")} == {("silenced", 2)}
+    tracker.once(later=991)
+    assert len(welink.texts()) == 2
+    assert {v for k, v in statuses(tracker).items() if k.startswith("Q")} == {("silenced", 3)}
 
 
 def test_a_fold_leaves_out_the_alerts_a_silence_made_while_they_waited(gh_tracker, github, welink):

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 def silence_members(planner: Planner, message: Message) -> bool:
     """Silence the alerts of ``message`` an active silence matches, inside the claim; whether
-    nothing is left to send. A silenced carrier hands the bundle to the first member left,
-    unless the bundle is being retried (its attempts are on its carrier, which stays)."""
+    nothing is left to send. A silenced carrier hands the bundle to the first member left (of
+    a bundle being retried, that member becomes its carrier: its earlier attempts stay on the
+    silenced one's record)."""
     from mrt_engine.delivery.bundles import Row
 
     silences = planner._active_silences()
@@ -50,8 +51,6 @@ def silence_members(planner: Planner, message: Message) -> bool:
     if not silenced:
         return False
     left = [i for i in ids if i not in silenced]
-    if retried and carrier.id in silenced and left:
-        del silenced[carrier.id]
     for silence_id in set(silenced.values()):
         chosen = [i for i, s in silenced.items() if s == silence_id]
         planner._update(
@@ -67,7 +66,20 @@ def silence_members(planner: Planner, message: Message) -> bool:
             left,
         )
         new = planner.cursor.fetchone()
-        message.row = Row(new[0], 0, new[1], new[2], "single", from_store(new[3]))
+        kind = "single"
+        if retried:  # the first member left carries the rest from now on (queued, so never lost)
+            kind = carrier.kind
+            planner.cursor.execute(
+                "UPDATE delivery SET status = 'retrying', kind = ?, bundle_id = NULL,"
+                " updated_at = ? WHERE id = ?",
+                (kind, planner.now_s, new[0]),
+            )
+            planner.cursor.execute(
+                "UPDATE delivery SET bundle_id = ?, updated_at = ?"
+                " WHERE bundle_id = ? AND status = 'bundled'",
+                (new[0], planner.now_s, carrier.id),
+            )
+        message.row = Row(new[0], 0, new[1], new[2], kind, from_store(new[3]))
     return False
 
 

@@ -221,7 +221,7 @@ class Planner:
         of the bundle: visible and replayable like one silenced when it was written); a
         silenced carrier hands the bundle to its first member left; a bundle left with no
         alert is not sent. Protected hits are never silenced; a row an operator let out is not
-        silenced again. A bundle being retried keeps its carrier (its attempts are on it)."""
+        silenced again (:mod:`.bundle_silences`)."""
         kept = []
         for message in messages:
             bundle = message.kind != "single" or message.row.kind != "single"
