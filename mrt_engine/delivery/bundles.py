@@ -19,7 +19,8 @@ status ``bundled`` and ``bundle_id`` = the carrier, leave the queue, and follow 
 A row that must wait is *deferred*: its ``next_attempt_at`` moves to the time it may go. All of
 it is decided at claim time, from the store, so it survives a restart and engines sharing a
 store decide alike. Once a carrier has taken its members they never change: a retry (or a
-resend) sends the same message. Protected hits are never carried, deferred or folded.
+resend) sends the same message, less the alerts a silence made since matches
+(:mod:`.bundle_silences`). Protected hits are never carried, deferred or folded.
 """
 
 from __future__ import annotations
