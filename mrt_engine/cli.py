@@ -257,6 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     for child in silence_sub.choices.values():
         child.set_defaults(func=commands.cmd_silence)
 
+    doctor = sub.add_parser(
+        "doctor",
+        parents=[common, as_json],
+        help="check that this deployment can run: config, secrets, store, disk, clock",
+    )
+    doctor.add_argument(
+        "--network", action="store_true", help="also ask each source's API and channel endpoint"
+    )
+    doctor.add_argument(
+        "--send-test", action="store_true", help="also send each channel one test message"
+    )
+    doctor.set_defaults(func=commands.cmd_doctor)
+
     migrate = sub.add_parser(
         "migrate",
         parents=[store_opts, as_json],

@@ -50,6 +50,7 @@ MODULES = (
     "mrt_engine.store.retention",
     "mrt_engine.store.engines",
     "mrt_engine.silences",
+    "mrt_engine.store.health_figures",
 )
 
 # Tables that grow with history: a query reads a bounded part of them, through an index.
@@ -448,9 +449,19 @@ def _instances(cls_name: str):
             "EventFilter": lambda: _filters(s),
             "ReplayPlan": lambda: [ReplayPlan()],
             "ActiveSilences": lambda: [ActiveSilences(s.store)],
+            "SourceHealth": lambda: list(_health(s).sources),
+            "ChannelHealth": lambda: list(_health(s).channels),
         }[cls_name]()
 
     return make
+
+
+def _health(s: Samples):
+    from console_data import NOW
+
+    from mrt_engine.store.health_figures import health_figures
+
+    return health_figures(NOW)
 
 
 def _policies():

@@ -53,6 +53,25 @@ class Poster:
         self._client.close()
 
 
+def probe_http(url: str, timeout: float) -> SendResult:
+    """One ``HEAD`` of ``url``: whether something answers there (connection, TLS, an HTTP
+    answer), no message sent. Any answer but a server error counts: a webhook that takes only
+    POST answers 405, a robot's path without its token 404; 501 is a server without HEAD."""
+    deadline = Deadline(time.monotonic() + timeout)
+    with httpx.Client(timeout=timeout) as client:
+        install(client, DeadlineBackend())
+        try:
+            with within(deadline):
+                status = client.head(url).status_code
+        except httpx.HTTPError as exc:
+            if deadline.passed:
+                return SendResult(ok=False, error=f"no complete answer within {timeout:g}s")
+            return SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
+    if status >= 500 and status != 501:
+        return SendResult(ok=False, http_status=status, error=f"HTTP {status}: a server error")
+    return SendResult(ok=True, http_status=status, reply=f"HTTP {status}")
+
+
 def resolve_url(ctx: ChannelContext, where: str, env: str, what: str) -> tuple[Secret | None, bool]:
     """A channel's URL from the variable ``env`` (named at config key ``where``; required, as
     it holds a token), and whether it is usable (an http(s) URL). Problems go to the config's

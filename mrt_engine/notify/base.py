@@ -71,6 +71,21 @@ class Channel(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    def endpoint(self) -> str | None:
+        """The URL this channel posts to, for :meth:`probe` (it may hold a token: never show
+        it); ``None`` when it has no single one."""
+        return None
+
+    def probe(self, timeout: float) -> SendResult | None:
+        """Whether the endpoint answers (connection, TLS, an HTTP answer) without sending a
+        message (``mrt-engine doctor --network``); ``None`` when there is nothing to probe."""
+        url = self.endpoint()
+        if url is None:
+            return None
+        from mrt_engine.notify._post import probe_http
+
+        return probe_http(url, timeout)
+
     def preview(self, outgoing: Outgoing) -> str:
         """What :meth:`send` would transmit, as text, without sending (``mrt-engine preview``).
 

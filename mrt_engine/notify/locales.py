@@ -42,6 +42,7 @@ EN = Words(
         "service_version_stable": "Service version stable",
         "service_checksum_changed": "CHECKSUM CHANGED",
         "feed_entry": "New entry",
+        "doctor_test": "Test message",  # mrt-engine doctor --send-test
         "source_unhealthy": "Source unhealthy",
         "source_recovered": "Source recovered",
     },
@@ -111,6 +112,7 @@ ZH = Words(
         "service_version_stable": "服务版本转为稳定版",
         "service_checksum_changed": "校验和变更告警",
         "feed_entry": "新文章",
+        "doctor_test": "测试消息",
         "source_unhealthy": "数据源异常",
         "source_recovered": "数据源已恢复",
     },

@@ -77,6 +77,7 @@ class RobotChannel(Channel):
     # attempts it takes, and not before the platform's documented throttle is over.
     rate_limit_codes: frozenset[int] = frozenset()
     rate_limit_wait = 60.0  # seconds
+    webhook: Secret  # the robot's URL, set by each subclass
 
     def __init__(self, section: str, timeout: float | None, default_timeout: float) -> None:
         self.timeout = timeout or default_timeout
@@ -84,6 +85,9 @@ class RobotChannel(Channel):
             f"notify.{section}.timeout_seconds" if timeout else "delivery.request_timeout_seconds"
         )
         self._poster = Poster(self.platform, self.timeout, self.timeout_key)
+
+    def endpoint(self) -> str:
+        return self.webhook.reveal()
 
     @abstractmethod
     def request(self, outgoing: Outgoing) -> tuple[str, bytes]:

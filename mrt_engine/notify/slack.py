@@ -141,6 +141,9 @@ class SlackChannel(Channel):
         parts = urlsplit(self.webhook.reveal())
         return f"Slack incoming webhook {parts.scheme}://{parts.hostname}/***"
 
+    def endpoint(self) -> str:
+        return self.webhook.reveal()
+
     def text(self, outgoing: Outgoing) -> str:
         """The rendered message, at most one section's worth as Slack counts it."""
         limit = MAX_SECTION

@@ -180,6 +180,9 @@ class WebhookChannel(Channel):
     def describe(self) -> str:
         return f"webhook {redact_url(self.url.reveal())} (Standard Webhooks signature)"
 
+    def endpoint(self) -> str:
+        return self.url.reveal()
+
     def request(self, outgoing: Outgoing, now: float | None = None) -> tuple[bytes, dict[str, str]]:
         """The body and headers of one attempt at ``now`` (Unix seconds; default: the time)."""
         stamp = int(time.time() if now is None else now)

@@ -87,6 +87,9 @@ class WeLinkChannel(Channel):
     def describe(self) -> str:
         return f"WeLink webhook {redact_url(self.webhook.reveal())}"
 
+    def endpoint(self) -> str:
+        return self.webhook.reveal()
+
     def mentions(self) -> str:
         parts = []
         if self.settings.is_at_all:
