@@ -225,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[store_opts, as_json],
         help="silence what matches every --match, for a time",
         description="Fields: source (source key; a value without wildcards is a prefix),"
-        " org, repo, rule, type, text (title and summary, substring). FIELD=GLOB, or"
-        " FIELD=~REGEX. Silenced deliveries are stored as silenced, never dropped.",
+        " org, repo, rule, type, text (title and summary, substring). FIELD=GLOB,"
+        " FIELD=~REGEX, or their negations FIELD!=GLOB and FIELD!~REGEX (a field a hit"
+        " lacks matches those). Silenced deliveries are stored as silenced, never dropped.",
     )
     add.add_argument(
         "--match",
@@ -235,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FIELD=VALUE",
         help="e.g. source=github:vllm, org=deepseek-ai, rule=NAME, type=model_updated,"
-        " text=~'fp8|int4' (repeatable: all must match)",
+        " text=~'fp8|int4', source!=github (repeatable: all must match)",
     )
     length = add.add_mutually_exclusive_group()
     length.add_argument("--for", dest="duration", metavar="DURATION", help="2h, 30m, 3d")

@@ -120,8 +120,8 @@ def _send_claim(
 def _silencing(outbox: Outbox, claim: Claim, silences: ActiveSilences | None) -> Silence | None:
     """The active silence that matches the claim's alert, if any (never a protected one's).
 
-    A bundle's message is not stopped here: its alerts were each matched when they were
-    written, and one silence must not hold back the others it carries."""
+    A bundle's alerts are matched at its claim instead (:meth:`Planner._unsilenced`): one
+    silence must not hold back the others it carries."""
     c = claim.context
     if c.items:
         return None
