@@ -261,6 +261,10 @@ def test_hits_below_the_immediate_priority_wait_for_the_daily_digest_which_a_res
 ):
     from zoneinfo import ZoneInfo
 
+    # The digest's time is two hours from now, local time: whatever the hour the test runs at,
+    # its first slot is that one (a fixed 09:00 made the test fail in the minutes before it).
+    local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    slot = (local + timedelta(hours=2)).replace(second=0, microsecond=0)
     tracker = gh_tracker(
         {
             "rules": [{"name": "urgent", "keywords": ["deepseek"], "priority": 20}],
@@ -268,7 +272,7 @@ def test_hits_below_the_immediate_priority_wait_for_the_daily_digest_which_a_res
                 "welink": {
                     "digest": {
                         "every": "daily",
-                        "at": "09:00",
+                        "at": slot.strftime("%H:%M"),
                         "timezone": "Asia/Shanghai",
                         "below_priority": 10,
                     }
@@ -278,11 +282,7 @@ def test_hits_below_the_immediate_priority_wait_for_the_daily_digest_which_a_res
     )
     github.add_issue(REPO, "seed", at=datetime(2026, 11, 1, tzinfo=UTC))
     tracker.once()
-    local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
-    slot = local.replace(hour=9, minute=0, second=0, microsecond=0)
-    if slot <= local + timedelta(minutes=5):
-        slot += timedelta(days=1)
-    until_slot = (slot - local).total_seconds()
+    until_slot = (slot - datetime.now(UTC)).total_seconds()
     for i in range(3):
         github.add_issue(REPO, f"Qwen note {i}")  # watch_keywords: priority 0, digest
     github.add_issue(REPO, "DeepSeek-V4 kernels")  # priority 20: at once
