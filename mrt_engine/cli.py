@@ -105,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.set_defaults(func=commands.cmd_status)
 
+    metrics = sub.add_parser(
+        "metrics",
+        parents=[store_opts, as_json],
+        help="polls, HTTP answers, retries per source; sends, failures, queue per channel",
+    )
+    metrics.add_argument(
+        "--since", default="24h", metavar="T", help="ISO time or age (default 24h); 'all': all kept"
+    )
+    metrics.set_defaults(func=commands.cmd_metrics)
+
     outbox = sub.add_parser("outbox", parents=[store_opts, as_json], help="list deliveries")
     outbox.add_argument("--status", help="pending, retrying, sent or dead")
     outbox.add_argument("--channel")

@@ -141,6 +141,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """The figures of every source and channel since ``--since`` (mrt_engine/metrics.py)."""
+    from mrt_engine import metrics
+
+    since = None if args.since == "all" else _when(args.since, "--since")
+    with _store(args) as store:
+        found = metrics.figures(store, since, timeutil.utcnow())
+    if args.json:
+        _print_json(found.to_json())
+    else:
+        print(metrics.render_table(found))
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from mrt_engine.store import queries
 

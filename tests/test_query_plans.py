@@ -50,6 +50,7 @@ MODULES = (
     "mrt_engine.store.retention",
     "mrt_engine.store.engines",
     "mrt_engine.silences",
+    "mrt_engine.metrics",
 )
 
 # Tables that grow with history: a query reads a bounded part of them, through an index.
@@ -448,9 +449,19 @@ def _instances(cls_name: str):
             "EventFilter": lambda: _filters(s),
             "ReplayPlan": lambda: [ReplayPlan()],
             "ActiveSilences": lambda: [ActiveSilences(s.store)],
+            "Figures": lambda: _figures(s),
+            "SourceFigures": lambda: _figures(s)[0].sources,
         }[cls_name]()
 
     return make
+
+
+def _figures(s: Samples):
+    from console_data import NOW
+
+    from mrt_engine import metrics
+
+    return [metrics.figures(s.store, None, NOW), metrics.figures(s.store, NOW, NOW)]
 
 
 def _policies():
@@ -511,6 +522,7 @@ TYPE_SAMPLES: dict[str, Callable[[Samples], list]] = {
     "RetentionPolicy": lambda s: [_policy(), _policy(batch_rows=1)],
     "SilenceRow": _model_rows("Silence"),
     "ActiveSilences": lambda s: [None, *_instances("ActiveSilences")(s)],
+    "Figures": _figures,
 }
 SAMPLES: dict[str, Callable[[Samples], list]] = {
     "store": lambda s: [s.store],

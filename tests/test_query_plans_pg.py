@@ -23,6 +23,7 @@ import pg_cluster
 import pytest
 from conftest import postgresql_address
 
+from mrt_engine import metrics
 from mrt_engine.batch import commit_events
 from mrt_engine.delivery.outbox import Outbox
 from mrt_engine.delivery.policy import ChannelPolicy
@@ -261,6 +262,9 @@ SHAPES: dict[str, Callable[[Store], object]] = {
     "channel names": lambda s: feed.channel_names(),
     "rule counts": lambda s: feed.rule_stats(NOW),
     "sources": lambda s: queries.source_states(),
+    # The last half hour: the store's attempts all started an hour ago (a day would be all of
+    # them, which the planner rightly reads whole); in a year's store a day is a small range.
+    "metrics": lambda s: metrics.figures(s, NOW - timedelta(minutes=30), NOW),
     "prune": lambda s: retention.prune(
         s, retention.RetentionPolicy(unmatched_raw_days=30, sent_attempts_days=1), NOW
     ),
