@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="poll every source once, try every due delivery once, exit",
     )
+    run.add_argument(
+        "--metrics-port",
+        type=_count(1, 65535),
+        metavar="N",
+        help="serve Prometheus metrics on this port (127.0.0.1 unless observability.prometheus"
+        " names an address)",
+    )
     run.set_defaults(func=commands.cmd_run)
 
     check = sub.add_parser(
@@ -379,6 +386,7 @@ _KNOWN_ERRORS: tuple[tuple[str, str, Callable[[Any], tuple[str, int]]], ...] = (
     ("mrt_engine.store.db", "StoreError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
     ("mrt_engine.silence", "SilenceError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
     ("mrt_engine.operations", "OperationError", lambda e: (f"mrt-engine: {e}", EXIT_FAILED)),
+    ("mrt_engine.prometheus", "ExporterError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
 )
 
 

@@ -109,7 +109,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine = Engine(config)
     if args.once:
         return engine.run_once()
-    return engine.run_forever()
+    exporter = _exporter(config, args.metrics_port, engine)
+    try:
+        return engine.run_forever()
+    finally:
+        if exporter is not None:
+            exporter.close()
+
+
+def _exporter(config: Any, port: int | None, engine: Any) -> Any:
+    """The Prometheus exporter ``run`` was asked for, listening before the engine starts (a
+    port it cannot have is one line and exit 2); it reads the engine's store once open."""
+    from mrt_engine import prometheus
+
+    where = prometheus.configured(config, port)
+    return prometheus.listen(*where, lambda: engine.store) if where else None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
