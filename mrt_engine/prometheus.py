@@ -73,9 +73,10 @@ _POLL_ROWS = (
     " http_retries, duration_ms, COALESCE(max_duration_ms, duration_ms), events_new,"
     " alerts_created FROM poll_metric"
 )
+# Each attempt's channel by its delivery's key (a subquery: a join may read delivery whole).
 _ATTEMPT_ROWS = (
-    "SELECT a.id, d.channel, a.outcome, a.failure, a.delivery_status FROM attempt a"
-    " JOIN delivery d ON d.id = a.delivery_id"
+    "SELECT a.id, (SELECT d.channel FROM delivery d WHERE d.id = a.delivery_id), a.outcome,"
+    " a.failure, a.delivery_status FROM attempt a"
 )
 
 
@@ -228,6 +229,8 @@ class StoreCollector:
 
     def _count_attempt(self, row: tuple) -> None:
         _, name, outcome, failure, status = row
+        if name is None:
+            return  # its delivery was pruned meanwhile
         channel = self._channels[name]
         if outcome == "sent":
             channel.sends += 1

@@ -780,6 +780,29 @@ def test_each_public_query_reads_big_tables_through_an_index(samples, name, owne
         raise FullScan(f"{name} reads a big table whole:\n" + "\n".join(found))
 
 
+def test_a_prometheus_scrape_reads_big_tables_through_an_index(samples):
+    """The exporter's collector (mrt_engine/prometheus.py): its first scrape, where its
+    counting starts, and a scrape with every row of the followed tables to count."""
+    from mrt_engine.prometheus import StoreCollector
+
+    recorder = Recorder(samples.store)
+    collector = StoreCollector(lambda: samples.store)
+    with recorder:
+        collector.follow(samples.store)
+        collector._polls.last = 0
+        collector._attempts.last = 0
+        collector._attempts.waiting[samples.delivery_ids[0]] = 0.0
+        collector.follow(samples.store)
+        collector.gauges(samples.store)
+    conn = plan_connection(samples.store.path)
+    try:
+        found = checked(conn, recorder.statements)
+    finally:
+        conn.close()
+    assert len(recorder.statements) >= 6
+    assert not found, "\n".join(found)
+
+
 def test_every_table_is_big_or_small(samples):
     conn = sqlite3.connect(samples.store.path)
     try:

@@ -265,10 +265,25 @@ SHAPES: dict[str, Callable[[Store], object]] = {
     # The last half hour: the store's attempts all started an hour ago (a day would be all of
     # them, which the planner rightly reads whole); in a year's store a day is a small range.
     "metrics": lambda s: metrics.figures(s, NOW - timedelta(minutes=30), NOW),
+    "prometheus scrape": lambda s: _scrape_twice(s),
     "prune": lambda s: retention.prune(
         s, retention.RetentionPolicy(unmatched_raw_days=30, sent_attempts_days=1), NOW
     ),
 }
+
+
+def _scrape_twice(store: Store) -> None:
+    """The exporter's first scrape (where its counting starts), and one that has the latest
+    thousand rows of each followed table to count."""
+    from mrt_engine.prometheus import StoreCollector
+
+    collector = StoreCollector(lambda: store)
+    with store.read():
+        collector.follow(store)
+        collector._polls.last -= 1000
+        collector._attempts.last -= 1000
+        collector.follow(store)
+        collector.gauges(store)
 
 
 def _fingerprint(store: Store) -> str:
