@@ -10,8 +10,8 @@ figures as counters and gauges.
 
 Every query reads an index: a source's metric rows by ``poll_metric_source`` (one range per
 source key), attempts by ``attempt_started`` (each one's channel by its delivery's key), queue
-depths from the trigger-kept ``delivery_count`` and a channel's oldest queued delivery through
-the queue's partial index (the size of the queue, not of the history).
+depths from the trigger-kept ``delivery_count`` and a channel's oldest queued delivery from the
+channel's first entry in the partial index ``delivery_queue_age`` (schema 7).
 """
 
 from __future__ import annotations
@@ -177,8 +177,8 @@ def _add_attempts(
 
 def queue_state(store: Store, now: datetime) -> list[tuple[str, int, float | None]]:
     """(channel, queued deliveries, age in seconds of the oldest) for every channel with
-    deliveries. The depth comes from the outbox's counters; the oldest is found among the
-    channel's queued rows through the queue's partial index (the queue, not the history)."""
+    deliveries. The depth comes from the outbox's counters, the oldest from the channel's
+    first entry in the partial index ``delivery_queue_age``."""
     cursor = store.db.cursor()
     cursor.execute("SELECT channel, status, n FROM delivery_count WHERE n <> 0")
     depth: dict[str, int] = {}
@@ -191,7 +191,7 @@ def queue_state(store: Store, now: datetime) -> list[tuple[str, int, float | Non
         oldest = None
         if depth[channel]:
             cursor.execute(
-                f"SELECT MIN(created_at) FROM delivery{store.indexed_by('delivery_queue_due')}"
+                f"SELECT MIN(created_at) FROM delivery{store.indexed_by('delivery_queue_age')}"
                 " WHERE channel = ? AND status IN ('pending', 'retrying')",
                 (channel,),
             )

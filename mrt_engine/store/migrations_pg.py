@@ -394,5 +394,7 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE poll_metric ADD COLUMN rate_limit_remaining BIGINT",
         "ALTER TABLE attempt ADD COLUMN failure TEXT",
         "ALTER TABLE attempt ADD COLUMN delivery_status TEXT",
+        "CREATE INDEX delivery_queue_age ON delivery (channel, created_at)"
+        " WHERE status IN ('pending', 'retrying')",
     ],
 ]
