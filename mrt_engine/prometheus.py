@@ -47,6 +47,7 @@ from prometheus_client.core import (
 
 from mrt_engine import __version__
 from mrt_engine.metrics import queue_state
+from mrt_engine.secrets import shorten
 from mrt_engine.store.db import Store
 from mrt_engine.timeutil import from_store, utcnow
 
@@ -187,7 +188,7 @@ class StoreCollector:
                     self.follow(store)
                     gauges = self.gauges(store)
             except Exception as exc:  # a scrape never stops the engine: it says what failed
-                log.warning("metrics: could not read the store: %s", exc)
+                log.warning("metrics: could not read the store: %s", shorten(exc, 300))
             yield from self._counters()
             yield from gauges
 

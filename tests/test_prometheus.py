@@ -388,6 +388,32 @@ def test_an_attempt_in_flight_is_counted_once_it_ends(gh_tracker, github):
         engine.close()
 
 
+def test_a_scrape_the_store_cannot_answer_logs_one_line_and_keeps_the_counts(
+    gh_tracker, github, caplog
+):
+    github.add_issue(REPO, "seed", at=T0)
+    tracker = gh_tracker()
+    assert tracker.once() == 0
+    with tracker.store() as store:
+        collector = StoreCollector(lambda: store)
+        collected(collector)
+        base = int(store.db.execute_sql("SELECT MAX(id) FROM poll_metric").fetchone()[0])
+        insert_metric(store, base + 1)
+        assert polls_of(collected(collector), "ok") == 1
+        with store.write():  # the store stops answering the collector's queries
+            store.db.execute_sql("ALTER TABLE attempt RENAME TO attempt_elsewhere")
+        found = collected(collector)
+        assert polls_of(found, "ok") == 1  # what it had counted, still shown
+        assert "mrt_build_info" in found
+        assert "mrt_source_last_success_timestamp_seconds" not in found
+        warnings = [r.getMessage() for r in caplog.records if r.name == "mrt_engine.prometheus"]
+        assert len(warnings) == 1 and warnings[0].startswith("metrics: could not read the store")
+        assert "\n" not in warnings[0]
+        with store.write():
+            store.db.execute_sql("ALTER TABLE attempt_elsewhere RENAME TO attempt")
+        assert "mrt_source_last_success_timestamp_seconds" in collected(collector)
+
+
 def test_a_scrape_before_the_store_is_open_shows_the_build_only():
     found = collected(StoreCollector(lambda: None))
     assert list(found) == ["mrt_build_info"]
