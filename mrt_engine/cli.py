@@ -8,6 +8,7 @@ Exit status: 0 all well, 1 a source or delivery failed (or an operation could no
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -241,8 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[store_opts, as_json],
         help="silence what matches every --match, for a time",
         description="Fields: source (source key; a value without wildcards is a prefix),"
-        " org, repo, rule, type, text (title and summary, substring). FIELD=GLOB, or"
-        " FIELD=~REGEX. Silenced deliveries are stored as silenced, never dropped.",
+        " org, repo, rule, type, text (title and summary, substring). FIELD=GLOB,"
+        " FIELD=~REGEX, or their negations FIELD!=GLOB and FIELD!~REGEX (a field a hit"
+        " lacks matches those). Silenced deliveries are stored as silenced, never dropped.",
     )
     add.add_argument(
         "--match",
@@ -251,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FIELD=VALUE",
         help="e.g. source=github:vllm, org=deepseek-ai, rule=NAME, type=model_updated,"
-        " text=~'fp8|int4' (repeatable: all must match)",
+        " text=~'fp8|int4', source!=github (repeatable: all must match)",
     )
     length = add.add_mutually_exclusive_group()
     length.add_argument("--for", dest="duration", metavar="DURATION", help="2h, 30m, 3d")
@@ -272,6 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     expire.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     for child in silence_sub.choices.values():
         child.set_defaults(func=commands.cmd_silence)
+
+    doctor = sub.add_parser(
+        "doctor",
+        parents=[common, as_json],
+        help="check that this deployment can run: config, secrets, store, disk, clock",
+    )
+    doctor.add_argument(
+        "--network", action="store_true", help="also ask each source's API and channel endpoint"
+    )
+    doctor.add_argument(
+        "--send-test", action="store_true", help="also send each channel one test message"
+    )
+    doctor.set_defaults(func=commands.cmd_doctor)
 
     migrate = sub.add_parser(
         "migrate",
@@ -421,5 +436,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if known is None:
             raise
         message, code = known
-        print(message, file=sys.stderr)
+        _report(message)
         return code
+
+
+def _report(message: str) -> None:
+    """The one line a command ends with on stderr; a JSON log line when the command logs JSON
+    (a log shipper reads every line of a ``run --log-format json`` as an object)."""
+    logs = sys.modules.get("mrt_engine.logs")  # imported only by commands that log
+    if logs is not None and logs.logs_as_json():
+        logging.getLogger("mrt_engine").error("%s", message)
+    else:
+        print(message, file=sys.stderr)

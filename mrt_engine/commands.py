@@ -606,6 +606,21 @@ def cmd_diff(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """``doctor``: one line per check (:mod:`mrt_engine.doctor`); exit 0 only if all pass."""
+    from pathlib import Path
+
+    from mrt_engine.doctor import Doctor, report
+
+    path = args.config or os.environ.get("MRT_CONFIG")
+    if not path:
+        raise UsageError("no config given: use --config FILE (or set MRT_CONFIG)")
+    doctor = Doctor(Path(path), os.environ, network=args.network, send_test=args.send_test)
+    checks = doctor.run()
+    report(checks, sys.stdout, os.environ, as_json=args.json)
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+
+
 # ---------------------------------------------------------------------- schema
 def _store_location(args: argparse.Namespace) -> Any:
     """The :class:`~mrt_engine.store.location.StoreLocation` of ``--db`` or of the config."""

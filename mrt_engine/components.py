@@ -44,10 +44,14 @@ class Components:
 
 
 def build_components(
-    config: Config, environ: Mapping[str, str], clock: Clock = utcnow
+    config: Config,
+    environ: Mapping[str, str],
+    clock: Clock = utcnow,
+    resolver: SecretResolver | None = None,
 ) -> Components:
-    """Build sources, channels and rules; every missing required secret is reported at once."""
-    resolver = SecretResolver(environ)
+    """Build sources, channels and rules; every missing required secret is reported at once
+    (``resolver``, when given, reads the secrets: the caller sees which variables were named)."""
+    resolver = SecretResolver(environ) if resolver is None else resolver
     ctx = BuildContext(
         default_interval=config.poll_interval_seconds,
         secrets=resolver,

@@ -269,9 +269,13 @@ class SecretResolver:
     environ: Mapping[str, str]
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Every variable asked for, set or not (``mrt-engine doctor`` names them; never their values).
+    named: list[str] = field(default_factory=list)
 
     def get(self, env: str | None, *, where: str, what: str, required: bool) -> Secret | None:
         """The secret named by ``env`` (a config value found at ``where``), or ``None``."""
+        if env and not looks_like_a_secret(env):
+            self.named.append(env)
         if not env:
             if required:
                 self.errors.append(f"{where}: required: name the environment variable for {what}")

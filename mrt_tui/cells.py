@@ -38,6 +38,13 @@ STATUS_STYLES = {
 SOURCE_SHORT = {"github": "gh", "huggingface": "hf", "modelscope": "ms"}
 
 
+def short_key(key: str) -> str:
+    """``github:vllm-project/vllm:issues`` as ``gh:vllm-project/vllm:issues`` (the full key is
+    on the Sources view's status line)."""
+    platform, sep, rest = key.partition(":")
+    return f"{SOURCE_SHORT.get(platform, platform)}{sep}{rest}"
+
+
 def text(value: object, style: str = "") -> Text:
     """Any value as literal text."""
     return Text("" if value is None else str(value), style=style, no_wrap=True, overflow="ellipsis")

@@ -13,6 +13,7 @@ SCREENS = [
     ("rules", "Rules: hit counts and dry runs"),
     ("sources", "Sources: cursors, errors, poll now"),
     ("silences", "Silences: what is silenced, until when, by whom"),
+    ("health", "Health: polls, 304s, rate limits, queues and sends over the last day"),
 ]
 ACTIONS = [
     ("Resend the selected delivery / event", "resend"),

@@ -63,3 +63,14 @@ class Prefetched(Message):
         self.rows = rows
         self.extra = extra
         self.lines = lines
+
+
+class HealthLoaded(Message):
+    """The Health view's figures, freshly read (only the latest read matters)."""
+
+    def __init__(self, figures: Any) -> None:
+        super().__init__()
+        self.figures = figures
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, HealthLoaded)

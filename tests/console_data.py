@@ -104,10 +104,12 @@ def build(
     extra_rules: list[dict] | None = None,
     state: dict | None = None,
     with_silences: bool = False,
+    with_polls: bool = False,
 ) -> Path:
     """A store with 8 (or 9) events, 4 alerts, a sent, a dead, a retrying and a pending delivery
     (in the store ``state`` names: see :func:`write_config`); ``with_silences``: an active, a
-    pending and an expired silence."""
+    pending and an expired silence; ``with_polls``: a day of poll metrics and sends
+    (:func:`_day_of_polls`)."""
     rules = compile_rules(load_config(write_config(folder, state=state)))  # the rules at poll time
     path = write_config(folder, extra_rules=extra_rules, state=state)  # the console's rules now
     config = load_config(path)
@@ -163,6 +165,8 @@ def build(
             ).where(SourceState.source_key.endswith(":pulls")).execute()
         if with_silences:
             _silences(store)
+        if with_polls:
+            _day_of_polls(store)
     finally:
         store.close()
     return path
@@ -197,3 +201,71 @@ def _silences(store) -> None:
         store, ["rule=qwen"], author="carol", comment="test", duration="1h", actor="c", clock=at(90)
     )
     expire_silence(store, 3, actor="carol@ops via tui", clock=at(80))
+
+
+def _day_of_polls(store) -> None:
+    """A day of polls before NOW, standing in for the engine's: every source polled each hour
+    (an ok poll that found events now and then, and a minute's idle polls answered 304, as
+    idle_polls.py writes them: one row carrying their count); the pulls sources failed in the
+    last two hours, vllm's issues got slow in the afternoon; and a day of sends on welink."""
+    from mrt_engine.store.models import PollMetric
+
+    keys = [s.source_key for s in SourceState.select().order_by(SourceState.source_key)]
+    rows = []
+    for n, key in enumerate(keys):
+        for hours_ago in range(24):
+            at = NOW - timedelta(hours=hours_ago, minutes=10)
+            failing = key.endswith(":pulls") and hours_ago < 2
+            slow = key == "github:vllm-project/vllm:issues" and 4 <= hours_ago < 8
+            duration = (900 + 150 * hours_ago) if slow else 200 + 10 * ((hours_ago + n) % 5)
+            new = (hours_ago * 7 + n * 3) % 11 if hours_ago % 3 == n % 3 else 0
+            rows.append(
+                dict(
+                    source_key=key,
+                    started_at=at,
+                    finished_at=at + timedelta(milliseconds=duration),
+                    duration_ms=duration,
+                    outcome="error" if failing else "ok",
+                    http_requests=1,
+                    events_fetched=new,
+                    events_new=new,
+                    error="HTTP 502 from api.github.com" if failing else None,
+                    polls=1,
+                    max_duration_ms=duration,
+                )
+            )
+            if not failing:
+                rows.append(
+                    dict(
+                        source_key=key,
+                        started_at=at + timedelta(minutes=1),
+                        finished_at=at + timedelta(minutes=2),
+                        duration_ms=120 * (3 + n),
+                        outcome="not_modified",
+                        http_requests=3 + n,
+                        events_fetched=0,
+                        events_new=0,
+                        error=None,
+                        polls=3 + n,
+                        max_duration_ms=150,
+                    )
+                )
+    sent = Delivery.get(Delivery.status == "sent")
+    with store.write():
+        PollMetric.insert_many(rows).execute()
+        SourceState.update(rate_limit_reset_at=NOW + timedelta(minutes=42)).where(
+            SourceState.rate_limit_remaining.is_null(False)
+        ).execute()
+        for hours_ago in range(1, 24):
+            for i in range(hours_ago % 4):
+                failed = hours_ago in (5, 6) and i == 0
+                Attempt.create(
+                    delivery=sent,
+                    started_at=NOW - timedelta(hours=hours_ago, minutes=30 - i),
+                    finished_at=NOW - timedelta(hours=hours_ago, minutes=30 - i, seconds=-1),
+                    duration_ms=240,
+                    outcome="failed" if failed else "sent",
+                    http_status=503 if failed else 200,
+                    error="HTTP 503 from WeLink" if failed else None,
+                    worker="welink-0",
+                )

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import test_tui
 from console_data import NOW, event
-from test_tui import run, select, settle
+from test_tui import run, select, settle, shown
 
 from mrt_engine.batch import commit_events
 from mrt_engine.store.models import Delivery
 from mrt_tui.app import MrtApp
+from mrt_tui.screens.health import SourceRow
 from mrt_tui.screens.rules import RulesScreen
 
 console = test_tui.console  # the fixture: a session over the console's fixed store
@@ -26,7 +27,14 @@ console = test_tui.console  # the fixture: a session over the console's fixed st
 pytestmark = pytest.mark.both_backends
 
 # What each view reads; the Events view reads event, rule_hit and alert only.
-OTHER_VIEWS_TABLES = ("delivery", "source_state", "quarantine", "rule_hit_count")
+OTHER_VIEWS_TABLES = (
+    "delivery",
+    "source_state",
+    "quarantine",
+    "rule_hit_count",
+    "poll_metric",
+    "attempt",
+)
 
 
 def other_connection(store):
@@ -67,7 +75,7 @@ def test_views_off_screen_and_an_unchanged_store_cost_no_store_read(console, sto
         app = MrtApp(session, theme="mrt-dark", remember=False)
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
-            for view in ("2", "4", "5", "3", "1"):  # every view visited, back to Events
+            for view in ("2", "4", "5", "6", "7", "3", "1"):  # every view visited, back to Events
                 await pilot.press(view)
                 await settle(pilot)
             # The engine's periodic sweep for claims of engines that are gone (every heartbeat
@@ -220,5 +228,50 @@ def test_a_refresh_tick_while_a_view_is_first_opened_is_skipped_not_a_crash(cons
             app.empty = False
             app._refresh_visible()
             await settle(pilot)
+
+    run(scenario())
+
+
+def test_the_health_view_reads_when_a_poll_lands_and_not_when_nothing_changed(
+    console, store_statements
+):
+    session = console()
+    engine = session.engine
+    source = next(s for s in engine.sources if s.key == "github:vllm-project/vllm:issues")
+    statements = store_statements
+
+    def poll() -> None:  # as the scheduler's poll thread runs it: upstream down, one error
+        engine.poll_source(source, force=True)
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("7")
+            await settle(pilot)
+            screen = app.screen
+
+            def vllm():
+                found = {r.source_key: r for r in screen.figures.sources}
+                return found["github:vllm-project/vllm:issues"]
+
+            assert vllm().polls == 0
+            statements.clear()
+            await asyncio.sleep(2.5)  # more than two refresh periods; nothing was committed
+            await settle(pilot)
+            assert statements == []
+
+            thread = threading.Thread(target=poll)
+            thread.start()
+            thread.join()
+            statements.clear()
+            await until(lambda: vllm().errors == 1)
+            await settle(pilot)
+            assert vllm().polls == 1
+            (row,) = [r for r in screen.query(SourceRow) if r.key == source.key]
+            title = shown(row.query_one(".health-title"))
+            assert "errors 1" in title and "polls 1" in title
+            read = " ".join(sql for sql, _params in statements)
+            assert '"poll_metric"' in read and '"attempt"' in read
+            assert '"event"' not in read  # the figures, not the feed
 
     run(scenario())

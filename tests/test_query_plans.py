@@ -51,6 +51,7 @@ MODULES = (
     "mrt_engine.store.engines",
     "mrt_engine.silences",
     "mrt_engine.metrics",
+    "mrt_engine.store.health_figures",
 )
 
 # Tables that grow with history: a query reads a bounded part of them, through an index.
@@ -451,6 +452,8 @@ def _instances(cls_name: str):
             "ActiveSilences": lambda: [ActiveSilences(s.store)],
             "Figures": lambda: _figures(s),
             "SourceFigures": lambda: _figures(s)[0].sources,
+            "SourceHealth": lambda: list(_health(s).sources),
+            "ChannelHealth": lambda: list(_health(s).channels),
         }[cls_name]()
 
     return make
@@ -462,6 +465,14 @@ def _figures(s: Samples):
     from mrt_engine import metrics
 
     return [metrics.figures(s.store, None, NOW), metrics.figures(s.store, NOW, NOW)]
+
+
+def _health(s: Samples):
+    from console_data import NOW
+
+    from mrt_engine.store.health_figures import health_figures
+
+    return health_figures(NOW)
 
 
 def _policies():

@@ -30,7 +30,7 @@ from mrt_engine.delivery.policy import ChannelPolicy
 from mrt_engine.events import TrackerEvent
 from mrt_engine.notify.base import DigestSettings
 from mrt_engine.rules import RuleConfig, RuleSet
-from mrt_engine.store import feed, postgres, queries, retention
+from mrt_engine.store import feed, health_figures, postgres, queries, retention
 from mrt_engine.store.db import Store, open_store
 from mrt_engine.store.location import StoreLocation, parse_location
 from mrt_engine.timeutil import to_store
@@ -266,6 +266,11 @@ SHAPES: dict[str, Callable[[Store], object]] = {
     # them, which the planner rightly reads whole); in a year's store a day is a small range.
     "metrics": lambda s: metrics.figures(s, NOW - timedelta(minutes=30), NOW),
     "prometheus scrape": lambda s: _scrape_twice(s),
+    # The Health view's day: here all the attempts are an hour old, so the day is taken two
+    # days on, when they are history (as most of a real store's are) and the day a small part.
+    "health figures": lambda s: health_figures.health_figures(
+        NOW + timedelta(days=2), channels=CHANNELS
+    ),
     "prune": lambda s: retention.prune(
         s, retention.RetentionPolicy(unmatched_raw_days=30, sent_attempts_days=1), NOW
     ),

@@ -538,3 +538,27 @@ def test_attached_to_a_postgresql_store_by_its_url_or_by_a_config(
             run(scenario())
         finally:
             session.close()
+
+
+def test_the_health_view_opens_by_key_7_and_from_the_palette_and_help_lists_it(console):
+    session = console()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("question_mark")
+            await settle(pilot)
+            assert "7 Health [app.health]" in help_lines(app)
+            await pilot.press("escape", "7")
+            await settle(pilot)
+            assert app.current_mode == "health" and app.screen.TITLE == "Health"
+            await pilot.press("1")
+            await settle(pilot)
+            await pilot.press("ctrl+p")
+            await settle(pilot)
+            await pilot.press(*"go to health", "enter")
+            await settle(pilot)
+            assert app.current_mode == "health"
+
+    run(scenario())

@@ -92,3 +92,18 @@ def test_silence_draft_form_from_an_event(snap_compare, app_for, monkeypatch):
     monkeypatch.setenv("LOGNAME", "operator")  # the author the form proposes
     # Events, the newest event, s: the draft of a silence of hits like it.
     assert snap_compare(app_for(), terminal_size=(80, 24), run_before=settle_then("1", "s"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_health_view(snap_compare, app_for, size):
+    # A day of polls and sends: per source new events and poll times an hour, the share of
+    # 304s, errors, the rate limit; per channel its queue, sends and failures an hour.
+    assert snap_compare(app_for(with_polls=True), terminal_size=size, run_before=settle_then("7"))
+
+
+def test_health_view_without_colour(snap_compare, app_for, monkeypatch):
+    # NO_COLOR: the bars' heights and the numbers beside them say it all.
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(
+        app_for(with_polls=True), terminal_size=(80, 24), run_before=settle_then("7")
+    )

@@ -196,7 +196,7 @@ class Outbox:
         attempts = claim.attempt_number
         if result.ok:
             status, next_at, sent_at, last_error = "sent", None, now_s, None
-        elif result.permanent or attempts >= self.policy.max_attempts:
+        elif result.permanent or (attempts >= self.policy.max_attempts and not result.rate_limited):
             status, next_at, sent_at, last_error = "dead", None, None, error
         else:
             delay = retry_delay(
@@ -205,6 +205,7 @@ class Outbox:
                 maximum=self.policy.backoff_max,
                 jitter=self.policy.jitter,
                 rng=self.rng,
+                asked=result.retry_after,
             )
             status, sent_at, last_error = "retrying", None, error
             next_at = to_store(now + timedelta(seconds=delay))

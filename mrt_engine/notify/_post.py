@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
 
 from mrt_engine.http_deadline import Deadline, DeadlineBackend, install, within
 from mrt_engine.notify.base import ChannelContext, SendResult
+from mrt_engine.rate_limits import retry_after as asked_wait
 from mrt_engine.secrets import Secret, redact
 from mrt_engine.text import clean_line
 
@@ -51,6 +53,25 @@ class Poster:
         self._client.close()
 
 
+def probe_http(url: str, timeout: float) -> SendResult:
+    """One ``HEAD`` of ``url``: whether something answers there (connection, TLS, an HTTP
+    answer), no message sent. Any answer but a server error counts: a webhook that takes only
+    POST answers 405, a robot's path without its token 404; 501 is a server without HEAD."""
+    deadline = Deadline(time.monotonic() + timeout)
+    with httpx.Client(timeout=timeout) as client:
+        install(client, DeadlineBackend())
+        try:
+            with within(deadline):
+                status = client.head(url).status_code
+        except httpx.HTTPError as exc:
+            if deadline.passed:
+                return SendResult(ok=False, error=f"no complete answer within {timeout:g}s")
+            return SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
+    if status >= 500 and status != 501:
+        return SendResult(ok=False, http_status=status, error=f"HTTP {status}: a server error")
+    return SendResult(ok=True, http_status=status, reply=f"HTTP {status}")
+
+
 def resolve_url(ctx: ChannelContext, where: str, env: str, what: str) -> tuple[Secret | None, bool]:
     """A channel's URL from the variable ``env`` (named at config key ``where``; required, as
     it holds a token), and whether it is usable (an http(s) URL). Problems go to the config's
@@ -84,3 +105,9 @@ def retry_after(response: httpx.Response) -> str:
     """`` (Retry-After: N)`` when the answer asks the sender to wait, for the recorded error."""
     value = clean_line(response.headers.get("retry-after", ""))
     return f" (Retry-After: {value[:40]})" if value else ""
+
+
+def wait_asked(response: httpx.Response) -> float | None:
+    """Seconds the answer asks the sender to wait (``Retry-After``: seconds or an HTTP date,
+    RFC 9110 §10.2.3), or ``None``; the outbox schedules the retry no earlier."""
+    return asked_wait(response.headers, datetime.now(UTC))

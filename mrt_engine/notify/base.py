@@ -38,6 +38,12 @@ class SendResult:
     reply: str | None = None  # the upstream's answer: a JSON body excerpt, an SMTP reply
     error: str | None = None
     permanent: bool = False  # retrying the same message cannot succeed: dead-letter at once
+    # Seconds the platform asked us to wait before the next try (Retry-After, or its documented
+    # throttle after a rate-limit code): the retry is not before it (delivery/backoff.py).
+    retry_after: float | None = None
+    # The platform refused for its rate limit, not for the message: retried however many
+    # attempts it took, never dead-lettered for the count.
+    rate_limited: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,21 @@ class Channel(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def endpoint(self) -> str | None:
+        """The URL this channel posts to, for :meth:`probe` (it may hold a token: never show
+        it); ``None`` when it has no single one."""
+        return None
+
+    def probe(self, timeout: float) -> SendResult | None:
+        """Whether the endpoint answers (connection, TLS, an HTTP answer) without sending a
+        message (``mrt-engine doctor --network``); ``None`` when there is nothing to probe."""
+        url = self.endpoint()
+        if url is None:
+            return None
+        from mrt_engine.notify._post import probe_http
+
+        return probe_http(url, timeout)
 
     def preview(self, outgoing: Outgoing) -> str:
         """What :meth:`send` would transmit, as text, without sending (``mrt-engine preview``).

@@ -155,29 +155,38 @@ class EmailChannel(Channel):
         ]
         return redact("\n".join(lines))
 
+    def _connect(self, progress: _Progress) -> smtplib.SMTP:
+        """A connection greeted, encrypted and logged in as configured (``progress`` says how
+        far it got when it fails); closed again when that fails."""
+        host, port = self.settings.smtp_host, self.settings.smtp_port
+        if self.use_ssl:
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                host, port, timeout=self.timeout, context=self._tls()
+            )
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=self.timeout)
+        try:
+            progress.stage = "ehlo"
+            smtp.ehlo()
+            progress.starttls_offered = smtp.has_extn("starttls")
+            if self.settings.use_tls and not self.use_ssl:
+                progress.stage = "starttls"
+                smtp.starttls(context=self._tls())
+                progress.tls = True
+                smtp.ehlo()
+            if self.user is not None and self.password is not None:
+                progress.stage = "login"
+                smtp.login(self.user.reveal(), self.password.reveal())
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
     def send(self, outgoing: Outgoing) -> SendResult:
         msg = self.message(outgoing)
-        host, port = self.settings.smtp_host, self.settings.smtp_port
         progress = _Progress(tls=self.use_ssl)
         try:
-            if self.use_ssl:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    host, port, timeout=self.timeout, context=self._tls()
-                )
-            else:
-                smtp = smtplib.SMTP(host, port, timeout=self.timeout)
-            with smtp:
-                progress.stage = "ehlo"
-                smtp.ehlo()
-                progress.starttls_offered = smtp.has_extn("starttls")
-                if self.settings.use_tls and not self.use_ssl:
-                    progress.stage = "starttls"
-                    smtp.starttls(context=self._tls())
-                    progress.tls = True
-                    smtp.ehlo()
-                if self.user is not None and self.password is not None:
-                    progress.stage = "login"
-                    smtp.login(self.user.reveal(), self.password.reveal())
+            with self._connect(progress) as smtp:
                 progress.stage = "mail"
                 code, reply = smtp.mail(self.sender)
                 if code != 250:
@@ -208,12 +217,31 @@ class EmailChannel(Channel):
         except smtplib.SMTPResponseException as exc:
             return self._refused(progress, exc.smtp_code, exc.smtp_error)
         except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            stage = progress.stage
-            return SendResult(
-                ok=False,
-                error=redact(f"SMTP {stage} failed: {type(exc).__name__}: {exc}")
-                + self._hint(progress, exc),
-            )
+            return self._failed(progress, exc)
+
+    def _failed(self, progress: _Progress, exc: BaseException) -> SendResult:
+        return SendResult(
+            ok=False,
+            error=redact(f"SMTP {progress.stage} failed: {type(exc).__name__}: {exc}")
+            + self._hint(progress, exc),
+        )
+
+    def probe(self, timeout: float) -> SendResult:
+        """Connect, greet, encrypt and log in as :meth:`send` does, then quit: the server and
+        the login work, and no message is sent."""
+        progress = _Progress(tls=self.use_ssl)
+        try:
+            with self._connect(progress):
+                done = ["greeted"]
+                if progress.tls:
+                    done.append("TLS")
+                if progress.stage == "login":
+                    done.append("logged in")
+                return SendResult(ok=True, reply=", ".join(done))
+        except smtplib.SMTPResponseException as exc:
+            return self._refused(progress, exc.smtp_code, exc.smtp_error)
+        except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            return self._failed(progress, exc)
 
     def _refused(self, progress: _Progress, code: int, reply: bytes | str) -> SendResult:
         stage = progress.stage

@@ -18,6 +18,9 @@ class Words:
     no: str
     operator: str  # "matched" of an alert an operator sent by hand
     separator: str  # between reasons of several rules
+    # A bundle's fixed words (delivery/bundles.py: groups, digests, folds), str.format patterns:
+    # ``{n}`` a count, ``{count}`` the alerts' count in words, ``{by}`` the counts per source.
+    bundle: dict[str, str]
 
 
 EN = Words(
@@ -39,8 +42,11 @@ EN = Words(
         "service_version_stable": "Service version stable",
         "service_checksum_changed": "CHECKSUM CHANGED",
         "feed_entry": "New entry",
+        "doctor_test": "Test message",  # mrt-engine doctor --send-test
         "source_unhealthy": "Source unhealthy",
         "source_recovered": "Source recovered",
+        "source_stale": "Source stale",
+        "source_fresh": "Source fresh again",
     },
     labels={
         "matched": "Matched",
@@ -71,11 +77,22 @@ EN = Words(
         "sha256": "SHA-256",
         "models": "Models",
         "feed": "Feed",
+        "open": "Open",  # a link button (Slack)
     },
     yes="yes",
     no="no",
     operator="sent by an operator",
     separator="; ",
+    bundle={
+        "alert_one": "{n} alert",
+        "alert_many": "{n} alerts",
+        "alerts": "alerts",  # the headline of a group of several event types
+        "digest": "Digest · {count} ({by})",
+        "fold": "{count} at once ({by})",
+        "more": "… and {n} more",
+        "colon": ": ",
+        "list": ", ",
+    },
 )
 
 ZH = Words(
@@ -97,8 +114,11 @@ ZH = Words(
         "service_version_stable": "服务版本转为稳定版",
         "service_checksum_changed": "校验和变更告警",
         "feed_entry": "新文章",
+        "doctor_test": "测试消息",
         "source_unhealthy": "数据源异常",
         "source_recovered": "数据源已恢复",
+        "source_stale": "数据源长时间未更新",
+        "source_fresh": "数据源已恢复更新",
     },
     labels={
         "matched": "命中规则",
@@ -129,11 +149,22 @@ ZH = Words(
         "sha256": "SHA-256",
         "models": "模型",
         "feed": "订阅源",
+        "open": "打开",
     },
     yes="是",
     no="否",
     operator="由操作员手动发送",
     separator="；",
+    bundle={
+        "alert_one": "{n} 条告警",
+        "alert_many": "{n} 条告警",
+        "alerts": "多类告警",
+        "digest": "定时摘要 · {count}（{by}）",
+        "fold": "同时到达 {count}（{by}）",
+        "more": "……另有 {n} 条",
+        "colon": "：",
+        "list": "、",
+    },
 )
 
 _BY_NAME = {"en": EN, "zh": ZH}
@@ -156,3 +187,10 @@ def headline(event_type: str, locale: str = "en") -> str:
 def label(key: str, locale: str = "en") -> str:
     """The name of a key field (``pipeline_tag`` -> ``Pipeline`` / ``任务类型``)."""
     return words(locale).labels.get(key) or EN.labels.get(key) or key.replace("_", " ")
+
+
+def bundle_word(key: str, locale: str = "en", **values: object) -> str:
+    """A bundle's fixed words in ``locale`` (English for a key it lacks), filled with
+    ``values``: ``bundle_word("more", "zh", n=3)`` -> ``……另有 3 条``."""
+    pattern = words(locale).bundle.get(key) or EN.bundle[key]
+    return pattern.format(**values)

@@ -16,7 +16,7 @@ import uuid
 from pydantic import Field, field_validator, model_validator
 
 from mrt_engine.config import Wait
-from mrt_engine.notify._post import Poster, resolve_url
+from mrt_engine.notify._post import Poster, resolve_url, wait_asked
 from mrt_engine.notify.base import (
     Channel,
     ChannelContext,
@@ -87,6 +87,9 @@ class WeLinkChannel(Channel):
     def describe(self) -> str:
         return f"WeLink webhook {redact_url(self.webhook.reveal())}"
 
+    def endpoint(self) -> str:
+        return self.webhook.reveal()
+
     def mentions(self) -> str:
         parts = []
         if self.settings.is_at_all:
@@ -133,6 +136,8 @@ class WeLinkChannel(Channel):
                 reply=reply,
                 error=f"HTTP {response.status_code} from WeLink",
                 permanent=permanent,
+                retry_after=wait_asked(response),
+                rate_limited=response.status_code == 429,
             )
         try:
             answer = parse_json(response.content)

@@ -64,7 +64,7 @@ class SourcesScreen(LiveScreen):
         else:
             state = cells.text("✓ ok")
         return [
-            cells.text(_short_key(row.source_key)),
+            cells.text(cells.short_key(row.source_key)),
             state,
             cells.when(row.last_poll_at, now),
             cells.when(row.last_success_at, now),
@@ -187,10 +187,3 @@ def _next(row: SourceView, now) -> Any:
     if row.next_poll_at is not None and row.next_poll_at <= now and not row.paused:
         return cells.text("due")
     return cells.when(row.next_poll_at, now)
-
-
-def _short_key(key: str) -> str:
-    """``github:vllm-project/vllm:issues`` as ``gh:vllm-project/vllm:issues`` (the full key is
-    on the status line)."""
-    platform, sep, rest = key.partition(":")
-    return f"{cells.SOURCE_SHORT.get(platform, platform)}{sep}{rest}"
