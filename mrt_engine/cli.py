@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="poll every source once, try every due delivery once, exit",
     )
+    run.add_argument(
+        "--metrics-port",
+        type=_count(1, 65535),
+        metavar="N",
+        help="serve Prometheus metrics on this port (127.0.0.1 unless observability.prometheus"
+        " names an address)",
+    )
     run.set_defaults(func=commands.cmd_run)
 
     check = sub.add_parser(
@@ -105,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[store_opts, as_json], help="sources, cursors, last errors, outbox counts"
     )
     status.set_defaults(func=commands.cmd_status)
+
+    metrics = sub.add_parser(
+        "metrics",
+        parents=[store_opts, as_json],
+        help="polls, HTTP answers, retries per source; sends, failures, queue per channel",
+    )
+    metrics.add_argument(
+        "--since", default="24h", metavar="T", help="ISO time or age (default 24h); 'all': all kept"
+    )
+    metrics.set_defaults(func=commands.cmd_metrics)
 
     outbox = sub.add_parser("outbox", parents=[store_opts, as_json], help="list deliveries")
     outbox.add_argument("--status", help="pending, retrying, sent or dead")
@@ -384,6 +401,7 @@ _KNOWN_ERRORS: tuple[tuple[str, str, Callable[[Any], tuple[str, int]]], ...] = (
     ("mrt_engine.store.db", "StoreError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
     ("mrt_engine.silence", "SilenceError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
     ("mrt_engine.operations", "OperationError", lambda e: (f"mrt-engine: {e}", EXIT_FAILED)),
+    ("mrt_engine.prometheus", "ExporterError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
 )
 
 

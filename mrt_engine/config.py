@@ -189,6 +189,18 @@ class LogConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class PrometheusConfig(StrictModel):
+    """Where ``mrt-engine run`` serves the Prometheus exposition (mrt_engine/prometheus.py)."""
+
+    port: int = Field(ge=1, le=65535)
+    # Loopback by default: the figures name sources and channels, not for every network.
+    address: str = "127.0.0.1"
+
+
+class ObservabilityConfig(StrictModel):
+    prometheus: PrometheusConfig | None = None
+
+
 class ConfigBase(StrictModel):
     """The fixed part of the schema; ``sources``, ``notify`` and ``rules`` are added on load."""
 
@@ -200,6 +212,7 @@ class ConfigBase(StrictModel):
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
 
     @field_validator("watch_keywords")
     @classmethod

@@ -213,7 +213,7 @@ class Outbox:
             cursor = self.store.db.cursor()
             cursor.execute(
                 "UPDATE attempt SET outcome = ?, finished_at = ?, duration_ms = ?, http_status = ?,"
-                " reply = ?, error = ? WHERE id = ?",
+                " reply = ?, error = ?, failure = ?, delivery_status = ? WHERE id = ?",
                 (
                     "sent" if result.ok else "failed",
                     now_s,
@@ -221,6 +221,8 @@ class Outbox:
                     result.http_status,
                     storable(reply) if reply else None,  # a channel's reply is stranger's text
                     storable(error) if error else None,
+                    None if result.ok else "permanent" if result.permanent else "temporary",
+                    status,  # 'dead': this attempt made a dead letter (mrt_engine/metrics.py)
                     claim.attempt_id,
                 ),
             )
