@@ -174,20 +174,31 @@ class CompiledRule:
         ``keyword_seen`` is what a :class:`KeywordIndex` scan found for this rule (``None``:
         look for the keywords here).
         """
+        return self.step(keyword_seen)(
+            event, FieldTexts(event) if texts is None else texts, keyword_seen
+        )
+
+    def step(self, keyword_seen: bool | None) -> Callable[..., RuleHit | None]:
+        """What :meth:`match` calls for an event (with its texts and ``keyword_seen``): the
+        shortest way to the same answer, chosen once per rule set (RuleSet._plan)."""
         if self._answers is not None:
-            return self._text_free_match(event)
-        return self._match(event, FieldTexts(event) if texts is None else texts, keyword_seen)
+            return self._text_free_match
+        if keyword_seen and self._keywords_alone:
+            return self._keyword_hit
+        return self._match
+
+    def _keyword_hit(
+        self, event: TrackerEvent, texts: FieldTexts, keyword_seen: bool | None
+    ) -> RuleHit | None:
+        """:meth:`match` of a rule of keywords alone, one of which is known to be there."""
+        fields = self.fields
+        reason = self._keyword_reason(texts.joined(fields), texts.folded(fields))
+        return None if reason is None else RuleHit(self.name, self.action, self.priority, reason)
 
     def _match(
         self, event: TrackerEvent, texts: FieldTexts, keyword_seen: bool | None
     ) -> RuleHit | None:
         """:meth:`match`, worked out."""
-        if keyword_seen and self._keywords_alone:
-            fields = self.fields
-            reason = self._keyword_reason(texts.joined(fields), texts.folded(fields))
-            return (
-                None if reason is None else RuleHit(self.name, self.action, self.priority, reason)
-            )
         reasons: list[str] = []
         for label, getter, matcher in self._filters:
             value = getter(event)
@@ -216,7 +227,9 @@ class CompiledRule:
         reason = "; ".join(reasons) if reasons else "matches every event"
         return RuleHit(self.name, self.action, self.priority, reason)
 
-    def _text_free_match(self, event: TrackerEvent) -> RuleHit | None:
+    def _text_free_match(
+        self, event: TrackerEvent, texts: FieldTexts | None = None, _seen: bool | None = None
+    ) -> RuleHit | None:
         """:meth:`match` of a rule that reads no text, worked out once per distinct value of
         what it reads (kept while there are fewer than _ANSWERS_MAX)."""
         answers = self._answers
@@ -323,7 +336,9 @@ class RuleSet:
     # What to evaluate for each set of rules (as bits) an event's gate let through: the rules in
     # priority order, each with what the gate found for it. Few sets come back event after
     # event, so each is worked out once. Bounded: emptied when full.
-    _plans: dict[int, tuple[tuple[CompiledRule, bool | None], ...]] = field(init=False, repr=False)
+    _plans: dict[int, tuple[tuple[CompiledRule, Callable, bool | None], ...]] = field(
+        init=False, repr=False
+    )
     # A channel's ``min_priority``: an alert below it is not routed there.
     min_priority: dict[str, int] = field(default_factory=dict)
     _by_name: dict[str, CompiledRule] = field(init=False, repr=False)
@@ -335,15 +350,17 @@ class RuleSet:
         self._ungated = ((1 << len(self.rules)) - 1) & ~self._gate.gated
         self._plans = {}
 
-    def _plan(self, rules: int) -> tuple[tuple[CompiledRule, bool | None], ...]:
-        """The rules of the bits ``rules``, in priority order, each with ``keyword_seen`` for
-        :meth:`CompiledRule.match`: ``True`` for a rule whose text test is keywords alone (it
-        passed the gate, so a keyword is there), else ``None`` (it looks for itself)."""
-        plan = tuple(
-            (rule, True if position in self._keyword_only else None)
-            for position, rule in enumerate(self.rules)
-            if rules >> position & 1
-        )
+    def _plan(self, rules: int) -> tuple[tuple[CompiledRule, Callable, bool | None], ...]:
+        """The rules of the bits ``rules``, in priority order, each with its step
+        (:meth:`CompiledRule.step`) and ``keyword_seen`` for it: ``True`` for a rule whose text
+        test is keywords alone (it passed the gate, so a keyword is there), else ``None`` (it
+        looks for itself)."""
+        steps = []
+        for position, rule in enumerate(self.rules):
+            if rules >> position & 1:
+                seen = True if position in self._keyword_only else None
+                steps.append((rule, rule.step(seen), seen))
+        plan = tuple(steps)
         if len(self._plans) >= _PLANS_MAX:
             self._plans.clear()
         self._plans[rules] = plan
@@ -392,8 +409,8 @@ class RuleSet:
         plan = self._plans.get(rules)
         if plan is None:
             plan = self._plan(rules)
-        for rule, keyword_seen in plan:
-            hit = rule.match(event, texts, keyword_seen)
+        for rule, step, keyword_seen in plan:
+            hit = step(event, texts, keyword_seen)
             if hit is not None:
                 hits.append((rule, hit))
         if not hits:
