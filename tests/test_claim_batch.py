@@ -136,3 +136,40 @@ def test_a_stopping_worker_gives_back_the_claims_it_has_not_sent(gh_tracker, git
         CLAIM_BATCH - 1
     )
     assert tracker.sql("SELECT delivery_id, outcome FROM attempt") == [(sent, "sent")]
+
+
+def test_a_batchs_sends_are_recorded_in_one_transaction_each_at_its_own_time(gh_tracker, github):
+    """The outcomes of a claimed batch's sends are committed together after its last send (one
+    write instead of one per send); each attempt keeps the time its own send finished, and
+    until that commit each stays in_flight (a kill then makes it interrupted: sent again)."""
+    tracker, engine = alerts(gh_tracker, github, CLAIM_BATCH)
+    skew = {"by": timedelta(0)}
+    real_clock = engine.outbox.clock
+    engine.outbox.clock = lambda: real_clock() + skew["by"]
+    seen: list[list[tuple]] = []
+
+    def each_send_takes_a_second(outgoing: Outgoing) -> None:
+        seen.append(read(engine, "SELECT outcome FROM attempt ORDER BY id"))
+        skew["by"] += timedelta(seconds=1)
+
+    channel = Recorder(engine, each_send_takes_a_second)
+    try:
+        run_workers(engine, channel, lambda: len(channel.sent) == CLAIM_BATCH)
+        assert wait_until(
+            lambda: (
+                read(engine, "SELECT COUNT(*) FROM delivery WHERE status = 'sent'")[0][0]
+                == CLAIM_BATCH
+            ),
+            timeout=10,
+        )
+    finally:
+        engine.close()
+    assert seen[-1] == [("in_flight",)] * CLAIM_BATCH
+    rows = tracker.sql("SELECT started_at, finished_at FROM attempt ORDER BY delivery_id")
+    started = {r[0] for r in rows}
+    finished = [r[1] for r in rows]
+    assert len(started) == 1  # claimed together
+    assert len(set(finished)) == CLAIM_BATCH and finished == sorted(finished)
+    assert tracker.sql("SELECT status, attempts FROM delivery") == [("sent", 1)] * CLAIM_BATCH
+    sent_at = [r[0] for r in tracker.sql("SELECT sent_at FROM delivery ORDER BY id")]
+    assert [str(s) for s in sent_at] == [str(f) for f in finished]

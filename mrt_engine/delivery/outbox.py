@@ -49,6 +49,19 @@ class Claim:
     leased_until: datetime | None = None  # when the lease runs out (another worker may claim it)
 
 
+@dataclass(frozen=True)
+class Sent:
+    """One claim's send, to be recorded (:meth:`Outbox.complete_batch`)."""
+
+    claim: Claim
+    result: SendResult
+    duration_ms: int
+    finished_at: datetime  # when the send ended (the outbox's clock)
+
+    def __iter__(self):
+        return iter((self.claim, self.result, self.duration_ms, self.finished_at))
+
+
 @dataclass
 class OutboxPolicy:
     max_attempts: int = 10
@@ -189,7 +202,43 @@ class Outbox:
     # ------------------------------------------------------------------ completing
     def complete(self, claim: Claim, result: SendResult, duration_ms: int) -> str:
         """Record the attempt and move the delivery on; returns its new status."""
-        now = self.clock()
+        return self.complete_batch([Sent(claim, result, duration_ms, self.clock())])[0]
+
+    def complete_batch(self, sends: Sequence[Sent]) -> list[str]:
+        """:meth:`complete` for the sends of a claimed batch, in one transaction (one write
+        lock and one commit for them all instead of one each); each attempt is recorded with
+        the time its own send finished. Returns the deliveries' new statuses, in order."""
+        if not sends:
+            return []
+        with self.store.write():
+            cursor = self.store.db.cursor()
+            done = [self._record(cursor, *send) for send in sends]
+        for send, (status, error, next_at) in zip(sends, done, strict=True):
+            claim = send.claim
+            if status == "dead":
+                log.error(
+                    "delivery %d to %s is dead after %s: %s",
+                    claim.delivery_id,
+                    claim.channel,
+                    plural(claim.attempt_number, "attempt"),
+                    error,
+                )
+            elif status == "retrying":
+                log.warning(
+                    "delivery %d to %s failed (attempt %d), retrying at %s: %s",
+                    claim.delivery_id,
+                    claim.channel,
+                    claim.attempt_number,
+                    next_at,
+                    error,
+                )
+        return [status for status, _, _ in done]
+
+    def _record(
+        self, cursor, claim: Claim, result: SendResult, duration_ms: int, now: datetime
+    ) -> tuple[str, str | None, str | None]:
+        """Record one send's attempt and move its delivery on (inside the caller's
+        transaction); its new status, its error and when it is tried next."""
         now_s = to_store(now)
         error = shorten(result.error, 1000, one_line=False) if result.error else None
         reply = shorten(result.reply, 1000, one_line=False) if result.reply else None
@@ -208,61 +257,42 @@ class Outbox:
             )
             status, sent_at, last_error = "retrying", None, error
             next_at = to_store(now + timedelta(seconds=delay))
-        with self.store.write():
-            cursor = self.store.db.cursor()
-            cursor.execute(
-                "UPDATE attempt SET outcome = ?, finished_at = ?, duration_ms = ?, http_status = ?,"
-                " reply = ?, error = ? WHERE id = ?",
-                (
-                    "sent" if result.ok else "failed",
-                    now_s,
-                    duration_ms,
-                    result.http_status,
-                    storable(reply) if reply else None,  # a channel's reply is stranger's text
-                    storable(error) if error else None,
-                    claim.attempt_id,
-                ),
-            )
-            cursor.execute(
-                "UPDATE delivery SET status = ?, attempts = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
-                " sent_at = COALESCE(?, sent_at), last_error = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-                (
-                    status,
-                    attempts,
-                    next_at,
-                    sent_at,
-                    storable(last_error) if last_error else None,
-                    now_s,
-                    claim.delivery_id,
-                ),
-            )
-            if claim.context.items:  # a bundle: its members follow it
-                follow_carrier(
-                    cursor,
-                    claim.delivery_id,
-                    status,
-                    now_s,
-                    storable(last_error) if last_error else None,
-                )
-        if status == "dead":
-            log.error(
-                "delivery %d to %s is dead after %s: %s",
-                claim.delivery_id,
-                claim.channel,
-                plural(attempts, "attempt"),
-                error,
-            )
-        elif status == "retrying":
-            log.warning(
-                "delivery %d to %s failed (attempt %d), retrying at %s: %s",
-                claim.delivery_id,
-                claim.channel,
+        cursor.execute(
+            "UPDATE attempt SET outcome = ?, finished_at = ?, duration_ms = ?, http_status = ?,"
+            " reply = ?, error = ? WHERE id = ?",
+            (
+                "sent" if result.ok else "failed",
+                now_s,
+                duration_ms,
+                result.http_status,
+                storable(reply) if reply else None,  # a channel's reply is stranger's text
+                storable(error) if error else None,
+                claim.attempt_id,
+            ),
+        )
+        cursor.execute(
+            "UPDATE delivery SET status = ?, attempts = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
+            " sent_at = COALESCE(?, sent_at), last_error = ?, lease_owner = NULL,"
+            " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+            (
+                status,
                 attempts,
                 next_at,
-                error,
+                sent_at,
+                storable(last_error) if last_error else None,
+                now_s,
+                claim.delivery_id,
+            ),
+        )
+        if claim.context.items:  # a bundle: its members follow it
+            follow_carrier(
+                cursor,
+                claim.delivery_id,
+                status,
+                now_s,
+                storable(last_error) if last_error else None,
             )
-        return status
+        return status, error, next_at
 
     def silence(self, claim: Claim, silence_id: int, why: str) -> str:
         """A silence matched the claimed delivery before its send: nothing is sent; the

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mrt_engine.delivery.outbox import Claim, Outbox
+from mrt_engine.delivery.outbox import Claim, Outbox, Sent
 from mrt_engine.delivery.policy import PLAIN
 from mrt_engine.notify.base import Channel, Outgoing, SendResult
 from mrt_engine.secrets import redact
@@ -68,6 +68,20 @@ def send_claim(
     A silence made after the hit but before this send stops it (``silenced``: see
     :meth:`Outbox.silence`); ``silences`` are the worker's, kept while the store is unchanged
     (without it they are read)."""
+    sent = try_send(outbox, channels, claim, silences)
+    if isinstance(sent, str):
+        return sent
+    return outbox.complete_batch([sent])[0]
+
+
+def try_send(
+    outbox: Outbox,
+    channels: Mapping[str, Channel],
+    claim: Claim,
+    silences: ActiveSilences | None = None,
+) -> Sent | str:
+    """:func:`send_claim` but for the recording of the send: the attempt to record
+    (:meth:`Outbox.complete_batch`), or ``"silenced"`` when a silence stopped it (recorded)."""
     if not claim.released:
         silence = _silencing(outbox, claim, silences)
         if silence is not None:
@@ -92,7 +106,7 @@ def send_claim(
             log.debug("the channel's traceback", exc_info=True)
             result = SendResult(ok=False, error=error)
     duration_ms = int((time.monotonic() - t0) * 1000)
-    return outbox.complete(claim, result, duration_ms)
+    return Sent(claim, result, duration_ms, outbox.clock())
 
 
 def _silencing(outbox: Outbox, claim: Claim, silences: ActiveSilences | None) -> Silence | None:
@@ -180,20 +194,40 @@ class DeliveryWorkers:
             if not claims:
                 self._sleep(channel, since=wakes)
                 continue
+            sent: list[Sent] = []
+            rest: list[Claim] = []
             for i, claim in enumerate(claims):
                 if self.stop.is_set() or not self.outbox.time_to_send(claim):
-                    self._give_back(claims[i:], worker)
+                    rest = claims[i:]
                     break
                 try:
-                    send_claim(self.outbox, self.channels, claim, self._silences)
+                    outcome = try_send(self.outbox, self.channels, claim, self._silences)
                 except Exception as exc:
                     # The lease expires and another worker retries; the attempt stays in_flight.
                     self._log_failure(
                         exc,
-                        f"delivery worker {worker} could not record delivery {claim.delivery_id}",
+                        f"delivery worker {worker} could not send delivery {claim.delivery_id}",
                     )
+                    continue
+                if not isinstance(outcome, str):  # (a silenced one is recorded already)
+                    sent.append(outcome)
+            self._record(sent, worker)
+            self._give_back(rest, worker)
+
+    def _record(self, sent: list[Sent], worker: str) -> None:
+        """Record the batch's sends in one transaction, after its last send: until then their
+        attempts are in_flight, so a kill before it makes them interrupted and sent again
+        (at-least-once), as a kill during one send does."""
+        try:
+            self.outbox.complete_batch(sent)
+        except Exception as exc:
+            # Their leases expire and another worker retries; the attempts stay in_flight.
+            ids = ", ".join(str(s.claim.delivery_id) for s in sent)
+            self._log_failure(exc, f"delivery worker {worker} could not record deliveries {ids}")
 
     def _give_back(self, claims: list[Claim], worker: str) -> None:
+        if not claims:
+            return
         try:
             self.outbox.give_back(claims)
         except Exception as exc:  # their leases expire and another worker sends them
