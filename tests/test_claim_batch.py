@@ -173,3 +173,25 @@ def test_a_batchs_sends_are_recorded_in_one_transaction_each_at_its_own_time(gh_
     assert tracker.sql("SELECT status, attempts FROM delivery") == [("sent", 1)] * CLAIM_BATCH
     sent_at = [r[0] for r in tracker.sql("SELECT sent_at FROM delivery ORDER BY id")]
     assert [str(s) for s in sent_at] == [str(f) for f in finished]
+
+
+@pytest.mark.sqlite_only
+def test_a_claimed_batch_reads_its_messages_in_two_queries_whatever_its_size(gh_tracker, github):
+    """Each claim carries its own alert's message (its rules' reasons too), read for the whole
+    batch at once: the deliveries with their events, and their rule hits."""
+    _tracker, engine = alerts(gh_tracker, github, CLAIM_BATCH)
+    statements: list[str] = []
+    connection = engine.store.db.connection()
+    connection.set_trace_callback(statements.append)
+    try:
+        claims = engine.outbox.claim("welink", limit=CLAIM_BATCH, worker="test")
+    finally:
+        connection.set_trace_callback(None)
+        engine.close()
+    assert len(claims) == CLAIM_BATCH
+    titles = {c.context.title for c in claims}
+    assert titles == {f"DeepSeek-V{i} support" for i in range(CLAIM_BATCH)}
+    assert all(c.context.reasons and all(c.context.reasons) for c in claims)
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len([s for s in reads if "FROM rule_hit" in s]) == 1
+    assert len([s for s in reads if "JOIN event" in s]) == 1

@@ -139,14 +139,27 @@ class Outbox:
                 params,
             )
             rows = cursor.fetchall()
+            # The batch's messages in one read (not two queries per delivery).
+            contexts = message_contexts(cursor, [r[0] for r in rows])
             claims: list[Claim] = []
             for delivery_id, channel, attempts, silence_id in rows:
                 row = Row(delivery_id, attempts, 0, None, "", now, silence_id=silence_id)
-                claims.append(self._lease(cursor, channel, row, now_s, lease_s, worker))
+                context = contexts[delivery_id]
+                claims.append(self._lease(cursor, channel, row, now_s, lease_s, worker, context))
         return [replace(c, leased_until=leased_until) for c in claims]
 
-    def _lease(self, cursor, channel: str, row: Row, now_s, lease_s, worker: str) -> Claim:
-        """Lease ``row`` and open its attempt (inside the claim's transaction)."""
+    def _lease(
+        self,
+        cursor,
+        channel: str,
+        row: Row,
+        now_s,
+        lease_s,
+        worker: str,
+        context: MessageContext | None = None,
+    ) -> Claim:
+        """Lease ``row`` and open its attempt (inside the claim's transaction); ``context``:
+        its message, when already read."""
         cursor.execute(
             "UPDATE delivery SET lease_owner = ?, lease_expires_at = ?, updated_at = ?"
             " WHERE id = ?",
@@ -158,7 +171,8 @@ class Outbox:
             " VALUES (?, ?, 'in_flight', ?)",
             (row.id, now_s, f"{self.owner}/{worker}" if worker else self.owner),
         )
-        context = message_context(cursor, row.id)
+        if context is None:
+            context = message_context(cursor, row.id)
         return Claim(
             row.id,
             attempt_id,
@@ -395,20 +409,51 @@ _EVENT_COLUMNS = (
 def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
     """Everything a channel needs to render the message of one delivery; a bundle's carrier
     lists every delivery it carries (itself first) in ``items``."""
-    # The delivery, its alert and its event in one read (every send makes one).
+    return message_contexts(cursor, [delivery_id])[delivery_id]
+
+
+def message_contexts(
+    cursor: sqlite3.Cursor, delivery_ids: Sequence[int]
+) -> dict[int, MessageContext]:
+    """:func:`message_context` of several deliveries (a claimed batch), by id, in two reads
+    whatever their number: the deliveries with their alerts and events, and their rule hits."""
+    if not delivery_ids:
+        return {}
+    marks = ",".join("?" * len(delivery_ids))
     cursor.execute(
-        f"SELECT a.event_id, a.rules, a.tags, a.priority, d.kind, {_EVENT_COLUMNS}"
+        f"SELECT d.id, a.event_id, a.rules, a.tags, a.priority, d.kind, {_EVENT_COLUMNS}"
         " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
-        " WHERE d.id = ?",
-        (delivery_id,),
+        f" WHERE d.id IN ({marks})",
+        list(delivery_ids),
     )
-    event_id, rules, tags, priority, kind, *event = cursor.fetchone()
-    context = _context_of(
-        cursor, event_id, event, json.loads(rules or "[]"), json.loads(tags or "[]"), priority
+    rows = cursor.fetchall()
+    alerts = [(row[0], row[1], json.loads(row[2] or "[]"), row[3:]) for row in rows]
+    hits = _rule_hits(cursor, {event_id for _, event_id, rules, _ in alerts if rules})
+    contexts: dict[int, MessageContext] = {}
+    for delivery_id, event_id, rules, (tags, priority, kind, *event) in alerts:
+        reasons = [hits.get(event_id, {}).get(r, "") for r in rules]
+        context = _context_of(event, rules, reasons, json.loads(tags or "[]"), priority)
+        if kind != "single":
+            items = (context, *bundle_items(cursor, delivery_id))
+            context = replace(context, bundle=kind, items=items)
+        contexts[delivery_id] = context
+    return contexts
+
+
+def _rule_hits(cursor: sqlite3.Cursor, event_ids: Collection[int]) -> dict[int, dict[str, str]]:
+    """The reasons of the events' rule hits, by event and rule: the latest evaluation wins (a
+    replay after a rule change)."""
+    if not event_ids:
+        return {}
+    cursor.execute(
+        "SELECT event_id, rule, reason FROM rule_hit"
+        f" WHERE event_id IN ({','.join('?' * len(event_ids))}) AND suppressed = 0 ORDER BY id",
+        list(event_ids),
     )
-    if kind == "single":
-        return context
-    return replace(context, bundle=kind, items=(context, *bundle_items(cursor, delivery_id)))
+    hits: dict[int, dict[str, str]] = {}
+    for event_id, rule, reason in cursor.fetchall():
+        hits.setdefault(event_id, {})[rule] = reason
+    return hits
 
 
 def event_context(
@@ -421,18 +466,21 @@ def event_context(
     """The message of one event sent for ``rule_names`` (an alert's rules): its text, the
     rules' reasons and the platform's key fields."""
     cursor.execute(f"SELECT {_EVENT_COLUMNS} FROM event e WHERE e.id = ?", (event_id,))
-    return _context_of(cursor, event_id, cursor.fetchone(), rule_names, tags, priority)
+    event = cursor.fetchone()
+    hits = _rule_hits(cursor, [event_id] if rule_names else []).get(event_id, {})
+    reasons = [hits.get(r, "") for r in rule_names]
+    return _context_of(event, rule_names, reasons, tags, priority)
 
 
 def _context_of(
-    cursor: sqlite3.Cursor,
-    event_id: int,
     event: Sequence,
     rule_names: Sequence[str],
+    reasons: Sequence[str],
     tags: Sequence[str],
     priority: int,
 ) -> MessageContext:
-    """:func:`event_context` from the event's row (:data:`_EVENT_COLUMNS`)."""
+    """:func:`event_context` from the event's row (:data:`_EVENT_COLUMNS`) and its rules'
+    reasons."""
     (
         event_type,
         source_key,
@@ -449,16 +497,6 @@ def _context_of(
         upstream_id,
         raw,
     ) = event
-    reasons: list[str] = []
-    if rule_names:
-        cursor.execute(
-            "SELECT rule, reason FROM rule_hit WHERE event_id = ? AND suppressed = 0 ORDER BY id",
-            (event_id,),
-        )
-        by_rule: dict[str, str] = {}
-        for rule, reason in cursor.fetchall():
-            by_rule[rule] = reason  # the latest evaluation wins (replay after a rule change)
-        reasons = [by_rule.get(r, "") for r in rule_names]
     label_names = tuple(json.loads(labels or "[]"))
     stored = StoredEvent(
         source=source,
