@@ -140,7 +140,8 @@ def test_a_stopping_worker_gives_back_the_claims_it_has_not_sent(gh_tracker, git
 
 def test_a_batchs_sends_are_recorded_in_one_transaction_each_at_its_own_time(gh_tracker, github):
     """The outcomes of a claimed batch's sends are committed together after its last send (one
-    write instead of one per send); each attempt keeps the time its own send finished, and
+    write, with the next claim, instead of one per send); each attempt keeps the time its own
+    send finished, and
     until that commit each stays in_flight (a kill then makes it interrupted: sent again)."""
     tracker, engine = alerts(gh_tracker, github, CLAIM_BATCH)
     skew = {"by": timedelta(0)}
@@ -195,3 +196,32 @@ def test_a_claimed_batch_reads_its_messages_in_two_queries_whatever_its_size(gh_
     reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len([s for s in reads if "FROM rule_hit" in s]) == 1
     assert len([s for s in reads if "JOIN event" in s]) == 1
+
+
+@pytest.mark.sqlite_only
+def test_a_batchs_sends_are_recorded_in_the_transaction_that_claims_the_next_batch(
+    gh_tracker, github
+):
+    """One write transaction between the last send of a batch and the first of the next: it
+    records the sends and leases the next batch (one commit, not two)."""
+    tracker, engine = alerts(gh_tracker, github, 2 * CLAIM_BATCH)
+    statements: list[str] = []
+    at_send: list[int] = []
+
+    def trace_the_workers_connection(outgoing: Outgoing) -> None:
+        if not at_send:  # the worker's own connection (one per thread)
+            engine.store.db.connection().set_trace_callback(statements.append)
+        at_send.append(len(statements))
+
+    channel = Recorder(engine, trace_the_workers_connection)
+    try:
+        run_workers(engine, channel, lambda: len(channel.sent) == 2 * CLAIM_BATCH)
+    finally:
+        engine.close()
+    between = statements[at_send[CLAIM_BATCH - 1] : at_send[CLAIM_BATCH]]
+    begins = [s for s in between if s.upper().startswith("BEGIN")]
+    assert len(begins) == 1, between
+    assert any(s.startswith("UPDATE attempt SET outcome") for s in between)
+    assert any(s.startswith("INSERT INTO attempt") for s in between)
+    rows = tracker.sql("SELECT status, attempts FROM delivery")
+    assert rows == [("sent", 1)] * (2 * CLAIM_BATCH)

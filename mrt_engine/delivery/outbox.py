@@ -100,11 +100,15 @@ class Outbox:
         limit: int = 1,
         worker: str = "",
         exclude: Collection[int] = (),
+        record: Sequence[Sent] = (),
     ) -> list[Claim]:
         """Lease up to ``limit`` due deliveries of ``channel``, highest priority first.
 
         On a channel that groups, holds a digest or has a rate limit, a claim may be a bundle's
-        carrier: it takes its members in the same transaction (:mod:`.bundles`)."""
+        carrier: it takes its members in the same transaction (:mod:`.bundles`).
+
+        ``record``: the worker's sends of its previous claim, recorded first in the same
+        transaction (:meth:`complete_batch`'s work: one commit for both)."""
         now = self.clock()
         now_s = to_store(now)
         leased_until = now + timedelta(seconds=self.policy.lease_seconds)
@@ -118,6 +122,7 @@ class Outbox:
         channel_policy = self.channels.get(channel, PLAIN)
         with self.store.write():
             cursor = self.store.db.cursor()
+            done = [self._record(cursor, *send) for send in record]
             if not channel_policy.plain:
                 planner = Planner(self.store, cursor, channel, channel_policy, now)
                 messages = planner.plan(limit, list(exclude))
@@ -125,28 +130,38 @@ class Outbox:
                 for message in messages:
                     planner.carry(message)
                     claims.append(self._lease(cursor, channel, message.row, now_s, lease_s, worker))
-                return [replace(c, leased_until=leased_until) for c in claims]
-            # Read in the order of the queue's index, so the first due rows end the read, under
-            # the write lock (sorting all due rows took 0.2 s a claim). Named, not left to the
-            # planner, which may take the due-time index and sort; an error if it is ever gone.
-            # Engines sharing a PostgreSQL store skip the rows another engine is claiming.
-            cursor.execute(
-                "SELECT id, channel, attempts, silence_id FROM delivery"
-                f"{self.store.indexed_by('delivery_queue')} WHERE {QUEUED} AND channel = ?"
-                " AND next_attempt_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
-                f"{skip} ORDER BY priority DESC, next_attempt_at, id LIMIT ?"
-                f"{self.store.skip_locked}",
-                params,
-            )
-            rows = cursor.fetchall()
-            # The batch's messages in one read (not two queries per delivery).
-            contexts = message_contexts(cursor, [r[0] for r in rows])
-            claims: list[Claim] = []
-            for delivery_id, channel, attempts, silence_id in rows:
-                row = Row(delivery_id, attempts, 0, None, "", now, silence_id=silence_id)
-                context = contexts[delivery_id]
-                claims.append(self._lease(cursor, channel, row, now_s, lease_s, worker, context))
+            else:
+                claims = self._claim_queue(cursor, skip, params, now, now_s, lease_s, worker)
+        # Logged once committed.
+        self._log_outcomes(record, done)
         return [replace(c, leased_until=leased_until) for c in claims]
+
+    def _claim_queue(
+        self, cursor, skip: str, params: list, now: datetime, now_s, lease_s, worker: str
+    ) -> list[Claim]:
+        """Lease the first due rows of a plain channel's queue (inside the claim's
+        transaction)."""
+        # Read in the order of the queue's index, so the first due rows end the read, under
+        # the write lock (sorting all due rows took 0.2 s a claim). Named, not left to the
+        # planner, which may take the due-time index and sort; an error if it is ever gone.
+        # Engines sharing a PostgreSQL store skip the rows another engine is claiming.
+        cursor.execute(
+            "SELECT id, channel, attempts, silence_id FROM delivery"
+            f"{self.store.indexed_by('delivery_queue')} WHERE {QUEUED} AND channel = ?"
+            " AND next_attempt_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
+            f"{skip} ORDER BY priority DESC, next_attempt_at, id LIMIT ?"
+            f"{self.store.skip_locked}",
+            params,
+        )
+        rows = cursor.fetchall()
+        # The batch's messages in one read (not two queries per delivery).
+        contexts = message_contexts(cursor, [r[0] for r in rows])
+        claims: list[Claim] = []
+        for delivery_id, channel, attempts, silence_id in rows:
+            row = Row(delivery_id, attempts, 0, None, "", now, silence_id=silence_id)
+            context = contexts[delivery_id]
+            claims.append(self._lease(cursor, channel, row, now_s, lease_s, worker, context))
+        return claims
 
     def _lease(
         self,
@@ -227,6 +242,13 @@ class Outbox:
         with self.store.write():
             cursor = self.store.db.cursor()
             done = [self._record(cursor, *send) for send in sends]
+        self._log_outcomes(sends, done)
+        return [status for status, _, _ in done]
+
+    def _log_outcomes(
+        self, sends: Sequence[Sent], done: list[tuple[str, str | None, str | None]]
+    ) -> None:
+        """Log the failed sends just recorded (dead, or retrying when)."""
         for send, (status, error, next_at) in zip(sends, done, strict=True):
             claim = send.claim
             if status == "dead":
@@ -246,7 +268,6 @@ class Outbox:
                     next_at,
                     error,
                 )
-        return [status for status, _, _ in done]
 
     def _record(
         self, cursor, claim: Claim, result: SendResult, duration_ms: int, now: datetime

@@ -183,18 +183,25 @@ class DeliveryWorkers:
             self.notify()
 
     def _run(self, channel: str, worker: str) -> None:
+        # The last batch's sends, recorded in the transaction of the next claim (one commit for
+        # both), or by themselves when none is due or at the stop. Until then their attempts
+        # are in_flight: a kill makes them interrupted, sent again (at-least-once), as a kill
+        # during one send does.
+        sent: list[Sent] = []
         while not self.stop.is_set():
             wakes = self._wakes  # before looking: a wake-up from now on is not missed
             try:
-                claims = self._claim_if_due(channel, worker)
+                claims = self._claim_if_due(channel, worker, sent)
             except Exception as exc:
                 self._log_failure(exc, f"delivery worker {worker} could not read the outbox")
+                self._record(sent, worker)  # (the claim's transaction did not)
+                sent = []
                 self.stop.wait(2.0)
                 continue
+            sent = []
             if not claims:
                 self._sleep(channel, since=wakes)
                 continue
-            sent: list[Sent] = []
             rest: list[Claim] = []
             for i, claim in enumerate(claims):
                 if self.stop.is_set() or not self.outbox.time_to_send(claim):
@@ -211,13 +218,13 @@ class DeliveryWorkers:
                     continue
                 if not isinstance(outcome, str):  # (a silenced one is recorded already)
                     sent.append(outcome)
-            self._record(sent, worker)
             self._give_back(rest, worker)
+        self._record(sent, worker)
 
     def _record(self, sent: list[Sent], worker: str) -> None:
-        """Record the batch's sends in one transaction, after its last send: until then their
-        attempts are in_flight, so a kill before it makes them interrupted and sent again
-        (at-least-once), as a kill during one send does."""
+        """Record sends in a transaction of their own."""
+        if not sent:
+            return
         try:
             self.outbox.complete_batch(sent)
         except Exception as exc:
@@ -252,18 +259,23 @@ class DeliveryWorkers:
         else:
             log.error("%s: %s", what, fault)
 
-    def _claim_if_due(self, channel: str, worker: str) -> list[Claim]:
+    def _claim_if_due(self, channel: str, worker: str, record: list[Sent]) -> list[Claim]:
+        """Claim the channel's next due deliveries, recording ``record`` (the last batch's
+        sends) in the same transaction; when none is due, ``record`` by itself."""
         due = self._due.get(channel, lambda: self.outbox.next_due(channel))
         if due is None or due > self.outbox.clock():
             if due is None:
                 self._waiting.pop(channel, None)
             else:
                 self._waiting[channel] = due
+            self._record(record, worker)
             return []
         self._waiting.pop(channel, None)
         # A channel that groups, folds or holds a digest plans each message at its claim.
         plain = self.outbox.channels.get(channel, PLAIN).plain
-        return self.outbox.claim(channel, limit=CLAIM_BATCH if plain else 1, worker=worker)
+        return self.outbox.claim(
+            channel, limit=CLAIM_BATCH if plain else 1, worker=worker, record=record
+        )
 
     def join(self, timeout: float) -> bool:
         """Wait for workers to finish their current send; ``True`` if all stopped in time."""
