@@ -56,3 +56,26 @@ def test_a_post_to_a_closed_port_is_a_failed_send_result_not_an_exception():
         poster.close()
     assert isinstance(result, SendResult) and not result.ok
     assert result.error and "ConnectError" in result.error
+
+
+def test_a_url_with_a_user_and_password_posts_with_basic_auth(server):
+    poster = Poster("the test", 5, "notify.test.timeout_seconds")
+    host = server.url.removeprefix("http://")
+    try:
+        response = poster.post(f"http://hook-user:hook-pass@{host}/hook", b"{}", {})
+    finally:
+        poster.close()
+    assert isinstance(response, httpx.Response) and response.status_code == 200
+    # base64("hook-user:hook-pass")
+    assert server.requests[0].headers["authorization"] == "Basic aG9vay11c2VyOmhvb2stcGFzcw=="
+
+
+def test_a_redirect_is_an_answer_not_followed(server):
+    server.route("POST", "/moved", lambda request, match: Response(302, b"", {"Location": "/hook"}))
+    poster = Poster("the test", 5, "notify.test.timeout_seconds")
+    try:
+        response = poster.post(f"{server.url}/moved", b"{}", {})
+    finally:
+        poster.close()
+    assert isinstance(response, httpx.Response) and response.status_code == 302
+    assert [r.path for r in server.requests] == ["/moved"]

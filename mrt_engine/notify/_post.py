@@ -8,8 +8,12 @@ A send is one of a delivery worker's largest costs, so what does not change betw
 prepared once per channel: the headers every POST carries (httpx's defaults and the channel's
 own) are encoded once, the URL parsed once while it stays the same, and the request is handed
 to the client's ``send`` as built (``client.post`` merged, checked and encoded all of them again
-on every send: a third of a send's CPU). The client, its connection pool, its proxies from the
-environment and its deadline backend are the same as ``post``'s.
+on every send: a third of a send's CPU), and it goes to the transport the client would pick
+(its own, or a proxy's when the environment names one), as ``Client.send`` would hand it over
+without the layers that have nothing to do for a channel: no auth (a channel signs its own
+requests), no redirects (a 3xx is an answer: retried), no hooks, no timing, no cookies (a
+channel keeps none: each POST stands alone), as :meth:`mrt_engine.http.Http._open` does for
+sources. The connection pool and its deadline backend are the client's.
 """
 
 from __future__ import annotations
@@ -49,7 +53,9 @@ class Poster:
         constant = httpx.Headers(self._client.headers)
         constant.update(headers or {})
         self._headers = {name.decode().lower(): (name, value) for name, value in constant.raw}
-        self._url: tuple[str, httpx.URL] | None = None  # the last URL, parsed
+        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}  # as the client's
+        # The last URL, parsed, and the transport the client picks for it.
+        self._url: tuple[str, httpx.URL, httpx.BaseTransport] | None = None
 
     def post(
         self, url: str, content: bytes, headers: Mapping[str, str] | None = None
@@ -59,7 +65,7 @@ class Poster:
         deadline = Deadline(time.monotonic() + self.timeout)
         try:
             with within(deadline):
-                return self._client.send(self._request(url, content, headers or {}))
+                return self._send(url, content, headers or {})
         except httpx.HTTPError as exc:
             if deadline.passed:
                 return SendResult(
@@ -69,15 +75,31 @@ class Poster:
                 )
             return SendResult(ok=False, error=redact(f"{type(exc).__name__}: {exc}"))
 
-    def _request(self, url: str, content: bytes, headers: Mapping[str, str]) -> httpx.Request:
-        """The request as ``client.post`` would build it, from what was prepared once."""
-        if self._url is None or self._url[0] != url:
-            self._url = (url, httpx.URL(url))
+    def _send(self, url: str, content: bytes, headers: Mapping[str, str]) -> httpx.Response:
+        """The request as ``client.post`` would build it, from what was prepared once, through
+        the transport the client picks for its URL; the answer, read."""
+        if self._client.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        target = self._url
+        if target is None or target[0] != url:
+            parsed = httpx.URL(url)
+            target = self._url = (url, parsed, self._client._transport_for_url(parsed))
         own = {name.lower() for name in headers}
         sent: list = [pair for name, pair in self._headers.items() if name not in own]
         sent += headers.items()  # encoded by httpx as client.post does (ASCII)
-        # The client's timeout is set by its send (the request has none of its own).
-        return httpx.Request("POST", self._url[1], headers=sent, content=content)
+        request = httpx.Request(
+            "POST", target[1], headers=sent, content=content, extensions=self._extensions
+        )
+        if target[1].userinfo:  # a URL's user:password is Basic auth the client builds
+            return self._client.send(request)
+        response = target[2].handle_request(request)
+        response.request = request
+        try:
+            response.read()  # (then closed: the connection goes back to the pool)
+        except BaseException:
+            response.close()
+            raise
+        return response
 
     def close(self) -> None:
         self._client.close()
