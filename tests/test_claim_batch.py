@@ -203,7 +203,8 @@ def test_a_batchs_sends_are_recorded_in_the_transaction_that_claims_the_next_bat
     gh_tracker, github
 ):
     """One write transaction between the last send of a batch and the first of the next: it
-    records the sends and leases the next batch (one commit, not two)."""
+    records the sends and leases the next batch (one commit, not two). After a full batch the
+    worker claims again at once, without first reading when the next delivery is due."""
     tracker, engine = alerts(gh_tracker, github, 2 * CLAIM_BATCH)
     statements: list[str] = []
     at_send: list[int] = []
@@ -223,5 +224,6 @@ def test_a_batchs_sends_are_recorded_in_the_transaction_that_claims_the_next_bat
     assert len(begins) == 1, between
     assert any(s.startswith("UPDATE attempt SET outcome") for s in between)
     assert any(s.startswith("INSERT INTO attempt") for s in between)
+    assert not [s for s in between if "MIN(next_attempt_at)" in s]
     rows = tracker.sql("SELECT status, attempts FROM delivery")
     assert rows == [("sent", 1)] * (2 * CLAIM_BATCH)

@@ -188,10 +188,13 @@ class DeliveryWorkers:
         # are in_flight: a kill makes them interrupted, sent again (at-least-once), as a kill
         # during one send does.
         sent: list[Sent] = []
+        # A full batch: the queue likely holds more; the next claim does not ask first.
+        full = False
         while not self.stop.is_set():
             wakes = self._wakes  # before looking: a wake-up from now on is not missed
+            asked = not full
             try:
-                claims = self._claim_if_due(channel, worker, sent)
+                claims = self._claim_if_due(channel, worker, sent, ask=asked)
             except Exception as exc:
                 self._log_failure(exc, f"delivery worker {worker} could not read the outbox")
                 self._record(sent, worker)  # (the claim's transaction did not)
@@ -199,8 +202,10 @@ class DeliveryWorkers:
                 self.stop.wait(2.0)
                 continue
             sent = []
+            full = len(claims) == self._batch(channel)
             if not claims:
-                self._sleep(channel, since=wakes)
+                if asked:  # (else ask now: when the next is due, to sleep until then)
+                    self._sleep(channel, since=wakes)
                 continue
             rest: list[Claim] = []
             for i, claim in enumerate(claims):
@@ -259,11 +264,20 @@ class DeliveryWorkers:
         else:
             log.error("%s: %s", what, fault)
 
-    def _claim_if_due(self, channel: str, worker: str, record: list[Sent]) -> list[Claim]:
+    def _batch(self, channel: str) -> int:
+        """How many deliveries a claim of ``channel`` takes at most."""
+        # A channel that groups, folds or holds a digest plans each message at its claim.
+        return CLAIM_BATCH if self.outbox.channels.get(channel, PLAIN).plain else 1
+
+    def _claim_if_due(
+        self, channel: str, worker: str, record: list[Sent], *, ask: bool = True
+    ) -> list[Claim]:
         """Claim the channel's next due deliveries, recording ``record`` (the last batch's
-        sends) in the same transaction; when none is due, ``record`` by itself."""
-        due = self._due.get(channel, lambda: self.outbox.next_due(channel))
-        if due is None or due > self.outbox.clock():
+        sends) in the same transaction; when none is due, ``record`` by itself. ``ask``: look
+        first when the next is due (as last read), and claim nothing before (the claim is a
+        write)."""
+        due = self._due.get(channel, lambda: self.outbox.next_due(channel)) if ask else None
+        if ask and (due is None or due > self.outbox.clock()):
             if due is None:
                 self._waiting.pop(channel, None)
             else:
@@ -271,11 +285,7 @@ class DeliveryWorkers:
             self._record(record, worker)
             return []
         self._waiting.pop(channel, None)
-        # A channel that groups, folds or holds a digest plans each message at its claim.
-        plain = self.outbox.channels.get(channel, PLAIN).plain
-        return self.outbox.claim(
-            channel, limit=CLAIM_BATCH if plain else 1, worker=worker, record=record
-        )
+        return self.outbox.claim(channel, limit=self._batch(channel), worker=worker, record=record)
 
     def join(self, timeout: float) -> bool:
         """Wait for workers to finish their current send; ``True`` if all stopped in time."""
