@@ -58,9 +58,6 @@ class Sent:
     duration_ms: int
     finished_at: datetime  # when the send ended (the outbox's clock)
 
-    def __iter__(self):
-        return iter((self.claim, self.result, self.duration_ms, self.finished_at))
-
 
 @dataclass
 class OutboxPolicy:
@@ -122,7 +119,7 @@ class Outbox:
         channel_policy = self.channels.get(channel, PLAIN)
         with self.store.write():
             cursor = self.store.db.cursor()
-            done = [self._record(cursor, *send) for send in record]
+            done = [self._record(cursor, send) for send in record]
             if not channel_policy.plain:
                 planner = Planner(self.store, cursor, channel, channel_policy, now)
                 messages = planner.plan(limit, list(exclude))
@@ -241,7 +238,7 @@ class Outbox:
             return []
         with self.store.write():
             cursor = self.store.db.cursor()
-            done = [self._record(cursor, *send) for send in sends]
+            done = [self._record(cursor, send) for send in sends]
         self._log_outcomes(sends, done)
         return [status for status, _, _ in done]
 
@@ -269,11 +266,15 @@ class Outbox:
                     error,
                 )
 
-    def _record(
-        self, cursor, claim: Claim, result: SendResult, duration_ms: int, now: datetime
-    ) -> tuple[str, str | None, str | None]:
+    def _record(self, cursor, send: Sent) -> tuple[str, str | None, str | None]:
         """Record one send's attempt and move its delivery on (inside the caller's
         transaction); its new status, its error and when it is tried next."""
+        claim, result, duration_ms, now = (
+            send.claim,
+            send.result,
+            send.duration_ms,
+            send.finished_at,
+        )
         now_s = to_store(now)
         error = shorten(result.error, 1000, one_line=False) if result.error else None
         reply = shorten(result.reply, 1000, one_line=False) if result.reply else None

@@ -42,7 +42,8 @@ MAX_IDLE_SECONDS = 60.0
 # one write lock, one read of the queue and one look at when the next is due for several sends
 # (a claim of one each was a third of a delivery's CPU in the store). Each is leased and has its
 # in_flight attempt written in that transaction, as a claim of one; one whose lease runs short
-# before its turn, or is still unsent at a stop, is given back (Outbox.give_back).
+# before its turn, or is still unsent at a stop, is given back (Outbox.give_back). The batch's
+# sends are recorded in the transaction of the worker's next claim (one commit for both).
 CLAIM_BATCH = 4
 
 
