@@ -2,7 +2,10 @@
 
 A claim writes an ``in_flight`` attempt in the same transaction as the lease, so a process killed
 mid-send leaves evidence: the next engine marks such attempts ``interrupted`` (the message may
-have gone out) and sends the delivery again (at-least-once).
+have gone out) and sends the delivery again (at-least-once). A worker records the sends of a
+claimed batch together, in the transaction of its next claim (:meth:`Outbox.claim`'s
+``record``) or in one of their own (:meth:`Outbox.complete_batch`): until then their attempts
+are ``in_flight`` too, with the same outcome at a kill.
 """
 
 from __future__ import annotations
