@@ -136,3 +136,94 @@ def test_a_stopping_worker_gives_back_the_claims_it_has_not_sent(gh_tracker, git
         CLAIM_BATCH - 1
     )
     assert tracker.sql("SELECT delivery_id, outcome FROM attempt") == [(sent, "sent")]
+
+
+def test_a_batchs_sends_are_recorded_in_one_transaction_each_at_its_own_time(gh_tracker, github):
+    """The outcomes of a claimed batch's sends are committed together after its last send (one
+    write, with the next claim, instead of one per send); each attempt keeps the time its own
+    send finished, and
+    until that commit each stays in_flight (a kill then makes it interrupted: sent again)."""
+    tracker, engine = alerts(gh_tracker, github, CLAIM_BATCH)
+    skew = {"by": timedelta(0)}
+    real_clock = engine.outbox.clock
+    engine.outbox.clock = lambda: real_clock() + skew["by"]
+    seen: list[list[tuple]] = []
+
+    def each_send_takes_a_second(outgoing: Outgoing) -> None:
+        seen.append(read(engine, "SELECT outcome FROM attempt ORDER BY id"))
+        skew["by"] += timedelta(seconds=1)
+
+    channel = Recorder(engine, each_send_takes_a_second)
+    try:
+        run_workers(engine, channel, lambda: len(channel.sent) == CLAIM_BATCH)
+        assert wait_until(
+            lambda: (
+                read(engine, "SELECT COUNT(*) FROM delivery WHERE status = 'sent'")[0][0]
+                == CLAIM_BATCH
+            ),
+            timeout=10,
+        )
+    finally:
+        engine.close()
+    assert seen[-1] == [("in_flight",)] * CLAIM_BATCH
+    rows = tracker.sql("SELECT started_at, finished_at FROM attempt ORDER BY delivery_id")
+    started = {r[0] for r in rows}
+    finished = [r[1] for r in rows]
+    assert len(started) == 1  # claimed together
+    assert len(set(finished)) == CLAIM_BATCH and finished == sorted(finished)
+    assert tracker.sql("SELECT status, attempts FROM delivery") == [("sent", 1)] * CLAIM_BATCH
+    sent_at = [r[0] for r in tracker.sql("SELECT sent_at FROM delivery ORDER BY id")]
+    assert [str(s) for s in sent_at] == [str(f) for f in finished]
+
+
+@pytest.mark.sqlite_only
+def test_a_claimed_batch_reads_its_messages_in_two_queries_whatever_its_size(gh_tracker, github):
+    """Each claim carries its own alert's message (its rules' reasons too), read for the whole
+    batch at once: the deliveries with their events, and their rule hits."""
+    _tracker, engine = alerts(gh_tracker, github, CLAIM_BATCH)
+    statements: list[str] = []
+    connection = engine.store.db.connection()
+    connection.set_trace_callback(statements.append)
+    try:
+        claims = engine.outbox.claim("welink", limit=CLAIM_BATCH, worker="test")
+    finally:
+        connection.set_trace_callback(None)
+        engine.close()
+    assert len(claims) == CLAIM_BATCH
+    titles = {c.context.title for c in claims}
+    assert titles == {f"DeepSeek-V{i} support" for i in range(CLAIM_BATCH)}
+    assert all(c.context.reasons and all(c.context.reasons) for c in claims)
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len([s for s in reads if "FROM rule_hit" in s]) == 1
+    assert len([s for s in reads if "JOIN event" in s]) == 1
+
+
+@pytest.mark.sqlite_only
+def test_a_batchs_sends_are_recorded_in_the_transaction_that_claims_the_next_batch(
+    gh_tracker, github
+):
+    """One write transaction between the last send of a batch and the first of the next: it
+    records the sends and leases the next batch (one commit, not two). After a full batch the
+    worker claims again at once, without first reading when the next delivery is due."""
+    tracker, engine = alerts(gh_tracker, github, 2 * CLAIM_BATCH)
+    statements: list[str] = []
+    at_send: list[int] = []
+
+    def trace_the_workers_connection(outgoing: Outgoing) -> None:
+        if not at_send:  # the worker's own connection (one per thread)
+            engine.store.db.connection().set_trace_callback(statements.append)
+        at_send.append(len(statements))
+
+    channel = Recorder(engine, trace_the_workers_connection)
+    try:
+        run_workers(engine, channel, lambda: len(channel.sent) == 2 * CLAIM_BATCH)
+    finally:
+        engine.close()
+    between = statements[at_send[CLAIM_BATCH - 1] : at_send[CLAIM_BATCH]]
+    begins = [s for s in between if s.upper().startswith("BEGIN")]
+    assert len(begins) == 1, between
+    assert any(s.startswith("UPDATE attempt SET outcome") for s in between)
+    assert any(s.startswith("INSERT INTO attempt") for s in between)
+    assert not [s for s in between if "MIN(next_attempt_at)" in s]
+    rows = tracker.sql("SELECT status, attempts FROM delivery")
+    assert rows == [("sent", 1)] * (2 * CLAIM_BATCH)

@@ -302,9 +302,9 @@ def test_an_idle_engines_delivery_workers_sleep_until_there_is_work(
     looks: list[str] = []
     claim_if_due = DeliveryWorkers._claim_if_due
 
-    def counted(workers, channel, worker):
+    def counted(workers, channel, worker, *args, **kwargs):
         looks.append(worker)
-        return claim_if_due(workers, channel, worker)
+        return claim_if_due(workers, channel, worker, *args, **kwargs)
 
     monkeypatch.setattr(DeliveryWorkers, "_claim_if_due", counted)
     github.add_issue(REPO, "seed", at=T0)

@@ -382,6 +382,14 @@ def _claims(s: Samples):
     return outbox.claim("welink") or outbox.claim("email")
 
 
+def _sents(s: Samples):
+    from mrt_engine.delivery.outbox import Sent
+
+    claims = _claims(s)
+    results = _send_results(s)
+    return [[Sent(c, results[i % len(results)], 12, _clock()()) for i, c in enumerate(claims)]]
+
+
 def _send_results(s: Samples):
     from mrt_engine.notify.base import SendResult
 
@@ -523,6 +531,8 @@ TYPE_SAMPLES: dict[str, Callable[[Samples], list]] = {
     "Claim": _claims,
     "Message": _messages,
     "SendResult": _send_results,
+    "Sent": lambda s: _sents(s)[0],
+    "Sequence[Sent]": _sents,
     "RuleSet": lambda s: [_rules(s)],
     "CompiledRule": _compiled_rule,
     "EventFilter": _filters,
@@ -542,6 +552,7 @@ SAMPLES: dict[str, Callable[[Samples], list]] = {
     "position": lambda s: [0],
     "stopped": lambda s: [lambda: False],
     "ids": lambda s: [s.delivery_ids[:2]],
+    "delivery_ids": lambda s: [s.delivery_ids[:4], [999_999]],
     "status": lambda s: ["pending", "retrying", "sent", "dead"],
     "channel": lambda s: ["welink", "email"],
     "channels": lambda s: [["welink", "email"]],

@@ -2,7 +2,10 @@
 
 A claim writes an ``in_flight`` attempt in the same transaction as the lease, so a process killed
 mid-send leaves evidence: the next engine marks such attempts ``interrupted`` (the message may
-have gone out) and sends the delivery again (at-least-once).
+have gone out) and sends the delivery again (at-least-once). A worker records the sends of a
+claimed batch together, in the transaction of its next claim (:meth:`Outbox.claim`'s
+``record``) or in one of their own (:meth:`Outbox.complete_batch`): until then their attempts
+are ``in_flight`` too, with the same outcome at a kill.
 """
 
 from __future__ import annotations
@@ -49,6 +52,16 @@ class Claim:
     leased_until: datetime | None = None  # when the lease runs out (another worker may claim it)
 
 
+@dataclass(frozen=True)
+class Sent:
+    """One claim's send, to be recorded (:meth:`Outbox.complete_batch`)."""
+
+    claim: Claim
+    result: SendResult
+    duration_ms: int
+    finished_at: datetime  # when the send ended (the outbox's clock)
+
+
 @dataclass
 class OutboxPolicy:
     max_attempts: int = 10
@@ -87,11 +100,15 @@ class Outbox:
         limit: int = 1,
         worker: str = "",
         exclude: Collection[int] = (),
+        record: Sequence[Sent] = (),
     ) -> list[Claim]:
         """Lease up to ``limit`` due deliveries of ``channel``, highest priority first.
 
         On a channel that groups, holds a digest or has a rate limit, a claim may be a bundle's
-        carrier: it takes its members in the same transaction (:mod:`.bundles`)."""
+        carrier: it takes its members in the same transaction (:mod:`.bundles`).
+
+        ``record``: the worker's sends of its previous claim, recorded first in the same
+        transaction (:meth:`complete_batch`'s work: one commit for both)."""
         now = self.clock()
         now_s = to_store(now)
         leased_until = now + timedelta(seconds=self.policy.lease_seconds)
@@ -105,6 +122,7 @@ class Outbox:
         channel_policy = self.channels.get(channel, PLAIN)
         with self.store.write():
             cursor = self.store.db.cursor()
+            done = [self._record(cursor, send) for send in record]
             if not channel_policy.plain:
                 planner = Planner(self.store, cursor, channel, channel_policy, now)
                 messages = planner.plan(limit, list(exclude))
@@ -112,28 +130,51 @@ class Outbox:
                 for message in messages:
                     planner.carry(message)
                     claims.append(self._lease(cursor, channel, message.row, now_s, lease_s, worker))
-                return [replace(c, leased_until=leased_until) for c in claims]
-            # Read in the order of the queue's index, so the first due rows end the read, under
-            # the write lock (sorting all due rows took 0.2 s a claim). Named, not left to the
-            # planner, which may take the due-time index and sort; an error if it is ever gone.
-            # Engines sharing a PostgreSQL store skip the rows another engine is claiming.
-            cursor.execute(
-                "SELECT id, channel, attempts, silence_id FROM delivery"
-                f"{self.store.indexed_by('delivery_queue')} WHERE {QUEUED} AND channel = ?"
-                " AND next_attempt_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
-                f"{skip} ORDER BY priority DESC, next_attempt_at, id LIMIT ?"
-                f"{self.store.skip_locked}",
-                params,
-            )
-            rows = cursor.fetchall()
-            claims: list[Claim] = []
-            for delivery_id, channel, attempts, silence_id in rows:
-                row = Row(delivery_id, attempts, 0, None, "", now, silence_id=silence_id)
-                claims.append(self._lease(cursor, channel, row, now_s, lease_s, worker))
+            else:
+                claims = self._claim_queue(cursor, skip, params, now, now_s, lease_s, worker)
+        # Logged once committed.
+        self._log_outcomes(record, done)
         return [replace(c, leased_until=leased_until) for c in claims]
 
-    def _lease(self, cursor, channel: str, row: Row, now_s, lease_s, worker: str) -> Claim:
-        """Lease ``row`` and open its attempt (inside the claim's transaction)."""
+    def _claim_queue(
+        self, cursor, skip: str, params: list, now: datetime, now_s, lease_s, worker: str
+    ) -> list[Claim]:
+        """Lease the first due rows of a plain channel's queue (inside the claim's
+        transaction)."""
+        # Read in the order of the queue's index, so the first due rows end the read, under
+        # the write lock (sorting all due rows took 0.2 s a claim). Named, not left to the
+        # planner, which may take the due-time index and sort; an error if it is ever gone.
+        # Engines sharing a PostgreSQL store skip the rows another engine is claiming.
+        cursor.execute(
+            "SELECT id, channel, attempts, silence_id FROM delivery"
+            f"{self.store.indexed_by('delivery_queue')} WHERE {QUEUED} AND channel = ?"
+            " AND next_attempt_at <= ? AND (lease_expires_at IS NULL OR lease_expires_at < ?)"
+            f"{skip} ORDER BY priority DESC, next_attempt_at, id LIMIT ?"
+            f"{self.store.skip_locked}",
+            params,
+        )
+        rows = cursor.fetchall()
+        # The batch's messages in one read (not two queries per delivery).
+        contexts = message_contexts(cursor, [r[0] for r in rows])
+        claims: list[Claim] = []
+        for delivery_id, channel, attempts, silence_id in rows:
+            row = Row(delivery_id, attempts, 0, None, "", now, silence_id=silence_id)
+            context = contexts[delivery_id]
+            claims.append(self._lease(cursor, channel, row, now_s, lease_s, worker, context))
+        return claims
+
+    def _lease(
+        self,
+        cursor,
+        channel: str,
+        row: Row,
+        now_s,
+        lease_s,
+        worker: str,
+        context: MessageContext | None = None,
+    ) -> Claim:
+        """Lease ``row`` and open its attempt (inside the claim's transaction); ``context``:
+        its message, when already read."""
         cursor.execute(
             "UPDATE delivery SET lease_owner = ?, lease_expires_at = ?, updated_at = ?"
             " WHERE id = ?",
@@ -145,7 +186,8 @@ class Outbox:
             " VALUES (?, ?, 'in_flight', ?)",
             (row.id, now_s, f"{self.owner}/{worker}" if worker else self.owner),
         )
-        context = message_context(cursor, row.id)
+        if context is None:
+            context = message_context(cursor, row.id)
         return Claim(
             row.id,
             attempt_id,
@@ -189,7 +231,53 @@ class Outbox:
     # ------------------------------------------------------------------ completing
     def complete(self, claim: Claim, result: SendResult, duration_ms: int) -> str:
         """Record the attempt and move the delivery on; returns its new status."""
-        now = self.clock()
+        return self.complete_batch([Sent(claim, result, duration_ms, self.clock())])[0]
+
+    def complete_batch(self, sends: Sequence[Sent]) -> list[str]:
+        """:meth:`complete` for the sends of a claimed batch, in one transaction (one write
+        lock and one commit for them all instead of one each); each attempt is recorded with
+        the time its own send finished. Returns the deliveries' new statuses, in order."""
+        if not sends:
+            return []
+        with self.store.write():
+            cursor = self.store.db.cursor()
+            done = [self._record(cursor, send) for send in sends]
+        self._log_outcomes(sends, done)
+        return [status for status, _, _ in done]
+
+    def _log_outcomes(
+        self, sends: Sequence[Sent], done: list[tuple[str, str | None, str | None]]
+    ) -> None:
+        """Log the failed sends just recorded (dead, or retrying when)."""
+        for send, (status, error, next_at) in zip(sends, done, strict=True):
+            claim = send.claim
+            if status == "dead":
+                log.error(
+                    "delivery %d to %s is dead after %s: %s",
+                    claim.delivery_id,
+                    claim.channel,
+                    plural(claim.attempt_number, "attempt"),
+                    error,
+                )
+            elif status == "retrying":
+                log.warning(
+                    "delivery %d to %s failed (attempt %d), retrying at %s: %s",
+                    claim.delivery_id,
+                    claim.channel,
+                    claim.attempt_number,
+                    next_at,
+                    error,
+                )
+
+    def _record(self, cursor, send: Sent) -> tuple[str, str | None, str | None]:
+        """Record one send's attempt and move its delivery on (inside the caller's
+        transaction); its new status, its error and when it is tried next."""
+        claim, result, duration_ms, now = (
+            send.claim,
+            send.result,
+            send.duration_ms,
+            send.finished_at,
+        )
         now_s = to_store(now)
         error = shorten(result.error, 1000, one_line=False) if result.error else None
         reply = shorten(result.reply, 1000, one_line=False) if result.reply else None
@@ -209,63 +297,44 @@ class Outbox:
             )
             status, sent_at, last_error = "retrying", None, error
             next_at = to_store(now + timedelta(seconds=delay))
-        with self.store.write():
-            cursor = self.store.db.cursor()
-            cursor.execute(
-                "UPDATE attempt SET outcome = ?, finished_at = ?, duration_ms = ?, http_status = ?,"
-                " reply = ?, error = ?, failure = ?, delivery_status = ? WHERE id = ?",
-                (
-                    "sent" if result.ok else "failed",
-                    now_s,
-                    duration_ms,
-                    result.http_status,
-                    storable(reply) if reply else None,  # a channel's reply is stranger's text
-                    storable(error) if error else None,
-                    None if result.ok else "permanent" if result.permanent else "temporary",
-                    status,  # 'dead': this attempt made a dead letter (mrt_engine/metrics.py)
-                    claim.attempt_id,
-                ),
-            )
-            cursor.execute(
-                "UPDATE delivery SET status = ?, attempts = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
-                " sent_at = COALESCE(?, sent_at), last_error = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-                (
-                    status,
-                    attempts,
-                    next_at,
-                    sent_at,
-                    storable(last_error) if last_error else None,
-                    now_s,
-                    claim.delivery_id,
-                ),
-            )
-            if claim.context.items:  # a bundle: its members follow it
-                follow_carrier(
-                    cursor,
-                    claim.delivery_id,
-                    status,
-                    now_s,
-                    storable(last_error) if last_error else None,
-                )
-        if status == "dead":
-            log.error(
-                "delivery %d to %s is dead after %s: %s",
-                claim.delivery_id,
-                claim.channel,
-                plural(attempts, "attempt"),
-                error,
-            )
-        elif status == "retrying":
-            log.warning(
-                "delivery %d to %s failed (attempt %d), retrying at %s: %s",
-                claim.delivery_id,
-                claim.channel,
+        cursor.execute(
+            "UPDATE attempt SET outcome = ?, finished_at = ?, duration_ms = ?, http_status = ?,"
+            " reply = ?, error = ?, failure = ?, delivery_status = ? WHERE id = ?",
+            (
+                "sent" if result.ok else "failed",
+                now_s,
+                duration_ms,
+                result.http_status,
+                storable(reply) if reply else None,  # a channel's reply is stranger's text
+                storable(error) if error else None,
+                None if result.ok else "permanent" if result.permanent else "temporary",
+                status,  # 'dead': this attempt made a dead letter (mrt_engine/metrics.py)
+                claim.attempt_id,
+            ),
+        )
+        cursor.execute(
+            "UPDATE delivery SET status = ?, attempts = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
+            " sent_at = COALESCE(?, sent_at), last_error = ?, lease_owner = NULL,"
+            " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+            (
+                status,
                 attempts,
                 next_at,
-                error,
+                sent_at,
+                storable(last_error) if last_error else None,
+                now_s,
+                claim.delivery_id,
+            ),
+        )
+        if claim.context.items:  # a bundle: its members follow it
+            follow_carrier(
+                cursor,
+                claim.delivery_id,
+                status,
+                now_s,
+                storable(last_error) if last_error else None,
             )
-        return status
+        return status, error, next_at
 
     def silence(self, claim: Claim, silence_id: int, why: str) -> str:
         """A silence matched the claimed delivery before its send: nothing is sent; the
@@ -368,20 +437,51 @@ _EVENT_COLUMNS = (
 def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
     """Everything a channel needs to render the message of one delivery; a bundle's carrier
     lists every delivery it carries (itself first) in ``items``."""
-    # The delivery, its alert and its event in one read (every send makes one).
+    return message_contexts(cursor, [delivery_id])[delivery_id]
+
+
+def message_contexts(
+    cursor: sqlite3.Cursor, delivery_ids: Sequence[int]
+) -> dict[int, MessageContext]:
+    """:func:`message_context` of several deliveries (a claimed batch), by id, in two reads
+    whatever their number: the deliveries with their alerts and events, and their rule hits."""
+    if not delivery_ids:
+        return {}
+    marks = ",".join("?" * len(delivery_ids))
     cursor.execute(
-        f"SELECT a.event_id, a.rules, a.tags, a.priority, d.kind, {_EVENT_COLUMNS}"
+        f"SELECT d.id, a.event_id, a.rules, a.tags, a.priority, d.kind, {_EVENT_COLUMNS}"
         " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
-        " WHERE d.id = ?",
-        (delivery_id,),
+        f" WHERE d.id IN ({marks})",
+        list(delivery_ids),
     )
-    event_id, rules, tags, priority, kind, *event = cursor.fetchone()
-    context = _context_of(
-        cursor, event_id, event, json.loads(rules or "[]"), json.loads(tags or "[]"), priority
+    rows = cursor.fetchall()
+    alerts = [(row[0], row[1], json.loads(row[2] or "[]"), row[3:]) for row in rows]
+    hits = _rule_hits(cursor, {event_id for _, event_id, rules, _ in alerts if rules})
+    contexts: dict[int, MessageContext] = {}
+    for delivery_id, event_id, rules, (tags, priority, kind, *event) in alerts:
+        reasons = [hits.get(event_id, {}).get(r, "") for r in rules]
+        context = _context_of(event, rules, reasons, json.loads(tags or "[]"), priority)
+        if kind != "single":
+            items = (context, *bundle_items(cursor, delivery_id))
+            context = replace(context, bundle=kind, items=items)
+        contexts[delivery_id] = context
+    return contexts
+
+
+def _rule_hits(cursor: sqlite3.Cursor, event_ids: Collection[int]) -> dict[int, dict[str, str]]:
+    """The reasons of the events' rule hits, by event and rule: the latest evaluation wins (a
+    replay after a rule change)."""
+    if not event_ids:
+        return {}
+    cursor.execute(
+        "SELECT event_id, rule, reason FROM rule_hit"
+        f" WHERE event_id IN ({','.join('?' * len(event_ids))}) AND suppressed = 0 ORDER BY id",
+        list(event_ids),
     )
-    if kind == "single":
-        return context
-    return replace(context, bundle=kind, items=(context, *bundle_items(cursor, delivery_id)))
+    hits: dict[int, dict[str, str]] = {}
+    for event_id, rule, reason in cursor.fetchall():
+        hits.setdefault(event_id, {})[rule] = reason
+    return hits
 
 
 def event_context(
@@ -394,18 +494,21 @@ def event_context(
     """The message of one event sent for ``rule_names`` (an alert's rules): its text, the
     rules' reasons and the platform's key fields."""
     cursor.execute(f"SELECT {_EVENT_COLUMNS} FROM event e WHERE e.id = ?", (event_id,))
-    return _context_of(cursor, event_id, cursor.fetchone(), rule_names, tags, priority)
+    event = cursor.fetchone()
+    hits = _rule_hits(cursor, [event_id] if rule_names else []).get(event_id, {})
+    reasons = [hits.get(r, "") for r in rule_names]
+    return _context_of(event, rule_names, reasons, tags, priority)
 
 
 def _context_of(
-    cursor: sqlite3.Cursor,
-    event_id: int,
     event: Sequence,
     rule_names: Sequence[str],
+    reasons: Sequence[str],
     tags: Sequence[str],
     priority: int,
 ) -> MessageContext:
-    """:func:`event_context` from the event's row (:data:`_EVENT_COLUMNS`)."""
+    """:func:`event_context` from the event's row (:data:`_EVENT_COLUMNS`) and its rules'
+    reasons."""
     (
         event_type,
         source_key,
@@ -422,16 +525,6 @@ def _context_of(
         upstream_id,
         raw,
     ) = event
-    reasons: list[str] = []
-    if rule_names:
-        cursor.execute(
-            "SELECT rule, reason FROM rule_hit WHERE event_id = ? AND suppressed = 0 ORDER BY id",
-            (event_id,),
-        )
-        by_rule: dict[str, str] = {}
-        for rule, reason in cursor.fetchall():
-            by_rule[rule] = reason  # the latest evaluation wins (replay after a rule change)
-        reasons = [by_rule.get(r, "") for r in rule_names]
     label_names = tuple(json.loads(labels or "[]"))
     stored = StoredEvent(
         source=source,

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mrt_engine.delivery.outbox import Claim, Outbox
+from mrt_engine.delivery.outbox import Claim, Outbox, Sent
 from mrt_engine.delivery.policy import PLAIN
 from mrt_engine.logs import log_context
 from mrt_engine.notify.base import Channel, Outgoing, SendResult
@@ -43,7 +43,8 @@ MAX_IDLE_SECONDS = 60.0
 # one write lock, one read of the queue and one look at when the next is due for several sends
 # (a claim of one each was a third of a delivery's CPU in the store). Each is leased and has its
 # in_flight attempt written in that transaction, as a claim of one; one whose lease runs short
-# before its turn, or is still unsent at a stop, is given back (Outbox.give_back).
+# before its turn, or is still unsent at a stop, is given back (Outbox.give_back). The batch's
+# sends are recorded in the transaction of the worker's next claim (one commit for both).
 CLAIM_BATCH = 4
 
 
@@ -70,7 +71,10 @@ def send_claim(
     :meth:`Outbox.silence`); ``silences`` are the worker's, kept while the store is unchanged
     (without it they are read)."""
     with claim_context(claim):  # every line about this send names the delivery
-        return _send_claim(outbox, channels, claim, silences)
+        sent = try_send(outbox, channels, claim, silences)
+        if isinstance(sent, str):
+            return sent
+        return outbox.complete_batch([sent])[0]
 
 
 def claim_context(claim: Claim) -> log_context:
@@ -84,12 +88,14 @@ def claim_context(claim: Claim) -> log_context:
     )
 
 
-def _send_claim(
+def try_send(
     outbox: Outbox,
     channels: Mapping[str, Channel],
     claim: Claim,
-    silences: ActiveSilences | None,
-) -> str:
+    silences: ActiveSilences | None = None,
+) -> Sent | str:
+    """:func:`send_claim` but for the recording of the send: the attempt to record
+    (:meth:`Outbox.complete_batch`), or ``"silenced"`` when a silence stopped it (recorded)."""
     if not claim.released:
         silence = _silencing(outbox, claim, silences)
         if silence is not None:
@@ -114,7 +120,7 @@ def _send_claim(
             log.debug("the channel's traceback", exc_info=True)
             result = SendResult(ok=False, error=error)
     duration_ms = int((time.monotonic() - t0) * 1000)
-    return outbox.complete(claim, result, duration_ms)
+    return Sent(claim, result, duration_ms, outbox.clock())
 
 
 def _silencing(outbox: Outbox, claim: Claim, silences: ActiveSilences | None) -> Silence | None:
@@ -195,33 +201,65 @@ class DeliveryWorkers:
             self._work(channel, worker)
 
     def _work(self, channel: str, worker: str) -> None:
+        # The last batch's sends, recorded in the transaction of the next claim (one commit for
+        # both), or by themselves when none is due or at the stop. Until then their attempts
+        # are in_flight: a kill makes them interrupted, sent again (at-least-once), as a kill
+        # during one send does.
+        sent: list[Sent] = []
+        # A full batch: the queue likely holds more; the next claim does not ask first.
+        full = False
         while not self.stop.is_set():
             wakes = self._wakes  # before looking: a wake-up from now on is not missed
+            asked = not full
             try:
-                claims = self._claim_if_due(channel, worker)
+                claims = self._claim_if_due(channel, worker, sent, ask=asked)
             except Exception as exc:
                 self._log_failure(exc, f"delivery worker {worker} could not read the outbox")
+                self._record(sent, worker)  # (the claim's transaction did not)
+                sent = []
                 self.stop.wait(2.0)
                 continue
+            sent = []
+            full = len(claims) == self._batch(channel)
             if not claims:
-                self._sleep(channel, since=wakes)
+                if asked:  # (else ask now: when the next is due, to sleep until then)
+                    self._sleep(channel, since=wakes)
                 continue
+            rest: list[Claim] = []
             for i, claim in enumerate(claims):
                 if self.stop.is_set() or not self.outbox.time_to_send(claim):
-                    self._give_back(claims[i:], worker)
+                    rest = claims[i:]
                     break
                 try:
-                    send_claim(self.outbox, self.channels, claim, self._silences)
+                    with claim_context(claim):  # every line about this send names it
+                        outcome = try_send(self.outbox, self.channels, claim, self._silences)
                 except Exception as exc:
                     # The lease expires and another worker retries; the attempt stays in_flight.
                     with claim_context(claim):
                         self._log_failure(
                             exc,
-                            f"delivery worker {worker} could not record delivery"
-                            f" {claim.delivery_id}",
+                            f"delivery worker {worker} could not send delivery {claim.delivery_id}",
                         )
+                    continue
+                if not isinstance(outcome, str):  # (a silenced one is recorded already)
+                    sent.append(outcome)
+            self._give_back(rest, worker)
+        self._record(sent, worker)
+
+    def _record(self, sent: list[Sent], worker: str) -> None:
+        """Record sends in a transaction of their own."""
+        if not sent:
+            return
+        try:
+            self.outbox.complete_batch(sent)
+        except Exception as exc:
+            # Their leases expire and another worker retries; the attempts stay in_flight.
+            ids = ", ".join(str(s.claim.delivery_id) for s in sent)
+            self._log_failure(exc, f"delivery worker {worker} could not record deliveries {ids}")
 
     def _give_back(self, claims: list[Claim], worker: str) -> None:
+        if not claims:
+            return
         try:
             self.outbox.give_back(claims)
         except Exception as exc:  # their leases expire and another worker sends them
@@ -246,18 +284,28 @@ class DeliveryWorkers:
         else:
             log.error("%s: %s", what, fault)
 
-    def _claim_if_due(self, channel: str, worker: str) -> list[Claim]:
-        due = self._due.get(channel, lambda: self.outbox.next_due(channel))
-        if due is None or due > self.outbox.clock():
+    def _batch(self, channel: str) -> int:
+        """How many deliveries a claim of ``channel`` takes at most."""
+        # A channel that groups, folds or holds a digest plans each message at its claim.
+        return CLAIM_BATCH if self.outbox.channels.get(channel, PLAIN).plain else 1
+
+    def _claim_if_due(
+        self, channel: str, worker: str, record: list[Sent], *, ask: bool = True
+    ) -> list[Claim]:
+        """Claim the channel's next due deliveries, recording ``record`` (the last batch's
+        sends) in the same transaction; when none is due, ``record`` by itself. ``ask``: look
+        first when the next is due (as last read), and claim nothing before (the claim is a
+        write)."""
+        due = self._due.get(channel, lambda: self.outbox.next_due(channel)) if ask else None
+        if ask and (due is None or due > self.outbox.clock()):
             if due is None:
                 self._waiting.pop(channel, None)
             else:
                 self._waiting[channel] = due
+            self._record(record, worker)
             return []
         self._waiting.pop(channel, None)
-        # A channel that groups, folds or holds a digest plans each message at its claim.
-        plain = self.outbox.channels.get(channel, PLAIN).plain
-        return self.outbox.claim(channel, limit=CLAIM_BATCH if plain else 1, worker=worker)
+        return self.outbox.claim(channel, limit=self._batch(channel), worker=worker, record=record)
 
     def join(self, timeout: float) -> bool:
         """Wait for workers to finish their current send; ``True`` if all stopped in time."""

@@ -74,6 +74,11 @@ MAX_BYTES = None
 # The spec: a symmetric secret is 24 to 64 random bytes.
 KEY_BYTES = (24, 64)
 RETRIED_4XX = {408, 429}
+# What every attempt carries besides its signature (prepared once, by the channel's Poster).
+HEADERS = {
+    "Content-Type": "application/json",
+    "User-Agent": f"model-release-tracker/{__version__}",
+}
 
 
 class WebhookSettings(ChannelSettings):
@@ -175,6 +180,7 @@ class WebhookChannel(Channel):
             "the webhook",
             settings.timeout_seconds or timeout,
             key_name or "delivery.request_timeout_seconds",
+            HEADERS,
         )
 
     def describe(self) -> str:
@@ -185,6 +191,11 @@ class WebhookChannel(Channel):
 
     def request(self, outgoing: Outgoing, now: float | None = None) -> tuple[bytes, dict[str, str]]:
         """The body and headers of one attempt at ``now`` (Unix seconds; default: the time)."""
+        body, signed = self._signed(outgoing, now)
+        return body, {**HEADERS, **signed}
+
+    def _signed(self, outgoing: Outgoing, now: float | None) -> tuple[bytes, dict[str, str]]:
+        """The body of one attempt and the headers only it carries (its id and signature)."""
         stamp = int(time.time() if now is None else now)
         text = render(outgoing.context, MAX_TEXT, self.settings)
         body = json.dumps(
@@ -194,8 +205,6 @@ class WebhookChannel(Channel):
         ).encode("utf-8")
         msg_id = message_id(outgoing)
         headers = {
-            "Content-Type": "application/json",
-            "User-Agent": f"model-release-tracker/{__version__}",
             "webhook-id": msg_id,
             "webhook-timestamp": str(stamp),
             "webhook-signature": sign(self._key, msg_id, stamp, body),
@@ -208,7 +217,7 @@ class WebhookChannel(Channel):
         return preview_post(self.describe(), body, headers)
 
     def send(self, outgoing: Outgoing) -> SendResult:
-        body, headers = self.request(outgoing)
+        body, headers = self._signed(outgoing, None)  # the poster adds HEADERS
         response = self.poster.post(self.url.reveal(), body, headers)
         if isinstance(response, SendResult):
             return response
