@@ -215,7 +215,9 @@ def test_a_real_prometheus_scrapes_a_running_engine_and_answers_promql(
     assert server.value(f'mrt_poll_duration_seconds_count{{source="{KEY}"}}') >= 3
     age = server.value(f'time() - mrt_source_last_success_timestamp_seconds{{source="{KEY}"}}')
     assert age is not None and age < 60
-    assert server.value(f'mrt_rate_limit_remaining{{source="{KEY}"}}') == github.remaining
+    # The budget of a poll scraped a moment ago: polls made since have only spent more of it.
+    remaining = server.value(f'mrt_rate_limit_remaining{{source="{KEY}"}}')
+    assert remaining is not None and github.remaining <= remaining < github.rate_limit
     assert not server.query('ALERTS{alertname="MrtSourceStale"}')
     assert engine.poll() is None  # the engine runs on
 
