@@ -349,12 +349,10 @@ def _lock_holder(db_path: Path) -> str:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            try:
-                info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-            except (OSError, ValueError):
-                info = {}
-            who = f" (pid {info['pid']}, started {info.get('started', '?')})" if info else ""
-            return f"an engine is running on this store{who}"
+            from mrt_engine.store.lock import EngineLock
+
+            # What the engine itself says of its holder (nothing when the file is damaged).
+            return f"an engine is running on this store{EngineLock._describe_holder(fd)}"
         fcntl.flock(fd, fcntl.LOCK_UN)
         return "no engine is running on this store"
     finally:

@@ -190,6 +190,23 @@ def test_a_running_engine_is_named_by_its_lock(gh_tracker):
     assert "no engine is running" in doctor(tracker)["engine"].detail
 
 
+@pytest.mark.sqlite_only("the lock file of a SQLite store")
+@pytest.mark.parametrize("written", [b"[1, 2]", b'{"started": "x"}', b'"pid"', b"\xff\xfe"])
+def test_a_held_lock_whatever_its_file_holds_is_a_running_engine_not_a_crash(gh_tracker, written):
+    tracker = gh_tracker()
+    tracker.once()
+    lock = EngineLock(tracker.db)
+    lock.acquire()
+    lock_file = tracker.db.with_name(tracker.db.name + ".lock")
+    lock_file.write_bytes(written)  # an older engine's, a hand-edited or a damaged lock file
+    try:
+        engine = doctor(tracker)["engine"]
+    finally:
+        lock.release()
+
+    assert engine.ok and "an engine is running on this store" in engine.detail
+
+
 @pytest.mark.postgresql_only
 def test_the_live_engines_of_a_shared_store_are_named(gh_tracker):
     from mrt_engine.store import engines
