@@ -141,8 +141,8 @@ class Doctor:
             self.add("secrets", True, "the config names no secret")
 
     # ------------------------------------------------------------------ store
-    def _schema(self, location: Any) -> int:
-        """The schema check; the store's version (0: none yet, or unreadable)."""
+    def _schema(self, location: Any) -> int | None:
+        """The schema check; the store's version (0: none yet; None: it cannot be read)."""
         from mrt_engine.store import schema
         from mrt_engine.store.db import StoreError
 
@@ -157,7 +157,7 @@ class Doctor:
             state = schema.inspect(location)
         except StoreError as exc:
             self.add("store", False, str(exc), _store_hint(str(exc)))
-            return 0
+            return None
         if state.version == 0:
             self.add("store", True, f"{location}: no schema yet (the first run creates it)")
         elif state.pending:
@@ -242,9 +242,12 @@ class Doctor:
                 f"{now:%Y-%m-%d %H:%M:%S}Z; the store's {what} {humanize_age(at, now)}",
             )
 
-    def _lock(self, location: Any, lease_seconds: float, version: int) -> None:
+    def _lock(self, location: Any, lease_seconds: float, version: int | None) -> None:
         if location.is_sqlite:
             self.add("engine", True, _lock_holder(location.path))
+            return
+        if version is None:  # its engines are rows of the store: not "none" when unread
+            self.add("engine", False, "cannot tell: the store cannot be read (see above)")
             return
         if version < 4:  # no engine_instance table yet
             self.add("engine", True, "no engine has run on this store yet")

@@ -208,6 +208,23 @@ def test_a_held_lock_whatever_its_file_holds_is_a_running_engine_not_a_crash(gh_
 
 
 @pytest.mark.postgresql_only
+def test_an_unreadable_shared_store_is_not_said_to_have_no_engine(gh_tracker, monkeypatch):
+    from pg_cluster import PASSWORD_ENV
+
+    tracker = gh_tracker()
+    tracker.once()
+    monkeypatch.setenv(PASSWORD_ENV, "not-the-password")
+    tracker.env[PASSWORD_ENV] = "not-the-password"
+
+    checks = doctor(tracker)
+
+    assert not checks["store"].ok and "password authentication failed" in checks["store"].detail
+    assert "not-the-password" not in checks["store"].detail
+    engine = checks["engine"]
+    assert "no engine" not in engine.detail and "cannot" in engine.detail
+
+
+@pytest.mark.postgresql_only
 def test_the_live_engines_of_a_shared_store_are_named(gh_tracker):
     from mrt_engine.store import engines
 
