@@ -146,7 +146,20 @@ class Doctor:
         from mrt_engine.store import schema
         from mrt_engine.store.db import StoreError
 
-        if location.is_sqlite and not location.path.exists():
+        if location.is_sqlite:
+            try:
+                location.path.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                pass  # not created yet (a file in the way of its folder: "store writable")
+            except OSError as exc:  # a folder this user may not enter, a name too long
+                self.add(
+                    "store",
+                    False,
+                    f"{location}: {exc.strerror or exc}",
+                    "check state.sqlite_path, and that the engine's user may reach its folder",
+                )
+                return None
+        if location.is_sqlite and not _exists(location.path):
             self.add(
                 "store",
                 True,
@@ -175,7 +188,7 @@ class Doctor:
 
     def _disk(self, path: Path) -> None:
         folder = path.parent
-        while not folder.exists() and folder != folder.parent:
+        while not _exists(folder) and folder != folder.parent:
             folder = folder.parent  # `run` creates the missing folders under it
         try:
             usage = shutil.disk_usage(folder)
@@ -194,7 +207,7 @@ class Doctor:
                 if low
                 else "",
             )
-        targets = [folder] + [p for p in (path,) if p.exists()]
+        targets = [folder] + [p for p in (path,) if _exists(p)]
         denied = [str(p) for p in targets if not os.access(p, os.W_OK)]
         if not folder.is_dir():
             self.add(
@@ -212,7 +225,7 @@ class Doctor:
                 " the user that owns them, or give that user write access",
             )
         else:
-            self.add("store writable", True, f"{path if path.exists() else folder}")
+            self.add("store writable", True, f"{path if _exists(path) else folder}")
 
     def _store_clock(self, location: Any) -> None:
         now = self.clock()
@@ -268,6 +281,16 @@ class Doctor:
             return
         live = "; ".join(f"{r[0]} (pid {r[2]} on {r[1]})" for r in rows)
         self.add("engine", True, f"{plural(len(rows), 'engine')} running: {live}")
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; False too where the system cannot look it up (a folder this
+    user may not enter, a name too long), which ``Path.exists`` raises instead."""
+    try:
+        path.stat()
+    except OSError:
+        return False
+    return True
 
 
 def _safe(text: str) -> str:

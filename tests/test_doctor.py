@@ -304,3 +304,22 @@ def test_a_file_in_the_way_of_the_store_folder_fails(make_tracker, tmp_path):
 
     assert not writable["ok"] and f"{tmp_path / 'state'} is a file" in writable["detail"]
     assert (tmp_path / "state").read_text() == "not a folder"
+
+
+@pytest.mark.sqlite_only("the store's path")
+@pytest.mark.parametrize("where", ["name", "folder"])
+def test_a_store_path_the_system_cannot_look_up_fails_its_checks_not_doctor(
+    make_tracker, tmp_path, where
+):
+    # A name longer than the file system takes: one of the errors (with EACCES, a folder this
+    # user may not enter) that Path.exists() raises instead of answering False.
+    long = "x" * 300
+    path = tmp_path / long if where == "name" else tmp_path / long / "mrt.sqlite3"
+    tracker = make_tracker({"state": {"sqlite_path": str(path)}})
+
+    result = tracker.cli("doctor", "--json")
+
+    assert "Traceback" not in result.stderr, result.stderr
+    checks = checks_of(result)
+    assert result.returncode == 1 and not checks["store"]["ok"]
+    assert "File name too long" in checks["store"]["detail"]
