@@ -257,7 +257,16 @@ class Doctor:
 
     def _lock(self, location: Any, lease_seconds: float, version: int | None) -> None:
         if location.is_sqlite:
-            self.add("engine", True, _lock_holder(location.path))
+            try:
+                self.add("engine", True, _lock_holder(location.path))
+            except OSError as exc:  # cannot tell: not a pass
+                lock = location.path.with_name(location.path.name + ".lock")
+                self.add(
+                    "engine",
+                    False,
+                    f"cannot read the lock file {lock}: {exc.strerror or exc}",
+                    "run doctor as the engine's user",
+                )
             return
         if version is None:  # its engines are rows of the store: not "none" when unread
             self.add("engine", False, "cannot tell: the store cannot be read (see above)")
@@ -363,14 +372,13 @@ def _newest_times(location: Any) -> dict[str, datetime]:
 
 def _lock_holder(db_path: Path) -> str:
     """Who holds the engine's lock on a SQLite store, looked at without taking it for longer
-    than a shared probe (and without writing the lock file, as taking it would)."""
+    than a shared probe (and without writing the lock file, as taking it would); OSError when
+    the lock file cannot be read."""
     lock = db_path.with_name(db_path.name + ".lock")
     try:
         fd = os.open(lock, os.O_RDONLY)
     except FileNotFoundError:
         return "no engine is running on this store (none has yet)"
-    except OSError as exc:
-        return f"cannot read the lock file {lock}: {exc.strerror or exc}"
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -323,3 +323,14 @@ def test_a_store_path_the_system_cannot_look_up_fails_its_checks_not_doctor(
     checks = checks_of(result)
     assert result.returncode == 1 and not checks["store"]["ok"]
     assert "File name too long" in checks["store"]["detail"]
+
+
+@pytest.mark.sqlite_only("the lock file of a SQLite store")
+def test_a_lock_file_doctor_cannot_read_fails_the_engine_check(make_tracker, tmp_path):
+    # The store's name fits the file system, its lock file's (".lock" more) does not: as with a
+    # lock file this user may not read, doctor cannot tell whether an engine runs.
+    tracker = make_tracker({"state": {"sqlite_path": str(tmp_path / ("x" * 252))}})
+
+    engine = checks_of(tracker.cli("doctor", "--json"))["engine"]
+
+    assert not engine["ok"] and "cannot read the lock file" in engine["detail"]
