@@ -141,12 +141,25 @@ class Doctor:
             self.add("secrets", True, "the config names no secret")
 
     # ------------------------------------------------------------------ store
-    def _schema(self, location: Any) -> int:
-        """The schema check; the store's version (0: none yet, or unreadable)."""
+    def _schema(self, location: Any) -> int | None:
+        """The schema check; the store's version (0: none yet; None: it cannot be read)."""
         from mrt_engine.store import schema
         from mrt_engine.store.db import StoreError
 
-        if location.is_sqlite and not location.path.exists():
+        if location.is_sqlite:
+            try:
+                location.path.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                pass  # not created yet (a file in the way of its folder: "store writable")
+            except OSError as exc:  # a folder this user may not enter, a name too long
+                self.add(
+                    "store",
+                    False,
+                    f"{location}: {exc.strerror or exc}",
+                    "check state.sqlite_path, and that the engine's user may reach its folder",
+                )
+                return None
+        if location.is_sqlite and not _exists(location.path):
             self.add(
                 "store",
                 True,
@@ -157,7 +170,7 @@ class Doctor:
             state = schema.inspect(location)
         except StoreError as exc:
             self.add("store", False, str(exc), _store_hint(str(exc)))
-            return 0
+            return None
         if state.version == 0:
             self.add("store", True, f"{location}: no schema yet (the first run creates it)")
         elif state.pending:
@@ -175,7 +188,7 @@ class Doctor:
 
     def _disk(self, path: Path) -> None:
         folder = path.parent
-        while not folder.exists() and folder != folder.parent:
+        while not _exists(folder) and folder != folder.parent:
             folder = folder.parent  # `run` creates the missing folders under it
         try:
             usage = shutil.disk_usage(folder)
@@ -194,7 +207,7 @@ class Doctor:
                 if low
                 else "",
             )
-        targets = [folder] + [p for p in (path,) if p.exists()]
+        targets = [folder] + [p for p in (path,) if _exists(p)]
         denied = [str(p) for p in targets if not os.access(p, os.W_OK)]
         if not folder.is_dir():
             self.add(
@@ -212,7 +225,7 @@ class Doctor:
                 " the user that owns them, or give that user write access",
             )
         else:
-            self.add("store writable", True, f"{path if path.exists() else folder}")
+            self.add("store writable", True, f"{path if _exists(path) else folder}")
 
     def _store_clock(self, location: Any) -> None:
         now = self.clock()
@@ -242,9 +255,21 @@ class Doctor:
                 f"{now:%Y-%m-%d %H:%M:%S}Z; the store's {what} {humanize_age(at, now)}",
             )
 
-    def _lock(self, location: Any, lease_seconds: float, version: int) -> None:
+    def _lock(self, location: Any, lease_seconds: float, version: int | None) -> None:
         if location.is_sqlite:
-            self.add("engine", True, _lock_holder(location.path))
+            try:
+                self.add("engine", True, _lock_holder(location.path))
+            except OSError as exc:  # cannot tell: not a pass
+                lock = location.path.with_name(location.path.name + ".lock")
+                self.add(
+                    "engine",
+                    False,
+                    f"cannot read the lock file {lock}: {exc.strerror or exc}",
+                    "run doctor as the engine's user",
+                )
+            return
+        if version is None:  # its engines are rows of the store: not "none" when unread
+            self.add("engine", False, "cannot tell: the store cannot be read (see above)")
             return
         if version < 4:  # no engine_instance table yet
             self.add("engine", True, "no engine has run on this store yet")
@@ -265,6 +290,16 @@ class Doctor:
             return
         live = "; ".join(f"{r[0]} (pid {r[2]} on {r[1]})" for r in rows)
         self.add("engine", True, f"{plural(len(rows), 'engine')} running: {live}")
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; False too where the system cannot look it up (a folder this
+    user may not enter, a name too long), which ``Path.exists`` raises instead."""
+    try:
+        path.stat()
+    except OSError:
+        return False
+    return True
 
 
 def _safe(text: str) -> str:
@@ -337,24 +372,21 @@ def _newest_times(location: Any) -> dict[str, datetime]:
 
 def _lock_holder(db_path: Path) -> str:
     """Who holds the engine's lock on a SQLite store, looked at without taking it for longer
-    than a shared probe (and without writing the lock file, as taking it would)."""
+    than a shared probe (and without writing the lock file, as taking it would); OSError when
+    the lock file cannot be read."""
     lock = db_path.with_name(db_path.name + ".lock")
     try:
         fd = os.open(lock, os.O_RDONLY)
     except FileNotFoundError:
         return "no engine is running on this store (none has yet)"
-    except OSError as exc:
-        return f"cannot read the lock file {lock}: {exc.strerror or exc}"
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            try:
-                info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-            except (OSError, ValueError):
-                info = {}
-            who = f" (pid {info['pid']}, started {info.get('started', '?')})" if info else ""
-            return f"an engine is running on this store{who}"
+            from mrt_engine.store.lock import EngineLock
+
+            # What the engine itself says of its holder (nothing when the file is damaged).
+            return f"an engine is running on this store{EngineLock._describe_holder(fd)}"
         fcntl.flock(fd, fcntl.LOCK_UN)
         return "no engine is running on this store"
     finally:

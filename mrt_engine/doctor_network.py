@@ -117,9 +117,10 @@ def _reach_hint(source: Any) -> str:
 
 
 def _host(url: str) -> str:
+    """``host[:port]`` of ``url``: never its userinfo (an api_base may carry a user:password)."""
     from urllib.parse import urlsplit
 
-    return urlsplit(url).netloc
+    return urlsplit(url).netloc.rpartition("@")[2]
 
 
 def _upstream_clock(doctor: Any, dates: list[tuple[str, Any, Any]]) -> None:
@@ -128,7 +129,7 @@ def _upstream_clock(doctor: Any, dates: list[tuple[str, Any, Any]]) -> None:
     for host, stamp, at in dates:
         try:
             theirs = parsedate_to_datetime(stamp)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # a year or offset past any integer
             continue
         if theirs.tzinfo is None:
             continue

@@ -49,7 +49,7 @@ def retry_after(headers: httpx.Headers, now: datetime) -> float | None:
             return float(value)
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a year past any integer
             when = None
         if when is not None:
             if when.tzinfo is None:

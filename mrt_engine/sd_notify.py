@@ -26,7 +26,7 @@ def _address(value: str) -> str | bytes | None:
     sent as a leading NUL byte); ``None`` for what this module cannot use (a ``vsock:``
     address, anything relative)."""
     if value.startswith("@"):
-        return b"\0" + value[1:].encode()
+        return b"\0" + os.fsencode(value[1:])  # the environment's bytes, as a path's are
     if value.startswith("/"):
         return value
     return None

@@ -92,6 +92,7 @@ class StaleSources:
         self._stale: set[str] = set()  # announced stale, not yet fresh again
         self._recovered: set[str] = set()  # stale sources that have polled successfully
         self._next_check: datetime | None = None  # no source can go stale before (None: now)
+        self._held: set[str] | None = None  # the sources this engine polled at the last check
 
     def load(self) -> None:
         """Read what the store says (once, as the engine opens): which sources are stale, and
@@ -133,6 +134,8 @@ class StaleSources:
         store; None: all). Returns the alerts committed. A store fault raises; what it
         prevented is tried again on the next call."""
         now = self.clock()
+        if held is not None:
+            self._take_over(held)
         recovered: set[str] = set()
         if self._recovered:
             with self._lock:
@@ -164,6 +167,21 @@ class StaleSources:
             next_check = deadline if next_check is None else min(next_check, deadline)
         self._next_check = next_check
         return alerts
+
+    def _take_over(self, held: set[str]) -> None:
+        """Learn what the store says of the sources this engine has taken over since the last
+        check: one another engine announced stale is stale here too (its ``source_fresh`` is
+        this engine's to send), however soon the source then polls successfully."""
+        taken = held - self._held if self._held is not None else set()
+        for key in taken & self.watches.keys():
+            kind, stale_at = _latest_events(self.store, key).get(key, (None, None))
+            if kind == STALE:
+                with self._lock:
+                    self._stale.add(key)
+                    ok = self._ok_at.get(key)
+                    if ok is not None and ok > stale_at:  # it has worked here since
+                        self._recovered.add(key)
+        self._held = set(held)
 
     def _commit_stale(self, key: str, watch: Watch, now: datetime) -> int:
         seen_ok = self._ok_at.get(key)

@@ -190,6 +190,40 @@ def test_a_running_engine_is_named_by_its_lock(gh_tracker):
     assert "no engine is running" in doctor(tracker)["engine"].detail
 
 
+@pytest.mark.sqlite_only("the lock file of a SQLite store")
+@pytest.mark.parametrize("written", [b"[1, 2]", b'{"started": "x"}', b'"pid"', b"\xff\xfe"])
+def test_a_held_lock_whatever_its_file_holds_is_a_running_engine_not_a_crash(gh_tracker, written):
+    tracker = gh_tracker()
+    tracker.once()
+    lock = EngineLock(tracker.db)
+    lock.acquire()
+    lock_file = tracker.db.with_name(tracker.db.name + ".lock")
+    lock_file.write_bytes(written)  # an older engine's, a hand-edited or a damaged lock file
+    try:
+        engine = doctor(tracker)["engine"]
+    finally:
+        lock.release()
+
+    assert engine.ok and "an engine is running on this store" in engine.detail
+
+
+@pytest.mark.postgresql_only
+def test_an_unreadable_shared_store_is_not_said_to_have_no_engine(gh_tracker, monkeypatch):
+    from pg_cluster import PASSWORD_ENV
+
+    tracker = gh_tracker()
+    tracker.once()
+    monkeypatch.setenv(PASSWORD_ENV, "not-the-password")
+    tracker.env[PASSWORD_ENV] = "not-the-password"
+
+    checks = doctor(tracker)
+
+    assert not checks["store"].ok and "password authentication failed" in checks["store"].detail
+    assert "not-the-password" not in checks["store"].detail
+    engine = checks["engine"]
+    assert "no engine" not in engine.detail and "cannot" in engine.detail
+
+
 @pytest.mark.postgresql_only
 def test_the_live_engines_of_a_shared_store_are_named(gh_tracker):
     from mrt_engine.store import engines
@@ -270,3 +304,33 @@ def test_a_file_in_the_way_of_the_store_folder_fails(make_tracker, tmp_path):
 
     assert not writable["ok"] and f"{tmp_path / 'state'} is a file" in writable["detail"]
     assert (tmp_path / "state").read_text() == "not a folder"
+
+
+@pytest.mark.sqlite_only("the store's path")
+@pytest.mark.parametrize("where", ["name", "folder"])
+def test_a_store_path_the_system_cannot_look_up_fails_its_checks_not_doctor(
+    make_tracker, tmp_path, where
+):
+    # A name longer than the file system takes: one of the errors (with EACCES, a folder this
+    # user may not enter) that Path.exists() raises instead of answering False.
+    long = "x" * 300
+    path = tmp_path / long if where == "name" else tmp_path / long / "mrt.sqlite3"
+    tracker = make_tracker({"state": {"sqlite_path": str(path)}})
+
+    result = tracker.cli("doctor", "--json")
+
+    assert "Traceback" not in result.stderr, result.stderr
+    checks = checks_of(result)
+    assert result.returncode == 1 and not checks["store"]["ok"]
+    assert "File name too long" in checks["store"]["detail"]
+
+
+@pytest.mark.sqlite_only("the lock file of a SQLite store")
+def test_a_lock_file_doctor_cannot_read_fails_the_engine_check(make_tracker, tmp_path):
+    # The store's name fits the file system, its lock file's (".lock" more) does not: as with a
+    # lock file this user may not read, doctor cannot tell whether an engine runs.
+    tracker = make_tracker({"state": {"sqlite_path": str(tmp_path / ("x" * 252))}})
+
+    engine = checks_of(tracker.cli("doctor", "--json"))["engine"]
+
+    assert not engine["ok"] and "cannot read the lock file" in engine["detail"]

@@ -6,7 +6,12 @@ store plays no part here (tests/test_doctor.py checks it on both backends)."""
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import GH_TOKEN, WL_TOKEN, free_port
@@ -94,6 +99,65 @@ def test_a_clock_off_the_upstreams_date_fails(gh_tracker):
 
     upstream = checks["upstream clock"]
     assert not upstream.ok and "60 min behind the Date of 127.0.0.1:" in upstream.detail
+
+
+@contextmanager
+def upstream_dated(date: str) -> Iterator[str]:
+    """An upstream answering every request ``200 []`` with ``Date: date`` (the simulators add
+    their own Date): its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def date_time_string(self, timestamp=None) -> str:
+            return date
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"[]")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Mon, 01 Jan 99999999999999999999 00:00:00 GMT",  # a year past any integer
+        "Mon, 01 Jan 2024 00:00:00 +9999999999999999999999",  # an offset past any integer
+    ],
+)
+def test_a_date_no_clock_can_hold_is_an_unreadable_date_not_a_crash(gh_tracker, date):
+    with upstream_dated(date) as url:
+        tracker = gh_tracker({"sources": {"github": {"api_base": url}}})
+
+        result = tracker.cli("doctor", "--network", "--json")
+
+    assert "Traceback" not in result.stderr, result.stderr
+    checks = checks_of(result)
+    assert checks["upstream clock"]["ok"] and "readable Date" in checks["upstream clock"]["detail"]
+
+
+def test_the_upstream_clock_line_shows_no_credentials_of_the_api_base(gh_tracker):
+    now = format_datetime(datetime.now(UTC), usegmt=True)
+    with upstream_dated(now) as url:
+        api_base = url.replace("http://", "http://alice:hunter2secret@")
+        tracker = gh_tracker({"sources": {"github": {"api_base": api_base}}})
+
+        result = tracker.cli("doctor", "--network")
+
+    assert "✓ upstream clock" in result.stdout, result.stdout + result.stderr
+    assert "hunter2secret" not in result.stdout and "alice" not in result.stdout
 
 
 # ---------------------------------------------------------------------- --send-test

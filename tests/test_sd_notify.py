@@ -171,3 +171,10 @@ def test_an_unchanged_status_is_not_sent_again(tmp_path):
             "READY=1\nSTATUS=polling 2 sources",
             "STATUS=polling 2 sources; stale: a",
         ]
+
+
+def test_a_notify_socket_name_that_is_not_utf8_is_no_error():
+    # os.environ holds undecodable bytes as surrogates: systemd never sets such a name, but the
+    # engine must start the same whatever the environment says.
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": "@mrt-\udcff-gone"})
+    assert notifier.enabled and notifier.ready("up") is False

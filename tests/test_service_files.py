@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -119,3 +120,34 @@ def test_the_cron_example_runs_the_engine_once_with_the_secrets_file(tmp_path, g
     assert result.stdout == "" and result.stderr == ""  # nothing to mail when all is well
     assert github.requests_to("/repos/vllm-project/vllm/issues")
     assert (state / "mrt.sqlite3").exists()
+
+
+def seconds(span: str) -> float:
+    """A systemd time span (``10s``, ``10min``, ``1h 30min``; a bare number is seconds)."""
+    units = {"": 1, "s": 1, "sec": 1, "min": 60, "m": 60, "h": 3600, "hr": 3600}
+    total = 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", span):
+        total += float(number) * units[unit]
+    return total
+
+
+def test_the_start_limit_stops_a_unit_that_fails_again_and_again():
+    # systemd stops restarting a unit started StartLimitBurst= times (default 5) within
+    # StartLimitIntervalSec= (default 10 s) ([Unit], systemd.unit(5)); restarts RestartSec= apart
+    # must fit that many in the interval, or a broken config restarts forever.
+    parsed = unit()
+    interval = seconds(parsed["Unit"].get("StartLimitIntervalSec", "10s"))
+    burst = int(parsed["Unit"].get("StartLimitBurst", "5"))
+    restart = seconds(parsed["Service"]["RestartSec"])
+    assert burst * restart < interval
+    # ...while a database still starting at boot gets a minute and more of tries.
+    assert (burst - 1) * restart >= 60
+
+
+def test_start_up_has_time_for_the_migrations_of_a_big_store():
+    # READY=1 comes after the store is opened and migrated: a year-like store (1M events,
+    # tests/perf/year_store.py) took ~1 min from schema 2 to 6 here, and systemd kills a
+    # Type=notify start that takes longer than TimeoutStartSec= (default 90 s) - mid-migration,
+    # again at each restart, until the start limit fails the unit.
+    service = unit()["Service"]
+    assert seconds(service.get("TimeoutStartSec", "90s")) >= 600

@@ -230,3 +230,19 @@ def test_one_item_that_cannot_be_processed_is_quarantined_and_the_rest_goes_on(s
     assert tracker.sql("SELECT COUNT(*) FROM event WHERE baseline = 0") == [(1,)]
     [(again, times)] = tracker.sql("SELECT item_key, times FROM quarantine")
     assert again == bad and times in (1, 2)
+
+
+def test_a_retry_after_date_past_any_integer_is_no_date_not_an_internal_error(gh_tracker, github):
+    github.add_issue("vllm-project/vllm", "seed")
+    tracker = gh_tracker({"sources": {"github": {"monitor": {"pulls": False}}}})
+    assert tracker.once() == 0
+    hostile = "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"
+    github.inject(
+        Fault(429, '{"message": "slow down"}', headers={"Retry-After": hostile}, times=50)
+    )
+
+    assert tracker.once() == 1
+
+    [(error,)] = tracker.sql("SELECT last_error FROM source_state")
+    assert "internal error" not in error and "Overflow" not in error
+    assert "429" in error or "rate" in error.lower()

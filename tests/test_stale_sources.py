@@ -20,6 +20,7 @@ pytestmark = pytest.mark.both_backends
 REPO = "vllm-project/vllm"
 KEY = f"github:{REPO}:issues"
 MINUTE = 60
+MINUTE_SPAN = timedelta(seconds=MINUTE)
 
 
 class Clock:
@@ -137,6 +138,39 @@ def test_a_stale_source_is_not_announced_again_after_a_restart(gh_tracker, githu
         github.clear_faults()
         failing_minutes(engine, clock, 1)  # this poll works: fresh again, once
         failing_minutes(engine, clock, 3)
+    finally:
+        engine.close()
+    assert [k for k, _ in health_events(tracker)] == ["source_stale", "source_fresh"]
+
+
+@pytest.mark.postgresql_only
+def test_a_source_another_engine_announced_stale_is_announced_fresh_by_the_one_that_takes_it(
+    gh_tracker, github, welink
+):
+    from mrt_engine.batch import prepare_batch, write_batch
+    from mrt_engine.health import STALE, staleness_event
+
+    tracker = tracker_of(gh_tracker, github)
+    clock = Clock()
+    engine = engine_at(tracker, clock)
+    try:
+        source = engine.sources[0]
+        assert engine.held == {KEY}
+        assert engine.poll_source(source, force=True).status == "ok"
+        engine.held = set()  # its lease went to another engine, whose polls failed...
+        for _ in range(5):
+            clock.advance(MINUTE)
+            engine.check_stale()  # this engine's control job, every second: not its source
+        # ...and which announced the source stale (its StaleSources' write).
+        now = clock()
+        event = staleness_event(KEY, STALE, now - 5 * MINUTE_SPAN, 3 * MINUTE_SPAN, "502", now)
+        with engine.store.write():
+            write_batch(engine.store, prepare_batch([event], engine.staleness.health, now))
+        engine.held = {KEY}  # that engine is gone: this one takes the source back
+        engine.check_stale()
+        clock.advance(MINUTE)
+        assert engine.poll_source(source, force=True).status in ("ok", "not_modified")
+        engine.check_stale()
     finally:
         engine.close()
     assert [k for k, _ in health_events(tracker)] == ["source_stale", "source_fresh"]

@@ -118,3 +118,16 @@ def test_the_engine_lock_is_exclusive_and_released(tmp_path):
     again = EngineLock(path)
     again.acquire()
     again.release()
+
+
+def test_a_held_lock_with_a_file_not_an_object_still_says_an_engine_runs(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    first = EngineLock(path)
+    first.acquire()
+    path.with_name(path.name + ".lock").write_bytes(b"[1, 2]")  # damaged, or not ours
+    try:
+        with pytest.raises(EngineAlreadyRunning) as info:
+            EngineLock(path).acquire()
+    finally:
+        first.release()
+    assert "another mrt-engine is already running" in str(info.value)

@@ -62,7 +62,7 @@ class EngineLock:
             info = parse_json(os.pread(fd, 4096, 0) or b"{}")
         except (OSError, ValueError):
             return ""
-        if not info.get("pid"):
+        if not isinstance(info, dict) or not info.get("pid"):  # damaged, or not ours
             return ""
         return f" (pid {info['pid']}, started {info.get('started', '?')})"
 
