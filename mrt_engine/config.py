@@ -201,6 +201,7 @@ class ConfigBase(StrictModel):
 def root_model() -> type[StrictModel]:
     """The full config model: the fixed part plus every registered source and channel section."""
     from mrt_engine import notify, sources
+    from mrt_engine.ai.settings import AiConfig
     from mrt_engine.rules.model import RuleConfig
 
     source_fields: dict[str, Any] = {
@@ -217,6 +218,7 @@ def root_model() -> type[StrictModel]:
         sources=(sources_model, Field(default_factory=sources_model)),
         notify=(notify_model, Field(default_factory=notify_model)),
         rules=(list[RuleConfig], Field(default_factory=list)),
+        ai=(AiConfig, Field(default_factory=AiConfig)),
     )
 
 

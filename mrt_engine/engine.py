@@ -21,6 +21,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from mrt_engine import __version__, sources
+from mrt_engine.ai.client import AiClient
+from mrt_engine.ai.similarity import Embeddings
+from mrt_engine.ai.summary import Summarizer
 from mrt_engine.components import build_components
 from mrt_engine.config import Config
 from mrt_engine.delivery.outbox import Outbox, OutboxPolicy
@@ -89,6 +92,8 @@ class Engine:
     ) -> None:
         self.config = config
         self.clock = clock
+        self._environ = os.environ if environ is None else environ
+        self.ai: AiClient | None = None  # the optional AI (issue 13), when ai.enabled
         self.components = build_components(
             config, os.environ if environ is None else environ, clock
         )
@@ -265,6 +270,7 @@ class Engine:
             log.warning(
                 "took back %s left by a previous engine", plural(released, "delivery claim")
             )
+        enrich = self._optional_ai()
         self.pipeline = Pipeline(
             self.store,
             self.http,
@@ -279,7 +285,11 @@ class Engine:
         if self.store.shared:
             self.renew_leases()
         self.workers = DeliveryWorkers(
-            self.outbox, self.channels, workers=delivery.workers, stop=self.stop_event
+            self.outbox,
+            self.channels,
+            workers=delivery.workers,
+            stop=self.stop_event,
+            enrich=enrich,
         )
         log.info(
             "engine %s opened %s: %s, %s, %s",
@@ -289,6 +299,24 @@ class Engine:
             plural(len(self.channels), "channel"),
             plural(len(self.rules.rules), "rule"),
         )
+
+    def _optional_ai(self) -> Summarizer | None:
+        """Start the optional AI (``ai.enabled``): topic rules judged by embeddings when
+        ``ai.embedding_model`` is set; the summary step for messages (``None``: AI off)."""
+        if not self.config.ai.enabled or self.store is None:
+            return None
+        self.ai = AiClient(
+            self.config.ai,
+            self.store,
+            environ=self._environ,
+            clock=self.clock,
+            stop=self.stop_event,
+            user_agent=self.config.http.user_agent,
+        )
+        if self.config.ai.embedding_model and self.rules.topic_rules:
+            self.rules.use_similarity(Embeddings(self.ai))
+        critical = [rule.name for rule in self.config.rules if rule.critical]
+        return Summarizer(self.ai, critical)
 
     def run_once(self) -> int:
         """Poll every source once, attempt every due delivery once. Exit status 0 or 1; a store
@@ -608,6 +636,8 @@ class Engine:
                 else:
                     log.error("could not give back the engine's sources (they run out): %s", fault)
         self.http.close()
+        if self.ai is not None:
+            self.ai.close()
         for channel in self.channels.values():
             channel.close()
         if self.pipeline is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +29,7 @@ from datetime import datetime
 from mrt_engine.delivery.outbox import Claim, Outbox
 from mrt_engine.delivery.policy import PLAIN
 from mrt_engine.notify.base import Channel, Outgoing, SendResult
+from mrt_engine.notify.message import MessageContext
 from mrt_engine.secrets import redact
 from mrt_engine.silence import Silence, SilenceTarget, silencing
 from mrt_engine.silences import ActiveSilences, active_now
@@ -62,12 +63,14 @@ def send_claim(
     channels: Mapping[str, Channel],
     claim: Claim,
     silences: ActiveSilences | None = None,
+    enrich: Callable[[MessageContext, str], MessageContext] | None = None,
 ) -> str:
     """Send one claimed delivery, record the attempt, return the delivery's new status.
 
     A silence made after the hit but before this send stops it (``silenced``: see
     :meth:`Outbox.silence`); ``silences`` are the worker's, kept while the store is unchanged
-    (without it they are read)."""
+    (without it they are read). ``enrich``: the optional AI's summary step
+    (:class:`mrt_engine.ai.summary.Summarizer`), given the message and the channel's locale."""
     if not claim.released:
         silence = _silencing(outbox, claim, silences)
         if silence is not None:
@@ -79,7 +82,10 @@ def send_claim(
         result = SendResult(ok=False, error=f"channel {claim.channel!r} is not configured")
     else:
         try:
-            result = channel.send(Outgoing(claim.delivery_id, claim.attempt_number, claim.context))
+            context = claim.context
+            if enrich is not None:
+                context = enrich(context, getattr(channel.settings, "locale", "en"))
+            result = channel.send(Outgoing(claim.delivery_id, claim.attempt_number, context))
         except Exception as exc:  # a channel bug is a failed attempt, never a lost alert
             error = redact(f"{type(exc).__name__}: {exc}")
             # One line, like a source's crash; the traceback is there at --log-level debug.
@@ -120,8 +126,10 @@ class DeliveryWorkers:
         *,
         workers: int,
         stop: threading.Event,
+        enrich: Callable[[MessageContext, str], MessageContext] | None = None,
     ) -> None:
         self.outbox = outbox
+        self.enrich = enrich  # the optional AI's summaries (None: AI off)
         self.channels = dict(channels)
         self.workers = workers
         self.stop = stop
@@ -185,7 +193,7 @@ class DeliveryWorkers:
                     self._give_back(claims[i:], worker)
                     break
                 try:
-                    send_claim(self.outbox, self.channels, claim, self._silences)
+                    send_claim(self.outbox, self.channels, claim, self._silences, self.enrich)
                 except Exception as exc:
                     # The lease expires and another worker retries; the attempt stays in_flight.
                     self._log_failure(
@@ -262,7 +270,9 @@ class DeliveryWorkers:
                 for claim in claims:
                     with lock:
                         tried.add(claim.delivery_id)
-                    status = send_claim(self.outbox, self.channels, claim, self._silences)
+                    status = send_claim(
+                        self.outbox, self.channels, claim, self._silences, self.enrich
+                    )
                     with lock:
                         report.attempted += 1
                         report.statuses[claim.delivery_id] = status

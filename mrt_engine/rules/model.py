@@ -66,6 +66,14 @@ class RuleConfig(StrictModel):
     label: list[str] = Field(default_factory=list)
     author: list[str] = Field(default_factory=list)
     block: RuleBlock = Field(default_factory=RuleBlock)
+    # Semantic matching (AI2): a description of what the rule is about. An event whose
+    # ``fields`` are at least ``similarity`` alike to it matches as if a keyword had (keywords
+    # and regexes, when given, still match on their own). Alike by embeddings when
+    # ``ai.embedding_model`` is set, else by local lexical similarity (mrt_engine/ai/similarity.py).
+    topic: str = ""
+    similarity: float = Field(0.3, gt=0, le=1)
+    # A critical rule's hits are never held for a digest, lowered or waited on by the AI.
+    critical: bool = False
     # Effects.
     tags: list[str] = Field(default_factory=list)
     channels: list[str] | None = None  # None: every configured channel

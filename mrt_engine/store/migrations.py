@@ -373,6 +373,31 @@ MIGRATIONS: list[list[str]] = [
         # silenced ones are in it.
         "CREATE INDEX delivery_silence ON delivery (silence_id) WHERE silence_id IS NOT NULL",
     ],
+    # 9 (issue 13; numbered on merge after 7 and 8): the optional AI's answers and spending
+    # (mrt_engine/ai/). An answer is kept by (task, model, content hash): the same text is
+    # never paid for twice, across restarts and engines sharing the store.
+    [
+        """CREATE TABLE ai_cache (
+            id INTEGER PRIMARY KEY NOT NULL,
+            task TEXT NOT NULL,
+            model TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            result TEXT NOT NULL,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (task, model, content_hash)
+        )""",
+        # Tokens spent a UTC day (from the answers' ``usage``), requests and fallbacks: the
+        # daily budget survives a restart.
+        """CREATE TABLE ai_usage (
+            day TEXT PRIMARY KEY NOT NULL,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            requests INTEGER NOT NULL DEFAULT 0,
+            fallbacks INTEGER NOT NULL DEFAULT 0,
+            last_fallback TEXT,
+            updated_at TEXT NOT NULL
+        )""",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)
@@ -385,6 +410,7 @@ SUMMARIES: tuple[str, ...] = (
     "engines that share a store: engine registry and source leases",
     "less noise: bundled deliveries (groups, digests, folds), group windows, digest schedules",
     "silences: matchers that stop deliveries for a time, stored as silenced",
+    "optional AI: answers cached by task, model and text; tokens spent a day",
 )
 
 

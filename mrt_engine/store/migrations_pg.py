@@ -383,4 +383,26 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TRIGGER silence_truncate_changed AFTER TRUNCATE ON silence
             FOR EACH STATEMENT EXECUTE FUNCTION mrt_store_changed()""",
     ],
+    # 9 (issue 13): the optional AI's cache and daily spending (see mrt_engine/store/
+    # migrations.py). No change signal: the console does not show them.
+    [
+        f"""CREATE TABLE ai_cache (
+            id {ID},
+            task TEXT NOT NULL,
+            model TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            result TEXT NOT NULL,
+            tokens BIGINT NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (task, model, content_hash)
+        )""",
+        """CREATE TABLE ai_usage (
+            day TEXT PRIMARY KEY NOT NULL,
+            tokens BIGINT NOT NULL DEFAULT 0,
+            requests BIGINT NOT NULL DEFAULT 0,
+            fallbacks BIGINT NOT NULL DEFAULT 0,
+            last_fallback TEXT,
+            updated_at TEXT NOT NULL
+        )""",
+    ],
 ]
