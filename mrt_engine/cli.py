@@ -161,6 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--dry-run", action="store_true", help="only show what would be enqueued")
     replay.set_defaults(func=commands.cmd_replay)
 
+    rules = sub.add_parser("rules", help="rule tools (suggest keywords from past hits)")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    suggest = rules_sub.add_parser(
+        "suggest",
+        parents=[common, as_json],
+        help="propose keywords for each notify rule from the titles of its past hits",
+    )
+    suggest.add_argument("--rule", action="append", metavar="NAME", help="only this rule")
+    suggest.add_argument("--limit", type=_count(1, 100), default=10, help="per rule (default 10)")
+    suggest.set_defaults(func=commands.cmd_rules_suggest)
+
     export = sub.add_parser(
         "export", parents=[store_opts], help="write a source's current model/version list"
     )

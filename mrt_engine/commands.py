@@ -371,6 +371,33 @@ def cmd_resend(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def cmd_rules_suggest(args: argparse.Namespace) -> int:
+    """``rules suggest``: candidate keywords per notify rule, from its stored hits."""
+    from mrt_engine.ai.suggest import suggest
+
+    config = _config(args)
+    rules = {r.name: r.keywords for r in config.rules if r.action == "notify"}
+    if config.watch_keywords:
+        rules["watch_keywords"] = list(config.watch_keywords)
+    for name in args.rule or ():
+        if name not in rules:
+            raise UsageError(f"--rule: no notify rule named {name!r} in the config")
+    if args.rule:
+        rules = {name: rules[name] for name in args.rule}
+    with _store(args) as store:
+        found = suggest(store, rules, args.limit)
+    if args.json:
+        _print_json(found)
+        return EXIT_OK
+    for name, suggestions in found.items():
+        if not suggestions:
+            print(f"{name}: nothing to suggest (too few past hits)")
+            continue
+        words = ", ".join(f'"{s.keyword}" ({s.hits} of {s.of})' for s in suggestions)
+        print(f"{name}: {words}")
+    return EXIT_OK
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from mrt_engine import operations
     from mrt_engine.components import compile_rules

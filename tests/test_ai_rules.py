@@ -146,3 +146,43 @@ def test_events_the_cheap_filters_refuse_never_ask_for_embeddings(gh_tracker, gi
     assert tracker.once() == 0
     assert llm.embedding_requests() == []
     assert welink.texts() == []
+
+
+# ---------------------------------------------------------------------- rules suggest
+def test_rules_suggest_proposes_words_common_in_a_rules_hits(gh_tracker, github):
+    import json
+
+    tracker = gh_tracker()
+    github.add_issue(REPO, "seed", at=T0)
+    tracker.once()
+    for title in (
+        "DeepSeek-V3.2 MLA kernel for sparse attention",
+        "Fix DeepSeek MLA decode on Hopper",
+        "DeepSeek: sparse attention backend",
+        "Qwen3 MoE routing fix",
+        "Docs: typo",
+        "CI: pin torch",
+    ):
+        github.add_issue(REPO, title, pull=True)
+    assert tracker.once() == 0
+    result = tracker.cli("rules", "suggest", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)["watch_keywords"]
+    words = [s["keyword"] for s in found]
+    assert set(words[:3]) == {"attention", "mla", "sparse"}  # each in 2 of the 4 hits
+    assert "deepseek" not in words and "qwen3" not in words  # the rule has them already
+    assert found[0]["hits"] >= 2 and found[0]["of"] == 4
+    plain = tracker.cli("rules", "suggest", "--rule", "nope")
+    assert plain.returncode == 2 and "no notify rule named 'nope'" in plain.stderr
+
+
+def test_doctor_says_topic_rules_use_lexical_similarity_without_an_embedding_model(gh_tracker, llm):
+    from mrt_engine.doctor import Doctor
+
+    tracker = _tracker(gh_tracker, llm, embedding_model="")
+    checks = {c.name: c for c in Doctor(tracker.path, tracker.env).run()}
+    assert checks["ai"].ok
+    assert "1 topic rule(s) (spec) judged by local lexical similarity" in checks["ai"].detail
+    tracker.env.pop("AI_KEY")
+    checks = {c.name: c for c in Doctor(tracker.path, tracker.env).run()}
+    assert not checks["ai"].ok and "AI_KEY is not set" in checks["ai"].detail

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import Field
 
 from mrt_engine.config import StrictModel, Wait
@@ -23,3 +26,32 @@ class AiConfig(StrictModel):
     requests_per_minute: int = Field(60, ge=1, le=100_000)
     daily_token_budget: int = Field(200_000, ge=0)  # 0: no AI requests at all
     max_input_chars: int = Field(4000, ge=200, le=200_000)  # of an event's text sent
+
+
+def describe(config: Any, environ: Mapping[str, str]) -> tuple[bool, str, str]:
+    """``mrt-engine doctor``'s line on the optional AI: (ok, detail, hint)."""
+    ai = config.ai
+    topics = [r.name for r in config.rules if r.topic and r.enabled]
+    lexical = f"{len(topics)} topic rule(s) ({', '.join(topics)})" if topics else ""
+    if not ai.enabled:
+        detail = "off (the tracker works the same without it)"
+        if lexical:
+            detail += f"; {lexical} use local lexical similarity"
+        return True, detail, ""
+    if ai.api_key_env and not environ.get(ai.api_key_env, "").strip():
+        return (
+            False,
+            f"ai.api_key_env: environment variable {ai.api_key_env} is not set",
+            "set it, or remove ai.api_key_env for a local server without a key",
+        )
+    parts = [f"on: {ai.base_url}"]
+    parts.append(f"summaries by {ai.model}" if ai.model else "summaries extractive (no ai.model)")
+    if lexical:
+        how = (
+            f"embeddings of {ai.embedding_model}"
+            if ai.embedding_model
+            else ("local lexical similarity (no ai.embedding_model)")
+        )
+        parts.append(f"{lexical} judged by {how}")
+    parts.append(f"budget {ai.daily_token_budget} tokens a day")
+    return True, "; ".join(parts), ""

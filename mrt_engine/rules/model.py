@@ -72,7 +72,8 @@ class RuleConfig(StrictModel):
     # ``ai.embedding_model`` is set, else by local lexical similarity (mrt_engine/ai/similarity.py).
     topic: str = ""
     similarity: float = Field(0.3, gt=0, le=1)
-    # A critical rule's hits are never held for a digest, lowered or waited on by the AI.
+    # A critical rule's hits never wait for the AI (their messages go with the extractive
+    # summary at once), and AI triage may raise but never lower or drop them.
     critical: bool = False
     # Effects.
     tags: list[str] = Field(default_factory=list)
