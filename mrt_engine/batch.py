@@ -188,7 +188,7 @@ def _prepare_event(
     history: bool,
 ) -> PreparedEvent:
     """One event's rows; a ``history`` event is recorded as baseline and alerts nothing."""
-    decision = rules.evaluate(event)
+    decision = rules.evaluate(event, triage=not history)  # history alerts nothing: no AI
     hit_rows = [
         (
             storable(hit.rule),

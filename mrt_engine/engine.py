@@ -24,6 +24,7 @@ from mrt_engine import __version__, sources
 from mrt_engine.ai.client import AiClient
 from mrt_engine.ai.similarity import Embeddings
 from mrt_engine.ai.summary import Summarizer
+from mrt_engine.ai.triage import Triage
 from mrt_engine.components import build_components
 from mrt_engine.config import Config
 from mrt_engine.delivery.outbox import Outbox, OutboxPolicy
@@ -316,6 +317,8 @@ class Engine:
         if self.config.ai.embedding_model and self.rules.topic_rules:
             self.rules.use_similarity(Embeddings(self.ai))
         critical = [rule.name for rule in self.config.rules if rule.critical]
+        if self.config.ai.triage:
+            self.rules.triage = Triage(self.config.ai, self.ai, critical)
         return Summarizer(self.ai, critical)
 
     def run_once(self) -> int:

@@ -26,6 +26,12 @@ class AiConfig(StrictModel):
     requests_per_minute: int = Field(60, ge=1, le=100_000)
     daily_token_budget: int = Field(200_000, ge=0)  # 0: no AI requests at all
     max_input_chars: int = Field(4000, ge=200, le=200_000)  # of an event's text sent
+    # AI4 triage (mrt_engine/ai/triage.py): a score 0-100 per alerted event moves its priority.
+    triage: bool = False
+    triage_high_score: int = Field(70, ge=0, le=100)
+    triage_low_score: int = Field(30, ge=0, le=100)
+    triage_high_priority: int = Field(500, ge=-1000, le=1000)  # at least this: sent at once
+    triage_low_priority: int = Field(-100, ge=-1000, le=1000)  # below a digest's below_priority
 
 
 def describe(config: Any, environ: Mapping[str, str]) -> tuple[bool, str, str]:

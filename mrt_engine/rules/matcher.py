@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from mrt_engine.ai.similarity import LEXICAL, Similarity
+from mrt_engine.ai.triage import Triage
 from mrt_engine.events import TrackerEvent
 from mrt_engine.rules.model import RuleConfig, watch_keywords_rule
 from mrt_engine.rules.texts import FieldTexts, RegexTest, TextGate
@@ -296,6 +297,8 @@ class RuleSet:
     _ungated_order: tuple[int, ...] = field(init=False, repr=False)
     # A channel's ``min_priority``: an alert below it is not routed there.
     min_priority: dict[str, int] = field(default_factory=dict)
+    # AI4 (mrt_engine/ai/triage.py): moves a notifying decision's priority; None: off.
+    triage: Triage | None = None
     _by_name: dict[str, CompiledRule] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -345,8 +348,9 @@ class RuleSet:
         for rule in self.topic_rules:
             rule.similarity = similarity
 
-    def evaluate(self, event: TrackerEvent) -> Decision:
-        """Every hit for ``event`` and whether it should notify, where, and how urgently."""
+    def evaluate(self, event: TrackerEvent, *, triage: bool = True) -> Decision:
+        """Every hit for ``event`` and whether it should notify, where, and how urgently
+        (``triage``: let :attr:`triage` move the priority, when it is set)."""
         hits: list[tuple[CompiledRule, RuleHit]] = []
         texts = FieldTexts(event)
         passed = self._gate.open(texts)
@@ -385,9 +389,15 @@ class RuleSet:
                     if tag not in tags:
                         tags.append(tag)
             final.append(hit)
-        if self.min_priority and priority is not None:
+        routed = priority
+        if triage and self.triage is not None and priority is not None:
+            notifying = [h.rule for h in final if h.action == "notify" and not h.suppressed]
+            priority, mark = self.triage.priority(event, notifying, priority)
+            tags.append(mark)
+            routed = max(priority, routed)  # a lowered alert waits for a digest, never dropped
+        if self.min_priority and routed is not None:
             floor = self.min_priority
-            channels = [c for c in channels if priority >= floor.get(c, priority)]
+            channels = [c for c in channels if routed >= floor.get(c, routed)]
         return Decision(
             hits=tuple(final),
             notify=priority is not None,
