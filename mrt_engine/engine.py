@@ -306,6 +306,8 @@ class Engine:
         ``ai.embedding_model`` is set; the summary step for messages (``None``: AI off)."""
         if not self.config.ai.enabled or self.store is None:
             return None
+        if self.ai is not None:  # opened again
+            self.ai.close()
         self.ai = AiClient(
             self.config.ai,
             self.store,

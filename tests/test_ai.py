@@ -4,6 +4,7 @@ limit and fallbacks, and AI1 summaries in messages — against a real server on 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -265,3 +266,25 @@ def test_with_ai_off_the_message_is_as_before(gh_tracker, github, welink, llm):
     [message] = welink.texts()
     assert "## Summary This PR adds **DeepSeek-V4** support" in message  # the excerpt
     assert llm.requests == []
+
+
+def test_a_protected_alert_never_waits_for_the_ai(store, llm):
+    from mrt_engine.ai.summary import Summarizer
+    from mrt_engine.notify.message import MessageContext
+
+    summarize = Summarizer(client_for(store, llm))
+    alarm = MessageContext(
+        event_type="service_checksum_changed",
+        source_key="modelhub:svc",
+        resource_id="svc",
+        title="Checksum changed",
+        url="https://hub/svc",
+        fingerprint="f" * 64,
+        summary="The sha256 of **svc-1.2.tar** changed. Old: abc. New: def.",
+    )
+    shown = summarize(alarm, "en")
+    assert shown.summary_by == "extractive" and shown.summary.startswith("The sha256 of svc-1.2")
+    assert llm.requests == []
+    normal = summarize(replace(alarm, event_type="pr_opened"), "zh")
+    assert normal.summary_by == "ai" and len(llm.chat_requests()) == 1
+    assert "Simplified Chinese" in llm.chat_requests()[0].json()["messages"][0]["content"]

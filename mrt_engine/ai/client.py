@@ -11,10 +11,11 @@ config names, goes only into the ``Authorization`` header, and is registered wit
 
 from __future__ import annotations
 
-import json
+import base64
 import logging
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class AiClient:
         return self.config.enabled
 
     def close(self) -> None:
+        """Stop every request in flight and let go of the connections."""
         self._backend.cut()
         self._http.close()
 
@@ -143,7 +145,7 @@ class AiClient:
         for i, key in enumerate(keys):
             found = self._cached(task, model, key)
             if found is not None:
-                vectors[i] = tuple(json.loads(found))
+                vectors[i] = unpack(found)
         missing = [i for i in range(len(texts)) if i not in vectors]
         tokens = 0
         if missing:
@@ -164,8 +166,9 @@ class AiClient:
             except (KeyError, TypeError, ValueError) as exc:
                 return self._fallback(task, f"the answer has no usable embeddings ({exc})")
             for i, vector in zip(missing, got, strict=True):
-                vectors[i] = vector
-                self._remember(task, model, keys[i], json.dumps(vector), 0)
+                stored = pack(vector)
+                vectors[i] = unpack(stored)  # as a cached one reads: the same scores either way
+                self._remember(task, model, keys[i], stored, 0)
         ordered = tuple(vectors[i] for i in range(len(texts)))
         return Answer(vectors=ordered, cached=not missing, tokens=tokens)
 
@@ -273,6 +276,18 @@ class AiClient:
         except Exception as exc:
             log.warning("AI fallback could not be recorded: %s", shorten(exc, 300))
         return None
+
+
+def pack(vector: tuple[float, ...]) -> str:
+    """A vector as stored: float32, base64 (a fifth of its JSON: a 1024-dimension embedding
+    takes 5.5 KB, not 20)."""
+    return base64.b64encode(array("f", vector).tobytes()).decode("ascii")
+
+
+def unpack(text: str) -> tuple[float, ...]:
+    values = array("f")
+    values.frombytes(base64.b64decode(text))
+    return tuple(values)
 
 
 def _status_failure(response: httpx.Response) -> AiFailure:
