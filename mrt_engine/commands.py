@@ -400,6 +400,7 @@ def cmd_rules_suggest(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from mrt_engine import operations
+    from mrt_engine.ai.similarity import fit_topics
     from mrt_engine.components import compile_rules
 
     config = _config(args)
@@ -409,6 +410,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError(f"--channel: {args.channel!r} is not configured under notify")
     rules = compile_rules(config)
     with _store(args) as store:
+        fit_topics(rules, store)  # topic rules judged as the engine judges them
         plan = operations.replay(
             store,
             rules,

@@ -22,7 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from mrt_engine import __version__, sources
 from mrt_engine.ai.client import AiClient
-from mrt_engine.ai.similarity import Embeddings
+from mrt_engine.ai.similarity import Embeddings, fit_topics
 from mrt_engine.ai.summary import Summarizer
 from mrt_engine.ai.triage import Triage
 from mrt_engine.components import build_components
@@ -271,6 +271,7 @@ class Engine:
             log.warning(
                 "took back %s left by a previous engine", plural(released, "delivery claim")
             )
+        fit_topics(self.rules, self.store)  # topic rules work without the AI too
         enrich = self._optional_ai()
         self.pipeline = Pipeline(
             self.store,
@@ -316,8 +317,9 @@ class Engine:
             stop=self.stop_event,
             user_agent=self.config.http.user_agent,
         )
-        if self.config.ai.embedding_model and self.rules.topic_rules:
-            self.rules.use_similarity(Embeddings(self.ai))
+        topic_rules = self.rules.topic_rules
+        if self.config.ai.embedding_model and topic_rules:
+            self.rules.use_similarity(Embeddings(self.ai, topic_rules[0].similarity))
         critical = [rule.name for rule in self.config.rules if rule.critical]
         if self.config.ai.triage:
             self.rules.triage = Triage(self.config.ai, self.ai, critical)

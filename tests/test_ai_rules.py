@@ -186,3 +186,20 @@ def test_doctor_says_topic_rules_use_lexical_similarity_without_an_embedding_mod
     tracker.env.pop("AI_KEY")
     checks = {c.name: c for c in Doctor(tracker.path, tracker.env).run()}
     assert not checks["ai"].ok and "AI_KEY is not set" in checks["ai"].detail
+
+
+def test_topic_rules_work_with_the_ai_off_and_replay_judges_them_alike(gh_tracker, github, welink):
+    tracker = gh_tracker(
+        {"watch_keywords": [], "rules": [{"name": "spec", "topic": TOPIC, "similarity": 0.3}]}
+    )
+    for title in ("Fix the build", "Fix the docs", "Bump torch"):
+        github.add_issue(REPO, title, at=T0)
+    tracker.once()
+    github.add_issue(REPO, "Speculative decoding: draft model support", pull=True)
+    github.add_issue(REPO, "Fix the tests", pull=True)
+    assert tracker.once() == 0
+    [message] = welink.texts()
+    assert "Speculative decoding" in message and "alike (lexical)" in message
+    replay = tracker.cli("replay", "--since", "1d", "--dry-run", "--json")
+    assert replay.returncode == 0, replay.stderr
+    assert '"matched": 1' in replay.stdout

@@ -4,6 +4,10 @@ Two ways, one interface (:class:`Similarity`): local lexical similarity — char
 3-gram TF-IDF vectors and their cosine, pure Python, working for Chinese as for English, no
 network — and, when ``ai.embedding_model`` is set, the cosine of the endpoint's embeddings.
 
+The engine (and ``replay``) fit the lexical way's IDF on the titles of the store's latest
+events when they start (:func:`fit_topics`): grams every title has ("fix", "the") weigh less than
+the ones that say what an event is about. Topic rules work with the AI off, by the lexical way.
+
 Cost in a poll: the matcher asks only for events that a topic rule's cheap filters (source,
 source key, type, repo, org, author, labels, block list) let through, and rules are evaluated
 before a poll's transaction opens, so an embedding request never holds the store. Each text is
@@ -127,3 +131,18 @@ class Embeddings:
 
 LEXICAL = Lexical()
 """The similarity of every topic rule unless the engine gives embeddings."""
+
+
+FIT_EVENTS = 2000  # the latest stored events' titles that give the lexical way its IDF
+
+
+def fit_topics(rules, store) -> Lexical | None:
+    """Give ``rules``' topic rules a lexical similarity fitted on the titles of the store's
+    latest events (rare grams weigh more), as the engine and ``replay`` both judge them;
+    ``None`` (nothing read) when no rule has a topic."""
+    if not rules.topic_rules:
+        return None
+    cursor = store.db.execute_sql(f"SELECT title FROM event ORDER BY id DESC LIMIT {FIT_EVENTS}")
+    lexical = Lexical().fit(row[0] for row in cursor.fetchall())
+    rules.use_similarity(lexical)
+    return lexical
