@@ -164,3 +164,127 @@ def test_history_before_the_baseline_is_never_sent_to_the_model(gh_tracker, gith
     github.add_issue(REPO, "DeepSeek more history", at=NOW)
     assert tracker.once() == 0  # the baseline: stored, never alerted
     assert llm.chat_requests() == []
+
+
+# ------------------------------------------------------- never delaying an urgent alert
+def triage_requests(llm) -> list:
+    """The chat requests that asked for a triage score (not a message's summary, AI1)."""
+    return [r for r in llm.chat_requests() if "You triage" in str(r.json()["messages"])]
+
+
+def ordinary_prs(github, count: int, start: int = 0) -> None:
+    for n in range(start, start + count):
+        github.add_issue(REPO, f"Qwen3 tokenizer tweak {n}", pull=True)
+
+
+def test_a_poll_with_a_critical_hit_never_waits_for_the_model_for_its_other_events(
+    gh_tracker, github, welink, llm
+):
+    llm.mode, llm.delay = "slow", 5.0
+    rules = [
+        {"name": "must", "keywords": ["deepseek"], "priority": 10, "critical": True},
+        {"name": "qwen", "keywords": ["qwen"], "priority": 10},
+    ]
+    tracker = _tracker(gh_tracker, llm, rules)
+    github.add_issue(REPO, "seed", at=NOW)
+    tracker.once()
+    ordinary_prs(github, 10)
+    github.add_issue(REPO, "DeepSeek-V4 weights leak", pull=True)
+    assert tracker.once() == 0
+    tags = [tags for _priority, tags in priorities(tracker)]
+    assert len(tags) == 11 and all(":local" in t for t in tags)
+    assert triage_requests(llm) == []  # the poll asked the model nothing: nothing to wait for
+    assert any("DeepSeek-V4 weights leak" in t for t in welink.texts())
+
+
+def test_a_poll_of_ordinary_events_waits_for_the_model_one_budget_in_all(
+    gh_tracker, github, welink, llm
+):
+    # Every answer takes 0.25 s, well within a request's timeout: one request per event
+    # would be ten answers in a row; one budget of 1 s for the poll lets at most 4 start.
+    llm.mode, llm.delay = "slow", 0.25
+    rules = [{"name": "qwen", "keywords": ["qwen"], "priority": 10}]
+    tracker = _tracker(
+        gh_tracker, llm, rules, summary_timeout_seconds=5, triage_timeout_seconds=1.0
+    )
+    github.add_issue(REPO, "seed", at=NOW)
+    tracker.once()
+    ordinary_prs(github, 10)
+    assert tracker.once() == 0
+    asked = len(triage_requests(llm))
+    assert 1 <= asked <= 4
+    tags = [tags for _priority, tags in priorities(tracker)]
+    assert len(tags) == 10
+    assert sum(":local" in t for t in tags) >= 10 - asked  # the rest: local scores
+
+
+def test_a_poll_carrying_a_supply_chain_alarm_never_waits_for_the_model(make_tracker, welink, llm):
+    from mrt_engine.simulators.modelhub import ModelHubSimulator
+
+    token = "mh-SECRET-token-123"
+    with ModelHubSimulator(token=token) as hub:
+        tracker = make_tracker(
+            {
+                "sources": {"modelhub": {"api_base": hub.url, "token_env": "MH"}},
+                "notify": {"welink": {"webhook_env": "WL"}},
+                "rules": [{"name": "hub", "source": ["modelhub"], "priority": 10}],
+                "ai": {
+                    "enabled": True,
+                    "base_url": llm.base_url,
+                    "model": "qwen3-8b",
+                    "api_key_env": "AI_KEY",
+                    "triage": True,
+                },
+            },
+            {"WL": welink.webhook_url, "MH": token, "AI_KEY": KEY},
+        )
+        hub.publish("nmt-m2m100", "1.0.0", stable=True)
+        assert tracker.once() == 0
+        for n in range(5):
+            hub.publish(f"asr-whisper-{n}", "2.0.0")
+        hub.set_version("nmt-m2m100", "1.0.0", sha256="f" * 64)
+        assert tracker.once() == 0
+    assert triage_requests(llm) == []
+    assert any("SUPPLY-CHAIN ALARM" in t for t in welink.texts())
+
+
+class SteppingClock:
+    """Monotonic seconds that move ``step`` at each reading: triage reads its clock when a poll
+    starts and before each request, so each request "costs" one step of the poll's budget."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 100.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_the_model_is_asked_within_one_budget_per_poll(store_location, llm):
+    from mrt_engine.ai.client import AiClient
+    from mrt_engine.store.db import open_store
+
+    llm.reply = "90"
+    clock = SteppingClock(0.4)
+    config = AiConfig(
+        enabled=True,
+        base_url=llm.base_url,
+        model="qwen3-8b",
+        api_key_env="AI_KEY",
+        triage=True,
+        triage_timeout_seconds=1.0,
+    )
+    store = open_store(store_location)
+    try:
+        client = AiClient(config, store, environ={"AI_KEY": KEY})
+        triage = Triage(config, client, clock=clock)
+        scores = triage.ask([event(f"Fix {n}") for n in range(10)])
+        # Asked at 0.4 s and 0.8 s of the budget; at 1.2 s it is spent: local scores.
+        assert len(triage_requests(llm)) == 2
+        assert scores[2:] == [None] * 8
+        clock.now += 1000  # the next poll, past any rest after a failed answer
+        assert triage.ask([event("Fix again")])[0] in ((90, "ai"), None)  # a new budget
+        assert len(triage_requests(llm)) == 3
+        client.close()
+    finally:
+        store.close()

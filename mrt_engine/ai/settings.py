@@ -28,6 +28,8 @@ class AiConfig(StrictModel):
     max_input_chars: int = Field(4000, ge=200, le=200_000)  # of an event's text sent
     # AI4 triage (mrt_engine/ai/triage.py): a score 0-100 per alerted event moves its priority.
     triage: bool = False
+    # The most one poll waits for the model's scores, all its events together (then: local).
+    triage_timeout_seconds: Wait = Field(3.0, gt=0)
     triage_high_score: int = Field(70, ge=0, le=100)
     triage_low_score: int = Field(30, ge=0, le=100)
     triage_high_priority: int = Field(500, ge=-1000, le=1000)  # at least this: sent at once

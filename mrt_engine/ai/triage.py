@@ -1,21 +1,37 @@
 """AI4 triage: a score (0–100) per alerted event that moves its priority, so high scores go out
 at once and low ones wait for a channel's digest (``notify.<channel>.digest.below_priority``).
 
-The score is the model's when ``ai.model`` is set (cached by text; waited for at most
-``ai.summary_timeout_seconds``), else, or when it fails, a local one from the event's type,
-labels and title words. A score at or above ``ai.triage_high_score`` raises the alert's priority
-to at least ``ai.triage_high_priority``; at or below ``ai.triage_low_score`` it lowers it to
-``ai.triage_low_priority`` — never for a hit of a rule marked ``critical``: those are only ever
-raised, and never wait for the model. Triage runs where rules are evaluated, before a poll's
-transaction opens, and only for events that notify; protected alerts are judged by their own
-rules and never triaged.
+The score is the model's when ``ai.model`` is set (cached by text), else, or when it fails, a
+local one from the event's type, labels and title words. A score at or above
+``ai.triage_high_score`` raises the alert's priority to at least ``ai.triage_high_priority``; at
+or below ``ai.triage_low_score`` it lowers it to ``ai.triage_low_priority`` — never for a hit of
+a rule marked ``critical``: those are only ever raised.
+
+Where the model is asked, and why there: once per poll, after its events were evaluated with
+local scores and before its transaction opens (:func:`mrt_engine.batch.prepare_batch`), because
+the score decides the alert's priority and so whether its deliveries go at once or wait for a
+digest — decided once, in the transaction that creates them, as without AI. Rule evaluation
+itself (:meth:`Triage.priority`) never calls the model, so neither does a replay. Two rules keep
+the model from delaying alerts:
+
+- A poll whose alerts include a critical rule's hit or a protected one (a supply-chain alarm, a
+  source's health: :data:`mrt_engine.health.PROTECTED_TYPES`) asks the model nothing: all its
+  alerts keep their local scores, and it commits at once.
+- Otherwise the poll's notifying events are asked in turn within ONE budget,
+  ``ai.triage_timeout_seconds`` for the whole poll (each request may use only what is left of
+  it); once it is spent, or an answer fails (the model then rests a minute), the remaining
+  events keep their local scores. A poll of ordinary alerts waits at most that long.
+
+(Scoring in the delivery worker, like AI1 summaries, would keep the model out of the poll
+entirely but would move a committed alert's priority and digest choice after the fact, in every
+channel's delivery path; one bounded wait per poll of ordinary alerts is the simpler contract.)
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 
 from mrt_engine.events import TrackerEvent
 from mrt_engine.text import clean, clean_line
@@ -57,40 +73,69 @@ def parse_score(text: str) -> int | None:
 class Triage:
     """Scores notifying events and moves their priority (see the module)."""
 
-    def __init__(self, config, client=None, critical_rules: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        config,
+        client=None,
+        critical_rules: Collection[str] = (),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.client = client if client is not None and config.model else None
         self.critical = frozenset(critical_rules)
+        self.clock = clock
         self._rest_until = 0.0
 
-    def score(self, event: TrackerEvent, urgent: bool) -> tuple[int, str]:
-        """The event's score and who gave it (``ai`` or ``local``)."""
-        if self.client is not None and not urgent and time.monotonic() >= self._rest_until:
+    @property
+    def asks_model(self) -> bool:
+        """Whether a poll's notifying events are sent to the model (a chat model is set)."""
+        return self.client is not None
+
+    def is_critical(self, rules: Collection[str]) -> bool:
+        """Whether one of ``rules`` (an alert's notify rules) is marked ``critical``."""
+        return any(rule in self.critical for rule in rules)
+
+    def ask(self, events: Sequence[TrackerEvent]) -> list[tuple[int, str] | None]:
+        """The model's score for each of one poll's ``events``, asked in turn within one budget
+        of ``ai.triage_timeout_seconds`` in all; ``None`` for those it was not asked for or did
+        not answer (they keep their local score)."""
+        scores: list[tuple[int, str] | None] = [None] * len(events)
+        if self.client is None:
+            return scores
+        ends = self.clock() + self.config.triage_timeout_seconds
+        for i, event in enumerate(events):
+            now = self.clock()
+            if now >= ends or now < self._rest_until:
+                break
             answer = self.client.chat(
-                "triage",
-                self._prompt(event),
-                timeout=self.config.summary_timeout_seconds,
-                max_tokens=8,
+                "triage", self._prompt(event), timeout=ends - now, max_tokens=8
             )
-            found = parse_score(answer.text) if answer is not None else None
-            if found is not None:
-                return found, "ai"
             if answer is None:  # the client logged and recorded why
-                self._rest_until = time.monotonic() + REST_SECONDS
-        return local_score(event), "local"
+                self._rest_until = self.clock() + REST_SECONDS
+                break
+            found = parse_score(answer.text)
+            if found is not None:
+                scores[i] = (found, "ai")
+        return scores
 
     def priority(
-        self, event: TrackerEvent, rules: Collection[str], priority: int
+        self,
+        event: TrackerEvent,
+        rules: Collection[str],
+        priority: int,
+        score: tuple[int, str] | None = None,
     ) -> tuple[int, str]:
-        """The alert's priority after triage, and a tag that records the score."""
-        urgent = any(rule in self.critical for rule in rules)
-        score, by = self.score(event, urgent)
+        """The alert's priority after triage by ``score`` (the model's, from :meth:`ask`; else
+        the local one), and a tag that records the score."""
+        urgent = self.is_critical(rules)
+        value, by = score if score is not None else (local_score(event), "local")
         config = self.config
-        if score >= config.triage_high_score:
+        if value >= config.triage_high_score:
             priority = max(priority, config.triage_high_priority)
-        elif score <= config.triage_low_score and not urgent:
+        elif value <= config.triage_low_score and not urgent:
             priority = min(priority, config.triage_low_priority)
-        return priority, f"triage:{score}:{by}"
+        return priority, f"triage:{value}:{by}"
 
     def _prompt(self, event: TrackerEvent) -> list[dict[str, str]]:
         body = clean(event.summary)[: self.config.max_input_chars]

@@ -348,9 +348,16 @@ class RuleSet:
         for rule in self.topic_rules:
             rule.similarity = similarity
 
-    def evaluate(self, event: TrackerEvent, *, triage: bool = True) -> Decision:
+    def evaluate(
+        self,
+        event: TrackerEvent,
+        *,
+        triage: bool = True,
+        score: tuple[int, str] | None = None,
+    ) -> Decision:
         """Every hit for ``event`` and whether it should notify, where, and how urgently
-        (``triage``: let :attr:`triage` move the priority, when it is set)."""
+        (``triage``: let :attr:`triage` move the priority, when it is set, by ``score``: the
+        model's, else the local one; evaluation never asks the model itself)."""
         hits: list[tuple[CompiledRule, RuleHit]] = []
         texts = FieldTexts(event)
         passed = self._gate.open(texts)
@@ -392,7 +399,7 @@ class RuleSet:
         routed = priority
         if triage and self.triage is not None and priority is not None:
             notifying = [h.rule for h in final if h.action == "notify" and not h.suppressed]
-            priority, mark = self.triage.priority(event, notifying, priority)
+            priority, mark = self.triage.priority(event, notifying, priority, score)
             tags.append(mark)
             routed = max(priority, routed)  # a lowered alert waits for a digest, never dropped
         if self.min_priority and routed is not None:
