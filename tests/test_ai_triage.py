@@ -83,9 +83,10 @@ def llm():
         yield server
 
 
-def _tracker(gh_tracker, llm, rules, **ai):
+def _tracker(gh_tracker, llm, rules, extra=None, **ai):
     tracker = gh_tracker(
         {
+            **(extra or {}),
             "watch_keywords": [],
             "rules": rules,
             "notify": {"welink": {"digest": {"every": "daily", "below_priority": 0}}},
@@ -288,3 +289,30 @@ def test_the_model_is_asked_within_one_budget_per_poll(store_location, llm):
         client.close()
     finally:
         store.close()
+
+
+def test_a_poll_that_brings_a_source_back_never_waits_for_the_model(
+    gh_tracker, github, welink, llm
+):
+    from mrt_engine.simulators.base import Fault
+
+    rules = [{"name": "qwen", "keywords": ["qwen"], "priority": 10}]
+    unhealthy = {"scheduler": {"unhealthy_after_failures": 1}, "http": {"max_retries": 0}}
+    tracker = _tracker(gh_tracker, llm, rules, unhealthy)
+    github.add_issue(REPO, "seed", at=NOW)
+    tracker.once()
+    engine = tracker.engine()
+    engine.open()
+    try:
+        source = engine.sources[0]
+        github.inject(Fault(502, "bad gateway", path="/repos/", times=1))
+        assert engine.poll_source(source, force=True).status == "error"
+        for n in range(5):
+            github.add_issue(REPO, f"Qwen3 tokenizer tweak {n}")
+        assert engine.poll_source(source, force=True).status == "ok"
+    finally:
+        engine.close()
+    kinds = tracker.sql("SELECT event_type FROM event WHERE source = 'mrt' ORDER BY id")
+    assert kinds == [("source_unhealthy",), ("source_recovered",)]
+    assert len(tracker.sql("SELECT id FROM alert WHERE tags LIKE '%triage%'")) == 5
+    assert triage_requests(llm) == []  # the recovery's alert is committed without waiting
