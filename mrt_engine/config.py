@@ -163,6 +163,7 @@ class RetentionConfig(StrictModel):
     poll_metrics_days: Days = Field(30.0, ge=1)
     unmatched_raw_days: Days = Field(30.0, ge=1)  # raw JSON of events no rule matched
     sent_attempts_days: Days = Field(90.0, ge=1)  # attempts of deliveries sent that long ago
+    ai_cache_days: Days = Field(30.0, ge=1)  # the optional AI's answers not used that long
     interval_seconds: Duration = Field(86400.0, ge=1)
     # Rows per write transaction, at most (batches start at 100 rows and grow while they hold
     # the store under 12 ms; one over 25 ms halves the next).

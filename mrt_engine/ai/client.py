@@ -255,7 +255,7 @@ class AiClient:
     # ------------------------------------------------------------------ cache and record
     def _cached(self, task: str, model: str, key: str) -> str | None:
         try:
-            return ledger.cached(self.store, task, model, key)
+            return ledger.cached(self.store, task, model, key, self.clock())
         except Exception as exc:
             log.warning("AI cache could not be read: %s", shorten(exc, 300))
             return None

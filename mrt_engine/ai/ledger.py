@@ -8,7 +8,7 @@ answers' ``usage``, so the daily budget survives a restart.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from mrt_engine.store.db import Store
 from mrt_engine.text import storable
@@ -29,25 +29,40 @@ def day_of(now: datetime) -> str:
     return now.strftime("%Y-%m-%d")
 
 
-def cached(store: Store, task: str, model: str, key: str) -> str | None:
-    """The stored answer for (task, model, key), or ``None``."""
+def cached(store: Store, task: str, model: str, key: str, now: datetime) -> str | None:
+    """The stored answer for (task, model, key), or ``None``. A use marks the answer as used
+    at ``now`` (at most once a day: a read is not a write each time), so retention
+    (``retention.ai_cache_days``) forgets only answers no one asked for in that long."""
     cursor = store.db.execute_sql(
-        "SELECT result FROM ai_cache WHERE task = ? AND model = ? AND content_hash = ?",
+        "SELECT id, result, used_at FROM ai_cache"
+        " WHERE task = ? AND model = ? AND content_hash = ?",
         (task, model, key),
     )
     row = cursor.fetchone()
-    return row[0] if row else None
+    if row is None:
+        return None
+    answer_id, result, used_at = row
+    stale = to_store(now - timedelta(days=1))
+    if used_at < stale:
+        with store.write():
+            store.db.execute_sql(
+                "UPDATE ai_cache SET used_at = ? WHERE id = ? AND used_at < ?",
+                (to_store(now), answer_id, stale),
+            )
+    return result
 
 
 def remember(
     store: Store, task: str, model: str, key: str, result: str, tokens: int, now: datetime
 ) -> None:
     """Keep an answer (a second engine's answer to the same text is kept once)."""
+    at = to_store(now)
     with store.write():
         store.db.execute_sql(
-            "INSERT INTO ai_cache (task, model, content_hash, result, tokens, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (task, model, content_hash) DO NOTHING",
-            (task, model, key, storable(result), tokens, to_store(now)),
+            "INSERT INTO ai_cache (task, model, content_hash, result, tokens, created_at,"
+            " used_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (task, model, content_hash) DO NOTHING",
+            (task, model, key, storable(result), tokens, at, at),
         )
 
 

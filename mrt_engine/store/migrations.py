@@ -385,8 +385,11 @@ MIGRATIONS: list[list[str]] = [
             result TEXT NOT NULL,
             tokens INTEGER NOT NULL DEFAULT 0,
             created_at TEXT NOT NULL,
+            used_at TEXT NOT NULL,
             UNIQUE (task, model, content_hash)
         )""",
+        # Answers not used for retention's ``ai_cache_days`` are forgotten, oldest use first.
+        "CREATE INDEX ai_cache_used ON ai_cache (used_at)",
         # Tokens spent a UTC day (from the answers' ``usage``), requests and fallbacks: the
         # daily budget survives a restart.
         """CREATE TABLE ai_usage (

@@ -394,8 +394,11 @@ MIGRATIONS: list[list[str]] = [
             result TEXT NOT NULL,
             tokens BIGINT NOT NULL DEFAULT 0,
             created_at TEXT NOT NULL,
+            used_at TEXT NOT NULL,
             UNIQUE (task, model, content_hash)
         )""",
+        # Answers not used for retention's ``ai_cache_days`` are forgotten, oldest use first.
+        "CREATE INDEX ai_cache_used ON ai_cache (used_at)",
         """CREATE TABLE ai_usage (
             day TEXT PRIMARY KEY NOT NULL,
             tokens BIGINT NOT NULL DEFAULT 0,
