@@ -130,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preview.add_argument("--channel", required=True, help="a channel configured under notify")
     preview.add_argument(
+        "--ai",
+        action="store_true",
+        help="with the optional AI on: ask the model for the summary now (else only one it "
+        "already wrote is shown)",
+    )
+    preview.add_argument(
         "ref",
         metavar="FINGERPRINT",
         help="a fingerprint (or a unique prefix), an event URL, event:ID or delivery:ID",

@@ -350,10 +350,46 @@ def cmd_preview(args: argparse.Namespace) -> int:
                 outgoing = outgoing_for(store, args.channel, args.ref)
             except PreviewError as exc:
                 raise UsageError(str(exc)) from None
+            if config.ai.enabled:
+                outgoing, note = _summarized(config, store, channel, outgoing, args.ai)
+                if note:
+                    print(note, file=sys.stderr)
         print(channel.preview(outgoing))  # what send() would transmit; nothing is sent
     finally:
         channel.close()
     return EXIT_OK
+
+
+def _summarized(config: Any, store: Any, channel: Any, outgoing: Any, ask: bool):
+    """``outgoing`` with the summary a send would give it (the optional AI's, or the
+    extractive one), and a line saying which. Without ``ask`` only an answer the model already
+    wrote is used: no request, nothing written."""
+    from mrt_engine.ai.client import AiClient
+    from mrt_engine.ai.summary import Summarizer
+
+    critical = [rule.name for rule in config.rules if rule.critical]
+    client = AiClient(config.ai, store, user_agent=config.http.user_agent)
+    try:
+        summarize = Summarizer(client, critical, ask=ask)
+        before = outgoing.context
+        context = summarize(before, getattr(channel.settings, "locale", "en"))
+    finally:
+        client.close()
+    if context is before:  # a bundle, or an event without text: nothing to summarise
+        return outgoing, ""
+    if context.summary_by == "ai":
+        how = "asked now" if ask else "written before"
+        note = f"summary: by the AI ({config.ai.model}, {how})"
+    elif summarize.urgent(context):
+        note = "summary: extractive (a protected alert or a critical rule's hit never waits)"
+    elif ask or not config.ai.model:
+        note = "summary: extractive (the AI gave none: a send would fall back the same way)"
+    else:
+        note = (
+            "summary: extractive (the model has not written one for this text yet; a send asks"
+            f" it, waiting up to {config.ai.summary_timeout_seconds:g}s; --ai asks it now)"
+        )
+    return dataclasses.replace(outgoing, context=context), note
 
 
 def cmd_resend(args: argparse.Namespace) -> int:

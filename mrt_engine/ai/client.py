@@ -111,7 +111,7 @@ class AiClient:
         model = self.config.model
         if not self.enabled or not model:
             return None
-        key = ledger.content_hash(*(m["role"] + "\n" + m["content"] for m in messages))
+        key = chat_key(messages)
         found = self._cached(task, model, key)
         if found is not None:
             return Answer(text=found, cached=True)
@@ -134,6 +134,19 @@ class AiClient:
             return self._fallback(task, f"the answer has no message content ({exc})")
         self._remember(task, model, key, text, tokens)
         return Answer(text=text, tokens=tokens)
+
+    def lookup(self, task: str, messages: Sequence[dict[str, str]]) -> Answer | None:
+        """The cached reply to ``messages`` for ``task``, or ``None``: no request is made and
+        nothing is written (what ``mrt-engine preview`` shows without asking the model)."""
+        model = self.config.model
+        if not self.enabled or not model:
+            return None
+        try:
+            found = ledger.cached(self.store, task, model, chat_key(messages))
+        except Exception as exc:
+            log.warning("AI cache could not be read: %s", shorten(exc, 300))
+            return None
+        return None if found is None else Answer(text=found, cached=True)
 
     def embed(self, task: str, texts: Sequence[str], *, timeout: float) -> Answer | None:
         """One vector per text, in order (each cached by its text); ``None``: fall back."""
@@ -276,6 +289,11 @@ class AiClient:
         except Exception as exc:
             log.warning("AI fallback could not be recorded: %s", shorten(exc, 300))
         return None
+
+
+def chat_key(messages: Sequence[dict[str, str]]) -> str:
+    """The cache key of a chat's messages."""
+    return ledger.content_hash(*(m["role"] + "\n" + m["content"] for m in messages))
 
 
 def pack(vector: tuple[float, ...]) -> str:

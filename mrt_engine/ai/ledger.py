@@ -29,10 +29,13 @@ def day_of(now: datetime) -> str:
     return now.strftime("%Y-%m-%d")
 
 
-def cached(store: Store, task: str, model: str, key: str, now: datetime) -> str | None:
+def cached(
+    store: Store, task: str, model: str, key: str, now: datetime | None = None
+) -> str | None:
     """The stored answer for (task, model, key), or ``None``. A use marks the answer as used
     at ``now`` (at most once a day: a read is not a write each time), so retention
-    (``retention.ai_cache_days``) forgets only answers no one asked for in that long."""
+    (``retention.ai_cache_days``) forgets only answers no one asked for in that long; without
+    ``now`` the store is only read."""
     cursor = store.db.execute_sql(
         "SELECT id, result, used_at FROM ai_cache"
         " WHERE task = ? AND model = ? AND content_hash = ?",
@@ -42,6 +45,8 @@ def cached(store: Store, task: str, model: str, key: str, now: datetime) -> str 
     if row is None:
         return None
     answer_id, result, used_at = row
+    if now is None:
+        return result
     stale = to_store(now - timedelta(days=1))
     if used_at < stale:
         with store.write():

@@ -111,9 +111,12 @@ def prompt(context: MessageContext, locale: str, max_chars: int) -> list[dict[st
 class Summarizer:
     """Puts the summary into a delivery's message just before a channel renders it."""
 
-    def __init__(self, client: AiClient, critical_rules: Collection[str] = ()) -> None:
+    def __init__(
+        self, client: AiClient, critical_rules: Collection[str] = (), *, ask: bool = True
+    ) -> None:
         self.client = client
         self.critical = frozenset(critical_rules)
+        self.ask = ask  # False: only a summary the model already wrote (a preview's way)
 
     def urgent(self, context: MessageContext) -> bool:
         """Whether the alert may not wait for the AI: protected, or a critical rule's hit."""
@@ -125,13 +128,18 @@ class Summarizer:
             return context
         text, by = "", "extractive"
         if not self.urgent(context):
+            task = f"summary:{locale}"
+            messages = prompt(context, locale, self.client.config.max_input_chars)
             try:
-                answer = self.client.chat(
-                    f"summary:{locale}",
-                    prompt(context, locale, self.client.config.max_input_chars),
-                    timeout=self.client.config.summary_timeout_seconds,
-                    max_tokens=300,
-                )
+                if self.ask:
+                    answer = self.client.chat(
+                        task,
+                        messages,
+                        timeout=self.client.config.summary_timeout_seconds,
+                        max_tokens=300,
+                    )
+                else:
+                    answer = self.client.lookup(task, messages)
             except Exception as exc:  # never a lost or late alert for a bug here
                 log.warning("AI summary failed: %s: %s", type(exc).__name__, exc)
                 answer = None
