@@ -147,19 +147,25 @@ def prepare_batch(
     *,
     baseline: bool = False,
     baseline_at: datetime | None = None,
+    urgent: bool = False,
 ) -> PreparedBatch:
     """Evaluate and render ``events`` (first of each fingerprint) into rows; touches no store.
 
     A baseline batch records events and hits but creates no alert. So does an event that
     happened before ``baseline_at`` (the source's baseline time): it is history, however late it
     is seen (an issue closed years ago that a bot touches today). An event whose rows cannot be
-    built is set aside in ``quarantined``; the others go on.
+    built is set aside in ``quarantined``; the others go on. With AI4 triage, the alerts' model
+    scores are asked for last, within one budget, and never when the batch is ``urgent`` (its
+    poll commits a protected alert too) or holds a critical rule's hit
+    (:mod:`mrt_engine.ai.triage`).
     """
     now_s = to_store(now)
     seen: set[str] = set()
     prepared: list[PreparedEvent] = []
     set_aside: list[Quarantined] = []
     observed: dict[datetime, str] = {}  # a poll's events share their observed_at: text once
+    triage = rules.triage if rules.triage is not None and rules.triage.asks_model else None
+    notifying: list[tuple[int, TrackerEvent, str]] = []  # for the model's triage, at the end
     for event in events:
         try:
             fingerprint = event.fingerprint
@@ -173,10 +179,41 @@ def prepare_batch(
                 if observed_s is None:
                     raise ValueError("event without an observed_at time")
                 observed[event.observed_at] = observed_s
-            prepared.append(_prepare_event(event, fingerprint, rules, now_s, observed_s, history))
+            ready = _prepare_event(event, fingerprint, rules, now_s, observed_s, history)
+            prepared.append(ready)
+            if ready.alert_row is not None and triage is not None:
+                notifying.append((len(prepared) - 1, event, observed_s))
         except Exception as exc:  # one odd event never fails the rest of the poll
             set_aside.append(_event_quarantined(event, exc))
+    if notifying and not urgent:
+        _scored_by_model(prepared, notifying, rules, now_s)
     return PreparedBatch(prepared, now_s, set_aside)
+
+
+def _scored_by_model(
+    prepared: list[PreparedEvent],
+    notifying: list[tuple[int, TrackerEvent, str]],
+    rules: RuleSet,
+    now_s: str,
+) -> None:
+    """Prepare the alerts of ``notifying`` (position, event, observed) again with the model's
+    triage scores, asked within one budget; none when one of the batch's alerts is a critical
+    rule's hit (it would wait): every alert then keeps its local score."""
+    triage = rules.triage
+    assert triage is not None
+    if any(triage.is_critical(prepared[at].notify_rules) for at, _e, _o in notifying):
+        return
+    scores = triage.ask([event for _at, event, _observed in notifying])
+    for (at, event, observed_s), score in zip(notifying, scores, strict=True):
+        if score is None:
+            continue
+        try:
+            fingerprint = prepared[at].fingerprint
+            prepared[at] = _prepare_event(
+                event, fingerprint, rules, now_s, observed_s, False, score
+            )
+        except Exception:  # it was prepared once already: its local score stands
+            continue
 
 
 def _prepare_event(
@@ -186,9 +223,11 @@ def _prepare_event(
     now_s: str,
     observed_s: str,
     history: bool,
+    score: tuple[int, str] | None = None,
 ) -> PreparedEvent:
-    """One event's rows; a ``history`` event is recorded as baseline and alerts nothing."""
-    decision = rules.evaluate(event)
+    """One event's rows; a ``history`` event is recorded as baseline and alerts nothing;
+    ``score``: the model's triage score (else the local one)."""
+    decision = rules.evaluate(event, triage=not history, score=score)
     hit_rows = [
         (
             storable(hit.rule),
@@ -410,10 +449,12 @@ def commit_events(
     baseline: bool = False,
     baseline_at: datetime | None = None,
 ) -> CommitCounts:
-    """:func:`prepare_batch` then :func:`write_batch`; must run inside :meth:`Store.write`."""
-    return write_batch(
-        store, prepare_batch(events, rules, now, baseline=baseline, baseline_at=baseline_at)
+    """:func:`prepare_batch` then :func:`write_batch`; must run inside :meth:`Store.write`
+    (so the AI is never asked: nothing waits for it inside a transaction)."""
+    batch = prepare_batch(
+        events, rules, now, baseline=baseline, baseline_at=baseline_at, urgent=True
     )
+    return write_batch(store, batch)
 
 
 def alert_tail(decision: Decision, origin: str, now_s: str) -> tuple:

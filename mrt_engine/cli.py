@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preview.add_argument("--channel", required=True, help="a channel configured under notify")
     preview.add_argument(
+        "--ai",
+        action="store_true",
+        help="with the optional AI on: ask the model for the summary now (else only one it "
+        "already wrote is shown)",
+    )
+    preview.add_argument(
         "ref",
         metavar="FINGERPRINT",
         help="a fingerprint (or a unique prefix), an event URL, event:ID or delivery:ID",
@@ -178,6 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--channel", help="only enqueue to this channel")
     replay.add_argument("--dry-run", action="store_true", help="only show what would be enqueued")
     replay.set_defaults(func=commands.cmd_replay)
+
+    rules = sub.add_parser("rules", help="rule tools (suggest keywords from past hits)")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    suggest = rules_sub.add_parser(
+        "suggest",
+        parents=[common, as_json],
+        help="propose keywords for each notify rule from the titles of its past hits",
+    )
+    suggest.add_argument("--rule", action="append", metavar="NAME", help="only this rule")
+    suggest.add_argument("--limit", type=_count(1, 100), default=10, help="per rule (default 10)")
+    suggest.set_defaults(func=commands.cmd_rules_suggest)
 
     export = sub.add_parser(
         "export", parents=[store_opts], help="write a source's current model/version list"

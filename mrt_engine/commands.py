@@ -378,10 +378,46 @@ def cmd_preview(args: argparse.Namespace) -> int:
                 outgoing = outgoing_for(store, args.channel, args.ref)
             except PreviewError as exc:
                 raise UsageError(str(exc)) from None
+            if config.ai.enabled:
+                outgoing, note = _summarized(config, store, channel, outgoing, args.ai)
+                if note:
+                    print(note, file=sys.stderr)
         print(channel.preview(outgoing))  # what send() would transmit; nothing is sent
     finally:
         channel.close()
     return EXIT_OK
+
+
+def _summarized(config: Any, store: Any, channel: Any, outgoing: Any, ask: bool):
+    """``outgoing`` with the summary a send would give it (the optional AI's, or the
+    extractive one), and a line saying which. Without ``ask`` only an answer the model already
+    wrote is used: no request, nothing written."""
+    from mrt_engine.ai.client import AiClient
+    from mrt_engine.ai.summary import Summarizer
+
+    critical = [rule.name for rule in config.rules if rule.critical]
+    client = AiClient(config.ai, store, user_agent=config.http.user_agent)
+    try:
+        summarize = Summarizer(client, critical, ask=ask)
+        before = outgoing.context
+        context = summarize(before, getattr(channel.settings, "locale", "en"))
+    finally:
+        client.close()
+    if context is before:  # a bundle, or an event without text: nothing to summarise
+        return outgoing, ""
+    if context.summary_by == "ai":
+        how = "asked now" if ask else "written before"
+        note = f"summary: by the AI ({config.ai.model}, {how})"
+    elif summarize.urgent(context):
+        note = "summary: extractive (a protected alert or a critical rule's hit never waits)"
+    elif ask or not config.ai.model:
+        note = "summary: extractive (the AI gave none: a send would fall back the same way)"
+    else:
+        note = (
+            "summary: extractive (the model has not written one for this text yet; a send asks"
+            f" it, waiting up to {config.ai.summary_timeout_seconds:g}s; --ai asks it now)"
+        )
+    return dataclasses.replace(outgoing, context=context), note
 
 
 def cmd_resend(args: argparse.Namespace) -> int:
@@ -399,8 +435,36 @@ def cmd_resend(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def cmd_rules_suggest(args: argparse.Namespace) -> int:
+    """``rules suggest``: candidate keywords per notify rule, from its stored hits."""
+    from mrt_engine.ai.suggest import suggest
+
+    config = _config(args)
+    rules = {r.name: r.keywords for r in config.rules if r.action == "notify"}
+    if config.watch_keywords:
+        rules["watch_keywords"] = list(config.watch_keywords)
+    for name in args.rule or ():
+        if name not in rules:
+            raise UsageError(f"--rule: no notify rule named {name!r} in the config")
+    if args.rule:
+        rules = {name: rules[name] for name in args.rule}
+    with _store(args) as store:
+        found = suggest(store, rules, args.limit)
+    if args.json:
+        _print_json(found)
+        return EXIT_OK
+    for name, suggestions in found.items():
+        if not suggestions:
+            print(f"{name}: nothing to suggest (too few past hits)")
+            continue
+        words = ", ".join(f'"{s.keyword}" ({s.hits} of {s.of})' for s in suggestions)
+        print(f"{name}: {words}")
+    return EXIT_OK
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from mrt_engine import operations
+    from mrt_engine.ai.similarity import fit_topics
     from mrt_engine.components import compile_rules
 
     config = _config(args)
@@ -410,6 +474,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError(f"--channel: {args.channel!r} is not configured under notify")
     rules = compile_rules(config)
     with _store(args) as store:
+        fit_topics(rules, store)  # topic rules judged as the engine judges them
         plan = operations.replay(
             store,
             rules,

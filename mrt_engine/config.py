@@ -176,6 +176,7 @@ class RetentionConfig(StrictModel):
     poll_metrics_days: Days = Field(30.0, ge=1)
     unmatched_raw_days: Days = Field(30.0, ge=1)  # raw JSON of events no rule matched
     sent_attempts_days: Days = Field(90.0, ge=1)  # attempts of deliveries sent that long ago
+    ai_cache_days: Days = Field(30.0, ge=1)  # the optional AI's answers not used that long
     interval_seconds: Duration = Field(86400.0, ge=1)
     # Rows per write transaction, at most (batches start at 100 rows and grow while they hold
     # the store under 12 ms; one over 25 ms halves the next).
@@ -227,6 +228,7 @@ class ConfigBase(StrictModel):
 def root_model() -> type[StrictModel]:
     """The full config model: the fixed part plus every registered source and channel section."""
     from mrt_engine import notify, sources
+    from mrt_engine.ai.settings import AiConfig
     from mrt_engine.rules.model import RuleConfig
 
     source_fields: dict[str, Any] = {
@@ -243,6 +245,7 @@ def root_model() -> type[StrictModel]:
         sources=(sources_model, Field(default_factory=sources_model)),
         notify=(notify_model, Field(default_factory=notify_model)),
         rules=(list[RuleConfig], Field(default_factory=list)),
+        ai=(AiConfig, Field(default_factory=AiConfig)),
     )
 
 

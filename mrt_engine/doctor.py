@@ -114,6 +114,9 @@ class Doctor:
         if version:
             self._store_clock(location)
         self._lock(location, config.scheduler.engine_lease_seconds, version)
+        from mrt_engine.ai.settings import describe
+
+        self.add("ai", *describe(config, self.environ))
 
     # ------------------------------------------------------------------ secrets
     def _secrets(self, config: Any, resolver: Any) -> None:

@@ -22,6 +22,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from mrt_engine import __version__, sources
+from mrt_engine.ai.client import AiClient
+from mrt_engine.ai.similarity import Embeddings, fit_topics
+from mrt_engine.ai.summary import Summarizer
+from mrt_engine.ai.triage import Triage
 from mrt_engine.components import build_components
 from mrt_engine.config import Config
 from mrt_engine.delivery.outbox import Outbox, OutboxPolicy
@@ -109,6 +113,8 @@ class Engine:
     ) -> None:
         self.config = config
         self.clock = clock
+        self._environ = os.environ if environ is None else environ
+        self.ai: AiClient | None = None  # the optional AI (issue 13), when ai.enabled
         self.components = build_components(
             config, os.environ if environ is None else environ, clock
         )
@@ -286,6 +292,8 @@ class Engine:
             log.warning(
                 "took back %s left by a previous engine", plural(released, "delivery claim")
             )
+        fit_topics(self.rules, self.store)  # topic rules work without the AI too
+        enrich = self._optional_ai()
         health = protected_rules(list(self.channels))
         self.pipeline = Pipeline(
             self.store,
@@ -304,7 +312,11 @@ class Engine:
         if self.store.shared:
             self.renew_leases()
         self.workers = DeliveryWorkers(
-            self.outbox, self.channels, workers=delivery.workers, stop=self.stop_event
+            self.outbox,
+            self.channels,
+            workers=delivery.workers,
+            stop=self.stop_event,
+            enrich=enrich,
         )
         log.info(
             "engine %s opened %s: %s, %s, %s",
@@ -314,6 +326,29 @@ class Engine:
             plural(len(self.channels), "channel"),
             plural(len(self.rules.rules), "rule"),
         )
+
+    def _optional_ai(self) -> Summarizer | None:
+        """Start the optional AI (``ai.enabled``): topic rules judged by embeddings when
+        ``ai.embedding_model`` is set; the summary step for messages (``None``: AI off)."""
+        if not self.config.ai.enabled or self.store is None:
+            return None
+        if self.ai is not None:  # opened again
+            self.ai.close()
+        self.ai = AiClient(
+            self.config.ai,
+            self.store,
+            environ=self._environ,
+            clock=self.clock,
+            stop=self.stop_event,
+            user_agent=self.config.http.user_agent,
+        )
+        topic_rules = self.rules.topic_rules
+        if self.config.ai.embedding_model and topic_rules:
+            self.rules.use_similarity(Embeddings(self.ai, topic_rules[0].similarity))
+        critical = [rule.name for rule in self.config.rules if rule.critical]
+        if self.config.ai.triage:
+            self.rules.triage = Triage(self.config.ai, self.ai, critical)
+        return Summarizer(self.ai, critical)
 
     def run_once(self) -> int:
         """Poll every source once, attempt every due delivery once. Exit status 0 or 1; a store
@@ -660,6 +695,8 @@ class Engine:
                 else:
                     log.error("could not give back the engine's sources (they run out): %s", fault)
         self.http.close()
+        if self.ai is not None:
+            self.ai.close()
         for channel in self.channels.values():
             channel.close()
         if self.pipeline is not None:

@@ -266,7 +266,8 @@ class Pipeline:
         baseline_at = row.baseline_at
         if not row.baseline_done:
             baseline_at = result.baseline_at or (started - BASELINE_MARGIN).replace(microsecond=0)
-        batch = self._prepare(result.events, finished, result.baseline, baseline_at)
+        recovers = row.consecutive_failures >= self.unhealthy_after  # a protected alert too
+        batch = self._prepare(result.events, finished, result.baseline, baseline_at, recovers)
         if result.events and not batch.events:  # nothing usable: the answer, not an item
             raise quarantine.unusable("event", batch.quarantined)
         set_aside = [*result.quarantined, *batch.quarantined]
@@ -274,7 +275,7 @@ class Pipeline:
             counts = write_batch(self.store, batch, self.silences)
             if set_aside:
                 quarantine.upsert(self.store.db.cursor(), source.key, set_aside, batch.now_s)
-            if row.consecutive_failures >= self.unhealthy_after:
+            if recovers:
                 self._health(source, RECOVERED, row.consecutive_failures, None, finished)
             updated = update_state(
                 self.store,
@@ -410,13 +411,22 @@ class Pipeline:
         log.warning("%s: poll failed (%d in a row): %s", source.key, failures, message)
         return PollOutcome(source.key, "error", error=message)
 
-    def _prepare(self, events: list, now: datetime, baseline: bool, baseline_at: datetime | None):
+    def _prepare(
+        self,
+        events: list,
+        now: datetime,
+        baseline: bool,
+        baseline_at: datetime | None,
+        urgent: bool = False,
+    ):
         """Rows for ``events``: protected types by the protected rules, the rest by the user's.
-        Events that happened before ``baseline_at`` are history (stored, never alerted)."""
+        Events that happened before ``baseline_at`` are history (stored, never alerted).
+        ``urgent``: the poll commits a protected alert besides (so does one with protected
+        events): nothing in it waits for the AI."""
         protected = [e for e in events if e.event_type in PROTECTED_TYPES]
         if not protected or self.health is None:
             return prepare_batch(
-                events, self.rules, now, baseline=baseline, baseline_at=baseline_at
+                events, self.rules, now, baseline=baseline, baseline_at=baseline_at, urgent=urgent
             )
         batch = prepare_batch(
             [e for e in events if e.event_type not in PROTECTED_TYPES],
@@ -424,6 +434,7 @@ class Pipeline:
             now,
             baseline=baseline,
             baseline_at=baseline_at,
+            urgent=True,
         )
         judged = prepare_batch(
             protected, self.health, now, baseline=baseline, baseline_at=baseline_at

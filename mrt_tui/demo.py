@@ -17,6 +17,7 @@ from pathlib import Path
 from mrt_engine.simulators.github import GitHubSimulator
 from mrt_engine.simulators.huggingface import HuggingFaceSimulator
 from mrt_engine.simulators.modelscope import ModelScopeSimulator
+from mrt_engine.simulators.openai_compat import OpenAICompatSimulator
 from mrt_engine.simulators.welink import WeLinkSimulator
 
 REPOS = ["vllm-project/vllm", "sgl-project/sglang"]
@@ -52,13 +53,15 @@ class DemoUpstream:
         # Fails a third of the sends at random (retries show up at once), and always fails the
         # alerts about bugs, which end as dead letters after three tries, within a minute.
         self.welink = WeLinkSimulator(fail_rate=0.35, seed=seed, fail_matching="[Bug]")
+        # A local OpenAI-compatible server: messages carry its (deterministic) summaries.
+        self.ai = OpenAICompatSimulator(api_key=None)
         self.folder = Path(tempfile.mkdtemp(prefix="mrt-demo-"))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._publish, name="demo-upstream", daemon=True)
 
     def start(self) -> Path:
         """Start everything; returns the path of the demo config."""
-        for sim in (self.github, self.huggingface, self.modelscope, self.welink):
+        for sim in (self.github, self.huggingface, self.modelscope, self.welink, self.ai):
             sim.start()
         for repo in REPOS:  # some history, recorded as the baseline
             for _ in range(5):
@@ -88,6 +91,7 @@ class DemoUpstream:
                 "modelscope": {"orgs": ORGS, "api_base": self.modelscope.url},
             },
             "notify": {"welink": {"webhook_env": "MRT_DEMO_WELINK_URL"}},
+            "ai": {"enabled": True, "base_url": self.ai.base_url, "model": "demo-summaries"},
             "rules": [
                 {"name": "deepseek", "keywords": ["deepseek"], "priority": 10},
                 {"name": "qwen", "keywords": ["qwen"], "priority": 10},
@@ -121,7 +125,7 @@ class DemoUpstream:
         """Stop publishing and the simulators, and remove the demo's folder (its config and
         store: call this after the engine that used them has stopped)."""
         self._stop.set()
-        for sim in (self.github, self.huggingface, self.modelscope, self.welink):
+        for sim in (self.github, self.huggingface, self.modelscope, self.welink, self.ai):
             sim.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 

@@ -50,7 +50,7 @@ def test_every_check_passes_on_a_healthy_deployment_and_the_store_is_left_as_it_
 
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    expected = ["config", "secrets", "store", "clock", "engine"]
+    expected = ["config", "secrets", "store", "clock", "engine", "ai"]
     if not tracker.is_postgresql:
         expected[3:3] = ["disk space", "store writable"]
     assert list(checks_of(tracker.cli("doctor", "--json"))) == expected

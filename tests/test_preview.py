@@ -259,3 +259,55 @@ def test_a_payload_channel_previews_its_request_body_with_no_secret(name):
     for value in env.values():
         assert value not in shown
     assert not any(word in shown for word in ("secret0001", "signsecret"))
+
+
+# ---------------------------------------------------------------------- the optional AI
+@pytest.fixture
+def ai_tracker(gh_tracker, github):
+    """A tracker with the optional AI on (a local OpenAI-compatible server) and one alert
+    whose summary the model has not written yet."""
+    from mrt_engine.simulators.openai_compat import OpenAICompatSimulator
+
+    with OpenAICompatSimulator(api_key=None) as llm:
+        tracker = gh_tracker(
+            {
+                "rules": [{"name": "deepseek", "keywords": ["deepseek"]}],
+                "ai": {"enabled": True, "base_url": llm.base_url, "model": "qwen3-8b"},
+            }
+        )
+        github.add_issue(REPO, "seed", at=T0)
+        tracker.once()
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        github.add_issue(
+            REPO,
+            "DeepSeek-V4 support",
+            pull=True,
+            at=later,
+            body="Adds **DeepSeek-V4** to the model registry. It needs the new MLA kernels.",
+        )
+        llm.mode = "failing"  # the send goes with the extractive summary: none is cached
+        tracker.once()
+        llm.mode = "deterministic"
+        yield tracker, llm
+
+
+def test_preview_with_the_ai_on_says_the_extractive_summary_would_go_until_the_model_wrote_one(
+    ai_tracker,
+):
+    tracker, llm = ai_tracker
+    fp = fingerprint(tracker, "DeepSeek-V4 support", "pr_opened")
+    asked = len(llm.chat_requests())
+    done = tracker.cli("preview", "--channel", "welink", fp[:10])
+    assert done.returncode == 0, done.stderr
+    assert "Adds DeepSeek-V4 to the model registry." in done.stdout  # extractive: no ** marks
+    assert "extractive" in done.stderr and "--ai" in done.stderr
+    assert len(llm.chat_requests()) == asked  # a preview asks nothing by itself
+
+    done = tracker.cli("preview", "--channel", "welink", "--ai", fp[:10])
+    assert done.returncode == 0, done.stderr
+    assert "AI: " in done.stdout and "by the AI" in done.stderr
+    assert len(llm.chat_requests()) == asked + 1
+
+    done = tracker.cli("preview", "--channel", "welink", fp[:10])  # now from the cache
+    assert "AI: " in done.stdout and "by the AI" in done.stderr
+    assert len(llm.chat_requests()) == asked + 1

@@ -58,6 +58,8 @@ MODULES = (
 BIG_TABLES = frozenset(
     # notice_group: a row per group key a channel has seen (read by its key only)
     {"event", "rule_hit", "alert", "delivery", "attempt", "poll_metric", "notice_group"}
+    # ai_cache: an answer per text the optional AI was asked about (read by its key only)
+    | {"ai_cache"}
 )
 # Tables that stay small: one row per source key, per operator action, per unreadable item.
 SMALL_TABLES = frozenset(
@@ -74,6 +76,7 @@ SMALL_TABLES = frozenset(
         # silences: a row per operator's silence
         "silence",
         "digest_schedule",  # a row per channel with a digest
+        "ai_usage",  # a row per day the optional AI ran
     }
 )
 

@@ -157,7 +157,31 @@ def seed(store: Store, now: datetime = NOW, margin: timedelta = SECOND) -> dict[
     ids["delivery resent"] = deliver(
         store, ids["Qwen sent then resent"], "pending", [(now - 199 * DAY, "sent")]
     )
+    add_answers(
+        store,
+        [
+            ("unused long", now - 60 * DAY, old),  # its last use is past 30 days: it goes
+            ("used lately", now - 60 * DAY, young),  # old, but asked for again: it stays
+            ("new", now - DAY, now - DAY),
+        ],
+    )
     return ids
+
+
+def add_answers(store: Store, answers: list[tuple[str, datetime, datetime]]) -> None:
+    """Answers of the optional AI: (text, created, last used)."""
+    with store.write():
+        for text, created, used in answers:
+            store.db.execute_sql(
+                "INSERT INTO ai_cache (task, model, content_hash, result, tokens, created_at,"
+                " used_at) VALUES ('summary', 'qwen3-8b', ?, ?, 10, ?, ?)",
+                (
+                    hashlib.sha256(text.encode()).hexdigest(),
+                    text,
+                    to_store(created),
+                    to_store(used),
+                ),
+            )
 
 
 def table(store: Store, query: str, *params) -> list[tuple]:
@@ -254,6 +278,7 @@ def test_prune_deletes_exactly_the_rows_past_their_retention(store):
         "event": 1,
         "attempt": 2,
         "notice_group": 0,
+        "ai_cache": 1,
     }
     cutoff = to_store(NOW - 30 * DAY)
     assert table(store, "SELECT id, started_at FROM poll_metric ORDER BY id") == [
@@ -278,7 +303,17 @@ def test_prune_deletes_exactly_the_rows_past_their_retention(store):
     ]
     [(action, after)] = table(store, "SELECT action, after FROM audit")
     assert action == "prune"
-    assert json.loads(after) == {"poll_metric": 4, "event": 1, "attempt": 2, "notice_group": 0}
+    assert json.loads(after) == {
+        "poll_metric": 4,
+        "event": 1,
+        "attempt": 2,
+        "notice_group": 0,
+        "ai_cache": 1,
+    }
+    assert [r for (r,) in table(store, "SELECT result FROM ai_cache ORDER BY id")] == [
+        "used lately",
+        "new",
+    ]
 
 
 def test_a_second_prune_changes_nothing(store):
@@ -288,7 +323,7 @@ def test_a_second_prune_changes_nothing(store):
     prune(store, policy(), NOW)
     with unchanged(store.location):
         report = prune(store, policy(), NOW)
-    assert [p.rows for p in report.parts] == [0, 0, 0, 0]
+    assert [p.rows for p in report.parts] == [0, 0, 0, 0, 0]
     assert report.batches == 0
 
 
@@ -314,6 +349,7 @@ def test_prune_in_batches_of_a_few_rows_does_the_same(store):
         "event": 1,
         "attempt": 2,
         "notice_group": 0,
+        "ai_cache": 1,
     }
     assert report.largest_batch_rows == 2
     assert report.batches >= 7 + 1 + 1  # fewer rows a batch when one holds the store too long
@@ -479,6 +515,10 @@ def test_store_prune_dry_run_prints_per_table_what_it_would_do(seeded):
     )
     assert any(line.split()[:2] == ["event", "would"] and " 1 " in line for line in lines)
     assert any(line.split()[:2] == ["attempt", "would"] and " 2 " in line for line in lines)
+    assert any(
+        line.split()[:3] == ["ai_cache", "would", "delete"] and " 1 AI answers not used" in line
+        for line in lines
+    )
 
 
 def test_store_prune_prints_what_it_did_and_json_says_it_too(seeded):
@@ -491,6 +531,7 @@ def test_store_prune_prints_what_it_did_and_json_says_it_too(seeded):
         "event": 1,
         "attempt": 2,
         "notice_group": 0,
+        "ai_cache": 1,
     }
     again = seeded.cli("store", "prune")
     assert again.returncode == 0, again.stderr
@@ -611,3 +652,28 @@ def test_retention_has_defaults_and_bounds(tmp_path):
         with pytest.raises(ConfigError) as info:
             validate({"retention": {key: value}})
         assert info.value.problems[0].startswith(problem), info.value.problems
+
+
+def test_an_ai_answer_asked_for_again_is_kept_and_one_no_one_asks_for_goes(store):
+    from mrt_engine.ai.client import AiClient
+    from mrt_engine.ai.settings import AiConfig
+    from mrt_engine.simulators.openai_compat import OpenAICompatSimulator
+    from mrt_engine.store.retention import prune
+
+    def ask(text: str):
+        return [{"role": "user", "content": text}]
+
+    with OpenAICompatSimulator(api_key=None) as llm:
+        config = AiConfig(enabled=True, base_url=llm.base_url, model="qwen3-8b")
+        then = AiClient(config, store, clock=lambda: NOW - 40 * DAY)
+        for text in ("asked again", "asked once"):
+            assert then.chat("summary", ask(text), timeout=5, max_tokens=50) is not None
+        then.close()
+        later = AiClient(config, store, clock=lambda: NOW - 2 * DAY)
+        again = later.chat("summary", ask("asked again"), timeout=5, max_tokens=50)
+        later.close()
+        assert again is not None and again.cached and len(llm.chat_requests()) == 2
+    report = prune(store, policy(), NOW)
+    assert {p.table: p.rows for p in report.parts}["ai_cache"] == 1
+    [(result,)] = table(store, "SELECT result FROM ai_cache")
+    assert "asked again" in result

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +30,7 @@ from mrt_engine.delivery.outbox import Claim, Outbox, Sent
 from mrt_engine.delivery.policy import PLAIN
 from mrt_engine.logs import log_context
 from mrt_engine.notify.base import Channel, Outgoing, SendResult
+from mrt_engine.notify.message import MessageContext
 from mrt_engine.secrets import redact
 from mrt_engine.silence import Silence, SilenceTarget, silencing
 from mrt_engine.silences import ActiveSilences, active_now
@@ -64,14 +65,16 @@ def send_claim(
     channels: Mapping[str, Channel],
     claim: Claim,
     silences: ActiveSilences | None = None,
+    enrich: Callable[[MessageContext, str], MessageContext] | None = None,
 ) -> str:
     """Send one claimed delivery, record the attempt, return the delivery's new status.
 
     A silence made after the hit but before this send stops it (``silenced``: see
     :meth:`Outbox.silence`); ``silences`` are the worker's, kept while the store is unchanged
-    (without it they are read)."""
+    (without it they are read). ``enrich``: the optional AI's summary step
+    (:class:`mrt_engine.ai.summary.Summarizer`), given the message and the channel's locale."""
     with claim_context(claim):  # every line about this send names the delivery
-        sent = try_send(outbox, channels, claim, silences)
+        sent = try_send(outbox, channels, claim, silences, enrich)
         if isinstance(sent, str):
             return sent
         return outbox.complete_batch([sent])[0]
@@ -93,6 +96,7 @@ def try_send(
     channels: Mapping[str, Channel],
     claim: Claim,
     silences: ActiveSilences | None = None,
+    enrich: Callable[[MessageContext, str], MessageContext] | None = None,
 ) -> Sent | str:
     """:func:`send_claim` but for the recording of the send: the attempt to record
     (:meth:`Outbox.complete_batch`), or ``"silenced"`` when a silence stopped it (recorded)."""
@@ -107,7 +111,10 @@ def try_send(
         result = SendResult(ok=False, error=f"channel {claim.channel!r} is not configured")
     else:
         try:
-            result = channel.send(Outgoing(claim.delivery_id, claim.attempt_number, claim.context))
+            context = claim.context
+            if enrich is not None:
+                context = enrich(context, getattr(channel.settings, "locale", "en"))
+            result = channel.send(Outgoing(claim.delivery_id, claim.attempt_number, context))
         except Exception as exc:  # a channel bug is a failed attempt, never a lost alert
             error = redact(f"{type(exc).__name__}: {exc}")
             # One line, like a source's crash; the traceback is there at --log-level debug.
@@ -148,8 +155,10 @@ class DeliveryWorkers:
         *,
         workers: int,
         stop: threading.Event,
+        enrich: Callable[[MessageContext, str], MessageContext] | None = None,
     ) -> None:
         self.outbox = outbox
+        self.enrich = enrich  # the optional AI's summaries (None: AI off)
         self.channels = dict(channels)
         self.workers = workers
         self.stop = stop
@@ -232,7 +241,9 @@ class DeliveryWorkers:
                     break
                 try:
                     with claim_context(claim):  # every line about this send names it
-                        outcome = try_send(self.outbox, self.channels, claim, self._silences)
+                        outcome = try_send(
+                            self.outbox, self.channels, claim, self._silences, self.enrich
+                        )
                 except Exception as exc:
                     # The lease expires and another worker retries; the attempt stays in_flight.
                     with claim_context(claim):
@@ -338,7 +349,9 @@ class DeliveryWorkers:
                 for claim in claims:
                     with lock:
                         tried.add(claim.delivery_id)
-                    status = send_claim(self.outbox, self.channels, claim, self._silences)
+                    status = send_claim(
+                        self.outbox, self.channels, claim, self._silences, self.enrich
+                    )
                     with lock:
                         report.attempted += 1
                         report.statuses[claim.delivery_id] = status

@@ -80,6 +80,9 @@ class MessageContext:
     # it carries (this one first). Empty for a message about one alert.
     bundle: str = ""
     items: tuple[MessageContext, ...] = ()
+    # Who wrote ``summary`` when the optional AI is on (mrt_engine/ai/summary.py): "ai", or
+    # "extractive" (its fallback); "" : the stored excerpt, as without AI.
+    summary_by: str = ""
 
     @property
     def headline(self) -> str:
@@ -220,6 +223,7 @@ def _values(ctx: MessageContext, locale: str) -> dict:
         "field": _Fields({k: _field_value(v, locale) for k, v in ctx.fields}),
         "words": dict(words(locale).labels),
         "locale": locale,
+        "summary_by": ctx.summary_by,
         **{k: clean_line(v) for k, v in ctx.extra.items()},
     }
 

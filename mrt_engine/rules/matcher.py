@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from mrt_engine.ai.similarity import LEXICAL, Similarity
+from mrt_engine.ai.triage import Triage
 from mrt_engine.events import TrackerEvent
 from mrt_engine.rules.model import RuleConfig, watch_keywords_rule
 from mrt_engine.rules.texts import FieldTexts, RegexTest, TextGate
@@ -87,6 +89,9 @@ class CompiledRule:
         self.channels = tuple(all_channels if config.channels is None else config.channels)
         self.group_by = tuple(config.group_by)
         self.fields = tuple(config.fields)
+        # Semantic matching (AI2): the engine may swap the similarity for embeddings.
+        self.topic = config.topic.strip()
+        self.similarity: Similarity = LEXICAL
         self._folded_keywords = tuple({w.strip().casefold() for w in config.keywords})
         self._regex_tests = [RegexTest(p) for p in config.regex]
         self._regexes = [t.regex for t in self._regex_tests]
@@ -148,12 +153,12 @@ class CompiledRule:
     @property
     def keyword_only(self) -> bool:
         """Whether the rule's text test is keywords alone."""
-        return bool(self._folded_keywords) and not self._regexes
+        return bool(self._folded_keywords) and not self._regexes and not self.topic
 
     @property
     def gate_words(self) -> list[tuple[str, bool]]:
         """Words one of which the rule's fields must hold for it to match; [] for no gate."""
-        if not self._folded_keywords and not self._regexes:
+        if (not self._folded_keywords and not self._regexes) or self.topic:
             return []
         words = [(w, True) for w in self._folded_keywords]
         for test in self._regex_tests:
@@ -219,8 +224,12 @@ class CompiledRule:
             return None
         if self._has_block and self._blocked(event, texts):
             return None
-        if self._folded_keywords or self._regexes:
-            text_reason = self._text_reason(texts)
+        if self._folded_keywords or self._regexes or self.topic:
+            text_reason = None
+            if self._folded_keywords or self._regexes:
+                text_reason = self._text_reason(texts)
+            if text_reason is None and self.topic:  # only events the filters let through
+                text_reason = self._topic_reason(texts)
             if text_reason is None:
                 return None
             reasons.insert(0, text_reason)
@@ -252,7 +261,7 @@ class CompiledRule:
 
         Keywords match case-insensitively (Unicode case folding) as substrings.
         """
-        if not self._folded_keywords and not self._regexes:
+        if (not self._folded_keywords and not self._regexes) or self.topic:
             return True
         if self._folded_keywords:
             if keyword_seen is None:
@@ -280,6 +289,14 @@ class CompiledRule:
                 if found:
                     return f"regex /{regex.pattern}/ matched {_quote(found.group(0))} in {name}"
         return None
+
+    def _topic_reason(self, texts: FieldTexts) -> str | None:
+        """``topic "..." 0.42 alike (lexical)`` when the fields are alike enough to the topic."""
+        text = texts.joined(self.fields).replace("\x00", "\n")
+        score, kind = self.similarity.score(self.topic, text)
+        if score < self.config.similarity:
+            return None
+        return f"topic {_quote(self.topic)} {score:.2f} alike ({kind})"
 
     def _keyword_reason(self, text: str, folded: str, name: str | None = None) -> str | None:
         """The leftmost (then longest) keyword in ``folded``, quoted as ``text`` writes it.
@@ -341,6 +358,8 @@ class RuleSet:
     )
     # A channel's ``min_priority``: an alert below it is not routed there.
     min_priority: dict[str, int] = field(default_factory=dict)
+    # AI4 (mrt_engine/ai/triage.py): moves a notifying decision's priority; None: off.
+    triage: Triage | None = None
     _by_name: dict[str, CompiledRule] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -400,8 +419,26 @@ class RuleSet:
     def names(self) -> list[str]:
         return [r.name for r in self.rules]
 
-    def evaluate(self, event: TrackerEvent) -> Decision:
-        """Every hit for ``event`` and whether it should notify, where, and how urgently."""
+    @property
+    def topic_rules(self) -> list[CompiledRule]:
+        """The rules with a ``topic`` (semantic matching)."""
+        return [r for r in self.rules if r.topic]
+
+    def use_similarity(self, similarity: Similarity) -> None:
+        """Judge every topic rule by ``similarity`` (the engine's embeddings)."""
+        for rule in self.topic_rules:
+            rule.similarity = similarity
+
+    def evaluate(
+        self,
+        event: TrackerEvent,
+        *,
+        triage: bool = True,
+        score: tuple[int, str] | None = None,
+    ) -> Decision:
+        """Every hit for ``event`` and whether it should notify, where, and how urgently
+        (``triage``: let :attr:`triage` move the priority, when it is set, by ``score``: the
+        model's, else the local one; evaluation never asks the model itself)."""
         hits: list[tuple[CompiledRule, RuleHit]] = []
         texts = FieldTexts(event)
         # The rules the gate let through and those it does not judge, in priority order.
@@ -440,9 +477,15 @@ class RuleSet:
                     if tag not in tags:
                         tags.append(tag)
             final.append(hit)
-        if self.min_priority and priority is not None:
+        routed = priority
+        if triage and self.triage is not None and priority is not None:
+            notifying = [h.rule for h in final if h.action == "notify" and not h.suppressed]
+            priority, mark = self.triage.priority(event, notifying, priority, score)
+            tags.append(mark)
+            routed = max(priority, routed)  # a lowered alert waits for a digest, never dropped
+        if self.min_priority and routed is not None:
             floor = self.min_priority
-            channels = [c for c in channels if priority >= floor.get(c, priority)]
+            channels = [c for c in channels if routed >= floor.get(c, routed)]
         return Decision(
             hits=tuple(final),
             notify=priority is not None,

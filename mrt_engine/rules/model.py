@@ -66,6 +66,15 @@ class RuleConfig(StrictModel):
     label: list[str] = Field(default_factory=list)
     author: list[str] = Field(default_factory=list)
     block: RuleBlock = Field(default_factory=RuleBlock)
+    # Semantic matching (AI2): a description of what the rule is about. An event whose
+    # ``fields`` are at least ``similarity`` alike to it matches as if a keyword had (keywords
+    # and regexes, when given, still match on their own). Alike by embeddings when
+    # ``ai.embedding_model`` is set, else by local lexical similarity (mrt_engine/ai/similarity.py).
+    topic: str = ""
+    similarity: float = Field(0.3, gt=0, le=1)
+    # A critical rule's hits never wait for the AI (their messages go with the extractive
+    # summary at once), and AI triage may raise but never lower or drop them.
+    critical: bool = False
     # Effects.
     tags: list[str] = Field(default_factory=list)
     channels: list[str] | None = None  # None: every configured channel

@@ -65,6 +65,8 @@ TABLES: tuple[Table, ...] = (
     Table("retention_mark", "job"),
     Table("notice_group"),
     Table("digest_schedule", "channel"),
+    Table("ai_cache"),
+    Table("ai_usage", "day"),
 )
 SEARCH = "event_search"
 # Recounted from the copied rows (the triggers that keep them count one row at a time).

@@ -398,6 +398,34 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX delivery_queue_age ON delivery (channel, created_at)"
         " WHERE status IN ('pending', 'retrying')",
     ],
+    # 9 (issue 13; numbered on merge after 7 and 8): the optional AI's answers and spending
+    # (mrt_engine/ai/). An answer is kept by (task, model, content hash): the same text is
+    # never paid for twice, across restarts and engines sharing the store.
+    [
+        """CREATE TABLE ai_cache (
+            id INTEGER PRIMARY KEY NOT NULL,
+            task TEXT NOT NULL,
+            model TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            result TEXT NOT NULL,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            used_at TEXT NOT NULL,
+            UNIQUE (task, model, content_hash)
+        )""",
+        # Answers not used for retention's ``ai_cache_days`` are forgotten, oldest use first.
+        "CREATE INDEX ai_cache_used ON ai_cache (used_at)",
+        # Tokens spent a UTC day (from the answers' ``usage``), requests and fallbacks: the
+        # daily budget survives a restart.
+        """CREATE TABLE ai_usage (
+            day TEXT PRIMARY KEY NOT NULL,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            requests INTEGER NOT NULL DEFAULT 0,
+            fallbacks INTEGER NOT NULL DEFAULT 0,
+            last_fallback TEXT,
+            updated_at TEXT NOT NULL
+        )""",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)
@@ -411,6 +439,7 @@ SUMMARIES: tuple[str, ...] = (
     "less noise: bundled deliveries (groups, digests, folds), group windows, digest schedules",
     "silences: matchers that stop deliveries for a time, stored as silenced",
     "metrics: answers by status class, retries and budget per poll; kinds of failed sends; queue age",
+    "optional AI: answers cached by task, model and text; tokens spent a day",
 )
 
 

@@ -397,4 +397,29 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX delivery_queue_age ON delivery (channel, created_at)"
         " WHERE status IN ('pending', 'retrying')",
     ],
+    # 9 (issue 13): the optional AI's cache and daily spending (see mrt_engine/store/
+    # migrations.py). No change signal: the console does not show them.
+    [
+        f"""CREATE TABLE ai_cache (
+            id {ID},
+            task TEXT NOT NULL,
+            model TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            result TEXT NOT NULL,
+            tokens BIGINT NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            used_at TEXT NOT NULL,
+            UNIQUE (task, model, content_hash)
+        )""",
+        # Answers not used for retention's ``ai_cache_days`` are forgotten, oldest use first.
+        "CREATE INDEX ai_cache_used ON ai_cache (used_at)",
+        """CREATE TABLE ai_usage (
+            day TEXT PRIMARY KEY NOT NULL,
+            tokens BIGINT NOT NULL DEFAULT 0,
+            requests BIGINT NOT NULL DEFAULT 0,
+            fallbacks BIGINT NOT NULL DEFAULT 0,
+            last_fallback TEXT,
+            updated_at TEXT NOT NULL
+        )""",
+    ],
 ]

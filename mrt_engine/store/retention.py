@@ -18,6 +18,8 @@ Forgotten after their retention:
   all of them at once, so a trace never shows half a history. A delivery not sent (pending,
   retrying, dead) keeps every attempt whatever its age: they say why it is not sent yet, and
   they are what an operator reads before requeueing a dead one.
+* the optional AI's answers (``ai_cache``) no one asked for in ``ai_cache_days`` (a use marks
+  an answer at most once a day): asked again, the text is paid for once more.
 
 How, without stalling polls: rows are found by short reads (in WAL mode a reader blocks no
 writer) and changed by primary key in write transactions of at most ``batch_rows`` rows, each
@@ -68,6 +70,7 @@ class RetentionPolicy:
     poll_metrics_days: float = 30.0
     unmatched_raw_days: float = 30.0
     sent_attempts_days: float = 90.0
+    ai_cache_days: float = 30.0
     batch_rows: int = 2000
     pause_seconds: float = 0.05
 
@@ -78,6 +81,7 @@ class RetentionPolicy:
             poll_metrics_days=config.poll_metrics_days,
             unmatched_raw_days=config.unmatched_raw_days,
             sent_attempts_days=config.sent_attempts_days,
+            ai_cache_days=config.ai_cache_days,
             batch_rows=config.batch_rows,
             pause_seconds=config.pause_seconds,
         )
@@ -363,6 +367,36 @@ class ClosedGroups(_Kind):
         return changed
 
 
+class UnusedAnswers(_Kind):
+    """The optional AI's answers (``ai_cache``) last used before the cutoff, in the order of
+    their last use (index range)."""
+
+    table = "ai_cache"
+    action = "delete"
+    what = "AI answers not used"
+
+    def find(self, store, position, limit, stopped):
+        after_at, after_id = position or ("", 0)
+        with store.read():
+            rows = store.db.execute_sql(
+                "SELECT id, used_at FROM ai_cache WHERE used_at >= ? AND used_at < ?"
+                " AND NOT (used_at = ? AND id <= ?) ORDER BY used_at, id LIMIT ?",
+                (after_at, self.cutoff, after_at, after_id, limit),
+            ).fetchall()
+        if rows:
+            position = (rows[-1][1], rows[-1][0])
+        return [r[0] for r in rows], position, len(rows) < limit
+
+    def apply(self, db, ids, position):
+        changed = 0
+        for marks, chunk in _in_chunks(ids):
+            changed += db.execute_sql(  # a use since the read keeps the answer
+                f"DELETE FROM ai_cache WHERE id IN ({marks}) AND used_at < ?",
+                (*chunk, self.cutoff),
+            ).rowcount
+        return changed
+
+
 def kinds(policy: RetentionPolicy, now: datetime) -> list[_Kind]:
     """What a prune at ``now`` looks at, in the order it does."""
     return [
@@ -370,6 +404,7 @@ def kinds(policy: RetentionPolicy, now: datetime) -> list[_Kind]:
         UnmatchedRaw(now - timedelta(days=policy.unmatched_raw_days)),
         SentAttempts(now - timedelta(days=policy.sent_attempts_days)),
         ClosedGroups(now - timedelta(days=CLOSED_GROUP_DAYS)),
+        UnusedAnswers(now - timedelta(days=policy.ai_cache_days)),
     ]
 
 
