@@ -274,6 +274,7 @@ class Engine:
             health=protected_rules(list(self.channels)),
             unhealthy_after=self.config.scheduler.unhealthy_after_failures,
         )
+        self.pipeline.incident_window = timedelta(days=self.config.incidents.window_days)
         for source in self.sources:
             ensure_state(self.store, source, now)
         if self.store.shared:

@@ -383,4 +383,33 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TRIGGER silence_truncate_changed AFTER TRUNCATE ON silence
             FOR EACH STATEMENT EXECUTE FUNCTION mrt_store_changed()""",
     ],
+    # 8 in issue 13's plan: incidents (see mrt_engine/store/migrations.py). Written in the
+    # poll's transaction with its events, whose triggers already signal the change.
+    [
+        f"""CREATE TABLE incident (
+            id {ID},
+            family TEXT NOT NULL,
+            name TEXT NOT NULL,
+            first_event_id BIGINT NOT NULL,
+            first_source TEXT NOT NULL,
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            events INTEGER NOT NULL DEFAULT 1,
+            sources INTEGER NOT NULL DEFAULT 1
+        )""",
+        "CREATE INDEX incident_family ON incident (family, first_seen_at)",
+        "CREATE INDEX incident_last_seen ON incident (last_seen_at)",
+        """CREATE TABLE incident_event (
+            event_id BIGINT PRIMARY KEY NOT NULL REFERENCES event (id),
+            incident_id BIGINT NOT NULL REFERENCES incident (id),
+            alert_id BIGINT,
+            source TEXT NOT NULL,
+            seen_at TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            source_position INTEGER NOT NULL,
+            new_source INTEGER NOT NULL
+        )""",
+        "CREATE INDEX incident_event_timeline ON incident_event (incident_id, position)",
+        "CREATE INDEX incident_event_source ON incident_event (incident_id, source)",
+    ],
 ]
