@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from mrt_engine.health import PROTECTED_TYPES
 from mrt_engine.model_names import ModelName, model_family
+from mrt_engine.notify.incident_line import IncidentNote
 from mrt_engine.store.db import Store
 from mrt_engine.timeutil import from_store, to_store
 
@@ -152,3 +153,30 @@ def _link(
         ),
     )
     return Placed(event_id, incident_id, position, source_position, new_source)
+
+
+def incident_note(cursor, event_id: int) -> IncidentNote | None:
+    """What a message about event ``event_id`` says of its incident (one read by keys)."""
+    cursor.execute(
+        "SELECT i.id, i.name, ie.position, ie.source_position, ie.new_source, i.first_source,"
+        " i.first_seen_at, ie.seen_at, e.fingerprint FROM incident_event ie"
+        " JOIN incident i ON i.id = ie.incident_id JOIN event e ON e.id = i.first_event_id"
+        " WHERE ie.event_id = ?",
+        (event_id,),
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    first_seen, seen = from_store(row[6]), from_store(row[7])
+    assert first_seen is not None and seen is not None
+    return IncidentNote(
+        incident_id=row[0],
+        name=row[1],
+        position=row[2],
+        source_position=row[3],
+        new_source=bool(row[4]),
+        first_source=row[5],
+        first_seen_at=first_seen,
+        seen_at=seen,
+        thread_token=row[8][:16],
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+
 import pytest
 
 from tests.conftest import GH_TOKEN
@@ -67,10 +70,10 @@ def test_one_model_on_huggingface_modelscope_and_in_a_vllm_pull_request_is_one_i
     github.add_issue("vllm-project/vllm", "[Bugfix] DeepSeek-V3.2-Exp FP8 crash", pull=True)
     assert t.once() == 0
 
-    assert incidents(t) == [
+    assert sorted(incidents(t)) == [
         ("deepseek-v3.2", "DeepSeek-V3.2", 4, 3, "huggingface:deepseek-ai:models"),
-        ("qwen3", "Qwen3", 1, 1, "huggingface:Qwen:models"),
         ("qwen2.5", "Qwen2.5", 1, 1, "github:vllm-project/vllm:issues"),
+        ("qwen3", "Qwen3", 1, 1, "huggingface:Qwen:models"),
     ]
     assert timeline(t, "deepseek-v3.2") == [
         ("deepseek-ai/DeepSeek-V3.2-Exp", "huggingface:deepseek-ai:models", 1, 1, 1),
@@ -116,3 +119,87 @@ def test_an_incident_window_that_is_not_a_positive_number_of_days_is_a_config_er
     result = t.cli("run", "--once")
     assert result.returncode == 2
     assert "incidents.window_days" in result.stderr
+
+
+# ---------------------------------------------------------------------- messages and threads
+def test_a_later_source_of_an_open_incident_says_so_in_its_message(tracker, hf, github, welink):
+    t = tracker()
+    assert t.once() == 0
+    hf.put_model("deepseek-ai/DeepSeek-V3.2-Exp")
+    assert t.once() == 0
+    github.add_issue("vllm-project/vllm", "[Model] Support deepseek v3.2", pull=True)
+    assert t.once(later=2 * 3600 + 60) == 0  # two hours later
+    github.add_issue("vllm-project/vllm", "[Bugfix] DeepSeek-V3.2-Exp FP8 crash", pull=True)
+    assert t.once(later=3 * 3600) == 0
+    first, second, third = welink.texts()
+    assert "source for" not in first  # the first knows of nothing to follow
+    assert second.splitlines()[3] == (
+        "2nd source for DeepSeek-V3.2: first seen on HuggingFace (deepseek-ai) 2 h ago"
+    )
+    assert third.splitlines()[3] == (
+        "3rd alert for DeepSeek-V3.2 (2 sources): first seen on HuggingFace (deepseek-ai) 3 h ago"
+    )
+
+
+def test_the_messages_of_one_incident_are_one_e_mail_thread(tracker, hf, modelscope, smtp):
+    t = tracker(
+        {
+            "notify": {
+                "email": {
+                    "smtp_host": smtp.host,
+                    "smtp_port": smtp.port,
+                    "from_addr": "mrt@tracker.example",
+                    "to_list": ["oncall@example.com"],
+                    "ca_file": smtp.ca_file,
+                    "locale": "zh",
+                }
+            }
+        }
+    )
+    assert t.once() == 0
+    hf.put_model("deepseek-ai/DeepSeek-V3.2-Exp")
+    assert t.once() == 0
+    modelscope.put_model("deepseek-ai/DeepSeek-V3.2-Exp")
+    hf.put_model("Qwen/Qwen3-8B")
+    assert t.once(later=1800) == 0
+    mails = {
+        m["X-MRT-Fingerprint"]: m
+        for m in (
+            email.message_from_bytes(e.original_content, policy=email.policy.default)
+            for e in smtp.messages
+        )
+    }
+    assert len(mails) == 3
+    root = next(m for m in mails.values() if "huggingface:deepseek-ai" in m["Subject"])
+    reply = next(m for m in mails.values() if "modelscope" in m["Subject"])
+    other = next(m for m in mails.values() if "Qwen3" in body(m))
+    assert root["Message-ID"].startswith("<mrt.incident.")
+    assert root["In-Reply-To"] is None and root["References"] is None
+    assert reply["In-Reply-To"] == root["Message-ID"] == reply["References"]
+    assert reply["Message-ID"] != root["Message-ID"]
+    assert "DeepSeek-V3.2 的第 2 个来源：30 分钟前首次出现在 HuggingFace (deepseek-ai)" in body(
+        reply
+    )
+    assert other["In-Reply-To"] is None and other["Message-ID"] != root["Message-ID"]
+
+
+def body(message) -> str:
+    return message.get_content().replace("\r\n", "\n")
+
+
+@pytest.mark.sqlite_only("no store: the wording alone")
+def test_ordinals_and_how_long_ago_read_naturally_in_english_and_chinese() -> None:
+    from mrt_engine.notify.incident_line import ago, ordinal, source_name
+
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st",
+        "111th",
+    ]  # fmt: skip
+    assert [ago(s) for s in (5, 59 * 60, 2 * 3600 + 59 * 60, 47 * 3600, 49 * 3600)] == [
+        "just now", "59 min ago", "2 h ago", "47 h ago", "2 d ago",
+    ]  # fmt: skip
+    assert [ago(s, "zh") for s in (5, 600, 7200, 3 * 86400)] == [
+        "刚刚", "10 分钟前", "2 小时前", "3 天前",
+    ]  # fmt: skip
+    assert source_name("github:vllm-project/vllm:pulls") == "GitHub (vllm-project/vllm)"
+    assert source_name("modelscope:deepseek-ai:models") == "ModelScope (deepseek-ai)"

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from mrt_engine.delivery.backoff import retry_delay
 from mrt_engine.delivery.bundles import Planner, Row, follow_carrier
 from mrt_engine.delivery.policy import PLAIN, ChannelPolicy
+from mrt_engine.incidents import incident_note
 from mrt_engine.notify.base import SendResult
 from mrt_engine.notify.fields import StoredEvent, key_fields
 from mrt_engine.notify.message import MessageContext
@@ -457,6 +458,7 @@ def _context_of(
         priority=priority,
         occurred_at=from_store(occurred_at),
         fields=key_fields(stored),
+        incident=incident_note(cursor, event_id),
     )
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
+from mrt_engine.notify.incident_line import IncidentNote, incident_line
 from mrt_engine.notify.locales import EN, LOCALES, headline, label, words
 from mrt_engine.text import clean, clean_line, excerpt
 
@@ -80,6 +81,8 @@ class MessageContext:
     # it carries (this one first). Empty for a message about one alert.
     bundle: str = ""
     items: tuple[MessageContext, ...] = ()
+    # The event's place in its model family's incident (mrt_engine/incidents.py), if any.
+    incident: IncidentNote | None = None
 
     @property
     def headline(self) -> str:
@@ -220,6 +223,7 @@ def _values(ctx: MessageContext, locale: str) -> dict:
         "field": _Fields({k: _field_value(v, locale) for k, v in ctx.fields}),
         "words": dict(words(locale).labels),
         "locale": locale,
+        "incident": incident_line(ctx.incident, locale),  # "" unless a later event of one
         **{k: clean_line(v) for k, v in ctx.extra.items()},
     }
 
