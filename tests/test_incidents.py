@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 
 import pytest
 
@@ -203,3 +204,40 @@ def test_ordinals_and_how_long_ago_read_naturally_in_english_and_chinese() -> No
     ]  # fmt: skip
     assert source_name("github:vllm-project/vllm:pulls") == "GitHub (vllm-project/vllm)"
     assert source_name("modelscope:deepseek-ai:models") == "ModelScope (deepseek-ai)"
+
+
+# ---------------------------------------------------------------------- mrt-engine incidents
+def test_the_incidents_command_lists_each_incident_with_its_timeline(tracker, hf, github):
+    t = tracker()
+    assert t.once() == 0
+    assert t.cli("incidents").stdout.startswith("no incidents")
+    hf.put_model("deepseek-ai/DeepSeek-V3.2-Exp")
+    assert t.once() == 0
+    github.add_issue(
+        "vllm-project/vllm", "[Model] Support deepseek v3.2 \x1b[31mred\x1b[0m", pull=True
+    )
+    assert t.once() == 0
+
+    text = t.cli("incidents")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert "DeepSeek-V3.2  [open]  2 sources, 2 events; first seen" in lines[0]
+    assert "  1. " in lines[1] and "HuggingFace (deepseek-ai)  model_added" in lines[1]
+    assert lines[1].endswith(": deepseek-ai/DeepSeek-V3.2-Exp")
+    assert "GitHub (vllm-project/vllm)  pr_opened" in lines[2]
+    assert "\x1b" not in text.stdout  # a title's terminal escapes never reach the terminal
+
+    found = json.loads(t.cli("incidents", "--json").stdout)
+    [incident] = found
+    assert (incident["family"], incident["name"], incident["events"], incident["sources"]) == (
+        "deepseek-v3.2",
+        "DeepSeek-V3.2",
+        2,
+        2,
+    )
+    assert incident["open"] is True
+    assert [e["source_key"] for e in incident["timeline"]] == [
+        "huggingface:deepseek-ai:models",
+        "github:vllm-project/vllm:pulls",
+    ]
+    assert incident["timeline"][0]["seen_at"].endswith("Z")

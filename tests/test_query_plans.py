@@ -51,12 +51,15 @@ MODULES = (
     "mrt_engine.store.engines",
     "mrt_engine.silences",
     "mrt_engine.store.health_figures",
+    "mrt_engine.store.incident_queries",
 )
 
 # Tables that grow with history: a query reads a bounded part of them, through an index.
 BIG_TABLES = frozenset(
     # notice_group: a row per group key a channel has seen (read by its key only)
     {"event", "rule_hit", "alert", "delivery", "attempt", "poll_metric", "notice_group"}
+    # incidents: a row per alerted event that names a model family, and per family a window
+    | {"incident", "incident_event"}
 )
 # Tables that stay small: one row per source key, per operator action, per unreadable item.
 SMALL_TABLES = frozenset(
@@ -518,6 +521,7 @@ TYPE_SAMPLES: dict[str, Callable[[Samples], list]] = {
     "Clock": lambda s: [_clock()],
     "sqlite3.Cursor": lambda s: [s.store.db.cursor()],
     "datetime": _when,
+    "timedelta": lambda s: [timedelta(days=14), timedelta(seconds=1)],
     "QuarantineView": lambda s: [None],
     "RetentionPolicy": lambda s: [_policy(), _policy(batch_rows=1)],
     "SilenceRow": _model_rows("Silence"),
@@ -668,7 +672,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mrt_engine.timeutil import to_store
 
     folder = tmp_path_factory.mktemp("plans")
-    config = console_data.build(folder)
+    config = console_data.build(folder, with_incidents=True)
     from mrt_engine.config import load_config
 
     store = open_store(load_config(config).db_path)
