@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from mrt_engine.model_names import ModelName, model_family, model_names
@@ -57,6 +55,7 @@ TABLE: list[tuple[str, str | None]] = [
     # ModelScope ids (the seed's snapshot names, and hub ids)
     ("sd_xl_turbo", "sdxl-turbo"),
     ("sd_xl_turbo_1.0_fp16", "sdxl-turbo"),
+    ("SDXL Turbo - 1-step generation", "sdxl-turbo"),  # the seed snapshot's description
     ("AI-ModelScope/sdxl-turbo", "sdxl-turbo"),
     ("ZhipuAI/GLM-4.5", "glm-4.5"),
     ("LLM-Research/Meta-Llama-3.1-8B-Instruct", "llama-3.1"),
@@ -145,16 +144,18 @@ def test_the_title_wins_over_the_id_and_the_body() -> None:
 
 
 @pytest.mark.parametrize(
-    "hostile",
+    ("hostile", "families"),
     [
-        "qwen3 " * 20_000,
-        "qwen" * 25_000,
-        "deepseek-" * 12_000,
-        "-".join(["v3"] * 40_000),
-        "9" * 100_000,
-        "a" * 100_000,
-        "qwen3" + "-235b" * 20_000,
-        "Qwen" + "." * 100_000,
+        ("qwen3 " * 20_000, ["qwen3"]),
+        ("qwen" * 25_000, []),
+        ("deepseek-" * 12_000, []),
+        ("DeepSeek-" + "-".join(["v3"] * 40_000), ["deepseek-v3"]),
+        ("9" * 100_000, []),
+        ("a" * 100_000, []),
+        ("qwen3" + "-235b" * 20_000, ["qwen3"]),
+        ("Qwen" + "." * 100_000, []),
+        ("Qwen3-" + "A" * 100_000, ["qwen3"]),
+        ("通义千问" * 25_000, []),
     ],
     ids=[
         "repeated-name",
@@ -165,18 +166,12 @@ def test_the_title_wins_over_the_id_and_the_body() -> None:
         "letters",
         "sizes",
         "dots",
+        "long-word",
+        "chinese",
     ],
 )
-def test_a_hostile_100_kb_title_costs_about_as_much_as_reading_it(hostile: str) -> None:
-    # A count of work, not a time limit: the hostile title may not cost more than a few times a
-    # plain 100 kB text of the same length (catastrophic backtracking would be thousands).
-    plain = ("Support a new model in the scheduler " * 3000)[: len(hostile)]
-    model_names(plain, limit=len(plain))  # warm
-    t0 = time.process_time()
-    for _ in range(3):
-        model_names(plain, limit=len(plain))
-    base = time.process_time() - t0
-    t0 = time.process_time()
-    model_names(hostile, limit=len(hostile))
-    spent = time.process_time() - t0
-    assert spent < max(base, 0.05) * 50
+def test_a_hostile_100_kb_title_is_read_in_one_pass(hostile: str, families: list[str]) -> None:
+    # No time limit here: a regex that backtracks catastrophically (or a quadratic scan) over
+    # 100 kB does not finish within the suite's per-test timeout (pyproject: 300 s), while one
+    # pass over it takes milliseconds.
+    assert [n.key for n in model_names(hostile, limit=len(hostile))] == families
