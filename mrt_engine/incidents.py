@@ -20,12 +20,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from mrt_engine.health import PROTECTED_TYPES
 from mrt_engine.model_names import ModelName, model_family
 from mrt_engine.notify.incident_line import IncidentNote
 from mrt_engine.store.db import Store
 from mrt_engine.timeutil import from_store, to_store
+
+if TYPE_CHECKING:
+    from mrt_engine.batch import PreparedBatch
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ def family_of(title: str | None, resource_id: str | None, *bodies: str | None) -
     return model_family(title, resource_id, *bodies)
 
 
-def assign(store: Store, batch, window: timedelta = DEFAULT_WINDOW) -> list[Placed]:
+def assign(store: Store, batch: PreparedBatch, window: timedelta = DEFAULT_WINDOW) -> list[Placed]:
     """Link the alerted events of ``batch`` (a written :class:`~mrt_engine.batch.PreparedBatch`)
     to their families' incidents. Must run inside :meth:`Store.write`, after the batch."""
     named: dict[str, ModelName] = {}
