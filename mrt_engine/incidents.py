@@ -11,8 +11,10 @@ Assigned in the poll's transaction (:func:`assign`, called by the pipeline after
 written): an incident is committed with its alerts or not at all. Events that alert nothing cost
 nothing here, and protected events (source health, checksum alarms) are no model's.
 
-On a store shared by several engines (PostgreSQL), two engines that see a new family in the
-same instant may each open an incident for it; each links its own events, nothing is lost.
+On a store shared by several engines (PostgreSQL), linking takes a transaction-scoped advisory
+lock on the family first: two engines that see a new family in the same instant open one
+incident, and number its events without a repeat (the second waits for the first's commit,
+a few milliseconds; other families are not held up).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = timedelta(days=14)
+# The first key of the families' advisory locks on PostgreSQL ('in'); the second is the
+# family's hashtext. (Two-key locks do not overlap the one-key migration lock.)
+LOCK_SPACE = 0x696E
 
 # A prepared event row (mrt_engine.batch.PreparedEvent.event_row): the columns read here.
 _SOURCE_KEY, _RESOURCE_ID, _EVENT_TYPE, _TITLE, _SUMMARY, _BODY = 2, 4, 5, 7, 8, 16
@@ -116,6 +121,8 @@ def _link(
     if cursor.fetchone() is not None:  # linked already (an event alerts once)
         return None
     now_s = to_store(now)
+    if store.is_postgresql:  # one engine at a time per family: see the module's docstring
+        cursor.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (LOCK_SPACE, name.key))
     cursor.execute(
         "SELECT id, events, sources FROM incident WHERE family = ? AND first_seen_at >= ?"
         " ORDER BY first_seen_at DESC LIMIT 1",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import threading
+from datetime import UTC, datetime
 
 import pytest
-
-from tests.conftest import GH_TOKEN
+from conftest import GH_TOKEN, wait_until
 
 pytestmark = pytest.mark.both_backends
 
@@ -241,3 +242,70 @@ def test_the_incidents_command_lists_each_incident_with_its_timeline(tracker, hf
         "github:vllm-project/vllm:pulls",
     ]
     assert incident["timeline"][0]["seen_at"].endswith("Z")
+
+
+# ---------------------------------------------------------------------- engines sharing a store
+@pytest.mark.postgresql_only
+def test_two_engines_that_see_a_new_family_at_once_open_one_incident(make_tracker):
+    """Two polls of two engines, each with its first DeepSeek-V3.2 alert, commit at the same
+    time: the second waits for the first's incident instead of opening another."""
+    from mrt_engine import incidents
+    from mrt_engine.batch import prepare_batch, write_batch
+    from mrt_engine.events import TrackerEvent
+    from mrt_engine.rules import RuleConfig, RuleSet
+    from mrt_engine.store import postgres
+
+    rules = RuleSet.compile([RuleConfig(name="deepseek", keywords=["deepseek"])], ["welink"])
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def batch(platform: str, title: str):
+        key = f"{platform}:deepseek-ai:models"
+        event = TrackerEvent(platform, key, "model", title, "model_added", title, title, now)
+        return prepare_batch([event], rules, now)
+
+    t = make_tracker({"notify": {"welink": {"webhook_env": "WL"}}}, {"WL": "http://127.0.0.1:9"})
+    first_linked, release = threading.Event(), threading.Event()
+    second_done = threading.Event()
+    with t.store() as store:
+        watch = postgres.connect_raw(store.location)
+
+        def first() -> None:
+            with store.write():
+                one = batch("huggingface", "deepseek-ai/DeepSeek-V3.2-Exp")
+                write_batch(store, one)
+                incidents.assign(store, one)
+                first_linked.set()
+                release.wait(30)
+
+        def second() -> None:
+            with store.write():
+                two = batch("modelscope", "deepseek-ai/DeepSeek-V3.2")
+                write_batch(store, two)
+                incidents.assign(store, two)
+            second_done.set()
+
+        def waiting_for_the_family() -> bool:
+            return (
+                watch.execute(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
+                ).fetchone()[0]
+                > 0
+            )
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        threads[0].start()
+        assert first_linked.wait(30)
+        threads[1].start()
+        # The second poll waits for the first's lock on the family (without it, it would have
+        # committed an incident of its own by now).
+        assert wait_until(lambda: second_done.is_set() or waiting_for_the_family())
+        assert not second_done.is_set()
+        release.set()
+        for thread in threads:
+            thread.join(30)
+        watch.close()
+    assert sorted(incidents_of(t)) == [("deepseek-v3.2", 2, 2)]
+
+
+def incidents_of(tracker) -> list[tuple]:
+    return tracker.sql("SELECT family, events, sources FROM incident")
