@@ -203,41 +203,123 @@ def _prepare_event(
     ]
     notify = decision.notify and not history
     key = None
+    notify_rules: tuple[str, ...] = ()
     if notify:
-        group_by = rules.group_by(decision)
-        key = group_key(event, group_by, decision.notify_rules[0]) if group_by else None
+        notify_rules = decision.notify_rules  # a property that walks the hits: once
+        group_by = rules.group_by_of(notify_rules)
+        key = _group_key(event, group_by, notify_rules[0]) if group_by else None
     raw = stored_raw(event)
-    title = storable(event.title)
+    (
+        source,
+        source_key,
+        resource_type,
+        resource_id,
+        event_type,
+        event_id,
+        title,
+        summary,
+        url,
+        author,
+    ) = storable_texts(
+        (
+            event.source,
+            event.source_key,
+            event.resource_type,
+            event.resource_id,
+            event.event_type,
+            event.event_id,
+            event.title,
+            event.summary,
+            event.url,
+            event.author,
+        )
+    )
+    body = event.body
     return PreparedEvent(
         fingerprint,
         (
             fingerprint,
-            storable(event.source),
-            storable(event.source_key),
-            storable(event.resource_type),
-            storable(event.resource_id),
-            storable(event.event_type),
-            storable(event.event_id),
+            source,
+            source_key,
+            resource_type,
+            resource_id,
+            event_type,
+            event_id,
             title,
-            storable(event.summary),
-            storable(event.url),
-            storable(event.author),
+            summary,
+            url,
+            author,
             names_json(event.labels),
             to_store(event.occurred_at),
             observed_s,
             storable(dumps(raw)) if raw else None,
             1 if history else 0,
             # Only when it says more than the summary, so replays read what rules read.
-            storable(event.body) if event.body and event.body != event.summary else None,
+            storable(body) if body and body != event.summary else None,
         ),
         hit_rows,
-        alert_tail(decision, "poll", now_s) if notify else None,
+        (
+            (names_json(notify_rules), decision.priority, names_json(decision.tags), "poll", now_s)
+            if notify
+            else None
+        ),
         decision.channels if notify else (),
         decision.priority,
         indexed_text(title),  # folded here, outside the write lock
-        decision.notify_rules if notify else (),
+        notify_rules,
         key,
     )
+
+
+def storable_texts(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """``tuple(storable(t) for t in texts)``: an event's texts are checked all at once, since
+    nearly always none needs a change (one search of their join for U+0000, and one UTF-8
+    encoding of it when it is not ASCII); each is checked on its own only when one does, or
+    when one is not text at all (which then fails as :func:`storable` fails on it)."""
+    try:
+        joined = "".join(texts)
+    except TypeError:
+        return tuple(storable(t) for t in texts)
+    if "\x00" in joined or (not joined.isascii() and not _encodable(joined)):
+        return tuple(storable(t) for t in texts)
+    return texts
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# An alert's group key, for the fields it is made of: the same few come back event after event
+# (one source's resource and event types), so each is made once. Bounded: emptied when full.
+_GROUP_KEYS: dict[tuple, str | None] = {}
+_GROUP_KEYS_MAX = 4096
+
+
+def _group_key(event: TrackerEvent, group_by: tuple[str, ...], rule: str) -> str | None:
+    """:func:`~mrt_engine.delivery.groups.group_key` of ``event``, made once for its fields."""
+    fields = (
+        group_by,
+        rule,
+        event.source,
+        event.source_key,
+        event.resource_type,
+        event.resource_id,
+        event.event_type,
+    )
+    try:
+        key = _GROUP_KEYS[fields]
+    except KeyError:
+        key = group_key(event, group_by, rule)
+        if len(_GROUP_KEYS) >= _GROUP_KEYS_MAX:
+            _GROUP_KEYS.clear()
+        _GROUP_KEYS[fields] = key
+    except TypeError:  # a field that is not hashable (a source's bug): made as is
+        key = group_key(event, group_by, rule)
+    return key
 
 
 def _event_quarantined(event: TrackerEvent, exc: Exception) -> Quarantined:

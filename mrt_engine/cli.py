@@ -8,6 +8,7 @@ Exit status: 0 all well, 1 a source or delivery failed (or an operation could no
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -93,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="poll every source once, try every due delivery once, exit",
     )
+    run.add_argument(
+        "--metrics-port",
+        type=_count(1, 65535),
+        metavar="N",
+        help="serve Prometheus metrics on this port (127.0.0.1 unless observability.prometheus"
+        " names an address)",
+    )
     run.set_defaults(func=commands.cmd_run)
 
     check = sub.add_parser(
@@ -104,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[store_opts, as_json], help="sources, cursors, last errors, outbox counts"
     )
     status.set_defaults(func=commands.cmd_status)
+
+    metrics = sub.add_parser(
+        "metrics",
+        parents=[store_opts, as_json],
+        help="polls, HTTP answers, retries per source; sends, failures, queue per channel",
+    )
+    metrics.add_argument(
+        "--since", default="24h", metavar="T", help="ISO time or age (default 24h); 'all': all kept"
+    )
+    metrics.set_defaults(func=commands.cmd_metrics)
 
     outbox = sub.add_parser("outbox", parents=[store_opts, as_json], help="list deliveries")
     outbox.add_argument("--status", help="pending, retrying, sent or dead")
@@ -240,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[store_opts, as_json],
         help="silence what matches every --match, for a time",
         description="Fields: source (source key; a value without wildcards is a prefix),"
-        " org, repo, rule, type, text (title and summary, substring). FIELD=GLOB, or"
-        " FIELD=~REGEX. Silenced deliveries are stored as silenced, never dropped.",
+        " org, repo, rule, type, text (title and summary, substring). FIELD=GLOB,"
+        " FIELD=~REGEX, or their negations FIELD!=GLOB and FIELD!~REGEX (a field a hit"
+        " lacks matches those). Silenced deliveries are stored as silenced, never dropped.",
     )
     add.add_argument(
         "--match",
@@ -250,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FIELD=VALUE",
         help="e.g. source=github:vllm, org=deepseek-ai, rule=NAME, type=model_updated,"
-        " text=~'fp8|int4' (repeatable: all must match)",
+        " text=~'fp8|int4', source!=github (repeatable: all must match)",
     )
     length = add.add_mutually_exclusive_group()
     length.add_argument("--for", dest="duration", metavar="DURATION", help="2h, 30m, 3d")
@@ -398,6 +417,7 @@ _KNOWN_ERRORS: tuple[tuple[str, str, Callable[[Any], tuple[str, int]]], ...] = (
     ("mrt_engine.store.db", "StoreError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
     ("mrt_engine.silence", "SilenceError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
     ("mrt_engine.operations", "OperationError", lambda e: (f"mrt-engine: {e}", EXIT_FAILED)),
+    ("mrt_engine.prometheus", "ExporterError", lambda e: (f"mrt-engine: {e}", EXIT_USAGE)),
 )
 
 
@@ -432,5 +452,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if known is None:
             raise
         message, code = known
-        print(message, file=sys.stderr)
+        _report(message)
         return code
+
+
+def _report(message: str) -> None:
+    """The one line a command ends with on stderr; a JSON log line when the command logs JSON
+    (a log shipper reads every line of a ``run --log-format json`` as an object)."""
+    logs = sys.modules.get("mrt_engine.logs")  # imported only by commands that log
+    if logs is not None and logs.logs_as_json():
+        logging.getLogger("mrt_engine").error("%s", message)
+    else:
+        print(message, file=sys.stderr)

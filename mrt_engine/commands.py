@@ -109,7 +109,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine = Engine(config)
     if args.once:
         return engine.run_once()
-    return engine.run_forever()
+    exporter = _exporter(config, args.metrics_port, engine)
+    try:
+        return engine.run_forever()
+    finally:
+        if exporter is not None:
+            exporter.close()
+
+
+def _exporter(config: Any, port: int | None, engine: Any) -> Any:
+    """The Prometheus exporter ``run`` was asked for, listening before the engine starts (a
+    port it cannot have is one line and exit 2); it reads the engine's store once open."""
+    from mrt_engine import prometheus
+
+    where = prometheus.configured(config, port)
+    return prometheus.listen(*where, lambda: engine.store) if where else None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -138,6 +152,20 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(
             f"  rule     {rule.name}: {rule.action}, priority {rule.priority}, channels {', '.join(rule.channels) or '-'}"
         )
+    return EXIT_OK
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """The figures of every source and channel since ``--since`` (mrt_engine/metrics.py)."""
+    from mrt_engine import metrics
+
+    since = None if args.since == "all" else _when(args.since, "--since")
+    with _store(args) as store:
+        found = metrics.figures(store, since, timeutil.utcnow())
+    if args.json:
+        _print_json(found.to_json())
+    else:
+        print(metrics.render_table(found))
     return EXIT_OK
 
 

@@ -68,6 +68,11 @@ Days = Annotated[float, _at_most(MAX_RETENTION_DAYS, "100 years: keep it that lo
 """How long the store keeps something, in days."""
 
 
+MAX_STALE_INTERVALS = 1000.0
+StaleMultiplier = Annotated[float, Field(ge=0, le=MAX_STALE_INTERVALS)]
+"""How many of its intervals a source may go without a successful poll (0: forever)."""
+
+
 class StrictModel(BaseModel):
     """A config section: unknown keys are errors (a typo must not be silently ignored)."""
 
@@ -151,6 +156,14 @@ class SchedulerConfig(StrictModel):
     # Engines sharing a store (PostgreSQL): an engine renews its heartbeat and its sources'
     # leases every third of this; a dead engine's sources and claims are taken over after it.
     engine_lease_seconds: Duration = Field(30.0, ge=3, le=3600)
+    # A source without a successful poll for this many of its intervals is stale: one alert,
+    # and one more when it polls successfully again (0: never). Per source key, or fnmatch
+    # pattern of keys ("pypi:*"), in stale_after_intervals_by_source (the first match wins).
+    stale_after_intervals: float = Field(3.0, ge=0, le=MAX_STALE_INTERVALS)
+    # ...and never sooner than this (a source polled every few seconds is not stale for a slow
+    # poll or a busy minute); also what a source gets after the engine starts to succeed.
+    stale_after_min_seconds: Duration = Field(60.0, ge=0)
+    stale_after_intervals_by_source: dict[str, StaleMultiplier] = Field(default_factory=dict)
 
 
 class RetentionConfig(StrictModel):
@@ -183,6 +196,18 @@ class LogConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class PrometheusConfig(StrictModel):
+    """Where ``mrt-engine run`` serves the Prometheus exposition (mrt_engine/prometheus.py)."""
+
+    port: int = Field(ge=1, le=65535)
+    # Loopback by default: the figures name sources and channels, not for every network.
+    address: str = "127.0.0.1"
+
+
+class ObservabilityConfig(StrictModel):
+    prometheus: PrometheusConfig | None = None
+
+
 class ConfigBase(StrictModel):
     """The fixed part of the schema; ``sources``, ``notify`` and ``rules`` are added on load."""
 
@@ -195,6 +220,7 @@ class ConfigBase(StrictModel):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
 
     @field_validator("watch_keywords")
     @classmethod

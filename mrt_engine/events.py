@@ -62,14 +62,19 @@ def stored_raw(event: TrackerEvent) -> dict[str, Any] | None:
     """What of ``event.raw`` the store keeps: no null (it says nothing) and no value one of the
     event's fields already holds (a title, URL, author, resource, event id or the labels are
     stored once, in their column). ``None`` when nothing is left."""
-    held = {event.title, event.url, event.author, event.resource_id, event.event_id, ""}
-    kept = {
-        key: value
-        for key, value in event.raw.items()
-        if value is not None
-        and not (isinstance(value, str) and value in held)
-        and not (isinstance(value, _SEQUENCES) and tuple(value) == event.labels)
-    }
+    held = (event.title, event.url, event.author, event.resource_id, event.event_id, "")
+    kept = {}
+    # A loop, not a comprehension with the tests in one condition: it runs for every event,
+    # and most values are short texts, the common case tested first.
+    for key, value in event.raw.items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            if value in held:
+                continue
+        elif isinstance(value, _SEQUENCES) and tuple(value) == event.labels:
+            continue
+        kept[key] = value
     return kept or None
 
 

@@ -159,11 +159,29 @@ class Fetched:
 
 @dataclass
 class HttpStats:
-    """What one poll spent: requests made, 304s, and the last rate-limit reading."""
+    """What one poll spent: requests made, 304s, and the last rate-limit reading; its answers
+    by status class (every try, a retried one too) and how many requests were tries again."""
 
     requests: int = 0
     not_modified: int = 0
     rate_limit: RateLimitInfo | None = None
+    http_2xx: int = 0
+    http_304: int = 0
+    http_4xx: int = 0
+    http_5xx: int = 0
+    retries: int = 0
+
+    def answered(self, status: int) -> None:
+        """Count one answer of ``status`` (a redirect httpx followed counts as its last hop;
+        other 1xx and 3xx answers are in ``requests`` only)."""
+        if status == 304:
+            self.http_304 += 1
+        elif 200 <= status < 300:
+            self.http_2xx += 1
+        elif 400 <= status < 500:
+            self.http_4xx += 1
+        elif status >= 500:
+            self.http_5xx += 1
 
 
 class _SetCookies(httpx.Cookies):
@@ -346,11 +364,15 @@ class HttpClient:
                         f"{problem} (after {plural(retries, 'try', 'tries')})"
                     ) from None
                 self._sleep(self._backoff(retries), why=problem, deadline=deadline)
+                if stats is not None:
+                    stats.retries += 1
                 continue
             info = rate_limit_info(fetched.headers, self.clock())
-            if stats is not None and info is not None:
-                stats.rate_limit = info
             status = fetched.status
+            if stats is not None:
+                stats.answered(status)
+                if info is not None:
+                    stats.rate_limit = info
             if status == 304:
                 if stats is not None:
                     stats.not_modified += 1
@@ -371,6 +393,8 @@ class HttpClient:
                 if self._may_wait(wait, deadline) and retries < self.config.max_retries:
                     retries += 1
                     self._sleep(wait, why=reason, deadline=deadline)
+                    if stats is not None:
+                        stats.retries += 1
                     continue
                 self._block(gate, until, reason)
                 raise RateLimited(f"{reason}, until {until:%Y-%m-%d %H:%M:%S}Z", until)
@@ -382,6 +406,8 @@ class HttpClient:
                         f"{problem} (after {plural(retries, 'try', 'tries')})", status
                     )
                 self._sleep(self._backoff(retries), why=problem, deadline=deadline)
+                if stats is not None:
+                    stats.retries += 1
                 continue
             detail = shorten(fetched.content[:300].decode("utf-8", "replace"), 120)
             raise UpstreamError(f"{status} from {where}: {detail}", status)

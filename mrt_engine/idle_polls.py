@@ -24,8 +24,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from mrt_engine.http import HttpStats
 from mrt_engine.rate_limits import RateLimitInfo
 from mrt_engine.store.db import Store
+from mrt_engine.store.migrations import POLL_METRIC_COUNTS
 from mrt_engine.store.views import SourceView
 from mrt_engine.timeutil import to_store
 
@@ -41,6 +43,9 @@ class IdleMetric:
     http_requests: int
     duration_ms: int  # all of them together
     max_duration_ms: int
+    # Their answers by status class and retries (POLL_METRIC_COUNTS' order), summed.
+    http_counts: tuple[int, ...] = (0, 0, 0, 0, 0)
+    rate_limit_remaining: int | None = None  # the latest reading
 
     def add(self, other: IdleMetric) -> IdleMetric:
         return IdleMetric(
@@ -51,6 +56,8 @@ class IdleMetric:
             self.http_requests + other.http_requests,
             self.duration_ms + other.duration_ms,
             max(self.max_duration_ms, other.max_duration_ms),
+            tuple(a + b for a, b in zip(self.http_counts, other.http_counts, strict=True)),
+            _latest(self.rate_limit_remaining, other.rate_limit_remaining),
         )
 
 
@@ -93,9 +100,20 @@ class IdlePolls:
         http_requests: int,
         duration_ms: int,
         rate_limit: RateLimitInfo | None,
+        http: HttpStats | None = None,
     ) -> None:
-        """Hold one idle poll of ``source_key``."""
-        metric = IdleMetric(outcome, started, finished, 1, http_requests, duration_ms, duration_ms)
+        """Hold one idle poll of ``source_key`` (``http``: what its requests got)."""
+        metric = IdleMetric(
+            outcome,
+            started,
+            finished,
+            1,
+            http_requests,
+            duration_ms,
+            duration_ms,
+            http_counts(http) if http else (0, 0, 0, 0, 0),
+            rate_limit.remaining if rate_limit else None,
+        )
         poll = HeldPolls(source_key, started, finished, next_poll_at, rate_limit, {outcome: metric})
         with self._lock:
             earlier = self._held.get(source_key)
@@ -191,7 +209,8 @@ def _write(store: Store, taken: list[HeldPolls]) -> None:
         )
         cursor.executemany(
             "INSERT INTO poll_metric (source_key, started_at, finished_at, duration_ms, outcome,"
-            " http_requests, polls, max_duration_ms) VALUES (?,?,?,?,?,?,?,?)",
+            f" http_requests, polls, max_duration_ms, {', '.join(POLL_METRIC_COUNTS)},"
+            " rate_limit_remaining) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
                     held.source_key,
@@ -202,7 +221,18 @@ def _write(store: Store, taken: list[HeldPolls]) -> None:
                     m.http_requests,
                     m.polls,
                     m.max_duration_ms,
+                    *m.http_counts,
+                    m.rate_limit_remaining,
                 )
                 for m in held.metrics.values()
             ],
         )
+
+
+def http_counts(stats: HttpStats) -> tuple[int, int, int, int, int]:
+    """A poll's answers by status class and its retries, in ``POLL_METRIC_COUNTS``' order."""
+    return (stats.http_2xx, stats.http_304, stats.http_4xx, stats.http_5xx, stats.retries)
+
+
+def _latest(earlier: int | None, later: int | None) -> int | None:
+    return earlier if later is None else later

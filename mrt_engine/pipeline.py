@@ -29,13 +29,14 @@ from mrt_engine import incidents, quarantine
 from mrt_engine.batch import CommitCounts, prepare_batch, write_batch
 from mrt_engine.health import PROTECTED_TYPES, RECOVERED, UNHEALTHY, health_event
 from mrt_engine.http import FetchError, HttpClient, PollSession, RateLimited, Stopped, Validators
-from mrt_engine.idle_polls import IdlePolls
+from mrt_engine.idle_polls import IdlePolls, http_counts
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.secrets import shorten
 from mrt_engine.silences import ActiveSilences
 from mrt_engine.sources.base import PollResult, Source, SourceState
 from mrt_engine.state_cache import StateCache
 from mrt_engine.store.db import Store
+from mrt_engine.store.migrations import POLL_METRIC_COUNTS
 from mrt_engine.store.models import JsonField
 from mrt_engine.store.models import SourceState as SourceStateRow
 from mrt_engine.text import storable
@@ -258,6 +259,7 @@ class Pipeline:
                 http_requests=session.stats.requests,
                 duration_ms=int((time.monotonic() - t0) * 1000),
                 rate_limit=rate,
+                http=session.stats,
             )
             return PollOutcome(source.key, status)
         # The first successful poll takes the baseline (a first run over a recent window: the
@@ -456,10 +458,9 @@ class Pipeline:
         error: str | None,
     ) -> None:
         duration_ms = int((time.monotonic() - t0) * 1000)
+        rate = session.stats.rate_limit
         self.store.db.execute_sql(
-            "INSERT INTO poll_metric (source_key, started_at, finished_at, duration_ms, outcome,"
-            " http_requests, events_fetched, events_new, events_matched, alerts_created, error,"
-            " max_duration_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            _INSERT_METRIC,
             (
                 source_key,
                 to_store(started),
@@ -473,11 +474,19 @@ class Pipeline:
                 counts.alerts if counts else 0,
                 error,
                 duration_ms,
+                *http_counts(session.stats),
+                rate.remaining if rate else None,
             ),
         )
 
 
 _JSON = JsonField()
+_INSERT_METRIC = (
+    "INSERT INTO poll_metric (source_key, started_at, finished_at, duration_ms, outcome,"
+    " http_requests, events_fetched, events_new, events_matched, alerts_created, error,"
+    f" max_duration_ms, {', '.join(POLL_METRIC_COUNTS)}, rate_limit_remaining)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 def _idle(row: SourceStateRow, result: PollResult, validators: Validators) -> bool:

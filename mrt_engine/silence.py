@@ -16,6 +16,9 @@ reads of a hit:
 
 ``field=VALUE`` compares with a glob (``*``, ``?``, ``[...]``); ``field=~REGEX`` with a regular
 expression, anchored for every field (as Alertmanager's) except ``text``, where it is searched.
+``field!=VALUE`` and ``field!~REGEX`` are their negations (Alertmanager's ``!=`` / ``!~``): a
+field the hit lacks (no owner, no rule) is empty, so it matches them; for ``rule`` every rule
+that notified must match, as for ``=`` (``rule!=x`` keeps an alert that x also wants).
 Everything compares case-insensitively. A silence whose matchers would all match an empty hit
 (``text=``, ``org=*``) is refused: it would silence everything.
 
@@ -44,7 +47,10 @@ FIELDS: dict[str, str] = {
     "type": "event type",
     "text": "title and summary (substring)",
 }
-OPERATORS = ("=~", "=")  # the longer first: "=~" must not be read as "=" and "~..."
+OPERATORS = ("=~", "!~", "!=", "=")
+NEGATIONS = {"!=": "=", "!~": "=~"}  # a negative operator and the positive one it negates
+# FIELD, then the operator: "=~" before "=" so that "=~..." is not read as "=" and "~...".
+_MATCHER = re.compile(r"\s*([A-Za-z_]+)\s*(=~|!~|!=|=)(.*)\Z", re.DOTALL)
 _WILDCARDS = re.compile(r"[*?\[]")
 
 
@@ -88,19 +94,28 @@ class Matcher:
     def __str__(self) -> str:
         return f"{self.field}{self.op}{self.value}"
 
+    @property
+    def negative(self) -> bool:
+        """``!=`` or ``!~``: matches what its positive form does not."""
+        return self.op in NEGATIONS
+
     def matches(self, target: SilenceTarget) -> bool:
         """Whether this matcher matches ``target``."""
         if self.field == "rule":
+            if self.negative:  # no notifying rule may be what it names
+                return not any(self.pattern.match(r) for r in target.rules)
             return bool(target.rules) and all(self.pattern.match(r) for r in target.rules)
         if self.field == "text":
-            return self.pattern.search(f"{target.title}\n{target.summary}") is not None
-        value = {
-            "source": target.source_key,
-            "org": target.org,
-            "repo": target.resource_id,
-            "type": target.event_type,
-        }[self.field]
-        return self.pattern.match(value) is not None
+            found = self.pattern.search(f"{target.title}\n{target.summary}") is not None
+        else:
+            value = {
+                "source": target.source_key,
+                "org": target.org,
+                "repo": target.resource_id,
+                "type": target.event_type,
+            }[self.field]
+            found = self.pattern.match(value) is not None
+        return found != self.negative
 
     def matches_nothing_given(self) -> bool:
         """Whether it matches a hit with every field empty (see the module's docstring)."""
@@ -115,12 +130,12 @@ def _compile(name: str, op: str, value: str) -> re.Pattern[str]:
     if name not in FIELDS:
         raise SilenceError(f"unknown matcher field {name!r}: expected one of {', '.join(FIELDS)}")
     if op not in OPERATORS:
-        raise SilenceError(f"unknown matcher operator {op!r}: expected = or =~")
-    if op == "=~":
+        raise SilenceError(f"unknown matcher operator {op!r}: expected =, =~, != or !~")
+    if NEGATIONS.get(op, op) == "=~":  # the pattern of the positive form: matches() negates
         try:
             compiled = re.compile(value, re.IGNORECASE)
         except re.error as exc:
-            raise SilenceError(f"{name}=~{value}: not a regular expression: {exc}") from None
+            raise SilenceError(f"{name}{op}{value}: not a regular expression: {exc}") from None
         if name == "text":
             return compiled
         return re.compile(rf"(?:{value})\Z", re.IGNORECASE)  # anchored (used with .match)
@@ -132,22 +147,25 @@ def _compile(name: str, op: str, value: str) -> re.Pattern[str]:
 
 
 def parse_matcher(text: str) -> Matcher:
-    """``org=deepseek-ai`` (glob) or ``text=~regex`` as a :class:`Matcher`."""
-    name, sep, rest = text.partition("=")
-    if not sep or not name.strip():
+    """``org=deepseek-ai`` (glob), ``text=~regex``, ``source!=github`` or ``text!~regex`` as a
+    :class:`Matcher`."""
+    found = _MATCHER.match(text)
+    if found is None:
         raise SilenceError(
-            f"matcher {text!r}: expected FIELD=VALUE or FIELD=~REGEX (fields: {', '.join(FIELDS)})"
+            f"matcher {text!r}: expected FIELD=VALUE, FIELD=~REGEX, FIELD!=VALUE or"
+            f" FIELD!~REGEX (fields: {', '.join(FIELDS)})"
         )
-    op = "=~" if rest.startswith("~") else "="
-    value = rest[1:] if op == "=~" else rest
-    return Matcher(name.strip().lower(), op, value)
+    name, op, value = found.groups()
+    return Matcher(name.lower(), op, value)
 
 
 def check_matchers(matchers: Sequence[Matcher]) -> None:
     """Refuse a silence without matchers, or one whose matchers would silence everything."""
     if not matchers:
         raise SilenceError("a silence needs at least one --match FIELD=VALUE")
-    if all(m.matches_nothing_given() for m in matchers):
+    # A negative matcher narrows on purpose ("everything but GitHub"): only a silence of
+    # positive matchers that would all match an empty hit is refused.
+    if all(not m.negative and m.matches_nothing_given() for m in matchers):
         shown = " ".join(str(m) for m in matchers)
         raise SilenceError(f"{shown} matches every hit: give a matcher that narrows it")
 

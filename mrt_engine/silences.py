@@ -5,7 +5,9 @@ The engine looks twice: when a poll writes an alert's deliveries (:func:`mrt_eng
 write_batch`: a silenced delivery is written with status ``silenced`` and the silence's id),
 and just before a delivery is sent (:func:`mrt_engine.delivery.worker.send_claim`: a silence
 made after the hit but before the send stops it; the claim's attempt is recorded with outcome
-``silenced``, the delivery becomes ``silenced``). Both read the active silences through
+``silenced``, the delivery becomes ``silenced``); a bundle's alerts (a group, a digest, a fold)
+are matched one by one at the bundle's claim (:meth:`mrt_engine.delivery.bundles.Planner.
+_unsilenced`): the silenced ones are stored ``silenced`` and the rest go out. Both read the active silences through
 :class:`ActiveSilences`, which reads the table again only when the store changed.
 
 A silence stops a delivery once: a delivery an operator lets out (``resend``, or ``replay``

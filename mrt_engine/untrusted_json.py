@@ -17,6 +17,7 @@ sees do not depend on which one parsed them.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 from itertools import chain
@@ -68,12 +69,19 @@ def _loads(data: bytes | str) -> Any:
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether arrays and objects nest more than ``limit`` levels (iterative: no recursion).
+    """Whether arrays and objects nest more than ``limit`` levels (iterative: no recursion)."""
+    if _TRACKING_HOLDS:
+        return _deeper_than_tracked(value, limit)
+    return _deeper_than_walked(value, limit)
 
-    One level at a time, in one comprehension per level rather than a generator per node: a
-    page of issues holds thousands of strings and numbers, and a walk node by node took as
-    long as the parse itself. ``json.loads`` makes only plain ``dict`` and ``list``
-    containers, so their exact types are what is looked for.
+
+def _deeper_than_walked(value: Any, limit: int) -> bool:
+    """:func:`_deeper_than`, one level at a time, every value looked at.
+
+    In one comprehension per level rather than a generator per node: a page of issues holds
+    thousands of strings and numbers, and a walk node by node took as long as the parse
+    itself. ``json.loads`` makes only plain ``dict`` and ``list`` containers, so their exact
+    types are what is looked for.
     """
     level = [value] if type(value) in _CONTAINERS else []
     depth = 0
@@ -84,3 +92,54 @@ def _deeper_than(value: Any, limit: int) -> bool:
         children = chain.from_iterable([n.values() if type(n) is dict else n for n in level])
         level = [child for child in children if type(child) in _CONTAINERS]
     return False
+
+
+def _deeper_than_tracked(value: Any, limit: int) -> bool:
+    """:func:`_deeper_than`, where only containers are looked at, found in C.
+
+    CPython's cycle collector tracks every list, and every dict that holds a list or a dict
+    (a dict of strings and numbers alone is left untracked, and so is every string and
+    number): the tracked children of a level are the next level's containers, except the
+    untracked dicts, which hold no container and so can only add one level, at the bottom.
+    ``gc.get_referents`` and ``filter(gc.is_tracked, ...)`` run in C, several times faster than
+    a comprehension that tests the type of every value.
+    """
+    if type(value) not in _CONTAINERS:
+        return False
+    level = [value]
+    depth = 1
+    while True:
+        if depth > limit:
+            return True
+        below = list(filter(gc.is_tracked, gc.get_referents(*level)))
+        if not below:  # a level of leaves, unless an untracked dict hangs below: one more
+            return depth == limit and any(
+                type(child) in _CONTAINERS for child in gc.get_referents(*level)
+            )
+        level = below
+        depth += 1
+
+
+def _tracking_holds() -> bool:
+    """Whether this interpreter tracks containers as :func:`_deeper_than_tracked` needs (a
+    list always; a dict once it holds a container), on what its decoders make."""
+    sample = b'[{"a": [{"b": {"c": 1}}], "d": {}}, [], {"e": "f"}]'
+    try:
+        values = [json.loads(sample)]
+        if _fast_loads is not None:
+            values.append(_fast_loads(sample))
+        return all(
+            gc.is_tracked(v)
+            and gc.is_tracked(v[0])
+            and gc.is_tracked(v[0]["a"])
+            and gc.is_tracked(v[0]["a"][0])
+            and gc.is_tracked(v[1])
+            and _deeper_than_tracked(v, 3) == _deeper_than_walked(v, 3)
+            and _deeper_than_tracked(v, 4) == _deeper_than_walked(v, 4)
+            for v in values
+        )
+    except Exception:  # another interpreter's gc module: the walk, which needs none of it
+        return False
+
+
+_TRACKING_HOLDS = _tracking_holds()

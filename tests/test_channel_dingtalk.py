@@ -143,6 +143,38 @@ def test_each_error_code_is_retried_or_dead_lettered(sim, code, permanent):
     assert json.loads(result.reply)["errcode"] == code
 
 
+@pytest.mark.parametrize("code", [130101, 410100])
+def test_a_rate_limit_code_waits_out_dingtalks_ten_minute_throttle(sim, code):
+    sim.fail_next(code)
+    result = channel(sim).send(outgoing())
+    assert not result.ok and not result.permanent
+    assert result.rate_limited and result.retry_after == 600
+
+
+def test_a_rate_limited_message_is_retried_after_the_throttle_and_never_dead_lettered(
+    gh_tracker, github
+):
+    with DingTalkSimulator(token=TOKEN) as server:
+        config = rule_routed_config("dingtalk", {"webhook_env": "DT"})
+        tracker = gh_tracker({**config, "delivery": {"max_attempts": 2}})
+        tracker.env.update(DT=server.webhook_url, GH=GH_TOKEN)
+        github.add_issue(REPO, "seed")
+        tracker.once()
+        github.add_issue(REPO, "DeepSeek-V4 weights")
+        server.fail_next(130101, times=3)
+        tracker.once()
+        tracker.once(later=300)  # the backoff is over; DingTalk's throttle is not
+        assert len(server.rejected) == 1
+        for n in (1, 2):  # more rate limits than max_attempts: still retried
+            tracker.once(later=601 * n)
+        assert len(server.rejected) == 3
+        rows = tracker.sql("SELECT status, attempts FROM delivery")
+        assert rows == [("retrying", 3)]
+        tracker.once(later=601 * 3)
+        assert len(server.messages) == 1
+    assert tracker.sql("SELECT status, attempts FROM delivery") == [("sent", 4)]
+
+
 def test_a_keyword_check_that_fails_is_reported(sim):
     sim.keywords = ("告警",)
     result = channel(sim).send(outgoing())

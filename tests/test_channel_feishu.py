@@ -212,7 +212,7 @@ def test_a_rule_routes_an_event_to_feishu_through_the_outbox(gh_tracker, github)
         # The engine's own logging (its redaction), at its most talkative.
         run = tracker.cli("run", "--once", "--log-level", "debug")
         assert run.returncode == 1, run.stderr  # the poll worked; the send was rate limited
-        assert tracker.once(later=0.3) == 0
+        assert tracker.once(later=60.3) == 0  # not before Feishu's minute
         assert len(server.messages) == 1
     rows = tracker.sql(
         "SELECT d.channel, d.status, d.attempts, a.outcome, a.reply, a.error"
@@ -226,3 +226,10 @@ def test_a_rule_routes_an_event_to_feishu_through_the_outbox(gh_tracker, github)
     assert TOKEN not in everything and SECRET not in everything
     assert server.messages[0].text.endswith("https://github.com/vllm-project/vllm/issues/2")
     assert context().url == LINK
+
+
+def test_a_rate_limit_code_is_retried_not_before_a_minute(sim):
+    sim.fail_next(11232)
+    result = channel(sim).send(outgoing())
+    assert not result.ok and not result.permanent
+    assert result.rate_limited and result.retry_after == 60

@@ -87,6 +87,32 @@ def test_a_hostile_title_can_form_no_mention_link_or_template(slack_tracker, git
     assert "&amp; &lt;b&gt;" in fallback
 
 
+def test_the_fallback_text_cannot_be_formatted_by_a_title(slack_tracker, github, slack):
+    """Slack's mrkdwn has no escape for * _ ~ ` (only &amp; &lt; &gt; are decoded): in the
+    fallback they are shown in their full-width forms, as in the robots' markdown; an
+    underscore inside a word formats nothing and stays; the link is kept as it is."""
+    tracker = slack_tracker()
+    baseline(tracker, github)
+    github.add_issue(REPO, "DeepSeek *bold* _it_ ~strike~ `code` deepseek_v3_base ```x```")
+    tracker.once()
+    [posted] = slack.messages
+    fallback = posted.payload["text"]
+    assert "DeepSeek ＊bold＊ ＿it＿ ～strike～ ｀code｀ deepseek_v3_base ｀｀｀x｀｀｀" in fallback
+    assert not {"*", "~", "`"} & set(fallback)
+    assert fallback.endswith(f"https://github.com/{REPO}/issues/2")
+    # The section block is plain_text: there the title is shown as it is.
+    assert "*bold* _it_ ~strike~ `code`" in posted.payload["blocks"][0]["text"]["text"]
+
+
+def test_the_button_speaks_the_channels_locale_unless_it_is_set(slack_tracker, github, slack):
+    tracker = slack_tracker({"locale": "zh"})
+    baseline(tracker, github)
+    github.add_issue(REPO, "DeepSeek thing")
+    tracker.once()
+    [posted] = slack.messages
+    assert posted.payload["blocks"][-1]["elements"][0]["text"]["text"] == "打开"
+
+
 def test_a_long_message_fits_a_section_and_keeps_the_link(slack_tracker, github, slack):
     tracker = slack_tracker()
     baseline(tracker, github)
@@ -126,18 +152,20 @@ def test_each_slack_error_is_retried_or_dead_as_documented(
     assert deliveries(tracker)[0][2:5] == (outcome, 1, f"HTTP {status} from Slack: {code}")
 
 
-def test_rate_limited_is_retried_with_its_retry_after_recorded(slack_tracker, github, slack):
+def test_rate_limited_is_retried_not_before_its_retry_after(slack_tracker, github, slack):
     tracker = slack_tracker()
     baseline(tracker, github)
     github.add_issue(REPO, "DeepSeek thing")
-    slack.inject(Fault(429, "rate_limited", path="/services/", headers={"Retry-After": "1"}))
+    slack.inject(Fault(429, "rate_limited", path="/services/", headers={"Retry-After": "30"}))
     tracker.once()
     assert deliveries(tracker)[0][2:] == (
         "retrying",
         1,
-        "HTTP 429 from Slack: rate_limited (Retry-After: 1)",
+        "HTTP 429 from Slack: rate_limited (Retry-After: 30)",
     )
-    tracker.once(later=0.3)
+    tracker.once(later=5)  # the backoff alone would retry now: Slack asked for 30 s
+    assert deliveries(tracker)[0][2:4] == ("retrying", 1) and slack.messages == []
+    tracker.once(later=30.5)
     assert deliveries(tracker)[0][2:4] == ("sent", 2)
     assert len(slack.messages) == 1
 

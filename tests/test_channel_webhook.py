@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 from channel_runs import (
@@ -22,6 +23,7 @@ from mrt_engine.notify.message import MessageContext
 from mrt_engine.notify.webhook import SecretFormatError, sign, signing_key
 from mrt_engine.simulators.base import Fault
 from mrt_engine.simulators.webhook_sink import PATH, Refused, WebhookSink, verify
+from mrt_engine.timeutil import from_store
 
 pytestmark = pytest.mark.both_backends
 
@@ -156,7 +158,7 @@ def test_a_retry_keeps_the_webhook_id_and_signs_a_new_timestamp(hook_tracker, gi
         "HTTP 503 from the webhook (Retry-After: 7)",
     )
     time.sleep(1.05)  # the timestamp counts whole seconds
-    tracker.once(later=0.3)
+    tracker.once(later=7.3)  # not before the Retry-After
     first, second = sink.requests_to(PATH)
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     assert int(second.headers["webhook-timestamp"]) > int(first.headers["webhook-timestamp"])
@@ -165,6 +167,28 @@ def test_a_retry_keeps_the_webhook_id_and_signs_a_new_timestamp(hook_tracker, gi
         verify(SECRET, request.headers, request.body, now=time.time(), tolerance=300)
     assert [m.msg_id for m in sink.messages] == [first.headers["webhook-id"]]
     assert deliveries(tracker)[0][2:4] == ("sent", 2)
+
+
+def test_a_retry_after_http_date_is_honoured_and_held_to_an_hour(hook_tracker, github, sink):
+    """RFC 9110 §10.2.3: Retry-After is seconds or an HTTP date; the retry is not before it,
+    and a wait longer than an hour is held to an hour."""
+    tracker = hook_tracker()
+    baseline(tracker, github)
+    github.add_issue(REPO, "Qwen3 support")
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=300), usegmt=True)
+    sink.inject(Fault(503, "busy", path=PATH, headers={"Retry-After": when}))
+    tracker.once()
+    [(next_at, updated)] = tracker.sql("SELECT next_attempt_at, updated_at FROM delivery")
+    waited = (from_store(next_at) - from_store(updated)).total_seconds()
+    assert 290 <= waited <= 301
+    tracker.once(later=60)  # the FAST backoff is long over, the Retry-After is not
+    assert deliveries(tracker)[0][2:4] == ("retrying", 1) and len(sink.requests_to(PATH)) == 1
+    sink.inject(Fault(429, "slow down", path=PATH, headers={"Retry-After": "86400"}))
+    tracker.once(later=301)
+    [(next_at, updated)] = tracker.sql("SELECT next_attempt_at, updated_at FROM delivery")
+    assert (from_store(next_at) - from_store(updated)).total_seconds() == 3600
+    tracker.once(later=301 + 3601)
+    assert deliveries(tracker)[0][2:4] == ("sent", 3)
 
 
 @pytest.mark.parametrize(

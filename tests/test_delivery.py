@@ -211,6 +211,17 @@ def test_backoff_is_exponential_capped_and_jittered():
 
 
 # ---------------------------------------------------------------------- e-mail
+def test_a_wait_the_platform_asked_for_is_kept_held_to_an_hour_never_under_the_backoff():
+    rng = random.Random(1)
+    plain = dict(initial=5.0, maximum=3600.0, jitter=0.0, rng=rng)
+    assert retry_delay(1, asked=120, **plain) == 120
+    assert retry_delay(1, asked=10**9, **plain) == 3600  # a hostile header: an hour at most
+    assert retry_delay(1, asked=float("inf"), **plain) == 3600
+    assert retry_delay(5, asked=1, **plain) == 80  # never earlier than the backoff
+    assert retry_delay(1, asked=-5, **plain) == 5
+    assert retry_delay(1, asked=float("nan"), **plain) == 5
+
+
 def email_config(server, **extra) -> dict:
     return {
         "notify": {

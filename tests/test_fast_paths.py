@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import random
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -356,3 +358,23 @@ def test_a_fingerprint_is_the_sha256_of_its_fields_as_before():
     assert fingerprint_of(*fields) == hashlib.sha256(joined.encode()).hexdigest()
     assert fingerprint_of(*fields) == fingerprint_of(*fields)  # a fresh hash every time
     assert stable_event_id("a", None, 3) == hashlib.sha256(b"a\x1f\x1f3").hexdigest()[:24]
+
+
+def test_the_engine_process_collects_cycles_rarely_and_never_walks_what_it_started_with():
+    # In a process of its own: the settings are the whole process's.
+    code = (
+        "import gc, json\n"
+        "from mrt_engine.engine import tune_interpreter, GC_YOUNG_THRESHOLD\n"
+        "tune_interpreter()\n"
+        "frozen = gc.get_freeze_count()\n"
+        "tune_interpreter()\n"  # a second engine in the process freezes nothing more
+        "print(json.dumps([gc.get_threshold()[0], GC_YOUNG_THRESHOLD, frozen,"
+        " gc.get_freeze_count() == frozen]))\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    threshold, wanted, frozen, once = json.loads(found)
+    assert threshold == wanted >= 10_000
+    assert frozen > 10_000  # the modules and objects the engine started with
+    assert once

@@ -146,3 +146,37 @@ def test_without_msgspec_json_loads_parses_everything(monkeypatch):
         parse_json(b"[1,]")
     with pytest.raises(UntrustedJsonError, match="nested deeper"):
         parse_json(b"[" * 100_000 + b"]" * 100_000)
+
+
+def _nested(rng: random.Random, depth: int, most: int):
+    """A value nesting up to ``most`` levels: lists, dicts of scalars alone (which CPython's
+    collector does not track), empty ones, dicts holding containers."""
+    if depth >= most or rng.random() < 0.25:
+        return rng.choice([1, "x", None, 2.5, True, 10**30, {}, [], {"a": 1, "b": "c"}])
+    if rng.random() < 0.5:
+        return [_nested(rng, depth + 1, most) for _ in range(rng.randrange(0, 3))]
+    return {f"k{i}": _nested(rng, depth + 1, most) for i in range(rng.randrange(0, 3))}
+
+
+def test_the_depth_check_found_in_c_answers_what_the_walk_of_every_value_answers():
+    assert untrusted_json._TRACKING_HOLDS  # CPython: the fast check is the one that runs
+    rng = random.Random(12)
+    for _ in range(3000):
+        value = _nested(rng, 0, rng.randrange(1, 9))
+        data = json.dumps(value).encode()
+        for parsed in (untrusted_json._loads(data), json.loads(data)):
+            for limit in range(0, 10):
+                assert untrusted_json._deeper_than_tracked(
+                    parsed, limit
+                ) == untrusted_json._deeper_than_walked(parsed, limit), (data, limit)
+
+
+@pytest.mark.parametrize("depth", [63, 64, 65])
+def test_an_answer_nested_past_the_limit_is_refused_whatever_its_innermost_container(depth):
+    for innermost in (b"[]", b"{}", b'{"a": 1}', b"[1]", b'{"a": "b", "c": null}'):
+        data = b'{"x": ' * (depth - 1) + innermost + b"}" * (depth - 1)
+        if depth > untrusted_json.MAX_DEPTH:
+            with pytest.raises(UntrustedJsonError, match="nested deeper"):
+                parse_json(data)
+        else:
+            assert parse_json(data) is not None

@@ -261,6 +261,10 @@ def test_hits_below_the_immediate_priority_wait_for_the_daily_digest_which_a_res
 ):
     from zoneinfo import ZoneInfo
 
+    # The digest's time is two hours from now, local time: whatever the hour the test runs at,
+    # its first slot is that one (a fixed 09:00 made the test fail in the minutes before it).
+    local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    slot = (local + timedelta(hours=2)).replace(second=0, microsecond=0)
     tracker = gh_tracker(
         {
             "rules": [{"name": "urgent", "keywords": ["deepseek"], "priority": 20}],
@@ -268,7 +272,7 @@ def test_hits_below_the_immediate_priority_wait_for_the_daily_digest_which_a_res
                 "welink": {
                     "digest": {
                         "every": "daily",
-                        "at": "09:00",
+                        "at": slot.strftime("%H:%M"),
                         "timezone": "Asia/Shanghai",
                         "below_priority": 10,
                     }
@@ -278,11 +282,7 @@ def test_hits_below_the_immediate_priority_wait_for_the_daily_digest_which_a_res
     )
     github.add_issue(REPO, "seed", at=datetime(2026, 11, 1, tzinfo=UTC))
     tracker.once()
-    local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
-    slot = local.replace(hour=9, minute=0, second=0, microsecond=0)
-    if slot <= local + timedelta(minutes=5):
-        slot += timedelta(days=1)
-    until_slot = (slot - local).total_seconds()
+    until_slot = (slot - datetime.now(UTC)).total_seconds()
     for i in range(3):
         github.add_issue(REPO, f"Qwen note {i}")  # watch_keywords: priority 0, digest
     github.add_issue(REPO, "DeepSeek-V4 kernels")  # priority 20: at once
@@ -350,3 +350,180 @@ def test_a_prune_forgets_group_windows_closed_long_ago_and_keeps_open_ones(hf_tr
     assert [p.rows for p in kept.parts if p.table == "notice_group"] == [0]
     assert [p.rows for p in report.parts if p.table == "notice_group"] == [1]
     assert tracker.sql("SELECT COUNT(*) FROM notice_group") == [(0,)]
+
+
+# ---------------------------------------------------------------------- per-rule group times
+def test_a_rule_may_set_its_own_group_wait_and_interval(hf_tracker, hf, welink):
+    """The channel waits 30 s / 300 s; this rule's groups wait 120 s and then 600 s."""
+    rule = {"group_by": ["org"], "group_wait_seconds": 120, "group_interval_seconds": 600}
+    tracker = hf_tracker(GROUPING, rule=rule)
+    grouped_models(tracker, hf, [f"{ORG}/W{i}" for i in range(3)])
+    tracker.once(later=61)  # past the channel's wait, not the rule's
+    assert welink.messages == []
+    tracker.once(later=121)
+    assert len(welink.messages) == 1 and welink.texts()[0].startswith("[MRT] 3 alerts")
+    hf.put_model(f"{ORG}/W9")
+    tracker.once(later=130)
+    tracker.once(later=121 + 301)  # past the channel's interval, not the rule's
+    assert len(welink.messages) == 1
+    tracker.once(later=121 + 601)
+    assert len(welink.messages) == 2 and welink.texts()[1].endswith(f"/{ORG}/W9")
+
+
+def test_a_rule_group_time_without_grouping_or_out_of_range_is_a_clear_config_error():
+    from mrt_engine.config import ConfigError, validate
+
+    rules = [
+        {"name": "alone", "group_by": [], "group_wait_seconds": 60},
+        {"name": "negative", "group_interval_seconds": -1},
+        {"name": "words", "group_wait_seconds": "soon"},
+    ]
+    with pytest.raises(ConfigError) as info:
+        validate({"rules": rules})
+    problems = sorted(info.value.problems)
+    assert len(problems) == 3, problems
+    assert problems[0] == (
+        "rules[0]: group_wait_seconds needs a group_by: a rule with group_by = [] sends each"
+        " hit alone"
+    )
+    assert problems[1].startswith("rules[1].group_interval_seconds: ")
+    assert problems[2].startswith("rules[2].group_wait_seconds: ")
+
+
+# ---------------------------------------------------------------------- silences and bundles
+def silence_now(tracker, *matchers: str) -> None:
+    args = [a for m in matchers for a in ("--match", m)]
+    result = tracker.cli(
+        "silence", "add", *args, "--for", "2h", "--author", "alice", "--comment", "known"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def statuses(tracker) -> dict[str, tuple]:
+    rows = tracker.sql(
+        "SELECT e.resource_id, d.status, d.silence_id FROM delivery d"
+        " JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
+    )
+    return {r[0].rsplit("/", 1)[-1]: (r[1], r[2]) for r in rows}
+
+
+def test_a_silence_made_while_a_group_waits_silences_its_members_and_the_rest_go_out(
+    hf_tracker, hf, welink
+):
+    tracker = hf_tracker(GROUPING, rule={"group_by": ["org"]})
+    grouped_models(tracker, hf, [f"{ORG}/S{i}" for i in range(4)])
+    # The row that would carry the group (the first in the queue's order) and another one.
+    order = tracker.sql(
+        "SELECT e.resource_id FROM delivery d JOIN alert a ON a.id = d.alert_id"
+        " JOIN event e ON e.id = a.event_id ORDER BY d.priority DESC, d.next_attempt_at, d.id"
+    )
+    carrier, other = order[0][0], order[2][0]
+    silence_now(tracker, f"repo={carrier}", "type=model_added")
+    silence_now(tracker, f"text={other.rsplit('/', 1)[-1]}")
+    tracker.once(later=31)
+    [text] = welink.texts()
+    assert text.startswith("[MRT] 2 alerts")
+    assert f"/{carrier}" not in text and f"/{other}" not in text
+    assert all(f"/{r}" in text for (r,) in order if r not in (carrier, other))
+    found = statuses(tracker)
+    assert found.pop(carrier.rsplit("/", 1)[-1]) == ("silenced", 1)
+    assert found.pop(other.rsplit("/", 1)[-1]) == ("silenced", 2)
+    assert set(found.values()) == {("sent", None)}
+    # Stored as silenced, so an operator can still send one.
+    [(carrier_id,)] = tracker.sql("SELECT id FROM delivery WHERE silence_id = 1")
+    resent = tracker.cli("resend", str(carrier_id))
+    assert resent.returncode == 0, resent.stdout + resent.stderr
+    tracker.once(later=31 + 301)  # it goes with its group's next message, not silenced again
+    assert welink.texts()[-1].endswith(f"/{carrier}")
+
+
+def test_a_group_whose_members_are_all_silenced_is_not_sent(hf_tracker, hf, welink):
+    tracker = hf_tracker(GROUPING, rule={"group_by": ["org"]})
+    grouped_models(tracker, hf, [f"{ORG}/A{i}" for i in range(3)])
+    silence_now(tracker, f"org={ORG}")
+    tracker.once(later=31)
+    assert welink.messages == []
+    assert set(statuses(tracker).values()) == {("silenced", 1)}
+    assert tracker.sql("SELECT COUNT(*) FROM attempt") == [(0,)]
+
+
+def test_a_bundle_being_retried_loses_its_silenced_members_and_goes_when_some_are_left(
+    hf_tracker, hf, welink
+):
+    tracker = hf_tracker(GROUPING, rule={"group_by": ["org"]})
+    grouped_models(tracker, hf, [f"{ORG}/R{i}" for i in range(3)])
+    welink.inject(Fault(500, "down", path="/api/werobot"))
+    tracker.once(later=31)
+    [(carrier, kind, status, members)] = bundles(tracker)
+    assert (kind, status, members) == ("group", "retrying", 2)
+    [(member,)] = tracker.sql(
+        "SELECT e.resource_id FROM delivery d JOIN alert a ON a.id = d.alert_id"
+        " JOIN event e ON e.id = a.event_id WHERE d.bundle_id = ? ORDER BY d.id LIMIT 1",
+        carrier,
+    )
+    silence_now(tracker, f"repo={member}")
+    tracker.once(later=60)
+    [text] = welink.texts()
+    assert text.startswith("[MRT] 2 alerts") and f"/{member}" not in text
+    assert statuses(tracker)[member.rsplit("/", 1)[-1]] == ("silenced", 1)
+    assert tracker.sql("SELECT status, COUNT(*) FROM delivery GROUP BY status ORDER BY 1") == [
+        ("sent", 2),
+        ("silenced", 1),
+    ]
+    # A retried bundle whose carrier is silenced: the next member carries the rest.
+    for i in range(3):
+        hf.put_model(f"{ORG}/P{i}")
+    tracker.once(later=400)  # committed: a new window of the group
+    welink.inject(Fault(500, "down", path="/api/werobot"))
+    tracker.once(later=431)
+    [(carrier, kind, status, members)] = [b for b in bundles(tracker) if b[2] == "retrying"]
+    assert (kind, members) == ("group", 2)
+    [(carried,)] = tracker.sql(
+        "SELECT e.resource_id FROM delivery d JOIN alert a ON a.id = d.alert_id"
+        " JOIN event e ON e.id = a.event_id WHERE d.id = ?",
+        carrier,
+    )
+    silence_now(tracker, f"repo={carried}")
+    tracker.once(later=491)
+    text = welink.texts()[-1]
+    assert text.startswith("[MRT] 2 alerts") and f"/{carried}" not in text
+    assert statuses(tracker)[carried.rsplit("/", 1)[-1]] == ("silenced", 2)
+    assert {
+        v
+        for k, v in statuses(tracker).items()
+        if k.startswith("P") and k != carried.rsplit("/", 1)[-1]
+    } == {("sent", None)}
+    [(attempts,)] = tracker.sql("SELECT COUNT(*) FROM attempt WHERE delivery_id = ?", carrier)
+    assert attempts == 1  # the failed send stays on the record of the silenced carrier
+    # The whole of the next retried bundle silenced: it is not sent.
+    for i in range(2):
+        hf.put_model(f"{ORG}/Q{i}")
+    tracker.once(later=900)  # committed: a new window of the group
+    welink.inject(Fault(500, "down", path="/api/werobot"))
+    tracker.once(later=931)
+    assert bundles(tracker)[-1][1:] == ("group", "retrying", 1)
+    silence_now(tracker, "text=Q")
+    tracker.once(later=991)
+    assert len(welink.texts()) == 2
+    assert {v for k, v in statuses(tracker).items() if k.startswith("Q")} == {("silenced", 3)}
+
+
+def test_a_fold_leaves_out_the_alerts_a_silence_made_while_they_waited(gh_tracker, github, welink):
+    tracker = gh_tracker({"notify": {"welink": {"rate_limit_per_minute": 1}}})
+    github.add_issue(REPO, "seed", at=datetime(2026, 11, 1, tzinfo=UTC))
+    tracker.once()
+    github.add_issue(REPO, "DeepSeek first")
+    tracker.once()  # the minute's one message
+    for name in ("a", "hush b", "c", "hush d"):
+        github.add_issue(REPO, f"DeepSeek {name}")
+    tracker.once()  # over the rate: they wait for the minute to pass
+    assert len(welink.messages) == 1
+    silence_now(tracker, "text=hush")
+    tracker.once(later=61)
+    [_, fold] = welink.texts()
+    assert fold.startswith("[MRT] 2 alerts at once (github 2)\n") and "hush" not in fold
+    rows = tracker.sql(
+        "SELECT e.title, d.status, d.silence_id FROM delivery d JOIN alert a ON a.id = d.alert_id"
+        " JOIN event e ON e.id = a.event_id WHERE e.title LIKE '%hush%' ORDER BY d.id"
+    )
+    assert rows == [("DeepSeek hush b", "silenced", 1), ("DeepSeek hush d", "silenced", 1)]

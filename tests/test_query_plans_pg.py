@@ -23,7 +23,7 @@ import pg_cluster
 import pytest
 from conftest import postgresql_address
 
-from mrt_engine import incidents
+from mrt_engine import incidents, metrics
 from mrt_engine.batch import prepare_batch, write_batch
 from mrt_engine.delivery.outbox import Outbox
 from mrt_engine.delivery.policy import ChannelPolicy
@@ -273,6 +273,10 @@ SHAPES: dict[str, Callable[[Store], object]] = {
     "channel names": lambda s: feed.channel_names(),
     "rule counts": lambda s: feed.rule_stats(NOW),
     "sources": lambda s: queries.source_states(),
+    # The last half hour: the store's attempts all started an hour ago (a day would be all of
+    # them, which the planner rightly reads whole); in a year's store a day is a small range.
+    "metrics": lambda s: metrics.figures(s, NOW - timedelta(minutes=30), NOW),
+    "prometheus scrape": lambda s: _scrape_twice(s),
     # The Health view's day: here all the attempts are an hour old, so the day is taken two
     # days on, when they are history (as most of a real store's are) and the day a small part.
     "health figures": lambda s: health_figures.health_figures(
@@ -284,6 +288,20 @@ SHAPES: dict[str, Callable[[Store], object]] = {
         s, retention.RetentionPolicy(unmatched_raw_days=30, sent_attempts_days=1), NOW
     ),
 }
+
+
+def _scrape_twice(store: Store) -> None:
+    """The exporter's first scrape (where its counting starts), and one that has the latest
+    thousand rows of each followed table to count."""
+    from mrt_engine.prometheus import StoreCollector
+
+    collector = StoreCollector(lambda: store)
+    with store.read():
+        collector.follow(store)
+        collector._polls.last -= 1000
+        collector._attempts.last -= 1000
+        collector.follow(store)
+        collector.gauges(store)
 
 
 def _fingerprint(store: Store) -> str:

@@ -148,6 +148,30 @@ CASES = [
         id="filters-and-priority-order",
     ),
     pytest.param(
+        [{"name": "both", "keywords": ["qwen"], "regex": [r"GLM-\d"], "fields": ["title"]}],
+        {"title": "GLM-4 beats QWEN", "summary": "qwen"},
+        [("both", 'keyword "QWEN" in title')],
+        id="keyword-and-regex-on-one-field-keyword-first",
+    ),
+    pytest.param(
+        [{"name": "both", "keywords": ["qwen"], "regex": [r"GLM-\d"], "fields": ["title"]}],
+        {"title": "GLM-4 only", "summary": "qwen"},
+        [("both", 'regex /GLM-\\d/ matched "GLM-4" in title')],
+        id="keyword-and-regex-on-one-field-regex-alone",
+    ),
+    pytest.param(
+        [{"name": "nul", "regex": ["a\x00b"], "fields": ["title", "summary"]}],
+        {"title": "a", "summary": "b"},
+        [],
+        id="a-regex-literal-with-nul-never-matches-across-fields",
+    ),
+    pytest.param(
+        [{"name": "every", "action": "tag", "tags": ["all"]}],
+        {"title": "anything"},
+        [("every", "matches every event")],
+        id="a-rule-without-conditions",
+    ),
+    pytest.param(
         [
             {"name": "rocm", "label": ["rocm"], "action": "tag", "tags": ["amd"]},
             {"name": "bots", "author": ["*[bot]"], "action": "suppress", "priority": 100},
@@ -302,3 +326,32 @@ def test_the_one_pass_evaluation_matches_each_rule_alone_on_random_rules_and_tex
                 event_type=rng.choice(["issue_opened", "pr_opened", "issue_closed"]),
             )
             assert ruleset.evaluate(e) == reference(ruleset, e), (configs, e)
+
+
+def test_a_rule_that_reads_no_text_answers_each_event_by_what_it_reads():
+    # Such a rule's answer is worked out once per distinct author, labels, repo or event type
+    # (rules/matcher.py): every event must still get its own answer, whatever came before.
+    ruleset = compiled(
+        {"name": "bots", "author": ["*[bot]"], "action": "suppress", "priority": 100},
+        {"name": "rocm", "label": ["rocm"], "block": {"author": ["carol"]}},
+        {"name": "prs", "event_type": ["pr_*"], "org": ["vllm-*"], "action": "tag"},
+        {"name": "any", "block": {"label": ["wontfix"]}, "action": "tag", "tags": ["x"]},
+        {"name": "text", "keywords": ["rocm"]},
+    )
+    rng = random.Random(5)
+    for _ in range(600):
+        e = event(
+            title=rng.choice(["ROCm build", "docs", ""]),
+            author=rng.choice(["alice", "carol", "dependabot[bot]", "Renovate[BOT]", ""]),
+            labels=tuple(rng.sample(["rocm", "ROCm", "wontfix", "bug"], rng.randrange(3))),
+            event_type=rng.choice(["issue_opened", "pr_opened", "pr_merged"]),
+            resource_id=rng.choice(["vllm-project/vllm", "sgl-project/sglang"]),
+        )
+        assert ruleset.evaluate(e) == reference(ruleset, e), e
+
+
+def test_an_event_whose_labels_are_a_list_is_still_judged():
+    # A source's bug (labels as a list, which cannot be a key) must not fail the rules.
+    ruleset = compiled({"name": "rocm", "label": ["rocm"]})
+    e = event(title="x", labels=["ROCm"])  # type: ignore[arg-type]
+    assert [(h.rule, h.reason) for h in ruleset.evaluate(e).hits] == [("rocm", "label=ROCm")]

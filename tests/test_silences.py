@@ -250,6 +250,8 @@ def test_status_and_outbox_show_silenced_counts(seeded, github):
         (["--match", "text=~(unclosed"], "not a regular expression"),
         (["--match", "text="], "matches every hit"),
         (["--match", "org=*"], "matches every hit"),
+        (["--match", "text!~(unclosed"], "not a regular expression"),
+        (["--match", "org<>x"], "matcher 'org<>x': expected FIELD=VALUE"),
         ([], "at least one --match"),
     ],
 )
@@ -331,6 +333,18 @@ def _target(**fields) -> SilenceTarget:
         ("text=~^new", False),  # the title comes first
         ("org=~deep.*", True),  # anchored
         ("org=~deep", False),
+        # Negative matchers (Alertmanager's != and !~): the opposite of = and =~.
+        ("source!=github", True),
+        ("source!=huggingface", False),  # not the prefix
+        ("org!=deepseek-ai", False),
+        ("org!=qwen", True),
+        ("repo!=deepseek-ai/*", False),
+        ("type!=model_added", True),
+        ("text!=int4", True),
+        ("text!=FP8", False),
+        ("text!~fp(8|16)", False),
+        ("org!~deep", True),  # anchored, as =~
+        ("org!~deep.*", False),
     ],
 )
 def test_matchers(matcher, matches):
@@ -343,6 +357,37 @@ def test_a_rule_matcher_needs_every_notifying_rule_to_match():
     assert not m.matches(_target(rules=("deepseek", "critical")))
     assert not m.matches(_target(rules=()))
     assert parse_matcher("rule=*").matches(_target(rules=("deepseek", "critical")))
+
+
+@pytest.mark.sqlite_only("matchers touch no store")
+def test_a_negative_matcher_matches_a_field_a_hit_does_not_have():
+    """Alertmanager: a label that is absent matches !=; here an org a resource lacks, and the
+    rules of an operator's own alert."""
+    assert parse_matcher("org!=vllm").matches(_target(resource_id="vllm"))
+    assert parse_matcher("rule!=deepseek").matches(_target(rules=()))
+    # Every notifying rule must match, as for =: one rule that is x keeps the alert.
+    assert not parse_matcher("rule!=deepseek").matches(_target(rules=("other", "deepseek")))
+    assert parse_matcher("rule!~deep.*").matches(_target(rules=("qwen", "other")))
+    assert str(parse_matcher("source!=github")) == "source!=github"
+    assert parse_matcher("text=!x").op == "=" and parse_matcher("text=!x").value == "!x"
+
+
+def test_a_negative_matcher_silences_what_it_does_not_match_and_is_audited(seeded, github, welink):
+    result = add(seeded, "text!~crash|hang", "source!=pypi")
+    assert "text!~crash|hang source!=pypi" in result.stdout
+    github.add_issue(REPO, "Qwen3 crash")
+    github.add_issue(REPO, "Qwen3 slow")
+    seeded.once()
+    assert [(r[1], r[2]) for r in deliveries(seeded)] == [
+        ("Qwen3 crash", "sent"),
+        ("Qwen3 slow", "silenced"),
+    ]
+    [(matchers,)] = seeded.sql("SELECT matchers FROM silence")
+    stored = json.loads(matchers) if isinstance(matchers, str) else matchers
+    assert [m["op"] for m in stored] == ["!~", "!="]
+    assert seeded.sql("SELECT action FROM audit WHERE action = 'silence_add'") == [("silence_add",)]
+    listed = silence(seeded, "list")
+    assert "text!~crash|hang source!=pypi" in listed.stdout
 
 
 @pytest.mark.sqlite_only("matchers touch no store")

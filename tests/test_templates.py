@@ -407,6 +407,39 @@ def test_a_bundle_for_a_chinese_channel_says_its_headlines_and_matched_in_chines
     assert all(item.url in text for item in items)
 
 
+def test_every_fixed_word_of_a_group_a_digest_and_a_fold_is_chinese_in_a_chinese_channel():
+    """Headings, counts, "… and N more", the mixed-type lines and the subject: no English fixed
+    word in a zh channel (the upstream's titles and the rules' names are not translated)."""
+    import re
+
+    def item(i: int, event_type: str, source: str) -> MessageContext:
+        return context(
+            event_type=event_type,
+            source_key=f"{source}:org:models",
+            resource_id=f"org/m{i}",
+            title=f"m{i}",
+            url=f"https://x.example/{i}",
+            rules=("r",),
+            reasons=(),
+        )
+
+    same = tuple(item(i, "model_added", "huggingface") for i in range(12))
+    mixed = tuple(
+        item(i, "model_added" if i % 2 else "release_published", "huggingface" if i % 3 else "pypi")
+        for i in range(12)
+    )
+    english = re.compile(r"alerts?|Digest|more|and|at once|Matched", re.IGNORECASE)
+    for kind, items in [("group", same), ("group", mixed), ("digest", mixed), ("fold", mixed)]:
+        bundle = replace(items[0], bundle=kind, items=items)
+        for text in (render(bundle, None, Settings("zh")), render(bundle, 200, Settings("zh"))):
+            for line in text.splitlines():
+                fixed = re.sub(r"https://\S+|\bm\d+\b|huggingface|pypi|org|\br\b", "", line)
+                assert not english.search(fixed), (kind, line)
+        assert not english.search(bundle.subject("zh").replace("huggingface", "")), kind
+        cut = render(bundle, 200, Settings("zh"))
+        assert "另有" in cut  # "… and N more", in Chinese
+
+
 def test_the_titles_feishu_and_dingtalk_show_follow_the_channels_locale():
     """A post's title (Feishu) and a markdown message's title (DingTalk, the notification
     line) are built from fixed words: in a Chinese channel, Chinese ones."""
@@ -432,3 +465,15 @@ def test_the_titles_feishu_and_dingtalk_show_follow_the_channels_locale():
             titles[name] = body["markdown"]["title"]
     for title in titles.values():
         assert ZH.headlines["pr_merged"] in title, titles
+
+
+def test_markdown_keeps_an_underscore_inside_a_word_and_escapes_every_other_markup():
+    """CommonMark §6.2: an underscore between two alphanumerics can neither open nor close
+    emphasis, so a model name keeps it; every other markup character is made inert."""
+    from mrt_engine.notify.markup import escape_markdown
+
+    assert escape_markdown("deepseek_v3_base Qwen2_5 模型_名") == "deepseek_v3_base Qwen2_5 模型_名"
+    assert escape_markdown("_it_ a__b_ x_ _y a*b*c ~s~ `c` [l](u)") == (
+        "＿it＿ a＿＿b＿ x＿ ＿y a＊b＊c ～s～ ｀c｀ ［l］(u)"
+    )
+    assert escape_markdown("# h\n> q\n- l") == "＃ h\n＞ q\n－ l"

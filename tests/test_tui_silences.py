@@ -92,6 +92,32 @@ def test_s_on_a_rule_drafts_a_silence_of_its_hits(console):  # noqa: F811
     run(scenario())
 
 
+def test_the_form_takes_negative_matchers(console):  # noqa: F811
+    session = console()
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            await select(pilot, "4", "deepseek")
+            await pilot.press("s")
+            await settle(pilot)
+            app.screen.query_one("#matchers").value = "rule=deepseek source!=github text!~fp8"
+            await pilot.press(*"not the github ones")
+            await pilot.press("enter")
+            await settle(pilot)
+            assert not isinstance(app.screen, SilenceForm)
+
+    run(scenario())
+    [silence] = Silence.select()
+    assert [(m["field"], m["op"], m["value"]) for m in silence.matchers] == [
+        ("rule", "=", "deepseek"),
+        ("source", "!=", "github"),
+        ("text", "!~", "fp8"),
+    ]
+    assert Audit.select().where(Audit.action == "silence_add").count() == 1
+
+
 def test_x_asks_then_expires_the_selected_silence_and_writes_audit(console):  # noqa: F811
     session = console(with_silences=True)
 

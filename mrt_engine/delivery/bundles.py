@@ -8,7 +8,8 @@ status ``bundled`` and ``bundle_id`` = the carrier, leave the queue, and follow 
 
 * ``group``: the queued rows of its group key (Alertmanager's aggregation group). A group's
   window (``notice_group``) opens at its first hit; the group goes out ``group_wait`` after
-  that, and later hits of the still-open group at most every ``group_interval``;
+  that, and later hits of the still-open group at most every ``group_interval`` (the times of
+  the rule whose hit is planned, when it has its own: :meth:`ChannelPolicy.group_times`);
 * ``digest``: the rows below the channel's immediate priority, held until the digest's next
   time (``digest_schedule`` holds the last time taken, so a restart neither loses nor repeats
   one);
@@ -18,18 +19,22 @@ status ``bundled`` and ``bundle_id`` = the carrier, leave the queue, and follow 
 A row that must wait is *deferred*: its ``next_attempt_at`` moves to the time it may go. All of
 it is decided at claim time, from the store, so it survives a restart and engines sharing a
 store decide alike. Once a carrier has taken its members they never change: a retry (or a
-resend) sends the same message. Protected hits are never carried, deferred or folded.
+resend) sends the same message, less the alerts a silence made since matches
+(:mod:`.bundle_silences`). Protected hits are never carried, deferred or folded.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from mrt_engine.delivery.bundle_silences import silence_members
 from mrt_engine.delivery.policy import ChannelPolicy, latest_slot, next_slot
 from mrt_engine.health import PROTECTED_TYPES
+from mrt_engine.silence import Silence
 from mrt_engine.store.db import Store
 from mrt_engine.timeutil import from_store, to_store
 
@@ -155,6 +160,7 @@ class Planner:
         self.policy = policy
         self.now = now
         self.now_s = to_store(now)
+        self._silences: list[Silence] | None = None  # the active ones (_silencing)
 
     # ------------------------------------------------------------------ planning
     def plan(self, limit: int, exclude: Sequence[int]) -> list[Message]:
@@ -166,14 +172,14 @@ class Planner:
         self.digest: Message | None = None
         if not self.policy.rate_per_minute:
             self._collect(limit)
-            return self.messages[:limit]
+            return self._unsilenced(self.messages[:limit])
         used = sends_in_last_minute(self.cursor, self.channel, self.now)
         budget = self.policy.rate_per_minute - used
         # Enough messages to claim ``limit`` of them, or to know the budget is exceeded.
         self._collect(max(limit, budget + 1))
         if budget > 0 and sum(m.counts for m in self.messages) > budget:
             self._collect(MAX_MEMBERS)  # a fold takes every due row: read them all
-        return self._within(self.messages, budget)[:limit]
+        return self._unsilenced(self._within(self.messages, budget)[:limit])
 
     def _collect(self, need: int) -> None:
         """Read due rows until ``need`` messages may go now (or the queue's due rows end)."""
@@ -207,6 +213,32 @@ class Planner:
                 if len(messages) >= need:
                     return
 
+    def _unsilenced(self, messages: list[Message]) -> list[Message]:
+        """``messages`` without the alerts a silence made after they were written matches.
+
+        A message about one alert is checked by the worker just before its send
+        (:func:`mrt_engine.delivery.worker.send_claim`). A bundle is checked here, at its
+        claim, member by member: a silenced one is stored ``silenced`` (with the silence, out
+        of the bundle: visible and replayable like one silenced when it was written); a
+        silenced carrier hands the bundle to its first member left; a bundle left with no
+        alert is not sent. Protected hits are never silenced; a row an operator let out is not
+        silenced again (:mod:`.bundle_silences`)."""
+        kept = []
+        for message in messages:
+            bundle = message.kind != "single" or message.row.kind != "single"
+            if bundle and silence_members(self, message):
+                continue  # every alert it would carry is silenced: nothing to send
+            kept.append(message)
+        return kept
+
+    def _active_silences(self) -> list[Silence]:
+        """The silences active now: read once a claim, and only when it plans a bundle."""
+        from mrt_engine.silences import read_current  # (it imports the operations)
+
+        if self._silences is None:
+            self._silences = [s for s in read_current(self.store, self.now) if s.active(self.now)]
+        return self._silences
+
     def _within(self, messages: list[Message], budget: int) -> list[Message]:
         """``messages`` the rate allows: protected ones always; the rest up to the budget,
         folded into one summary when more are due than the budget."""
@@ -239,7 +271,8 @@ class Planner:
         found = cursor.fetchone()
         first = from_store(found[0]) if found else None
         sent = from_store(found[1]) if found else None
-        interval = timedelta(seconds=self.policy.group_interval)
+        wait_s, interval_s = self.policy.group_times(self._rule_of(row))
+        interval = timedelta(seconds=interval_s)
         if found is None or (sent is not None and sent + interval <= row.created_at):
             # A new window: the group's first hit since it was last open.
             first, sent = row.created_at, None
@@ -250,13 +283,27 @@ class Planner:
                 (self.channel, row.group_key, to_store(first)),
             )
         assert first is not None
-        flush = (
-            first + timedelta(seconds=self.policy.group_wait) if sent is None else sent + interval
-        )
+        flush = first + timedelta(seconds=wait_s) if sent is None else sent + interval
         if flush <= self.now:
             return True
         self._defer("group_key = ?", [row.group_key], to_store(flush))
         return False
+
+    def _rule_of(self, row: Row) -> str | None:
+        """The rule that led to ``row``'s alert (the first of its rules, whose ``group_by``
+        made the key), when a rule has group times of its own."""
+        if not self.policy.rule_times:
+            return None
+        self.cursor.execute(
+            "SELECT a.rules FROM alert a JOIN delivery d ON d.alert_id = a.id WHERE d.id = ?",
+            (row.id,),
+        )
+        found = self.cursor.fetchone()
+        try:
+            rules = json.loads(found[0]) if found else []
+        except ValueError:
+            return None
+        return rules[0] if rules and isinstance(rules[0], str) else None
 
     def _digest(self, row: Row) -> Message | None:
         """The digest's message when its time has come; else ``row`` waits for it."""

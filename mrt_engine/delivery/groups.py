@@ -1,8 +1,10 @@
 """Group keys: which hits may go out as one message (Alertmanager's ``group_by``).
 
 A key is written with each outbox row (in the poll's transaction); the delivery layer
-(:mod:`mrt_engine.delivery.bundles`) decides at claim time, with the channel's settings, when a
-group's rows go out and which row carries the others.
+(:mod:`mrt_engine.delivery.bundles`) decides at claim time, with the channel's settings and the
+group times of the rule that led to its first due hit (``group_wait_seconds`` /
+``group_interval_seconds``: :meth:`ChannelPolicy.group_times`), when a group's rows go out and
+which row carries the others.
 """
 
 from __future__ import annotations

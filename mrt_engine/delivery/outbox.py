@@ -197,7 +197,7 @@ class Outbox:
         attempts = claim.attempt_number
         if result.ok:
             status, next_at, sent_at, last_error = "sent", None, now_s, None
-        elif result.permanent or attempts >= self.policy.max_attempts:
+        elif result.permanent or (attempts >= self.policy.max_attempts and not result.rate_limited):
             status, next_at, sent_at, last_error = "dead", None, None, error
         else:
             delay = retry_delay(
@@ -206,6 +206,7 @@ class Outbox:
                 maximum=self.policy.backoff_max,
                 jitter=self.policy.jitter,
                 rng=self.rng,
+                asked=result.retry_after,
             )
             status, sent_at, last_error = "retrying", None, error
             next_at = to_store(now + timedelta(seconds=delay))
@@ -213,7 +214,7 @@ class Outbox:
             cursor = self.store.db.cursor()
             cursor.execute(
                 "UPDATE attempt SET outcome = ?, finished_at = ?, duration_ms = ?, http_status = ?,"
-                " reply = ?, error = ? WHERE id = ?",
+                " reply = ?, error = ?, failure = ?, delivery_status = ? WHERE id = ?",
                 (
                     "sent" if result.ok else "failed",
                     now_s,
@@ -221,6 +222,8 @@ class Outbox:
                     result.http_status,
                     storable(reply) if reply else None,  # a channel's reply is stranger's text
                     storable(error) if error else None,
+                    None if result.ok else "permanent" if result.permanent else "temporary",
+                    status,  # 'dead': this attempt made a dead letter (mrt_engine/metrics.py)
                     claim.attempt_id,
                 ),
             )

@@ -1,14 +1,15 @@
 """Per-channel delivery policy: grouping windows, the rate limit and the digest (issue 11).
 
-Built from the config: a channel's own ``notify.<channel>`` settings, else the ``delivery``
-section's group defaults, else the platform's default rate (``DEFAULT_RATE_PER_MINUTE`` in the
+Built from the config: a rule's own group times for the groups its hits open, else a channel's
+own ``notify.<channel>`` settings, else the ``delivery`` section's group defaults, else the platform's default rate (``DEFAULT_RATE_PER_MINUTE`` in the
 channel's module). Protected hits ignore all of it (:func:`mrt_engine.health.is_protected`).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,11 +25,27 @@ class ChannelPolicy:
     group_interval: float = 0.0
     rate_per_minute: int = 0  # 0: no limit
     digest: DigestSettings | None = None
+    # Rules with their own group times (``group_wait_seconds`` / ``group_interval_seconds``):
+    # name -> (wait, interval), None where the rule keeps the channel's.
+    rule_times: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
     @property
     def grouping(self) -> bool:
-        """Whether rows with a group key wait for their group (both times 0: no grouping)."""
-        return self.group_wait > 0 or self.group_interval > 0
+        """Whether rows with a group key wait for their group (every time 0: no grouping)."""
+        return (
+            self.group_wait > 0
+            or self.group_interval > 0
+            or any((w or 0) > 0 or (i or 0) > 0 for w, i in self.rule_times.values())
+        )
+
+    def group_times(self, rule: str | None) -> tuple[float, float]:
+        """(wait, interval) of a group opened by a hit of ``rule``: the rule's own, else the
+        channel's."""
+        wait, interval = self.rule_times.get(rule or "", (None, None))
+        return (
+            self.group_wait if wait is None else wait,
+            self.group_interval if interval is None else interval,
+        )
 
     @property
     def plain(self) -> bool:
@@ -52,6 +69,11 @@ def default_rate(settings: Any) -> int | None:
 def channel_policies(config: Any) -> dict[str, ChannelPolicy]:
     """The policy of every configured channel."""
     delivery = config.delivery
+    rule_times = {
+        rule.name: (rule.group_wait_seconds, rule.group_interval_seconds)
+        for rule in getattr(config, "rules", None) or ()
+        if rule.group_wait_seconds is not None or rule.group_interval_seconds is not None
+    }
     policies: dict[str, ChannelPolicy] = {}
     for name, settings in config.channel_sections().items():
         wait = getattr(settings, "group_wait_seconds", None)
@@ -62,6 +84,7 @@ def channel_policies(config: Any) -> dict[str, ChannelPolicy]:
             group_interval=delivery.group_interval_seconds if interval is None else interval,
             rate_per_minute=(default_rate(settings) or 0) if rate is None else rate,
             digest=getattr(settings, "digest", None),
+            rule_times=rule_times,
         )
     return policies
 

@@ -28,6 +28,7 @@ from datetime import datetime
 
 from mrt_engine.delivery.outbox import Claim, Outbox
 from mrt_engine.delivery.policy import PLAIN
+from mrt_engine.logs import log_context
 from mrt_engine.notify.base import Channel, Outgoing, SendResult
 from mrt_engine.secrets import redact
 from mrt_engine.silence import Silence, SilenceTarget, silencing
@@ -68,6 +69,27 @@ def send_claim(
     A silence made after the hit but before this send stops it (``silenced``: see
     :meth:`Outbox.silence`); ``silences`` are the worker's, kept while the store is unchanged
     (without it they are read)."""
+    with claim_context(claim):  # every line about this send names the delivery
+        return _send_claim(outbox, channels, claim, silences)
+
+
+def claim_context(claim: Claim) -> log_context:
+    """The log context of a line about ``claim``: its delivery, channel, event and source."""
+    c = claim.context
+    return log_context(
+        delivery=claim.delivery_id,
+        channel=claim.channel,
+        fingerprint=c.fingerprint,
+        source=c.source_key,
+    )
+
+
+def _send_claim(
+    outbox: Outbox,
+    channels: Mapping[str, Channel],
+    claim: Claim,
+    silences: ActiveSilences | None,
+) -> str:
     if not claim.released:
         silence = _silencing(outbox, claim, silences)
         if silence is not None:
@@ -98,8 +120,8 @@ def send_claim(
 def _silencing(outbox: Outbox, claim: Claim, silences: ActiveSilences | None) -> Silence | None:
     """The active silence that matches the claim's alert, if any (never a protected one's).
 
-    A bundle's message is not stopped here: its alerts were each matched when they were
-    written, and one silence must not hold back the others it carries."""
+    A bundle's alerts are matched at its claim instead (:meth:`Planner._unsilenced`): one
+    silence must not hold back the others it carries."""
     c = claim.context
     if c.items:
         return None
@@ -169,6 +191,10 @@ class DeliveryWorkers:
             self.notify()
 
     def _run(self, channel: str, worker: str) -> None:
+        with log_context(channel=channel):  # every line of this worker names its channel
+            self._work(channel, worker)
+
+    def _work(self, channel: str, worker: str) -> None:
         while not self.stop.is_set():
             wakes = self._wakes  # before looking: a wake-up from now on is not missed
             try:
@@ -188,10 +214,12 @@ class DeliveryWorkers:
                     send_claim(self.outbox, self.channels, claim, self._silences)
                 except Exception as exc:
                     # The lease expires and another worker retries; the attempt stays in_flight.
-                    self._log_failure(
-                        exc,
-                        f"delivery worker {worker} could not record delivery {claim.delivery_id}",
-                    )
+                    with claim_context(claim):
+                        self._log_failure(
+                            exc,
+                            f"delivery worker {worker} could not record delivery"
+                            f" {claim.delivery_id}",
+                        )
 
     def _give_back(self, claims: list[Claim], worker: str) -> None:
         try:

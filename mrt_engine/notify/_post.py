@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
 
 from mrt_engine.http_deadline import Deadline, DeadlineBackend, install, within
 from mrt_engine.notify.base import ChannelContext, SendResult
+from mrt_engine.rate_limits import retry_after as asked_wait
 from mrt_engine.secrets import Secret, redact
 from mrt_engine.text import clean_line
 
@@ -103,3 +105,9 @@ def retry_after(response: httpx.Response) -> str:
     """`` (Retry-After: N)`` when the answer asks the sender to wait, for the recorded error."""
     value = clean_line(response.headers.get("retry-after", ""))
     return f" (Retry-After: {value[:40]})" if value else ""
+
+
+def wait_asked(response: httpx.Response) -> float | None:
+    """Seconds the answer asks the sender to wait (``Retry-After``: seconds or an HTTP date,
+    RFC 9110 §10.2.3), or ``None``; the outbox schedules the retry no earlier."""
+    return asked_wait(response.headers, datetime.now(UTC))

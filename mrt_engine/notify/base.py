@@ -38,6 +38,12 @@ class SendResult:
     reply: str | None = None  # the upstream's answer: a JSON body excerpt, an SMTP reply
     error: str | None = None
     permanent: bool = False  # retrying the same message cannot succeed: dead-letter at once
+    # Seconds the platform asked us to wait before the next try (Retry-After, or its documented
+    # throttle after a rate-limit code): the retry is not before it (delivery/backoff.py).
+    retry_after: float | None = None
+    # The platform refused for its rate limit, not for the message: retried however many
+    # attempts it took, never dead-lettered for the count.
+    rate_limited: bool = False
 
 
 @dataclass(frozen=True)

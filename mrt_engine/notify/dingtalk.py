@@ -71,6 +71,7 @@ KNOWN_CODES = {
     430104: "inappropriate content",
     460101: "message too large",
 }
+RATE_LIMIT_CODES = frozenset({130101, 410100})
 PERMANENT_CODES = frozenset({400105, 430101, 430102, 430103, 430104, 460101})
 
 
@@ -108,6 +109,8 @@ class DingTalkChannel(RobotChannel):
     platform = "DingTalk"
     known_codes = KNOWN_CODES
     permanent_codes = PERMANENT_CODES
+    rate_limit_codes = RATE_LIMIT_CODES
+    rate_limit_wait = 600.0  # over 20 a minute, DingTalk throttles the robot for 10 minutes
 
     def __init__(
         self, settings: DingTalkSettings, webhook: Secret, secret: Secret | None, timeout: float

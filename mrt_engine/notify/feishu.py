@@ -61,6 +61,7 @@ KNOWN_CODES = {
     9499: "bad request",
     11232: "frequency limited",
 }
+RATE_LIMIT_CODES = frozenset({11232})
 PERMANENT_CODES = frozenset({19002, 19024, 9499})
 
 
@@ -91,6 +92,8 @@ class FeishuChannel(RobotChannel):
     platform = "Feishu"
     known_codes = KNOWN_CODES
     permanent_codes = PERMANENT_CODES
+    rate_limit_codes = RATE_LIMIT_CODES
+    rate_limit_wait = 60.0  # 100 a minute, 5 a second
 
     def __init__(
         self, settings: FeishuSettings, webhook: Secret, secret: Secret | None, timeout: float

@@ -21,6 +21,9 @@ class Words:
     # A later event of an incident (mrt_engine/notify/incident_line.py): "new_source" when it
     # brought a source, "same_source" when not; "minutes", "hours", "days", "now": how long ago.
     incident: dict[str, str]
+    # A bundle's fixed words (delivery/bundles.py: groups, digests, folds), str.format patterns:
+    # ``{n}`` a count, ``{count}`` the alerts' count in words, ``{by}`` the counts per source.
+    bundle: dict[str, str]
 
 
 EN = Words(
@@ -45,6 +48,8 @@ EN = Words(
         "doctor_test": "Test message",  # mrt-engine doctor --send-test
         "source_unhealthy": "Source unhealthy",
         "source_recovered": "Source recovered",
+        "source_stale": "Source stale",
+        "source_fresh": "Source fresh again",
     },
     labels={
         "matched": "Matched",
@@ -75,6 +80,7 @@ EN = Words(
         "sha256": "SHA-256",
         "models": "Models",
         "feed": "Feed",
+        "open": "Open",  # a link button (Slack)
     },
     yes="yes",
     no="no",
@@ -87,6 +93,16 @@ EN = Words(
         "hours": "{n} h ago",
         "days": "{n} d ago",
         "now": "just now",
+    },
+    bundle={
+        "alert_one": "{n} alert",
+        "alert_many": "{n} alerts",
+        "alerts": "alerts",  # the headline of a group of several event types
+        "digest": "Digest · {count} ({by})",
+        "fold": "{count} at once ({by})",
+        "more": "… and {n} more",
+        "colon": ": ",
+        "list": ", ",
     },
 )
 
@@ -112,6 +128,8 @@ ZH = Words(
         "doctor_test": "测试消息",
         "source_unhealthy": "数据源异常",
         "source_recovered": "数据源已恢复",
+        "source_stale": "数据源长时间未更新",
+        "source_fresh": "数据源已恢复更新",
     },
     labels={
         "matched": "命中规则",
@@ -142,6 +160,7 @@ ZH = Words(
         "sha256": "SHA-256",
         "models": "模型",
         "feed": "订阅源",
+        "open": "打开",
     },
     yes="是",
     no="否",
@@ -154,6 +173,16 @@ ZH = Words(
         "hours": "{n} 小时前",
         "days": "{n} 天前",
         "now": "刚刚",
+    },
+    bundle={
+        "alert_one": "{n} 条告警",
+        "alert_many": "{n} 条告警",
+        "alerts": "多类告警",
+        "digest": "定时摘要 · {count}（{by}）",
+        "fold": "同时到达 {count}（{by}）",
+        "more": "……另有 {n} 条",
+        "colon": "：",
+        "list": "、",
     },
 )
 
@@ -177,3 +206,10 @@ def headline(event_type: str, locale: str = "en") -> str:
 def label(key: str, locale: str = "en") -> str:
     """The name of a key field (``pipeline_tag`` -> ``Pipeline`` / ``任务类型``)."""
     return words(locale).labels.get(key) or EN.labels.get(key) or key.replace("_", " ")
+
+
+def bundle_word(key: str, locale: str = "en", **values: object) -> str:
+    """A bundle's fixed words in ``locale`` (English for a key it lacks), filled with
+    ``values``: ``bundle_word("more", "zh", n=3)`` -> ``……另有 3 条``."""
+    pattern = words(locale).bundle.get(key) or EN.bundle[key]
+    return pattern.format(**values)

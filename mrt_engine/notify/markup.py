@@ -1,10 +1,23 @@
 """Untrusted text inside a chat platform's markup: made inert, and fitted to a size limit.
 
 Group robots (DingTalk, WeCom, Feishu) render a subset of Markdown, or parse mention tags
-(``<at user_id="all">``, ``<@userid>``) even in plain text. Their renderers are not CommonMark
-and none documents backslash escapes, so an escape they ignore would leave ``\\[x](http://evil)``
-a live link. Instead the characters that make markup are replaced by their full-width forms
-(``[`` becomes ``［``): every renderer shows them as text, and a reader still reads them.
+(``<at user_id="all">``, ``<@userid>``) even in plain text. A real escape is used where the
+platform documents one, and a character is replaced by its full-width form (``[`` becomes
+``［``: every renderer shows it as text, and a reader still reads it) only where none exists:
+
+* DingTalk's and WeCom's markdown: their documentation (DingTalk "message types", WeCom "group
+  robot" markdown) lists the syntax they render and no escape; their renderers are not
+  CommonMark, so a backslash they ignore would leave ``\\[x](http://evil)`` a live link. The
+  characters that make markup are shown full-width (:func:`escape_markdown`).
+* Slack's mrkdwn (slack.py): Slack documents only ``&amp;`` ``&lt;`` ``&gt;``, which it decodes,
+  and says nothing else is; those three are used, and ``* _ ~ ` `` (which have no escape) are
+  shown full-width (:func:`full_width`).
+* Feishu's post and text messages are not Markdown: only tags are made inert
+  (:func:`neutralize_tags`, full-width ``<`` ``>``: Feishu documents no escape for a tag).
+
+An underscore between two letters or digits stays as it is (``deepseek_v3_base``): it can
+neither open nor close emphasis (CommonMark §6.2's flanking rules, and Slack's), and in a
+renderer that still italicised it nothing but the style of a few letters could change.
 
 The link of a message is the one part that must stay a link: :func:`markdown_with_link` cuts
 the rendered text around it, escapes the rest, and writes the link as ``[url](url)`` with every
@@ -32,6 +45,17 @@ _LINE_START = re.compile(r"^([ \t]*)([#>+=-]|\d+[.)])", re.MULTILINE)
 _URL_SAFE = ":/?#@!$&'+,;=%"
 
 
+# A full-width underscore between two letters or digits (of any script): the intraword case.
+_INTRAWORD_UNDERSCORE = re.compile(r"(?<=[^\W_])\uff3f(?=[^\W_])")
+
+
+def full_width(text: str, chars: str) -> str:
+    """``text`` with each of ``chars`` in its full-width form, except an underscore inside a
+    word (see the module's docstring)."""
+    shown = text.translate(str.maketrans({c: _FULL_WIDTH[c] for c in chars}))
+    return _INTRAWORD_UNDERSCORE.sub("_", shown) if "_" in chars else shown
+
+
 def escape_markdown(text: str) -> str:
     """``text`` as literal characters in any Markdown dialect: no link, image, heading, quote,
     list, emphasis, code, table, HTML tag or mention can come out of it."""
@@ -40,7 +64,8 @@ def escape_markdown(text: str) -> str:
         mark = match.group(2)
         return match.group(1) + "".join(_FULL_WIDTH.get(c, c) for c in mark)
 
-    return _LINE_START.sub(_line_start, text.translate(_INLINE))
+    shown = _INTRAWORD_UNDERSCORE.sub("_", text.translate(_INLINE))
+    return _LINE_START.sub(_line_start, shown)
 
 
 def neutralize_tags(text: str) -> str:

@@ -21,7 +21,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 from mrt_engine.notify.incident_line import IncidentNote, incident_line
-from mrt_engine.notify.locales import EN, LOCALES, headline, label, words
+from mrt_engine.notify.locales import EN, LOCALES, bundle_word, headline, label, words
 from mrt_engine.text import clean, clean_line, excerpt
 
 HEADLINES = EN.headlines  # the English headlines (locales.py has every locale's)
@@ -311,31 +311,33 @@ SAMPLE = MessageContext(
 
 
 # ---------------------------------------------------------------------- bundles
-def _count_by(values: list[str]) -> str:
+def _count_by(values: list[str], locale: str = "en") -> str:
     counts: dict[str, int] = {}
     for value in values:
         counts[value] = counts.get(value, 0) + 1
-    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return bundle_word("list", locale).join(f"{k} {n}" for k, n in ordered)
 
 
 def bundle_summary(context: MessageContext, locale: str = "en") -> str:
     """A bundle's heading, from trusted parts and counts only (it is also an e-mail subject):
-    ``12 alerts · New model · huggingface``, ``Digest · 34 alerts (github 20, pypi 14)``."""
+    ``12 alerts · New model · huggingface``, ``Digest · 34 alerts (github 20, pypi 14)``; its
+    fixed words in ``locale`` (locales.Words.bundle)."""
     items = context.items
     sources = [item.source_key.split(":", 1)[0] for item in items]
-    count = f"{len(items)} alert{'s' if len(items) != 1 else ''}"
-    if context.bundle == "digest":
-        return f"Digest · {count} ({_count_by(sources)})"
-    if context.bundle == "fold":
-        return f"{count} at once ({_count_by(sources)})"
+    n = len(items)
+    count = bundle_word("alert_one" if n == 1 else "alert_many", locale, n=n)
+    if context.bundle in ("digest", "fold"):
+        return bundle_word(context.bundle, locale, count=count, by=_count_by(sources, locale))
     headlines = {headline(item.event_type, locale) for item in items}
-    common = headlines.pop() if len(headlines) == 1 else "alerts"
-    return f"{count} · {common} · {', '.join(sorted(set(sources)))}"
+    common = headlines.pop() if len(headlines) == 1 else bundle_word("alerts", locale)
+    return f"{count} · {common} · {bundle_word('list', locale).join(sorted(set(sources)))}"
 
 
 def render_bundle(context: MessageContext, limit: int | None, locale: str = "en") -> str:
     """A bundle's text: its heading, then one line per alert with its link, highest priority
-    first, cut at ``limit`` characters with "… and N more" (never a link cut in half)."""
+    first, cut at ``limit`` characters with "… and N more" (never a link cut in half); its
+    fixed words in ``locale``."""
     items = context.items
     mixed = len({item.event_type for item in items}) > 1
     head = f"[MRT] {bundle_summary(context, locale)}"
@@ -345,16 +347,17 @@ def render_bundle(context: MessageContext, limit: int | None, locale: str = "en"
     rules = list(dict.fromkeys(rule for item in items for rule in item.rules))
     said = words(locale)
     matched = ", ".join(rules) if rules else said.operator
-    lines = [head, f"{said.labels.get('matched', 'Matched')}: {matched}"]
+    colon = bundle_word("colon", locale)
+    lines = [head, f"{said.labels.get('matched', 'Matched')}{colon}{matched}"]
     used = len(lines[0]) + 1 + len(lines[1])
     for shown, item in enumerate(items):
         title = excerpt(clean_line(item.title), 100)
-        what = f"{headline(item.event_type, locale)}: {title}" if mixed else title
+        what = f"{headline(item.event_type, locale)}{colon}{title}" if mixed else title
         line = f"- {what} {clean_line(item.url)}".rstrip()
         left = len(items) - shown - 1
-        more = f"\n… and {left} more" if left else ""
+        more = "\n" + bundle_word("more", locale, n=left) if left else ""
         if limit is not None and used + 1 + len(line) + len(more) > limit:
-            tail = f"… and {len(items) - shown} more"
+            tail = bundle_word("more", locale, n=len(items) - shown)
             if limit is not None and used + 1 + len(tail) > limit:
                 return "\n".join(lines)[: max(limit, 0)]
             lines.append(tail)

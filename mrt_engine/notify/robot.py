@@ -17,7 +17,7 @@ import re
 from abc import abstractmethod
 from typing import Any, ClassVar
 
-from mrt_engine.notify._post import Poster, preview_post, resolve_url
+from mrt_engine.notify._post import Poster, preview_post, resolve_url, wait_asked
 from mrt_engine.notify.base import Channel, ChannelContext, Outgoing, SendResult
 from mrt_engine.secrets import Secret, shorten
 from mrt_engine.untrusted_json import parse_json
@@ -73,6 +73,10 @@ class RobotChannel(Channel):
     platform = ""  # shown in errors: "Feishu"
     known_codes: ClassVar[dict[int, str]] = {}
     permanent_codes: frozenset[int] = frozenset()
+    # Codes that say "too many messages": not the message's fault, so retried however many
+    # attempts it takes, and not before the platform's documented throttle is over.
+    rate_limit_codes: frozenset[int] = frozenset()
+    rate_limit_wait = 60.0  # seconds
     webhook: Secret  # the robot's URL, set by each subclass
 
     def __init__(self, section: str, timeout: float | None, default_timeout: float) -> None:
@@ -103,10 +107,15 @@ class RobotChannel(Channel):
         response = self._poster.post(url, body, {"Content-Type": "application/json; charset=utf-8"})
         if isinstance(response, SendResult):
             return response
-        return self.judge(response.status_code, response.content, response.text)
+        return self.judge(
+            response.status_code, response.content, response.text, wait_asked(response)
+        )
 
-    def judge(self, status: int, content: bytes, text: str) -> SendResult:
-        """The outcome of one answer: its code decides, else its HTTP status."""
+    def judge(
+        self, status: int, content: bytes, text: str, asked: float | None = None
+    ) -> SendResult:
+        """The outcome of one answer: its code decides, else its HTTP status. ``asked``: the
+        seconds its ``Retry-After`` asked for."""
         reply = shorten(text, 300)
         try:
             answer = parse_json(content)
@@ -116,6 +125,7 @@ class RobotChannel(Channel):
         if code == 0 and status == 200:
             return SendResult(ok=True, http_status=status, reply=reply)
         if code is not None and code != 0:
+            limited = code in self.rate_limit_codes
             meaning = self.known_codes.get(code, "unknown code")
             return SendResult(
                 ok=False,
@@ -123,6 +133,8 @@ class RobotChannel(Channel):
                 reply=reply,
                 error=f"{self.platform} code {code} ({meaning}): {shorten(message, 160)}",
                 permanent=code in self.permanent_codes,
+                retry_after=max(asked or 0.0, self.rate_limit_wait) if limited else asked,
+                rate_limited=limited,
             )
         if status != 200:
             return SendResult(
@@ -131,6 +143,8 @@ class RobotChannel(Channel):
                 reply=reply,
                 error=f"HTTP {status} from {self.platform}",
                 permanent=status in PERMANENT_HTTP,
+                retry_after=asked,
+                rate_limited=status == 429,
             )
         what = "non-JSON" if answer is None else "JSON without a result code"
         return SendResult(

@@ -16,7 +16,8 @@ https://api.slack.com/reference/surfaces/formatting)::
 The rendered text (untrusted titles inside) is a ``plain_text`` object, which Slack never parses:
 ``<!channel>``, ``<http://evil|x>`` or ``*bold*`` in a title stay characters. The fallback
 ``text`` is mrkdwn, so ``&``, ``<`` and ``>`` are escaped there as Slack requires (no link or
-mention can form). Mentions come only from the config (``mentions: ["U123", "here"]`` becomes
+mention can form), and ``* _ ~ ` ``, which Slack has no escape for, are shown full-width
+(:func:`escape_mrkdwn`). Mentions come only from the config (``mentions: ["U123", "here"]`` becomes
 ``<@U123> <!here>``) and are checked to be ids or ``here``/``channel``/``everyone``. A section's
 text is at most 3,000 characters (counted as UTF-16 units, as Slack's API counts): the message is
 cut there by :func:`~mrt_engine.notify.message.render`, which keeps the link; the link is also a
@@ -30,7 +31,7 @@ channel), so they are retried with backoff until ``delivery.max_attempts``, like
 errors: 403 ``invalid_token``, ``action_prohibited``, ``posting_to_general_channel_denied``; 404
 ``channel_not_found``, ``no_service``, ``no_team``; 410 ``channel_is_archived``,
 ``team_disabled``. 429 (``rate_limited``, about one message a second per webhook) and 5xx
-(``rollup_error``) are retried; a ``Retry-After`` is recorded with the error.
+(``rollup_error``) are retried, not before a ``Retry-After`` (recorded with the error).
 
 Threads: a message of an incident (one model family across sources) would belong in the thread
 of the incident's first message, which a payload names by ``thread_ts``, the first message's
@@ -49,7 +50,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from mrt_engine.config import Wait
-from mrt_engine.notify._post import Poster, preview_post, resolve_url, retry_after
+from mrt_engine.notify._post import Poster, preview_post, resolve_url, retry_after, wait_asked
 from mrt_engine.notify.base import (
     Channel,
     ChannelContext,
@@ -58,6 +59,8 @@ from mrt_engine.notify.base import (
     Outgoing,
     SendResult,
 )
+from mrt_engine.notify.locales import label
+from mrt_engine.notify.markup import full_width, link_target
 from mrt_engine.notify.message import render
 from mrt_engine.secrets import Secret, register, shorten
 from mrt_engine.text import clean_line
@@ -79,7 +82,8 @@ class SlackSettings(ChannelSettings):
 
     webhook_env: str = "SLACK_WEBHOOK_URL"
     mentions: list[str] = Field(default_factory=list)  # "U0123ABC", "S0456DEF" (a group), "here"
-    button_text: str = Field("Open", min_length=1, max_length=75)
+    # The link button's label; by default the locale's word ("Open", "打开").
+    button_text: str | None = Field(None, min_length=1, max_length=75)
     timeout_seconds: Wait | None = Field(None, gt=0, le=120)
 
     @field_validator("mentions")
@@ -96,9 +100,21 @@ class SlackSettings(ChannelSettings):
         return value
 
 
-def escape_mrkdwn(text: str) -> str:
-    """``text`` safe in a mrkdwn string: Slack's three control characters as entities."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def escape_mrkdwn(text: str, url: str = "") -> str:
+    """``text`` inert in a mrkdwn string: Slack's three control characters as the entities it
+    decodes, and its formatting characters, which have no escape, full-width (markup.py;
+    an underscore inside a word stays). ``url``, the message's link, keeps its characters
+    (but for the entities), so that it still links."""
+
+    def entities(piece: str) -> str:
+        return piece.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    def inert(piece: str) -> str:
+        return full_width(entities(piece), "*_~`")
+
+    if not url or link_target(url) is None or any(c.isspace() for c in url):
+        return inert(text)  # not an http(s) URL: text like the rest
+    return entities(url).join(inert(piece) for piece in text.split(url))
 
 
 def mention_token(mention: str) -> str:
@@ -144,6 +160,10 @@ class SlackChannel(Channel):
             text = render(outgoing.context, limit, self.settings)
         return text or "(empty)"
 
+    def button_text(self) -> str:
+        """The link button's label: the configured one, else the locale's word."""
+        return self.settings.button_text or label("open", self.settings.locale)
+
     def payload(self, outgoing: Outgoing) -> dict:
         text = self.text(outgoing)
         mentions = " ".join(mention_token(m) for m in self.settings.mentions)
@@ -163,11 +183,11 @@ class SlackChannel(Channel):
         ):
             button = {
                 "type": "button",
-                "text": {"type": "plain_text", "text": self.settings.button_text, "emoji": False},
+                "text": {"type": "plain_text", "text": self.button_text(), "emoji": False},
                 "url": url,
             }
             blocks.append({"type": "actions", "elements": [button]})
-        fallback = escape_mrkdwn(text)
+        fallback = escape_mrkdwn(text, url)
         return {
             "text": f"{mentions} {fallback}" if mentions else fallback,
             "blocks": blocks,
@@ -198,6 +218,8 @@ class SlackChannel(Channel):
             reply=reply,
             error=f"HTTP {status} from Slack: {code}{retry_after(response)}",
             permanent=status in PERMANENT_STATUSES,
+            retry_after=wait_asked(response),
+            rate_limited=status == 429,
         )
 
     def close(self) -> None:

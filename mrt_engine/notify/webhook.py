@@ -34,7 +34,7 @@ Answers (the spec's "Delivery success and failure"): 2xx is success. 408 and 429
 like 5xx, 3xx (redirects are not followed) and network errors; every other 4xx is permanent (the
 receiver refuses this message: 400, 401, 403, 404, 410 Gone, 413, 422...), so the delivery goes
 to the dead letter at once, where it can be requeued after the receiver is fixed. A
-``Retry-After`` is recorded with the error; the outbox's backoff decides when to retry.
+``Retry-After`` is recorded with the error, and the retry is not before it (held to an hour).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from pydantic import Field
 
 from mrt_engine import __version__
 from mrt_engine.config import Wait
-from mrt_engine.notify._post import Poster, preview_post, resolve_url, retry_after
+from mrt_engine.notify._post import Poster, preview_post, resolve_url, retry_after, wait_asked
 from mrt_engine.notify.base import (
     Channel,
     ChannelContext,
@@ -222,6 +222,8 @@ class WebhookChannel(Channel):
             reply=reply,
             error=f"HTTP {status} from the webhook{retry_after(response)}",
             permanent=400 <= status < 500 and status not in RETRIED_4XX,
+            retry_after=wait_asked(response),
+            rate_limited=status == 429,
         )
 
     def close(self) -> None:

@@ -50,6 +50,7 @@ KNOWN_CODES = {
     44004: "empty content",
     40008: "invalid message type",
 }
+RATE_LIMIT_CODES = frozenset({45009})
 PERMANENT_CODES = frozenset({40058, 44004, 40008})
 
 
@@ -88,6 +89,8 @@ class WeComChannel(RobotChannel):
     platform = "WeCom"
     known_codes = KNOWN_CODES
     permanent_codes = PERMANENT_CODES
+    rate_limit_codes = RATE_LIMIT_CODES
+    rate_limit_wait = 60.0  # 20 a minute
 
     def __init__(self, settings: WeComSettings, webhook: Secret, timeout: float) -> None:
         super().__init__("wecom", settings.timeout_seconds, timeout)

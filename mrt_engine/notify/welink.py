@@ -16,7 +16,7 @@ import uuid
 from pydantic import Field, field_validator, model_validator
 
 from mrt_engine.config import Wait
-from mrt_engine.notify._post import Poster, resolve_url
+from mrt_engine.notify._post import Poster, resolve_url, wait_asked
 from mrt_engine.notify.base import (
     Channel,
     ChannelContext,
@@ -136,6 +136,8 @@ class WeLinkChannel(Channel):
                 reply=reply,
                 error=f"HTTP {response.status_code} from WeLink",
                 permanent=permanent,
+                retry_after=wait_asked(response),
+                rate_limited=response.status_code == 429,
             )
         try:
             answer = parse_json(response.content)

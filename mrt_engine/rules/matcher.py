@@ -11,6 +11,7 @@ kept, with its reason, whether or not it led to an alert.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ class Decision(NamedTuple):
 
 
 NO_DECISION = Decision()
+_PLANS_MAX = 4096
+_ANSWERS_MAX = 4096
 
 
 def _glob_matcher(patterns: Sequence[str]) -> Callable[[str], bool] | None:
@@ -89,18 +92,20 @@ class CompiledRule:
         self._regexes = [t.regex for t in self._regex_tests]
         # (label for the reason, attribute getter, matcher)
         filters: list[tuple[str, Callable[[TrackerEvent], str], Callable[[str], bool]]] = []
-        for label, getter, patterns in (
-            ("source", lambda e: e.source, config.source),
-            ("source_key", lambda e: e.source_key, config.source_key),
-            ("resource_type", lambda e: e.resource_type, config.resource_type),
-            ("event_type", lambda e: e.event_type, config.event_type),
-            ("repo", lambda e: e.resource_id, config.repo),
-            ("org", lambda e: e.org, config.org),
-            ("author", lambda e: e.author, config.author),
+        read: set[str] = set()  # the event attributes the filters read
+        for label, getter, patterns, attribute in (
+            ("source", lambda e: e.source, config.source, "source"),
+            ("source_key", lambda e: e.source_key, config.source_key, "source_key"),
+            ("resource_type", lambda e: e.resource_type, config.resource_type, "resource_type"),
+            ("event_type", lambda e: e.event_type, config.event_type, "event_type"),
+            ("repo", lambda e: e.resource_id, config.repo, "resource_id"),
+            ("org", lambda e: e.org, config.org, "resource_id"),
+            ("author", lambda e: e.author, config.author, "author"),
         ):
             matcher = _glob_matcher(patterns)
             if matcher:
                 filters.append((label, getter, matcher))
+                read.add(attribute)
         self._filters = filters
         self._labels = _glob_matcher(config.label)
         block = config.block
@@ -124,6 +129,21 @@ class CompiledRule:
         self._keywords_alone = (
             self.keyword_only and not filters and self._labels is None and not self._has_block
         )
+        # A rule that reads no text (field filters and labels only, its block list too) gives
+        # the same answer for every event with the same values of what it reads: an author, a
+        # label set, a repo come back event after event, so each answer is worked out once.
+        self._answers: dict[object, RuleHit | None] | None = None
+        if not (self._folded_keywords or self._regexes or self._block_words or block.regex):
+            if block.author:
+                read.add("author")
+            if block.repo or block.org:
+                read.add("resource_id")
+            if block.event_type:
+                read.add("event_type")
+            if config.label or block.label:
+                read.add("labels")
+            self._answers = {}
+            self._read = operator.attrgetter(*sorted(read)) if read else None
 
     @property
     def keyword_only(self) -> bool:
@@ -154,14 +174,31 @@ class CompiledRule:
         ``keyword_seen`` is what a :class:`KeywordIndex` scan found for this rule (``None``:
         look for the keywords here).
         """
-        if texts is None:
-            texts = FieldTexts(event)
+        return self.step(keyword_seen)(
+            event, FieldTexts(event) if texts is None else texts, keyword_seen
+        )
+
+    def step(self, keyword_seen: bool | None) -> Callable[..., RuleHit | None]:
+        """What :meth:`match` calls for an event (with its texts and ``keyword_seen``): the
+        shortest way to the same answer, chosen once per rule set (RuleSet._plan)."""
+        if self._answers is not None:
+            return self._text_free_match
         if keyword_seen and self._keywords_alone:
-            fields = self.fields
-            reason = self._keyword_reason(texts.joined(fields), texts.folded(fields))
-            return (
-                None if reason is None else RuleHit(self.name, self.action, self.priority, reason)
-            )
+            return self._keyword_hit
+        return self._match
+
+    def _keyword_hit(
+        self, event: TrackerEvent, texts: FieldTexts, keyword_seen: bool | None
+    ) -> RuleHit | None:
+        """:meth:`match` of a rule of keywords alone, one of which is known to be there."""
+        fields = self.fields
+        reason = self._keyword_reason(texts.joined(fields), texts.folded(fields))
+        return None if reason is None else RuleHit(self.name, self.action, self.priority, reason)
+
+    def _match(
+        self, event: TrackerEvent, texts: FieldTexts, keyword_seen: bool | None
+    ) -> RuleHit | None:
+        """:meth:`match`, worked out."""
         reasons: list[str] = []
         for label, getter, matcher in self._filters:
             value = getter(event)
@@ -189,6 +226,26 @@ class CompiledRule:
             reasons.insert(0, text_reason)
         reason = "; ".join(reasons) if reasons else "matches every event"
         return RuleHit(self.name, self.action, self.priority, reason)
+
+    def _text_free_match(
+        self, event: TrackerEvent, texts: FieldTexts | None = None, _seen: bool | None = None
+    ) -> RuleHit | None:
+        """:meth:`match` of a rule that reads no text, worked out once per distinct value of
+        what it reads (kept while there are fewer than _ANSWERS_MAX)."""
+        answers = self._answers
+        assert answers is not None
+        try:
+            key = self._read(event) if self._read is not None else None
+            return answers[key]
+        except KeyError:
+            pass
+        except TypeError:  # a value that cannot be a key (a source's bug): worked out as is
+            return self._match(event, FieldTexts(event), None)
+        answer = self._match(event, FieldTexts(event), None)
+        if len(answers) >= _ANSWERS_MAX:
+            answers.clear()
+        answers[key] = answer
+        return answer
 
     def _may_match_text(self, texts: FieldTexts, keyword_seen: bool | None) -> bool:
         """False when no keyword or regex of the rule can match: the common, cheap case.
@@ -274,10 +331,14 @@ class RuleSet:
     _gate: TextGate = field(init=False, repr=False)
     # Positions of the rules whose text test is keywords alone: passing the gate is a match.
     _keyword_only: frozenset[int] = field(init=False, repr=False)
-
-    # Positions of the rules the gate does not judge: every event is evaluated by them.
-    _ungated: frozenset[int] = field(init=False, repr=False)
-    _ungated_order: tuple[int, ...] = field(init=False, repr=False)
+    # The rules (as bits, see TextGate) the gate does not judge: every event is evaluated by them.
+    _ungated: int = field(init=False, repr=False)
+    # What to evaluate for each set of rules (as bits) an event's gate let through: the rules in
+    # priority order, each with what the gate found for it. Few sets come back event after
+    # event, so each is worked out once. Bounded: emptied when full.
+    _plans: dict[int, tuple[tuple[CompiledRule, Callable, bool | None], ...]] = field(
+        init=False, repr=False
+    )
     # A channel's ``min_priority``: an alert below it is not routed there.
     min_priority: dict[str, int] = field(default_factory=dict)
     _by_name: dict[str, CompiledRule] = field(init=False, repr=False)
@@ -286,8 +347,24 @@ class RuleSet:
         self._by_name = {r.name: r for r in self.rules}
         self._gate = TextGate([(r.fields, r.gate_words) for r in self.rules])
         self._keyword_only = frozenset(i for i, r in enumerate(self.rules) if r.keyword_only)
-        self._ungated = frozenset(range(len(self.rules))) - self._gate.gated
-        self._ungated_order = tuple(sorted(self._ungated))
+        self._ungated = ((1 << len(self.rules)) - 1) & ~self._gate.gated
+        self._plans = {}
+
+    def _plan(self, rules: int) -> tuple[tuple[CompiledRule, Callable, bool | None], ...]:
+        """The rules of the bits ``rules``, in priority order, each with its step
+        (:meth:`CompiledRule.step`) and ``keyword_seen`` for it: ``True`` for a rule whose text
+        test is keywords alone (it passed the gate, so a keyword is there), else ``None`` (it
+        looks for itself)."""
+        steps = []
+        for position, rule in enumerate(self.rules):
+            if rules >> position & 1:
+                seen = True if position in self._keyword_only else None
+                steps.append((rule, rule.step(seen), seen))
+        plan = tuple(steps)
+        if len(self._plans) >= _PLANS_MAX:
+            self._plans.clear()
+        self._plans[rules] = plan
+        return plan
 
     @classmethod
     def compile(
@@ -309,7 +386,11 @@ class RuleSet:
     def group_by(self, decision: Decision) -> tuple[str, ...]:
         """What the group key of ``decision``'s alert is made of: its first (highest
         priority) notify rule's ``group_by``."""
-        for name in decision.notify_rules:
+        return self.group_by_of(decision.notify_rules)
+
+    def group_by_of(self, notify_rules: Sequence[str]) -> tuple[str, ...]:
+        """:meth:`group_by` of a decision whose notify rules are ``notify_rules``."""
+        for name in notify_rules:
             rule = self._by_name.get(name)
             if rule is not None:
                 return rule.group_by
@@ -323,13 +404,13 @@ class RuleSet:
         """Every hit for ``event`` and whether it should notify, where, and how urgently."""
         hits: list[tuple[CompiledRule, RuleHit]] = []
         texts = FieldTexts(event)
-        passed = self._gate.open(texts)
-        rules = self.rules
-        keyword_only = self._keyword_only
         # The rules the gate let through and those it does not judge, in priority order.
-        for position in sorted(self._ungated | passed) if passed else self._ungated_order:
-            rule = rules[position]
-            hit = rule.match(event, texts, True if position in keyword_only else None)
+        rules = self._gate.open(texts) | self._ungated
+        plan = self._plans.get(rules)
+        if plan is None:
+            plan = self._plan(rules)
+        for rule, step, keyword_seen in plan:
+            hit = step(event, texts, keyword_seen)
             if hit is not None:
                 hits.append((rule, hit))
         if not hits:

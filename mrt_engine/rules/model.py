@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mrt_engine.config import StrictModel
+from mrt_engine.config import Duration, StrictModel
 from mrt_engine.text import clean
 
 # "summary" is the whole text the upstream gave (an issue's body, release notes, an advisory's
@@ -72,6 +72,9 @@ class RuleConfig(StrictModel):
     # Its hits that share these fields go out as one message (see notify.<channel>.group_*);
     # [] : each hit is a message of its own. Protected hits are never grouped.
     group_by: list[GroupField] = Field(default_factory=lambda: list(DEFAULT_GROUP_BY))
+    # Its groups' own times (None: the channel's, else delivery's); on channels that group.
+    group_wait_seconds: Duration | None = Field(None, ge=0)
+    group_interval_seconds: Duration | None = Field(None, ge=0)
 
     @field_validator(
         "keywords",
@@ -103,6 +106,15 @@ class RuleConfig(StrictModel):
                 f"(starting with a letter or digit), got {value!r}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _group_times_need_groups(self) -> RuleConfig:
+        for name in ("group_wait_seconds", "group_interval_seconds"):
+            if getattr(self, name) is not None and not self.group_by:
+                raise ValueError(
+                    f"{name} needs a group_by: a rule with group_by = [] sends each hit alone"
+                )
+        return self
 
     @model_validator(mode="after")
     def _patterns_compile(self) -> RuleConfig:

@@ -63,6 +63,30 @@ class FieldTexts:
             value = self._folded[names] = self.joined(names).casefold()
         return value
 
+    def all_folded(self, lists: tuple[tuple[str, ...], ...]) -> list[str]:
+        """``[self.folded(names) for names in lists]``, in one call: the gate's texts, made for
+        every event, where the calls of ``folded``, ``joined`` and ``field`` cost more than
+        their joining and folding."""
+        fields, joined_texts, folded_texts = self._fields, self._joined, self._folded
+        found = []
+        for names in lists:
+            folded = folded_texts.get(names)
+            if folded is None:
+                joined = joined_texts.get(names)
+                if joined is None:
+                    parts = []
+                    for name in names:
+                        value = fields.get(name)
+                        if value is None:
+                            value = fields[name] = _field_text(self._event, name)
+                        parts.append(value)
+                    joined = joined_texts[names] = (
+                        parts[0] if len(parts) == 1 else "\x00".join(parts)
+                    )
+                folded = folded_texts[names] = joined.casefold()
+            found.append(folded)
+        return found
+
 
 _POSITIONAL = re.compile(r"\^|\$|\\A|\\Z|\\z|\(\?[=!<]")
 
@@ -120,7 +144,7 @@ class RegexTest:
     def gate_word(self) -> tuple[str, bool] | None:
         """The literal as a :class:`TextGate` word, or ``None`` if there is none."""
         literal, ignore_case = self.literal
-        if not literal:
+        if not literal or "\x00" in literal:  # NUL joins fields: a word never holds it
             return None
         return (literal, False) if ignore_case else (literal.casefold(), True)
 
@@ -147,41 +171,54 @@ class TextGate:
     distinct word is looked for once (a substring test of the case-folded fields, much faster in
     CPython than one alternation regex), however many rules share it. Literals of
     case-insensitive regexes are only trusted when the text is ASCII.
+
+    Rules are named by bits (bit ``i``: the rule at position ``i``): the rules a word lets
+    through are one ``int``, and a scan's result is their union, one ``|`` per word found.
     """
 
     def __init__(self, rules: Sequence[tuple[tuple[str, ...], Sequence[tuple[str, bool]]]]) -> None:
         """``rules``: per rule position, its fields and its gate words as (folded word,
         trusted on any text); an empty list means the rule has no gate."""
-        groups: dict[tuple[str, ...], dict[tuple[str, bool], set[int]]] = {}
-        gated: set[int] = set()
+        groups: dict[tuple[str, ...], dict[tuple[str, bool], int]] = {}
+        gated = 0
         for position, (fields, words) in enumerate(rules):
             if not words:
                 continue
-            gated.add(position)
+            gated |= 1 << position
             group = groups.setdefault(fields, {})
             for word in words:
-                group.setdefault(word, set()).add(position)
-        self.gated = frozenset(gated)
-        self._groups = [
-            (
-                fields,
-                tuple((w, frozenset(r)) for (w, exact), r in words.items() if exact),
-                tuple((w, frozenset(r)) for (w, exact), r in words.items() if not exact),
+                group[word] = group.get(word, 0) | 1 << position
+        self.gated = gated  # the rules with a gate, as bits
+        self._lists = tuple(groups)  # the field lists, in the order of _groups
+        self._groups = []
+        for fields, words in groups.items():
+            ascii_only = tuple((w, r) for (w, exact), r in words.items() if not exact)
+            any_of = 0
+            for _w, r in ascii_only:
+                any_of |= r
+            self._groups.append(
+                (
+                    fields,
+                    tuple((w, r) for (w, exact), r in words.items() if exact),
+                    ascii_only,
+                    any_of,  # what the ascii-only words let through on other text: all of it
+                )
             )
-            for fields, words in groups.items()
-        ]
 
-    def open(self, texts: FieldTexts) -> set[int]:
-        """Positions of the gated rules with a gate word in their fields of the event."""
-        passed: set[int] = set()
-        for fields, exact, ascii_only in self._groups:
-            folded = texts.folded(fields)
+    def open(self, texts: FieldTexts) -> int:
+        """The gated rules (as bits) with a gate word in their fields of the event."""
+        passed = 0
+        for (fields, exact, ascii_only, any_of), folded in zip(
+            self._groups, texts.all_folded(self._lists), strict=True
+        ):
             for word, rules in exact:
                 if word in folded:
                     passed |= rules
             if ascii_only:
-                trusted = texts.joined(fields).isascii()
+                if not texts.joined(fields).isascii():
+                    passed |= any_of
+                    continue
                 for word, rules in ascii_only:
-                    if not trusted or word in folded:
+                    if word in folded:
                         passed |= rules
         return passed

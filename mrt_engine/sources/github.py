@@ -253,8 +253,11 @@ class GitHubIssues(Source):
             created = _time(item, "created_at")
         number = item["number"]
         labels = _labels(item)
-        user = item.get("user") if isinstance(item.get("user"), dict) else {}
-        body = body_text(item.get("body") if isinstance(item.get("body"), str) else "")
+        user = item.get("user")
+        if not isinstance(user, dict):
+            user = {}
+        body = item.get("body")
+        body = body_text(body if isinstance(body, str) else "")
         closed_at = parse_upstream(item.get("closed_at"))
         common: dict[str, Any] = {
             "source": "github",
@@ -341,11 +344,15 @@ def _labels(item: dict[str, Any]) -> tuple[str, ...]:
     found = item.get("labels")
     if not isinstance(found, list):
         return ()
-    return tuple(
-        lb["name"] if isinstance(lb, dict) else lb
-        for lb in found
-        if isinstance(lb, str) or (isinstance(lb, dict) and isinstance(lb.get("name"), str))
-    )
+    names = []
+    for label in found:  # a loop, not a generator: it runs for every item
+        if isinstance(label, dict):
+            name = label.get("name")
+            if isinstance(name, str):
+                names.append(name)
+        elif isinstance(label, str):
+            names.append(label)
+    return tuple(names)
 
 
 def _compact(item: dict[str, Any]) -> dict[str, Any]:

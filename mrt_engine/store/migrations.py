@@ -15,6 +15,9 @@ from pathlib import Path
 
 from mrt_engine.store import search
 
+# The counters a poll_metric row gained in schema 7 (a poll's answers by status class, retries).
+POLL_METRIC_COUNTS = ("http_2xx", "http_304", "http_4xx", "http_5xx", "http_retries")
+
 MIGRATIONS: list[list[str]] = [
     # 1: the engine core
     [
@@ -373,7 +376,29 @@ MIGRATIONS: list[list[str]] = [
         # silenced ones are in it.
         "CREATE INDEX delivery_silence ON delivery (silence_id) WHERE silence_id IS NOT NULL",
     ],
-    # 8 in issue 13's plan (7 is issue 12's; renumbered at merge): incidents. An incident is
+    # 7: metrics (issue 12): what a poll's and a send's figures lacked (mrt_engine/metrics.py
+    # sums them, mrt_engine/prometheus.py exports them).
+    [
+        # A poll's answers by status class (every try, retried ones too), the retries among its
+        # requests, and the rate-limit budget left after it (NULL: the upstream gave none). An
+        # idle-polls row sums its polls' answers and keeps the latest budget.
+        *(
+            f"ALTER TABLE poll_metric ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0"
+            for name in POLL_METRIC_COUNTS
+        ),
+        "ALTER TABLE poll_metric ADD COLUMN rate_limit_remaining INTEGER",
+        # What a failed send was ('temporary': retried; 'permanent': the channel refused it for
+        # good) and the status it left its delivery in ('sent', 'retrying', 'dead': a dead
+        # letter). NULL on attempts recorded before schema 7 and on those still in flight.
+        "ALTER TABLE attempt ADD COLUMN failure TEXT",
+        "ALTER TABLE attempt ADD COLUMN delivery_status TEXT",
+        # A channel's oldest queued delivery (its age is a gauge every scrape reads): the first
+        # entry, where the queue's other indexes would have every queued row read. Partial like
+        # them: it holds the queue, not the history.
+        "CREATE INDEX delivery_queue_age ON delivery (channel, created_at)"
+        " WHERE status IN ('pending', 'retrying')",
+    ],
+    # 8: incidents (issue 13). An incident is
     # one model family's alerted events within a window, across sources (mrt_engine/
     # incidents.py), written in the poll's transaction with the alerts it links.
     [
@@ -423,6 +448,7 @@ SUMMARIES: tuple[str, ...] = (
     "engines that share a store: engine registry and source leases",
     "less noise: bundled deliveries (groups, digests, folds), group windows, digest schedules",
     "silences: matchers that stop deliveries for a time, stored as silenced",
+    "metrics: answers by status class, retries and budget per poll; kinds of failed sends; queue age",
     "incidents: one model family's alerted events across sources, with their timeline",
 )
 

@@ -25,6 +25,8 @@ store moved from SQLite by ``mrt-engine store copy`` is created at the latest ve
 
 from __future__ import annotations
 
+from mrt_engine.store.migrations import POLL_METRIC_COUNTS
+
 # The tables whose changes the console follows (all but the counters it reads through them).
 WATCHED_TABLES = (
     "source_state",
@@ -383,7 +385,19 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TRIGGER silence_truncate_changed AFTER TRUNCATE ON silence
             FOR EACH STATEMENT EXECUTE FUNCTION mrt_store_changed()""",
     ],
-    # 8 in issue 13's plan: incidents (see mrt_engine/store/migrations.py). Written in the
+    # 7: metrics (see mrt_engine/store/migrations.py)
+    [
+        *(
+            f"ALTER TABLE poll_metric ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0"
+            for name in POLL_METRIC_COUNTS
+        ),
+        "ALTER TABLE poll_metric ADD COLUMN rate_limit_remaining BIGINT",
+        "ALTER TABLE attempt ADD COLUMN failure TEXT",
+        "ALTER TABLE attempt ADD COLUMN delivery_status TEXT",
+        "CREATE INDEX delivery_queue_age ON delivery (channel, created_at)"
+        " WHERE status IN ('pending', 'retrying')",
+    ],
+    # 8: incidents (see mrt_engine/store/migrations.py). Written in the
     # poll's transaction with its events, whose triggers already signal the change.
     [
         f"""CREATE TABLE incident (

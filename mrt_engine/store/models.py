@@ -190,6 +190,8 @@ class Attempt(StoreModel):
     reply = TextField(null=True)
     error = TextField(null=True)
     worker = TextField(null=True)
+    failure = TextField(null=True)  # temporary | permanent (a failed send; schema 7)
+    delivery_status = TextField(null=True)  # what it left the delivery: sent | retrying | dead
 
     class Meta:
         table_name = "attempt"
@@ -229,6 +231,13 @@ class PollMetric(StoreModel):
     error = TextField(null=True)
     polls = IntegerField(default=1)
     max_duration_ms = IntegerField(null=True)  # None: one poll (before schema 3)
+    # Schema 7: answers by status class (every try), retries, the rate-limit budget left.
+    http_2xx = IntegerField(default=0)
+    http_304 = IntegerField(default=0)
+    http_4xx = IntegerField(default=0)
+    http_5xx = IntegerField(default=0)
+    http_retries = IntegerField(default=0)
+    rate_limit_remaining = IntegerField(null=True)
 
     class Meta:
         table_name = "poll_metric"

@@ -58,7 +58,8 @@ class SilenceForm(ModalScreen[SilenceDraft | None]):
             yield Label("Silence what matches (all of)", classes="dialog-title")
             yield Input(
                 shlex.join(self.matchers),
-                placeholder="source=KEY org=ORG repo=ID rule=NAME type=TYPE text=WORDS",
+                placeholder="source=KEY org=ORG repo=ID rule=NAME type=TYPE text=WORDS"
+                " (=~ regex, != and !~ not)",
                 id="matchers",
             )
             yield Input(DEFAULT_DURATION, placeholder="for: 30m, 2h, 3d", id="duration")
