@@ -44,8 +44,10 @@ from mrt_engine.timeutil import to_store
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 EVENTS = 30_000
+# (incident stays small: a row per model family per window, hundreds a year; the planner rightly
+# scans a few rows. Its events, incident_event, grow with the alerts.)
 BIG_TABLES = frozenset(
-    {"event", "rule_hit", "delivery", "attempt", "event_search", "incident", "incident_event"}
+    {"event", "rule_hit", "delivery", "attempt", "event_search", "incident_event"}
 )
 RARE_WORD = "zyxquartz"  # in 5 titles of 30,000
 CHANNELS = ["welink", "email"]
