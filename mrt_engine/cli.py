@@ -246,6 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
         p = source_sub.add_parser(name, parents=[store_opts], help=text)
         p.add_argument("key", metavar="KEY")
         p.set_defaults(func=commands.cmd_source)
+    incidents = sub.add_parser(
+        "incidents",
+        parents=[store_opts, as_json],
+        help="model families seen across sources: each incident with its timeline",
+    )
+    incidents.add_argument(
+        "--limit", type=_count(1, 100_000), default=20, help="incidents (default 20)"
+    )
+    incidents.add_argument(
+        "--events",
+        type=_count(1, 100_000),
+        default=50,
+        help="events of each incident's timeline, first seen first (default 50)",
+    )
+    incidents.set_defaults(func=commands.cmd_incidents)
+
     silence = sub.add_parser(
         "silence",
         parents=[store_opts, as_json],

@@ -617,6 +617,40 @@ def cmd_silence(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def cmd_incidents(args: argparse.Namespace) -> int:
+    """``incidents``: the latest incidents, each with its timeline (mrt_engine/incidents.py)."""
+    from datetime import timedelta
+
+    from mrt_engine.incidents import DEFAULT_WINDOW
+    from mrt_engine.store.incident_queries import incidents
+
+    window = DEFAULT_WINDOW
+    if args.config or os.environ.get("MRT_CONFIG"):
+        window = timedelta(days=_config(args).incidents.window_days)
+    with _store(args):
+        now = timeutil.utcnow()
+        rows = incidents(now, window, limit=args.limit, timeline_length=args.events)
+        if args.json:
+            _print_json(rows)
+            return EXIT_OK
+        if not rows:
+            print("no incidents: no alerted event has named a model family yet")
+        for v in rows:
+            state = "open" if v.open else "closed"
+            print(
+                f"{v.id:>5}  {v.name}  [{state}]  {plural(v.sources, 'source')},"
+                f" {plural(v.events, 'event')}; first seen {_fmt_time(v.first_seen_at, now)}"
+            )
+            for entry in v.timeline:
+                print(
+                    f"       {entry.position:>3}. {_fmt_time(entry.seen_at)}  {entry.source}"
+                    f"  {entry.event_type}  event {entry.event_id}: {entry.title}"
+                )
+            if v.events > len(v.timeline):
+                print(f"       … and {plural(v.events - len(v.timeline), 'later event')}")
+        return EXIT_OK
+
+
 def _output(path: str) -> Any:
     """``path`` opened for writing, or a usage error that says why not."""
     try:

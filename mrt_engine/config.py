@@ -185,6 +185,13 @@ class RetentionConfig(StrictModel):
     pause_seconds: Wait = Field(0.05, ge=0)
 
 
+class IncidentsConfig(StrictModel):
+    """How alerts of one model family are linked into an incident (mrt_engine/incidents.py)."""
+
+    # An incident takes the family's alerted events until this long after its first one.
+    window_days: Days = Field(14.0, gt=0)
+
+
 class LogConfig(StrictModel):
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -212,6 +219,7 @@ class ConfigBase(StrictModel):
     http: HttpConfig = Field(default_factory=HttpConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
 

@@ -304,6 +304,7 @@ class Engine:
             health=health,
             unhealthy_after=self.config.scheduler.unhealthy_after_failures,
         )
+        self.pipeline.incident_window = timedelta(days=self.config.incidents.window_days)
         for source in self.sources:
             ensure_state(self.store, source, now)
         watches = stale_watches(self.config.scheduler, self.sources)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from mrt_engine import quarantine
+from mrt_engine import incidents, quarantine
 from mrt_engine.batch import CommitCounts, prepare_batch, write_batch
 from mrt_engine.health import PROTECTED_TYPES, RECOVERED, UNHEALTHY, health_event
 from mrt_engine.http import FetchError, HttpClient, PollSession, RateLimited, Stopped, Validators
@@ -167,6 +167,7 @@ class Pipeline:
         self.states: StateCache[tuple[SourceStateRow, SourceState]] = StateCache(store.location)
         # The active silences a poll's alerts are matched against, read when the store changed.
         self.silences = ActiveSilences(store)
+        self.incident_window = incidents.DEFAULT_WINDOW  # the engine's incidents.window_days
 
     def close(self) -> None:
         """Let go of what the pipeline holds open (the store itself is the caller's)."""
@@ -273,6 +274,8 @@ class Pipeline:
         set_aside = [*result.quarantined, *batch.quarantined]
         with self.idle.committing(self.store, source.key):
             counts = write_batch(self.store, batch, self.silences)
+            if counts.alerts:  # the alerted events' incidents, in the same transaction
+                incidents.assign(self.store, batch, self.incident_window)
             if set_aside:
                 quarantine.upsert(self.store.db.cursor(), source.key, set_aside, batch.now_s)
             if recovers:

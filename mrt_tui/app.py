@@ -1,4 +1,4 @@
-"""The console application: seven views over the store, themes, keys and the command palette.
+"""The console application: eight views over the store, themes, keys and the command palette.
 
 The App is wiring only: views live in ``screens/``, reads in ``mrt_engine.store`` queries and
 every action in ``mrt_engine.operations``.
@@ -21,6 +21,7 @@ from mrt_tui.messages import ActionDone
 from mrt_tui.screens.base import REFRESH_SECONDS
 from mrt_tui.screens.events import EventsScreen
 from mrt_tui.screens.health import HealthScreen
+from mrt_tui.screens.incidents import IncidentsScreen
 from mrt_tui.screens.outbox import OutboxScreen
 from mrt_tui.screens.rules import RulesScreen
 from mrt_tui.screens.silences import SilencesScreen
@@ -45,6 +46,7 @@ class MrtApp(App):
         "sources": SourcesScreen,
         "silences": SilencesScreen,
         "health": HealthScreen,
+        "incidents": IncidentsScreen,
     }
     BINDINGS = [
         Binding("1", "switch_mode('events')", "Events", id="app.events"),
@@ -55,6 +57,7 @@ class MrtApp(App):
         # Not in the footer (it would push ? and q off a 120-column one): in help and palette.
         Binding("6", "switch_mode('silences')", "Silences", show=False, id="app.silences"),
         Binding("7", "switch_mode('health')", "Health", show=False, id="app.health"),
+        Binding("8", "switch_mode('incidents')", "Incidents", show=False, id="app.incidents"),
         Binding("ctrl+r", "refresh_now", "Refresh", show=False, id="app.refresh"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("colon", "command_palette", "Commands", show=False, id="app.commands"),

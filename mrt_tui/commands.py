@@ -14,6 +14,7 @@ SCREENS = [
     ("sources", "Sources: cursors, errors, poll now"),
     ("silences", "Silences: what is silenced, until when, by whom"),
     ("health", "Health: polls, 304s, rate limits, queues and sends over the last day"),
+    ("incidents", "Incidents: one model family across sources, with its timeline"),
 ]
 ACTIONS = [
     ("Resend the selected delivery / event", "resend"),

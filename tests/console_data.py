@@ -105,11 +105,14 @@ def build(
     state: dict | None = None,
     with_silences: bool = False,
     with_polls: bool = False,
+    with_incidents: bool = False,
 ) -> Path:
     """A store with 8 (or 9) events, 4 alerts, a sent, a dead, a retrying and a pending delivery
     (in the store ``state`` names: see :func:`write_config`); ``with_silences``: an active, a
     pending and an expired silence; ``with_polls``: a day of poll metrics and sends
-    (:func:`_day_of_polls`)."""
+    (:func:`_day_of_polls`); ``with_incidents``: the events linked into incidents as a poll
+    links them, after a HuggingFace model of DeepSeek-V3.2 three hours before
+    (:func:`_incidents`)."""
     rules = compile_rules(load_config(write_config(folder, state=state)))  # the rules at poll time
     path = write_config(folder, extra_rules=extra_rules, state=state)  # the console's rules now
     config = load_config(path)
@@ -121,8 +124,11 @@ def build(
         events = [event(i + 1, title, kind=kind) for i, (title, kind) in enumerate(TITLES)]
         if hostile:
             events.append(event(len(events) + 1, HOSTILE_TITLE))
-        with store.write():
-            commit_events(store, events, rules, NOW - timedelta(minutes=30))
+        if with_incidents:
+            _incidents(store, events, rules)
+        else:
+            with store.write():
+                commit_events(store, events, rules, NOW - timedelta(minutes=30))
         with store.write():
             outcomes = ["sent", "dead", "retrying", "pending"]
             for delivery, status in zip(
@@ -170,6 +176,39 @@ def build(
     finally:
         store.close()
     return path
+
+
+def _incidents(store, events, rules) -> None:
+    """A DeepSeek-V3.2 model on HuggingFace three hours ago, then the GitHub events, each poll's
+    alerted events linked into incidents as the pipeline links them."""
+    from mrt_engine import incidents
+    from mrt_engine.batch import prepare_batch, write_batch
+
+    first_at = NOW - timedelta(hours=3)
+    with store.write():  # the HuggingFace source the model came from
+        SourceState.create(
+            source_key="huggingface:deepseek-ai:models",
+            platform="huggingface",
+            baseline_done=True,
+            updated_at=first_at,
+        )
+    model = TrackerEvent(
+        source="huggingface",
+        source_key="huggingface:deepseek-ai:models",
+        resource_type="model",
+        resource_id="deepseek-ai/DeepSeek-V3.2",
+        event_type="model_added",
+        event_id="deepseek-ai/DeepSeek-V3.2@1",
+        title="deepseek-ai/DeepSeek-V3.2",
+        url="https://huggingface.co/deepseek-ai/DeepSeek-V3.2",
+        occurred_at=first_at,
+        observed_at=first_at,
+    )
+    for batch_events, at in (([model], first_at), (events, NOW - timedelta(minutes=30))):
+        batch = prepare_batch(batch_events, rules, at)
+        with store.write():
+            write_batch(store, batch)
+            incidents.assign(store, batch)
 
 
 def _silences(store) -> None:

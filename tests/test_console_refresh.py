@@ -75,7 +75,16 @@ def test_views_off_screen_and_an_unchanged_store_cost_no_store_read(console, sto
         app = MrtApp(session, theme="mrt-dark", remember=False)
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
-            for view in ("2", "4", "5", "6", "7", "3", "1"):  # every view visited, back to Events
+            for view in (
+                "2",
+                "4",
+                "5",
+                "6",
+                "7",
+                "8",
+                "3",
+                "1",
+            ):  # every view visited, back to Events
                 await pilot.press(view)
                 await settle(pilot)
             # The engine's periodic sweep for claims of engines that are gone (every heartbeat

@@ -79,7 +79,9 @@ def test_sigkill_at_random_points_loses_no_alert_and_duplicates_only_in_flight_s
             while not stop.is_set():
                 n += 1
                 matching = n % 3 == 0
-                title = f"[{n}] " + ("DeepSeek kernel change" if matching else "unrelated refactor")
+                title = f"[{n}] " + (
+                    "DeepSeek-V3.2 kernel change" if matching else "unrelated refactor"
+                )
                 item = github.add_issue(REPO, title, pull=n % 2 == 0)
                 created.append((n, item["html_url"], matching))
                 time.sleep(rng.uniform(0.02, 0.15))
@@ -158,6 +160,12 @@ def test_sigkill_at_random_points_loses_no_alert_and_duplicates_only_in_flight_s
             assert len(carrying) == 1, f"{url} went out in different messages: {carrying}"
         assert tracker.sql("SELECT COUNT(*) FROM delivery WHERE status != 'sent'") == [(0,)]
         assert tracker.sql("SELECT COUNT(DISTINCT fingerprint) = COUNT(*) FROM event") == [(1,)]
+        # Incidents commit with their alerts: each alert is in the one DeepSeek-V3.2 incident,
+        # numbered without a gap or a repeat, whatever instant the kills fell at.
+        alerts = tracker.sql("SELECT COUNT(*) FROM alert")[0][0]
+        assert tracker.sql("SELECT family, events FROM incident") == [("deepseek-v3.2", alerts)]
+        positions = tracker.sql("SELECT position FROM incident_event ORDER BY position")
+        assert [p for (p,) in positions] == list(range(1, alerts + 1))
         assert kills == CYCLES and len(matching_urls) > 20
         if bundled:  # the chaos did make bundles (not only messages of one alert)
             assert tracker.sql("SELECT COUNT(*) > 0 FROM delivery WHERE bundle_id IS NOT NULL")[

@@ -52,6 +52,7 @@ MODULES = (
     "mrt_engine.silences",
     "mrt_engine.metrics",
     "mrt_engine.store.health_figures",
+    "mrt_engine.store.incident_queries",
 )
 
 # Tables that grow with history: a query reads a bounded part of them, through an index.
@@ -60,6 +61,8 @@ BIG_TABLES = frozenset(
     {"event", "rule_hit", "alert", "delivery", "attempt", "poll_metric", "notice_group"}
     # ai_cache: an answer per text the optional AI was asked about (read by its key only)
     | {"ai_cache"}
+    # incidents: a row per alerted event that names a model family, and per family a window
+    | {"incident", "incident_event"}
 )
 # Tables that stay small: one row per source key, per operator action, per unreadable item.
 SMALL_TABLES = frozenset(
@@ -542,6 +545,7 @@ TYPE_SAMPLES: dict[str, Callable[[Samples], list]] = {
     "Clock": lambda s: [_clock()],
     "sqlite3.Cursor": lambda s: [s.store.db.cursor()],
     "datetime": _when,
+    "timedelta": lambda s: [timedelta(days=14), timedelta(seconds=1)],
     "QuarantineView": lambda s: [None],
     "RetentionPolicy": lambda s: [_policy(), _policy(batch_rows=1)],
     "SilenceRow": _model_rows("Silence"),
@@ -694,7 +698,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mrt_engine.timeutil import to_store
 
     folder = tmp_path_factory.mktemp("plans")
-    config = console_data.build(folder)
+    config = console_data.build(folder, with_incidents=True)
     from mrt_engine.config import load_config
 
     store = open_store(load_config(config).db_path)

@@ -4,7 +4,7 @@ The SQLite checks (tests/test_query_plans.py) read SQLite's ``EXPLAIN QUERY PLAN
 public query on a small store. PostgreSQL's planner chooses by the table's size and statistics:
 on a small table a sequential scan is the cheapest plan, so these checks run on a store big
 enough for the choice to matter (tens of thousands of events written by the pipeline's own
-``commit_events``, deliveries in every status with their attempts, then ``ANALYZE``), and ask
+``write_batch`` and ``incidents.assign``, deliveries in every status with their attempts, then ``ANALYZE``), and ask
 ``EXPLAIN`` of each statement the main query shapes run: the outbox claim and its due time, the
 outbox by status, a trace by fingerprint prefix, URL and id, the status and rule counts, and the
 Events search. No plan may read ``event``, ``rule_hit``, ``delivery`` or ``attempt`` whole.
@@ -23,21 +23,32 @@ import pg_cluster
 import pytest
 from conftest import postgresql_address
 
-from mrt_engine import metrics
-from mrt_engine.batch import commit_events
+from mrt_engine import incidents, metrics
+from mrt_engine.batch import prepare_batch, write_batch
 from mrt_engine.delivery.outbox import Outbox
 from mrt_engine.delivery.policy import ChannelPolicy
 from mrt_engine.events import TrackerEvent
 from mrt_engine.notify.base import DigestSettings
 from mrt_engine.rules import RuleConfig, RuleSet
-from mrt_engine.store import feed, health_figures, postgres, queries, retention
+from mrt_engine.store import (
+    feed,
+    health_figures,
+    incident_queries,
+    postgres,
+    queries,
+    retention,
+)
 from mrt_engine.store.db import Store, open_store
 from mrt_engine.store.location import StoreLocation, parse_location
 from mrt_engine.timeutil import to_store
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 EVENTS = 30_000
-BIG_TABLES = frozenset({"event", "rule_hit", "delivery", "attempt", "event_search"})
+# (incident stays small: a row per model family per window, hundreds a year; the planner rightly
+# scans a few rows. Its events, incident_event, grow with the alerts.)
+BIG_TABLES = frozenset(
+    {"event", "rule_hit", "delivery", "attempt", "event_search", "incident_event"}
+)
 RARE_WORD = "zyxquartz"  # in 5 titles of 30,000
 CHANNELS = ["welink", "email"]
 RULES = RuleSet.compile([RuleConfig(name="deepseek", keywords=["deepseek"])], CHANNELS)
@@ -111,9 +122,11 @@ def _when(n: int) -> datetime:
 
 
 def _build(store: Store) -> None:
-    for batch in _events():
+    for events in _events():  # as a poll writes them, incidents too (DeepSeek-V3 ones)
+        batch = prepare_batch(events, RULES, events[-1].observed_at)
         with store.write():
-            commit_events(store, batch, RULES, batch[-1].observed_at)
+            write_batch(store, batch)
+            incidents.assign(store, batch)
     db = store.db
     with store.write():
         # Where the outbox stands after a while: most sent, some dead, a few waiting.
@@ -271,6 +284,8 @@ SHAPES: dict[str, Callable[[Store], object]] = {
     "health figures": lambda s: health_figures.health_figures(
         NOW + timedelta(days=2), channels=CHANNELS
     ),
+    # ~4,000 events of five DeepSeek-V3 incidents: the latest incidents, 20 events of each.
+    "incidents": lambda s: incident_queries.incidents(NOW, limit=20),
     "prune": lambda s: retention.prune(
         s, retention.RetentionPolicy(unmatched_raw_days=30, sent_attempts_days=1), NOW
     ),

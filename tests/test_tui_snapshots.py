@@ -107,3 +107,11 @@ def test_health_view_without_colour(snap_compare, app_for, monkeypatch):
     assert snap_compare(
         app_for(with_polls=True), terminal_size=(80, 24), run_before=settle_then("7")
     )
+
+
+def test_incidents_view(snap_compare, app_for):
+    # DeepSeek-V3.2 first seen on HuggingFace three hours ago, then in a vLLM pull request;
+    # each incident's heading, then its timeline (+ marks a new source).
+    assert snap_compare(
+        app_for(with_incidents=True), terminal_size=(80, 24), run_before=settle_then("8")
+    )

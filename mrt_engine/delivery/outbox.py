@@ -21,8 +21,10 @@ from datetime import datetime, timedelta
 from mrt_engine.delivery.backoff import retry_delay
 from mrt_engine.delivery.bundles import Planner, Row, follow_carrier
 from mrt_engine.delivery.policy import PLAIN, ChannelPolicy
+from mrt_engine.incidents import NOTE_COLUMNS, NOTE_JOINS, incident_note, note_of
 from mrt_engine.notify.base import SendResult
 from mrt_engine.notify.fields import StoredEvent, key_fields
+from mrt_engine.notify.incident_line import IncidentNote
 from mrt_engine.notify.message import MessageContext
 from mrt_engine.secrets import shorten
 from mrt_engine.store.db import Store
@@ -432,6 +434,7 @@ _EVENT_COLUMNS = (
     "e.event_type, e.source_key, e.resource_id, e.title, e.url, e.fingerprint, e.summary,"
     " e.author, e.labels, e.occurred_at, e.source, e.resource_type, e.event_id, e.raw"
 )
+_EVENT_WIDTH = len(_EVENT_COLUMNS.split(","))
 
 
 def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
@@ -444,23 +447,28 @@ def message_contexts(
     cursor: sqlite3.Cursor, delivery_ids: Sequence[int]
 ) -> dict[int, MessageContext]:
     """:func:`message_context` of several deliveries (a claimed batch), by id, in two reads
-    whatever their number: the deliveries with their alerts and events, and their rule hits."""
+    whatever their number: the deliveries with their alerts, events and incidents, and their
+    rule hits."""
     if not delivery_ids:
         return {}
     marks = ",".join("?" * len(delivery_ids))
     cursor.execute(
-        f"SELECT d.id, a.event_id, a.rules, a.tags, a.priority, d.kind, {_EVENT_COLUMNS}"
+        f"SELECT d.id, a.event_id, a.rules, a.tags, a.priority, d.kind, {_EVENT_COLUMNS},"
+        f" {NOTE_COLUMNS}"
         " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
-        f" WHERE d.id IN ({marks})",
+        + NOTE_JOINS.format(on="a.event_id")
+        + f" WHERE d.id IN ({marks})",
         list(delivery_ids),
     )
     rows = cursor.fetchall()
     alerts = [(row[0], row[1], json.loads(row[2] or "[]"), row[3:]) for row in rows]
     hits = _rule_hits(cursor, {event_id for _, event_id, rules, _ in alerts if rules})
     contexts: dict[int, MessageContext] = {}
-    for delivery_id, event_id, rules, (tags, priority, kind, *event) in alerts:
+    width = _EVENT_WIDTH
+    for delivery_id, event_id, rules, (tags, priority, kind, *columns) in alerts:
         reasons = [hits.get(event_id, {}).get(r, "") for r in rules]
-        context = _context_of(event, rules, reasons, json.loads(tags or "[]"), priority)
+        event, incident = columns[:width], note_of(columns[width:])
+        context = _context_of(event, rules, reasons, json.loads(tags or "[]"), priority, incident)
         if kind != "single":
             items = (context, *bundle_items(cursor, delivery_id))
             context = replace(context, bundle=kind, items=items)
@@ -497,7 +505,7 @@ def event_context(
     event = cursor.fetchone()
     hits = _rule_hits(cursor, [event_id] if rule_names else []).get(event_id, {})
     reasons = [hits.get(r, "") for r in rule_names]
-    return _context_of(event, rule_names, reasons, tags, priority)
+    return _context_of(event, rule_names, reasons, tags, priority, incident_note(cursor, event_id))
 
 
 def _context_of(
@@ -506,9 +514,10 @@ def _context_of(
     reasons: Sequence[str],
     tags: Sequence[str],
     priority: int,
+    incident: IncidentNote | None = None,
 ) -> MessageContext:
-    """:func:`event_context` from the event's row (:data:`_EVENT_COLUMNS`) and its rules'
-    reasons."""
+    """:func:`event_context` from the event's row (:data:`_EVENT_COLUMNS`), its rules'
+    reasons and its place in an incident."""
     (
         event_type,
         source_key,
@@ -553,6 +562,7 @@ def _context_of(
         priority=priority,
         occurred_at=from_store(occurred_at),
         fields=key_fields(stored),
+        incident=incident,
     )
 
 

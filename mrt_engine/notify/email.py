@@ -3,6 +3,8 @@
 The Subject is built only from trusted words and config names; the untrusted title and body go in
 the plain-text body. The Message-ID is derived from the delivery id, so every retry of one
 delivery carries the same id and mail clients can fold duplicates of an at-least-once send.
+The messages of one incident (a model family across sources, mrt_engine/incidents.py) share a
+thread: its first e-mail carries the incident's Message-ID, and later ones reply to it.
 
 On the wire the message is RFC 5322 as RFC 5321 wants it: CRLF line ends, folded headers
 (non-ASCII as encoded words) and a quoted-printable body, so every line is far below the 998-octet
@@ -32,6 +34,7 @@ from mrt_engine.notify.base import (
     Outgoing,
     SendResult,
 )
+from mrt_engine.notify.incident_line import thread_id
 from mrt_engine.notify.message import render
 from mrt_engine.secrets import Secret, redact, shorten
 from mrt_engine.wording import plural
@@ -133,12 +136,29 @@ class EmailChannel(Channel):
         msg["Message-ID"] = (
             f"<mrt.delivery.{outgoing.delivery_id}.{context.fingerprint[:16]}@{domain}>"
         )
+        self._thread(msg, context, domain)
         msg["X-MRT-Fingerprint"] = context.fingerprint
         # Quoted-printable: alerts are mostly ASCII (readable in the source) and no line of it is
         # longer than 78 octets, whatever the title or the excerpt holds.
         text = render(context, MAX_TEXT, self.settings) + "\n"
         msg.set_content(text, cte="quoted-printable")
         return msg
+
+    @staticmethod
+    def _thread(msg: EmailMessage, context, domain: str) -> None:
+        """Put a message of an incident into the incident's thread (RFC 5322 §3.6.4): the
+        first event's e-mail has the incident's Message-ID, every later one replies to it
+        (``In-Reply-To`` and ``References`` name that parent, which has no ``References``).
+        A bundle is about several alerts: it stays on its own."""
+        note = context.incident
+        if note is None or context.items:
+            return
+        root = thread_id(note, domain)
+        if note.first:
+            msg.replace_header("Message-ID", root)
+        else:
+            msg["In-Reply-To"] = root
+            msg["References"] = root
 
     def preview(self, outgoing: Outgoing) -> str:
         """The e-mail :meth:`send` would submit, as text: the envelope, the headers (decoded)

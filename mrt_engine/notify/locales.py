@@ -18,6 +18,9 @@ class Words:
     no: str
     operator: str  # "matched" of an alert an operator sent by hand
     separator: str  # between reasons of several rules
+    # A later event of an incident (mrt_engine/notify/incident_line.py): "new_source" when it
+    # brought a source, "same_source" when not; "minutes", "hours", "days", "now": how long ago.
+    incident: dict[str, str]
     # A bundle's fixed words (delivery/bundles.py: groups, digests, folds), str.format patterns:
     # ``{n}`` a count, ``{count}`` the alerts' count in words, ``{by}`` the counts per source.
     bundle: dict[str, str]
@@ -83,6 +86,14 @@ EN = Words(
     no="no",
     operator="sent by an operator",
     separator="; ",
+    incident={
+        "new_source": "{nth} source for {name}: first seen on {first} {ago}",
+        "same_source": "{nth} alert for {name} ({sources} sources): first seen on {first} {ago}",
+        "minutes": "{n} min ago",
+        "hours": "{n} h ago",
+        "days": "{n} d ago",
+        "now": "just now",
+    },
     bundle={
         "alert_one": "{n} alert",
         "alert_many": "{n} alerts",
@@ -155,6 +166,14 @@ ZH = Words(
     no="否",
     operator="由操作员手动发送",
     separator="；",
+    incident={
+        "new_source": "{name} 的第 {n} 个来源：{ago}首次出现在 {first}",
+        "same_source": "{name} 的第 {n} 条告警（共 {sources} 个来源）：{ago}首次出现在 {first}",
+        "minutes": "{n} 分钟前",
+        "hours": "{n} 小时前",
+        "days": "{n} 天前",
+        "now": "刚刚",
+    },
     bundle={
         "alert_one": "{n} 条告警",
         "alert_many": "{n} 条告警",

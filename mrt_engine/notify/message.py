@@ -20,6 +20,7 @@ from typing import Protocol
 from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
+from mrt_engine.notify.incident_line import IncidentNote, incident_line
 from mrt_engine.notify.locales import EN, LOCALES, bundle_word, headline, label, words
 from mrt_engine.text import clean, clean_line, excerpt
 
@@ -83,6 +84,8 @@ class MessageContext:
     # Who wrote ``summary`` when the optional AI is on (mrt_engine/ai/summary.py): "ai", or
     # "extractive" (its fallback); "" : the stored excerpt, as without AI.
     summary_by: str = ""
+    # The event's place in its model family's incident (mrt_engine/incidents.py), if any.
+    incident: IncidentNote | None = None
 
     @property
     def headline(self) -> str:
@@ -224,6 +227,7 @@ def _values(ctx: MessageContext, locale: str) -> dict:
         "words": dict(words(locale).labels),
         "locale": locale,
         "summary_by": ctx.summary_by,
+        "incident": incident_line(ctx.incident, locale),  # "" unless a later event of one
         **{k: clean_line(v) for k, v in ctx.extra.items()},
     }
 

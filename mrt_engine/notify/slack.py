@@ -32,6 +32,13 @@ errors: 403 ``invalid_token``, ``action_prohibited``, ``posting_to_general_chann
 ``channel_not_found``, ``no_service``, ``no_team``; 410 ``channel_is_archived``,
 ``team_disabled``. 429 (``rate_limited``, about one message a second per webhook) and 5xx
 (``rollup_error``) are retried, not before a ``Retry-After`` (recorded with the error).
+
+Threads: a message of an incident (one model family across sources) would belong in the thread
+of the incident's first message, which a payload names by ``thread_ts``, the first message's
+``ts``. An incoming webhook answers ``ok`` and nothing else (no ``ts``: only the Web API's
+``chat.postMessage`` returns one), so this channel cannot know the thread and posts each message
+in the channel; the message's incident line ("3rd source for DeepSeek-V3.2: first seen on
+HuggingFace (deepseek-ai) 2 h ago") says where it belongs.
 """
 
 from __future__ import annotations

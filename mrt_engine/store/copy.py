@@ -56,6 +56,8 @@ TABLES: tuple[Table, ...] = (
     Table("event"),
     Table("rule_hit"),
     Table("alert"),
+    Table("incident"),
+    Table("incident_event", "event_id"),
     Table("silence"),
     Table("delivery"),
     Table("attempt"),

@@ -398,7 +398,45 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX delivery_queue_age ON delivery (channel, created_at)"
         " WHERE status IN ('pending', 'retrying')",
     ],
-    # 9 (issue 13; numbered on merge after 7 and 8): the optional AI's answers and spending
+    # 8: incidents (issue 13). An incident is
+    # one model family's alerted events within a window, across sources (mrt_engine/
+    # incidents.py), written in the poll's transaction with the alerts it links.
+    [
+        # ``family``: the model family's key (mrt_engine/model_names.py), ``name`` as shown.
+        # ``events``, ``sources``: how many so far (the next event's "Nth source").
+        """CREATE TABLE incident (
+            id INTEGER PRIMARY KEY NOT NULL,
+            family TEXT NOT NULL,
+            name TEXT NOT NULL,
+            first_event_id INTEGER NOT NULL,
+            first_source TEXT NOT NULL,
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            events INTEGER NOT NULL DEFAULT 1,
+            sources INTEGER NOT NULL DEFAULT 1
+        )""",
+        # The open incident of a family (the newest within the window).
+        "CREATE INDEX incident_family ON incident (family, first_seen_at)",
+        # The Incidents view and ``mrt-engine incidents``: the latest activity first.
+        "CREATE INDEX incident_last_seen ON incident (last_seen_at)",
+        # An event's place in its incident's timeline (one incident per event): ``position``
+        # is its number among the incident's events, ``source_position`` among its sources,
+        # ``new_source`` whether it brought a source the incident had not seen.
+        """CREATE TABLE incident_event (
+            event_id INTEGER PRIMARY KEY NOT NULL REFERENCES event (id),
+            incident_id INTEGER NOT NULL REFERENCES incident (id),
+            alert_id INTEGER,
+            source TEXT NOT NULL,
+            seen_at TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            source_position INTEGER NOT NULL,
+            new_source INTEGER NOT NULL
+        )""",
+        # A timeline in order, and whether an incident has seen a source.
+        "CREATE INDEX incident_event_timeline ON incident_event (incident_id, position)",
+        "CREATE INDEX incident_event_source ON incident_event (incident_id, source)",
+    ],
+    # 9: the optional AI's (issue 13) answers and spending
     # (mrt_engine/ai/). An answer is kept by (task, model, content hash): the same text is
     # never paid for twice, across restarts and engines sharing the store.
     [
@@ -439,6 +477,7 @@ SUMMARIES: tuple[str, ...] = (
     "less noise: bundled deliveries (groups, digests, folds), group windows, digest schedules",
     "silences: matchers that stop deliveries for a time, stored as silenced",
     "metrics: answers by status class, retries and budget per poll; kinds of failed sends; queue age",
+    "incidents: one model family's alerted events across sources, with their timeline",
     "optional AI: answers cached by task, model and text; tokens spent a day",
 )
 

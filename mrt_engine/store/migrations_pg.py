@@ -397,7 +397,36 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX delivery_queue_age ON delivery (channel, created_at)"
         " WHERE status IN ('pending', 'retrying')",
     ],
-    # 9 (issue 13): the optional AI's cache and daily spending (see mrt_engine/store/
+    # 8: incidents (see mrt_engine/store/migrations.py). Written in the
+    # poll's transaction with its events, whose triggers already signal the change.
+    [
+        f"""CREATE TABLE incident (
+            id {ID},
+            family TEXT NOT NULL,
+            name TEXT NOT NULL,
+            first_event_id BIGINT NOT NULL,
+            first_source TEXT NOT NULL,
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            events INTEGER NOT NULL DEFAULT 1,
+            sources INTEGER NOT NULL DEFAULT 1
+        )""",
+        "CREATE INDEX incident_family ON incident (family, first_seen_at)",
+        "CREATE INDEX incident_last_seen ON incident (last_seen_at)",
+        """CREATE TABLE incident_event (
+            event_id BIGINT PRIMARY KEY NOT NULL REFERENCES event (id),
+            incident_id BIGINT NOT NULL REFERENCES incident (id),
+            alert_id BIGINT,
+            source TEXT NOT NULL,
+            seen_at TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            source_position INTEGER NOT NULL,
+            new_source INTEGER NOT NULL
+        )""",
+        "CREATE INDEX incident_event_timeline ON incident_event (incident_id, position)",
+        "CREATE INDEX incident_event_source ON incident_event (incident_id, source)",
+    ],
+    # 9: the optional AI's (issue 13) cache and daily spending (see mrt_engine/store/
     # migrations.py). No change signal: the console does not show them.
     [
         f"""CREATE TABLE ai_cache (

@@ -1,0 +1,209 @@
+"""Incidents: one model family's alerted events within a window, across sources.
+
+A model appears on HuggingFace, then on ModelScope, then in a vLLM pull request, then in a
+release note: four alerts, one incident. Each alerted event of a poll whose title, id or body
+names a model family (:mod:`mrt_engine.model_names`) joins the family's open incident (the one
+first seen within ``incidents.window_days``), or opens one. Its place in the timeline (its
+number among the incident's events and sources) is stored with it, so every message about it
+says the same thing however often it is sent.
+
+Assigned in the poll's transaction (:func:`assign`, called by the pipeline after its alerts are
+written): an incident is committed with its alerts or not at all. Events that alert nothing cost
+nothing here, and protected events (source health, checksum alarms) are no model's.
+
+On a store shared by several engines (PostgreSQL), linking takes a transaction-scoped advisory
+lock on the family first: two engines that see a new family in the same instant open one
+incident, and number its events without a repeat (the second waits for the first's commit,
+a few milliseconds; other families are not held up).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from mrt_engine.health import PROTECTED_TYPES
+from mrt_engine.model_names import ModelName, model_family
+from mrt_engine.notify.incident_line import IncidentNote
+from mrt_engine.store.db import Store
+from mrt_engine.timeutil import from_store, to_store
+
+if TYPE_CHECKING:
+    from mrt_engine.batch import PreparedBatch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW = timedelta(days=14)
+# The first key of the families' advisory locks on PostgreSQL ('in'); the second is the
+# family's hashtext. (Two-key locks do not overlap the one-key migration lock.)
+LOCK_SPACE = 0x696E
+
+# A prepared event row (mrt_engine.batch.PreparedEvent.event_row): the columns read here.
+_SOURCE_KEY, _RESOURCE_ID, _EVENT_TYPE, _TITLE, _SUMMARY, _BODY = 2, 4, 5, 7, 8, 16
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where one event went: its incident and its place in the timeline."""
+
+    event_id: int
+    incident_id: int
+    position: int
+    source_position: int
+    new_source: bool
+
+
+def family_of(title: str | None, resource_id: str | None, *bodies: str | None) -> ModelName | None:
+    """The model family an event is about: its title's, else its id's, else its body's."""
+    return model_family(title, resource_id, *bodies)
+
+
+def assign(store: Store, batch: PreparedBatch, window: timedelta = DEFAULT_WINDOW) -> list[Placed]:
+    """Link the alerted events of ``batch`` (a written :class:`~mrt_engine.batch.PreparedBatch`)
+    to their families' incidents. Must run inside :meth:`Store.write`, after the batch."""
+    named: dict[str, ModelName] = {}
+    for item in batch.events:
+        row = item.event_row
+        if item.alert_row is None or row[_EVENT_TYPE] in PROTECTED_TYPES:
+            continue
+        try:
+            name = family_of(row[_TITLE], row[_RESOURCE_ID], row[_SUMMARY], row[_BODY])
+        except Exception:  # a bug in the names must never cost the poll its alerts
+            log.warning("no incident for %s: its model name could not be read", row[0][:12])
+            log.debug("model name failed", exc_info=True)
+            continue
+        if name is not None:
+            named[item.fingerprint] = name
+    if not named:
+        return []
+    cursor = store.db.cursor()
+    now = from_store(batch.now_s)
+    assert now is not None
+    placed = []
+    for fingerprint, event_id, alert_id, source_key in _alerted(cursor, list(named)):
+        place = _link(
+            store, cursor, event_id, alert_id, source_key, named[fingerprint], now, window
+        )
+        if place is not None:
+            placed.append(place)
+    return placed
+
+
+def _alerted(cursor, fingerprints: list[str]) -> list[tuple]:
+    """(fingerprint, event id, alert id, source key) of these events, in id order."""
+    rows: list[tuple] = []
+    for i in range(0, len(fingerprints), 500):
+        chunk = fingerprints[i : i + 500]
+        cursor.execute(
+            "SELECT e.fingerprint, e.id, a.id, e.source_key FROM event e"
+            " JOIN alert a ON a.event_id = e.id"
+            f" WHERE e.fingerprint IN ({','.join('?' * len(chunk))})",
+            chunk,
+        )
+        rows.extend(cursor.fetchall())
+    return sorted(rows, key=lambda r: r[1])
+
+
+def _link(
+    store: Store,
+    cursor,
+    event_id: int,
+    alert_id: int,
+    source_key: str,
+    name: ModelName,
+    now: datetime,
+    window: timedelta,
+) -> Placed | None:
+    """Put one event into its family's open incident, or open one."""
+    cursor.execute("SELECT 1 FROM incident_event WHERE event_id = ?", (event_id,))
+    if cursor.fetchone() is not None:  # linked already (an event alerts once)
+        return None
+    now_s = to_store(now)
+    if store.is_postgresql:  # one engine at a time per family: see the module's docstring
+        cursor.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (LOCK_SPACE, name.key))
+    cursor.execute(
+        "SELECT id, events, sources FROM incident WHERE family = ? AND first_seen_at >= ?"
+        " ORDER BY first_seen_at DESC LIMIT 1",
+        (name.key, to_store(now - window)),
+    )
+    found = cursor.fetchone()
+    if found is None:
+        incident_id = store.new_ids(cursor, "incident", 1)[0]
+        cursor.execute(
+            "INSERT INTO incident (id, family, name, first_event_id, first_source,"
+            " first_seen_at, last_seen_at, events, sources) VALUES (?,?,?,?,?,?,?,1,1)",
+            (incident_id, name.key, name.display, event_id, source_key, now_s, now_s),
+        )
+        position, source_position, new_source = 1, 1, True
+    else:
+        incident_id, events, sources = found
+        cursor.execute(
+            "SELECT 1 FROM incident_event WHERE incident_id = ? AND source = ? LIMIT 1",
+            (incident_id, source_key),
+        )
+        new_source = cursor.fetchone() is None
+        position, source_position = events + 1, sources + int(new_source)
+        cursor.execute(
+            "UPDATE incident SET events = ?, sources = ?, last_seen_at = ? WHERE id = ?",
+            (position, source_position, now_s, incident_id),
+        )
+    cursor.execute(
+        "INSERT INTO incident_event (event_id, incident_id, alert_id, source, seen_at, position,"
+        " source_position, new_source) VALUES (?,?,?,?,?,?,?,?)",
+        (
+            event_id,
+            incident_id,
+            alert_id,
+            source_key,
+            now_s,
+            position,
+            source_position,
+            int(new_source),
+        ),
+    )
+    return Placed(event_id, incident_id, position, source_position, new_source)
+
+
+# An event's incident, as the columns :func:`note_of` reads, joined by the event's id ``ON``
+# (``LEFT JOIN``: NULLs when the event is in no incident).
+NOTE_COLUMNS = (
+    "i.id, i.name, ie.position, ie.source_position, ie.new_source, i.first_source,"
+    " i.first_seen_at, ie.seen_at, fe.fingerprint"
+)
+NOTE_JOINS = (
+    " LEFT JOIN incident_event ie ON ie.event_id = {on}"
+    " LEFT JOIN incident i ON i.id = ie.incident_id"
+    " LEFT JOIN event fe ON fe.id = i.first_event_id"
+)
+
+
+def incident_note(cursor, event_id: int) -> IncidentNote | None:
+    """What a message about event ``event_id`` says of its incident (one read by keys)."""
+    cursor.execute(
+        f"SELECT {NOTE_COLUMNS} FROM incident_event ie"
+        " JOIN incident i ON i.id = ie.incident_id JOIN event fe ON fe.id = i.first_event_id"
+        " WHERE ie.event_id = ?",
+        (event_id,),
+    )
+    return note_of(cursor.fetchone())
+
+
+def note_of(row) -> IncidentNote | None:
+    """The :class:`IncidentNote` of :data:`NOTE_COLUMNS` (None: the event is in no incident)."""
+    if row is None or row[0] is None:
+        return None
+    first_seen, seen = from_store(row[6]), from_store(row[7])
+    assert first_seen is not None and seen is not None
+    return IncidentNote(
+        incident_id=row[0],
+        name=row[1],
+        position=row[2],
+        source_position=row[3],
+        new_source=bool(row[4]),
+        first_source=row[5],
+        first_seen_at=first_seen,
+        seen_at=seen,
+        thread_token=row[8][:16],
+    )
