@@ -138,7 +138,10 @@ class CompiledRule:
         # the same answer for every event with the same values of what it reads: an author, a
         # label set, a repo come back event after event, so each answer is worked out once.
         self._answers: dict[object, RuleHit | None] | None = None
-        if not (self._folded_keywords or self._regexes or self._block_words or block.regex):
+        # (A topic is text: a topic rule is judged event by event.)
+        if not (
+            self._folded_keywords or self._regexes or self._block_words or block.regex or self.topic
+        ):
             if block.author:
                 read.add("author")
             if block.repo or block.org:
