@@ -81,6 +81,12 @@ def assign(store: Store, batch: PreparedBatch, window: timedelta = DEFAULT_WINDO
     cursor = store.db.cursor()
     now = from_store(batch.now_s)
     assert now is not None
+    if store.is_postgresql:
+        # One engine at a time per family (see the module's docstring). Every family of the
+        # batch is locked first, in one order for all: two polls that name the same families in
+        # different orders would otherwise each hold one lock and wait for the other's.
+        for key in sorted({name.key for name in named.values()}):
+            cursor.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (LOCK_SPACE, key))
     placed = []
     for fingerprint, event_id, alert_id, source_key in _alerted(cursor, list(named)):
         place = _link(
@@ -121,8 +127,6 @@ def _link(
     if cursor.fetchone() is not None:  # linked already (an event alerts once)
         return None
     now_s = to_store(now)
-    if store.is_postgresql:  # one engine at a time per family: see the module's docstring
-        cursor.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (LOCK_SPACE, name.key))
     cursor.execute(
         "SELECT id, events, sources FROM incident WHERE family = ? AND first_seen_at >= ?"
         " ORDER BY first_seen_at DESC LIMIT 1",
