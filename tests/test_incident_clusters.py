@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from conftest import GH_TOKEN
 
+from mrt_engine.simulators.openai_compat import OpenAICompatSimulator
+
 pytestmark = pytest.mark.both_backends
 
 REPOS = ["vllm-project/vllm", "sgl-project/sglang", "InternLM/lmdeploy"]
@@ -128,6 +130,41 @@ def test_a_critical_rules_hit_with_a_group_is_not_clustered(tracker, github, wel
         add(github, issue)
     assert t.once() == 0
     assert t.sql("SELECT COUNT(*) FROM delivery WHERE group_key LIKE 'incident:%'") == [(0,)]
+
+
+def test_with_the_ai_on_a_clusters_message_carries_the_ai_summary_of_it(tracker, github, welink):
+    key = "sk-local-TESTKEY-0a1b2c3d"
+    with OpenAICompatSimulator(api_key=key) as llm:
+        ai = {"enabled": True, "base_url": llm.base_url, "model": "qwen3-8b"}
+        t = tracker({"ai": {**ai, "api_key_env": "AI_KEY", "summary_timeout_seconds": 5}})
+        t.env["AI_KEY"] = key
+        assert t.once() == 0
+        for issue in ALIKE[:3]:
+            add(github, issue)
+        assert t.once() == 0
+        assert t.once(later=61) == 0
+        [cluster] = welink.texts()
+        [asked] = [r for r in llm.chat_requests() if "3 reports:" in str(r.json())]
+    assert "Summary: AI: " in cluster
+    assert "Summary: DeepSeek V4" not in cluster
+    for _repo, title, _user in ALIKE[:3]:
+        assert title in str(asked.json())
+
+
+def test_a_slow_ai_leaves_a_cluster_its_shared_words(tracker, github, welink):
+    key = "sk-local-TESTKEY-0a1b2c3d"
+    with OpenAICompatSimulator(api_key=key) as llm:
+        llm.mode, llm.delay = "slow", 5.0
+        ai = {"enabled": True, "base_url": llm.base_url, "model": "qwen3-8b"}
+        t = tracker({"ai": {**ai, "api_key_env": "AI_KEY", "summary_timeout_seconds": 0.3}})
+        t.env["AI_KEY"] = key
+        assert t.once() == 0
+        for issue in ALIKE[:3]:
+            add(github, issue)
+        assert t.once() == 0
+        assert t.once(later=61) == 0
+        [cluster] = welink.texts()
+    assert "Summary: DeepSeek V4 fails to load FP8" in cluster.splitlines()
 
 
 @pytest.mark.sqlite_only("no store: the summary alone")
