@@ -97,12 +97,19 @@ def _join(cursor, place: Placed, since: str, settings: ClusterSettings) -> int:
     if mine is None or not _clusterable(mine, settings):
         return 0
     title = mine[1]
+    # The latest first, by the timeline's index (positions follow the order of linking, so
+    # the window's alerts are the first ones read: at most MAX_CANDIDATES rows, whatever the
+    # incident's size).
     cursor.execute(
-        "SELECT ie.event_id FROM incident_event ie WHERE ie.incident_id = ?"
-        " AND ie.seen_at >= ? AND ie.event_id < ? ORDER BY ie.event_id DESC LIMIT ?",
-        (place.incident_id, since, place.event_id, MAX_CANDIDATES),
+        "SELECT ie.event_id, ie.seen_at FROM incident_event ie WHERE ie.incident_id = ?"
+        " AND ie.position < ? ORDER BY ie.position DESC LIMIT ?",
+        (place.incident_id, place.position, MAX_CANDIDATES),
     )
-    earlier = [r[0] for r in cursor.fetchall()]
+    earlier = []
+    for event_id, seen_at in cursor.fetchall():
+        if seen_at < since:
+            break
+        earlier.append(event_id)
     candidates = []
     for event_id in earlier:
         found = _alert(cursor, event_id)
