@@ -174,3 +174,21 @@ def test_a_clusters_extractive_summary_is_the_words_most_of_its_titles_share() -
     titles = [title for _repo, title, _user in ALIKE]
     assert shared_words(titles) == "DeepSeek V4 fails to load FP8"
     assert shared_words(["Qwen3 crash", "Totally different"]) == "Qwen3 crash"
+
+
+@pytest.mark.sqlite_only("no store: the rendering alone")
+def test_a_clusters_summary_line_is_in_the_channels_locale_and_stays_one_clean_line() -> None:
+    from dataclasses import replace
+
+    from mrt_engine.notify.message import MessageContext, render_bundle
+
+    items = tuple(
+        MessageContext("issue_opened", "github:a/b:issues", "a/b", t, f"https://x/{i}", str(i))
+        for i, t in enumerate(["DeepSeek-V4 加载 FP8 失败", "DeepSeek-V4 FP8 加载失败"])
+    )
+    cluster = "DeepSeek V4\x1b[31m 加载\n<b>失败</b>"
+    context = replace(items[0], bundle="group", items=items, cluster=cluster)
+    text = render_bundle(context, None, "zh")
+    [line] = [ln for ln in text.splitlines() if ln.startswith("摘要")]
+    assert line.startswith("摘要：DeepSeek V4") and "\x1b" not in line
+    assert len(text.splitlines()) == 5  # heading, rules, summary, two items
