@@ -35,6 +35,7 @@ from mrt_engine.timeutil import to_store
 
 if TYPE_CHECKING:
     from mrt_engine.incidents import Placed
+    from mrt_engine.notify.message import MessageContext
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,22 @@ def _rekey(cursor, alert_id: int, key: str) -> None:
 
 # ---------------------------------------------------------------------- the summary
 _WORD = re.compile(r"\w+")
+
+
+def summary_of(cursor, key: str, items: Sequence[MessageContext]) -> str:
+    """The extractive summary of the cluster ``key`` whose message carries ``items``: the
+    :func:`shared_words` of their titles, spelt as the cluster's first event has them when it is
+    one of them (the same whichever of its rows carries the message)."""
+    titles = sorted(item.title for item in items)  # an order that does not depend on claims
+    try:
+        cursor.execute("SELECT title FROM event WHERE id = ?", (int(key.rsplit(":", 1)[1]),))
+        found = cursor.fetchone()
+    except ValueError:  # a key not written here
+        found = None
+    if found is not None and found[0] in titles:  # its spelling and word order lead
+        titles.remove(found[0])
+        titles.insert(0, found[0])
+    return shared_words(titles)
 
 
 def shared_words(titles: Collection[str]) -> str:

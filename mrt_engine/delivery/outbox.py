@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from mrt_engine.delivery.backoff import retry_delay
 from mrt_engine.delivery.bundles import Planner, Row, follow_carrier
 from mrt_engine.delivery.policy import PLAIN, ChannelPolicy
-from mrt_engine.incident_clusters import is_cluster_key, shared_words
+from mrt_engine.incident_clusters import is_cluster_key, summary_of
 from mrt_engine.incidents import NOTE_COLUMNS, NOTE_JOINS, incident_note, note_of
 from mrt_engine.notify.base import SendResult
 from mrt_engine.notify.fields import StoredEvent, key_fields
@@ -475,7 +475,7 @@ def message_contexts(
             items = (context, *bundle_items(cursor, delivery_id))
             context = replace(context, bundle=kind, items=items)
             if kind == "group" and is_cluster_key(key):  # AI3: what its alerts share
-                context = replace(context, cluster=shared_words([i.title for i in items]))
+                context = replace(context, cluster=summary_of(cursor, key, items))
         contexts[delivery_id] = context
     return contexts
 
