@@ -190,6 +190,9 @@ class IncidentsConfig(StrictModel):
 
     # An incident takes the family's alerted events until this long after its first one.
     window_days: Days = Field(14.0, gt=0)
+    # AI3: an alert this alike (0 to 1, lexical; 0: off) to an earlier one of its incident within
+    # the delivery's group time goes out in one message with it (mrt_engine/incident_clusters.py).
+    cluster_similarity: float = Field(0.5, ge=0, le=1)
 
 
 class LogConfig(StrictModel):

@@ -33,6 +33,7 @@ from mrt_engine.delivery.policy import channel_policies
 from mrt_engine.delivery.worker import DeliveryPass, DeliveryWorkers
 from mrt_engine.health import protected_rules
 from mrt_engine.http import HttpClient, host_key
+from mrt_engine.incident_clusters import ClusterSettings
 from mrt_engine.logs import log_context
 from mrt_engine.notify.base import Channel
 from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state, load_state
@@ -305,6 +306,11 @@ class Engine:
             unhealthy_after=self.config.scheduler.unhealthy_after_failures,
         )
         self.pipeline.incident_window = timedelta(days=self.config.incidents.window_days)
+        self.pipeline.clusters = ClusterSettings(
+            self.config.incidents.cluster_similarity,
+            timedelta(seconds=max(delivery.group_wait_seconds, delivery.group_interval_seconds)),
+            frozenset(rule.name for rule in self.config.rules if rule.critical),
+        )
         for source in self.sources:
             ensure_state(self.store, source, now)
         watches = stale_watches(self.config.scheduler, self.sources)

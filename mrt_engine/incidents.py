@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from mrt_engine import incident_clusters
 from mrt_engine.health import PROTECTED_TYPES
+from mrt_engine.incident_clusters import ClusterSettings
 from mrt_engine.model_names import ModelName, model_family
 from mrt_engine.notify.incident_line import IncidentNote
 from mrt_engine.store.db import Store
@@ -60,9 +62,15 @@ def family_of(title: str | None, resource_id: str | None, *bodies: str | None) -
     return model_family(title, resource_id, *bodies)
 
 
-def assign(store: Store, batch: PreparedBatch, window: timedelta = DEFAULT_WINDOW) -> list[Placed]:
+def assign(
+    store: Store,
+    batch: PreparedBatch,
+    window: timedelta = DEFAULT_WINDOW,
+    clusters: ClusterSettings | None = None,
+) -> list[Placed]:
     """Link the alerted events of ``batch`` (a written :class:`~mrt_engine.batch.PreparedBatch`)
-    to their families' incidents. Must run inside :meth:`Store.write`, after the batch."""
+    to their families' incidents, and put the alike ones into clusters (``clusters``:
+    :mod:`mrt_engine.incident_clusters`). Must run inside :meth:`Store.write`, after the batch."""
     named: dict[str, ModelName] = {}
     for item in batch.events:
         row = item.event_row
@@ -94,6 +102,8 @@ def assign(store: Store, batch: PreparedBatch, window: timedelta = DEFAULT_WINDO
         )
         if place is not None:
             placed.append(place)
+    if clusters is not None:
+        incident_clusters.cluster(cursor, placed, now, clusters)
     return placed
 
 

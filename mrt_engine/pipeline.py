@@ -30,6 +30,7 @@ from mrt_engine.batch import CommitCounts, prepare_batch, write_batch
 from mrt_engine.health import PROTECTED_TYPES, RECOVERED, UNHEALTHY, health_event
 from mrt_engine.http import FetchError, HttpClient, PollSession, RateLimited, Stopped, Validators
 from mrt_engine.idle_polls import IdlePolls, http_counts
+from mrt_engine.incident_clusters import ClusterSettings
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.secrets import shorten
 from mrt_engine.silences import ActiveSilences
@@ -168,6 +169,7 @@ class Pipeline:
         # The active silences a poll's alerts are matched against, read when the store changed.
         self.silences = ActiveSilences(store)
         self.incident_window = incidents.DEFAULT_WINDOW  # the engine's incidents.window_days
+        self.clusters: ClusterSettings | None = None  # the engine's (AI3; None: off)
 
     def close(self) -> None:
         """Let go of what the pipeline holds open (the store itself is the caller's)."""
@@ -275,7 +277,7 @@ class Pipeline:
         with self.idle.committing(self.store, source.key):
             counts = write_batch(self.store, batch, self.silences)
             if counts.alerts:  # the alerted events' incidents, in the same transaction
-                incidents.assign(self.store, batch, self.incident_window)
+                incidents.assign(self.store, batch, self.incident_window, self.clusters)
             if set_aside:
                 quarantine.upsert(self.store.db.cursor(), source.key, set_aside, batch.now_s)
             if recovers:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from mrt_engine.delivery.backoff import retry_delay
 from mrt_engine.delivery.bundles import Planner, Row, follow_carrier
 from mrt_engine.delivery.policy import PLAIN, ChannelPolicy
+from mrt_engine.incident_clusters import is_cluster_key, summary_of
 from mrt_engine.incidents import NOTE_COLUMNS, NOTE_JOINS, incident_note, note_of
 from mrt_engine.notify.base import SendResult
 from mrt_engine.notify.fields import StoredEvent, key_fields
@@ -453,7 +454,8 @@ def message_contexts(
         return {}
     marks = ",".join("?" * len(delivery_ids))
     cursor.execute(
-        f"SELECT d.id, a.event_id, a.rules, a.tags, a.priority, d.kind, {_EVENT_COLUMNS},"
+        f"SELECT d.id, a.event_id, a.rules, a.tags, a.priority, d.kind, d.group_key,"
+        f" {_EVENT_COLUMNS},"
         f" {NOTE_COLUMNS}"
         " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
         + NOTE_JOINS.format(on="a.event_id")
@@ -465,13 +467,15 @@ def message_contexts(
     hits = _rule_hits(cursor, {event_id for _, event_id, rules, _ in alerts if rules})
     contexts: dict[int, MessageContext] = {}
     width = _EVENT_WIDTH
-    for delivery_id, event_id, rules, (tags, priority, kind, *columns) in alerts:
+    for delivery_id, event_id, rules, (tags, priority, kind, key, *columns) in alerts:
         reasons = [hits.get(event_id, {}).get(r, "") for r in rules]
         event, incident = columns[:width], note_of(columns[width:])
         context = _context_of(event, rules, reasons, json.loads(tags or "[]"), priority, incident)
         if kind != "single":
             items = (context, *bundle_items(cursor, delivery_id))
             context = replace(context, bundle=kind, items=items)
+            if kind == "group" and is_cluster_key(key):  # AI3: what its alerts share
+                context = replace(context, cluster=summary_of(cursor, key, items))
         contexts[delivery_id] = context
     return contexts
 

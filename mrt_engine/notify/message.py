@@ -86,6 +86,9 @@ class MessageContext:
     summary_by: str = ""
     # The event's place in its model family's incident (mrt_engine/incidents.py), if any.
     incident: IncidentNote | None = None
+    # A bundle of an incident's alike alerts (mrt_engine/incident_clusters.py): what they share
+    # (their common title words, or the AI's lines); "" for any other message.
+    cluster: str = ""
 
     @property
     def headline(self) -> str:
@@ -353,6 +356,9 @@ def render_bundle(context: MessageContext, limit: int | None, locale: str = "en"
     matched = ", ".join(rules) if rules else said.operator
     colon = bundle_word("colon", locale)
     lines = [head, f"{said.labels.get('matched', 'Matched')}{colon}{matched}"]
+    if context.cluster:  # untrusted text (titles, the AI's answer): each line cleaned
+        summary = " / ".join(clean_line(line) for line in context.cluster.splitlines())
+        lines[1] += f"\n{bundle_word('summary', locale)}{colon}{excerpt(summary, 400)}"
     used = len(lines[0]) + 1 + len(lines[1])
     for shown, item in enumerate(items):
         title = excerpt(clean_line(item.title), 100)
