@@ -14,6 +14,7 @@ from mrt_engine.ai import ledger
 from mrt_engine.ai.client import AiClient
 from mrt_engine.ai.settings import AiConfig
 from mrt_engine.ai.summary import extractive_summary, strip_markdown
+from mrt_engine.simulators.base import Response
 from mrt_engine.simulators.openai_compat import OpenAICompatSimulator, embed
 from mrt_engine.store.db import open_store
 
@@ -288,3 +289,53 @@ def test_a_protected_alert_never_waits_for_the_ai(store, llm):
     normal = summarize(replace(alarm, event_type="pr_opened"), "zh")
     assert normal.summary_by == "ai" and len(llm.chat_requests()) == 1
     assert "Simplified Chinese" in llm.chat_requests()[0].json()["messages"][0]["content"]
+
+
+# ---------------------------------------------------------------------- hostile answers
+class _RawAnswer(OpenAICompatSimulator):
+    """Answers every request 200 with ``body`` as it is (a broken or hostile endpoint)."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__(api_key=None)
+        self.body = body
+
+    def _chat(self, request, match):
+        return Response(200, self.body, {"Content-Type": "application/json"})
+
+    _embeddings = _chat
+
+
+HOSTILE = {
+    "nested": b"[" * 100_000 + b"]" * 100_000,
+    "huge_number": b'{"data": [{"index": 0, "embedding": [1' + b"0" * 400 + b"]}],"
+    b' "choices": [{"message": {"content": "ok"}}]}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_a_hostile_answer_is_a_recorded_fallback_never_an_exception(store, name, caplog):
+    with _RawAnswer(HOSTILE[name]) as server:
+        config = AiConfig(enabled=True, base_url=server.base_url, model="m", embedding_model="e")
+        client = AiClient(config, store, environ={})
+        with caplog.at_level(logging.WARNING, logger="mrt_engine.ai"):
+            if name == "nested":
+                assert client.chat("summary:en", ASK, timeout=5, max_tokens=5) is None
+            assert client.embed("topic", ["x"], timeout=5) is None
+    assert "fell back" in caplog.text
+
+
+def test_a_huge_token_count_spends_the_budget_and_the_answer_is_cached(store):
+    body = (
+        b'{"choices": [{"message": {"content": "ok"}}], "usage": {"total_tokens": 1'
+        + b"0" * 30
+        + b"}}"
+    )
+    with _RawAnswer(body) as server:
+        config = AiConfig(enabled=True, base_url=server.base_url, model="m")
+        client = AiClient(config, store, environ={})
+        assert client.chat("summary:en", ASK, timeout=5, max_tokens=5) is not None
+        again = client.chat("summary:en", ASK, timeout=5, max_tokens=5)
+        assert again is not None and again.cached  # not paid for twice
+        other = [{"role": "user", "content": "another text"}]
+        assert client.chat("summary:en", other, timeout=5, max_tokens=5) is None  # spent
+    assert len(server.chat_requests()) == 1

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # After a 429 without Retry-After, or an exhausted quota, the AI rests this long.
 DEFAULT_PAUSE_SECONDS = 60.0
 QUOTA_PAUSE_SECONDS = 3600.0
+# The most tokens one answer is counted for: a server's absurd ``usage`` spends the day's budget
+# without overflowing the store's integer columns (which would lose the count and the cache).
+MAX_ANSWER_TOKENS = 2**31 - 1
 
 
 class AiFailure(Exception):
@@ -176,7 +179,8 @@ class AiClient:
                 got = [tuple(float(x) for x in row["embedding"]) for row in rows]
                 if len(got) != len(missing) or not all(got):
                     raise ValueError(f"{len(got)} vectors for {len(missing)} texts")
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+                # ArithmeticError: a number too large for a float (an integer of 400 digits)
                 return self._fallback(task, f"the answer has no usable embeddings ({exc})")
             for i, vector in zip(missing, got, strict=True):
                 stored = pack(vector)
@@ -252,7 +256,7 @@ class AiClient:
             data = response.json()
             if not isinstance(data, dict):
                 raise ValueError("not an object")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested 100,000 deep
             kind = response.headers.get("content-type", "no content type")
             raise AiFailure(f"the answer is not JSON ({kind})") from None
         usage = data.get("usage")
@@ -262,7 +266,7 @@ class AiClient:
             if not isinstance(total, int):  # some servers give only the parts
                 parts = ("prompt_tokens", "completion_tokens")
                 total = sum(usage.get(p) or 0 for p in parts if isinstance(usage.get(p), int))
-            tokens = max(total, 0)
+            tokens = min(max(total, 0), MAX_ANSWER_TOKENS)
         return data, tokens
 
     # ------------------------------------------------------------------ cache and record
