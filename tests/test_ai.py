@@ -339,3 +339,30 @@ def test_a_huge_token_count_spends_the_budget_and_the_answer_is_cached(store):
         other = [{"role": "user", "content": "another text"}]
         assert client.chat("summary:en", other, timeout=5, max_tokens=5) is None  # spent
     assert len(server.chat_requests()) == 1
+
+
+def test_a_huge_answer_is_cut_before_it_is_cached_or_read_as_markdown(store, llm):
+    """A model that ignores ``max_tokens`` (2 MB of ``*a *a …``: each ``*`` opens emphasis that
+    never closes, which a line-long search reads to the end for every ``*``) neither fills the
+    cache nor holds the delivery worker: the answer is cut first, the message has its lines."""
+    from mrt_engine.ai.summary import MAX_LINE_CHARS, Summarizer
+    from mrt_engine.notify.message import MessageContext
+
+    llm.reply = "*a " * 700_000
+    client = client_for(store, llm, daily_token_budget=10**9)
+    answer = client.chat("summary:en", ASK, timeout=30, max_tokens=50)
+    assert answer is not None and len(answer.text) <= 20_000
+    [(size,)] = store.db.execute_sql("SELECT MAX(LENGTH(result)) FROM ai_cache").fetchall()
+    assert size <= 20_000
+    event = MessageContext(
+        event_type="pr_opened",
+        source_key="github:vllm-project/vllm",
+        resource_id=REPO,
+        title="Support DeepSeek-V4",
+        url="https://github.com/vllm-project/vllm/pull/1",
+        fingerprint="e" * 64,
+        summary="Adds DeepSeek-V4.",
+    )
+    shown = Summarizer(client)(event, "en")
+    assert shown.summary_by == "ai"
+    assert 0 < len(shown.summary) <= MAX_LINE_CHARS

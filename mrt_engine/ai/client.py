@@ -38,6 +38,9 @@ QUOTA_PAUSE_SECONDS = 3600.0
 # The most tokens one answer is counted for: a server's absurd ``usage`` spends the day's budget
 # without overflowing the store's integer columns (which would lose the count and the cache).
 MAX_ANSWER_TOKENS = 2**31 - 1
+# The most of a chat answer kept (and cached): a task reads a few lines or a number, and a server
+# that ignores ``max_tokens`` must not fill the store or the message's markdown reading.
+MAX_ANSWER_CHARS = 20_000
 
 
 class AiFailure(Exception):
@@ -133,6 +136,7 @@ class AiClient:
             text = data["choices"][0]["message"]["content"]
             if not isinstance(text, str) or not text.strip():
                 raise TypeError("no text")
+            text = text[:MAX_ANSWER_CHARS]
         except (KeyError, IndexError, TypeError) as exc:
             return self._fallback(task, f"the answer has no message content ({exc})")
         self._remember(task, model, key, text, tokens)
