@@ -366,3 +366,25 @@ def test_a_huge_answer_is_cut_before_it_is_cached_or_read_as_markdown(store, llm
     shown = Summarizer(client)(event, "en")
     assert shown.summary_by == "ai"
     assert 0 < len(shown.summary) <= MAX_LINE_CHARS
+
+
+def test_an_api_key_that_is_no_header_value_is_a_recorded_fallback(store, llm, caplog):
+    """A key pasted with a zero-width space cannot go into an HTTP header (ASCII only): every
+    task falls back, recorded, without the key in the reason; no exception reaches triage (a
+    failed poll, every poll) or a topic rule (a quarantined event)."""
+    key = "sk-local-\u200bPASTED-KEY-77aa"
+    config = AiConfig(
+        enabled=True,
+        base_url=llm.base_url,
+        model="qwen3-8b",
+        embedding_model="bge-m3",
+        api_key_env="AI_KEY",
+    )
+    client = AiClient(config, store, environ={"AI_KEY": key})
+    with caplog.at_level(logging.WARNING, logger="mrt_engine.ai"):
+        assert client.chat("summary:en", ASK, timeout=5, max_tokens=50) is None
+        assert client.embed("topic", ["x"], timeout=5) is None
+    day = ledger.usage(store, datetime.now(UTC))
+    assert day["fallbacks"] == 2
+    assert "PASTED-KEY" not in caplog.text and "PASTED-KEY" not in day["last_fallback"]
+    assert llm.requests == []

@@ -213,6 +213,8 @@ class AiClient:
                 with self._lock:
                     self._paused_until = max(self._paused_until, time.monotonic() + exc.pause)
             return self._fallback(task, str(exc))
+        except Exception as exc:  # e.g. a key no header can carry (not ASCII): never raised on
+            return self._fallback(task, f"the request failed: {type(exc).__name__}: {exc}")
         try:
             ledger.count(self.store, self.clock(), tokens=tokens, requests=1)
         except Exception as exc:  # the answer is good; only its count is lost
