@@ -388,3 +388,17 @@ def test_an_api_key_that_is_no_header_value_is_a_recorded_fallback(store, llm, c
     assert day["fallbacks"] == 2
     assert "PASTED-KEY" not in caplog.text and "PASTED-KEY" not in day["last_fallback"]
     assert llm.requests == []
+
+
+def test_an_ai_summary_with_a_lone_surrogate_still_goes_out(gh_tracker, github, welink, llm):
+    """JSON may carry ``\\ud800`` alone: no UTF-8 encodes it, so the first message holding it
+    failed as a channel crash (only a retry, reading the cleaned cached answer, went out)."""
+    llm.reply = "Adds DeepSeek-V4 \ud800 support.\nWhy it matters: new kernels."
+    tracker = _with_key(_tracker(gh_tracker, llm))
+    github.add_issue(REPO, "seed", at=T0)
+    tracker.once()
+    github.add_issue(REPO, "Support DeepSeek-V4", body=BODY, pull=True)
+    tracker.once()
+    [message] = welink.texts()
+    assert "Adds DeepSeek-V4" in message and "new kernels" in message
+    assert tracker.sql("SELECT status, attempts FROM delivery") == [("sent", 1)]

@@ -28,6 +28,7 @@ from mrt_engine.ai.settings import AiConfig
 from mrt_engine.http_deadline import Deadline, DeadlineBackend, install, within
 from mrt_engine.secrets import Secret, SecretResolver, shorten
 from mrt_engine.store.db import Store
+from mrt_engine.text import storable
 from mrt_engine.timeutil import Clock, utcnow
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,8 @@ class AiClient:
             text = data["choices"][0]["message"]["content"]
             if not isinstance(text, str) or not text.strip():
                 raise TypeError("no text")
-            text = text[:MAX_ANSWER_CHARS]
+            # A lone surrogate (JSON's "\\ud800") no UTF-8 encodes: no message could carry it.
+            text = storable(text[:MAX_ANSWER_CHARS])
         except (KeyError, IndexError, TypeError) as exc:
             return self._fallback(task, f"the answer has no message content ({exc})")
         self._remember(task, model, key, text, tokens)
