@@ -52,7 +52,9 @@ def describe(config: Any, environ: Mapping[str, str]) -> tuple[bool, str, str]:
             f"ai.api_key_env: environment variable {ai.api_key_env} is not set",
             "set it, or remove ai.api_key_env for a local server without a key",
         )
-    parts = [f"on: {ai.base_url}"]
+    from mrt_engine.secrets import redact_url  # (a user, a password or a key in the URL)
+
+    parts = [f"on: {redact_url(ai.base_url)}"]
     parts.append(f"summaries by {ai.model}" if ai.model else "summaries extractive (no ai.model)")
     if lexical:
         how = (
