@@ -402,3 +402,12 @@ def test_an_ai_summary_with_a_lone_surrogate_still_goes_out(gh_tracker, github, 
     [message] = welink.texts()
     assert "Adds DeepSeek-V4" in message and "new kernels" in message
     assert tracker.sql("SELECT status, attempts FROM delivery") == [("sent", 1)]
+
+
+@pytest.mark.sqlite_only("the config alone")
+@pytest.mark.parametrize("url", ["http://[::1/v1", "ftp://llm.example/v1", "llm.example/v1"])
+def test_an_ai_base_url_that_is_no_http_url_is_a_config_error_not_a_crash_at_start(url):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="base_url"):
+        AiConfig(enabled=True, base_url=url, model="m")
