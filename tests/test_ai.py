@@ -411,3 +411,15 @@ def test_an_ai_base_url_that_is_no_http_url_is_a_config_error_not_a_crash_at_sta
 
     with pytest.raises(ValidationError, match="base_url"):
         AiConfig(enabled=True, base_url=url, model="m")
+
+
+def test_a_lone_surrogate_in_an_events_text_is_no_failed_request(store, llm):
+    """An upstream's JSON may hold ``\\ud800`` alone (events keep it until stored); no UTF-8
+    request body can: the text is asked about with it replaced, not failed (a fallback that
+    rests the embeddings for every event) or raised (an event set aside)."""
+    client = client_for(store, llm)
+    answer = client.embed("topic", ["speculative decoding", "draft \ud800 models"], timeout=5)
+    assert answer is not None and len(answer.vectors) == 2
+    ask = [{"role": "user", "content": "Summarise: DeepSeek-V4 \ud800 lands."}]
+    assert client.chat("summary:en", ask, timeout=5, max_tokens=50) is not None
+    assert ledger.usage(store, datetime.now(UTC))["fallbacks"] == 0

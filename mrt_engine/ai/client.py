@@ -118,6 +118,8 @@ class AiClient:
         model = self.config.model
         if not self.enabled or not model:
             return None
+        # Events keep an upstream's lone surrogate ("\\ud800") until stored: no body carries it.
+        messages = [{**m, "content": storable(m["content"])} for m in messages]
         key = chat_key(messages)
         found = self._cached(task, model, key)
         if found is not None:
@@ -150,6 +152,7 @@ class AiClient:
         model = self.config.model
         if not self.enabled or not model:
             return None
+        messages = [{**m, "content": storable(m["content"])} for m in messages]  # (as chat's)
         try:
             found = ledger.cached(self.store, task, model, chat_key(messages))
         except Exception as exc:
@@ -162,6 +165,7 @@ class AiClient:
         model = self.config.embedding_model
         if not self.enabled or not model:
             return None
+        texts = [storable(t) for t in texts]  # (as chat's)
         keys = [ledger.content_hash(t) for t in texts]
         vectors: dict[int, tuple[float, ...]] = {}
         for i, key in enumerate(keys):
