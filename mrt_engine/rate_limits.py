@@ -45,7 +45,7 @@ def retry_after(headers: httpx.Headers, now: datetime) -> float | None:
     value = headers.get("retry-after")
     if value:
         value = value.strip()
-        if value.isdigit():
+        if value.isascii() and value.isdigit():  # ("²".isdigit(), but no float reads it)
             return float(value)
         try:
             when = email.utils.parsedate_to_datetime(value)

@@ -40,7 +40,10 @@ _longest_prefix = 0
 
 # Query parameters that carry credentials in webhook URLs (WeLink token, DingTalk access_token,
 # WeCom key, Feishu hook ids travel in the path and are covered by the registered full URL).
-_SECRET_PARAMS = {"token", "access_token", "key", "secret", "sign", "signature", "sig", "apikey"}
+_SECRET_PARAMS = {
+    "token", "access_token", "key", "secret", "sign", "signature", "sig", "apikey", "api_key",
+    "api-key",
+}  # fmt: skip
 _MIN_SECRET_LEN = 4
 # A credential parameter written into any text (an echoed request line, a URL in an error):
 # its value goes by the name, since clients encode the same token differently ("/" as "%2F" or

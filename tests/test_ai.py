@@ -14,6 +14,7 @@ from mrt_engine.ai import ledger
 from mrt_engine.ai.client import AiClient
 from mrt_engine.ai.settings import AiConfig
 from mrt_engine.ai.summary import extractive_summary, strip_markdown
+from mrt_engine.simulators.base import Response
 from mrt_engine.simulators.openai_compat import OpenAICompatSimulator, embed
 from mrt_engine.store.db import open_store
 
@@ -288,3 +289,137 @@ def test_a_protected_alert_never_waits_for_the_ai(store, llm):
     normal = summarize(replace(alarm, event_type="pr_opened"), "zh")
     assert normal.summary_by == "ai" and len(llm.chat_requests()) == 1
     assert "Simplified Chinese" in llm.chat_requests()[0].json()["messages"][0]["content"]
+
+
+# ---------------------------------------------------------------------- hostile answers
+class _RawAnswer(OpenAICompatSimulator):
+    """Answers every request 200 with ``body`` as it is (a broken or hostile endpoint)."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__(api_key=None)
+        self.body = body
+
+    def _chat(self, request, match):
+        return Response(200, self.body, {"Content-Type": "application/json"})
+
+    _embeddings = _chat
+
+
+HOSTILE = {
+    "nested": b"[" * 100_000 + b"]" * 100_000,
+    "huge_number": b'{"data": [{"index": 0, "embedding": [1' + b"0" * 400 + b"]}],"
+    b' "choices": [{"message": {"content": "ok"}}]}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_a_hostile_answer_is_a_recorded_fallback_never_an_exception(store, name, caplog):
+    with _RawAnswer(HOSTILE[name]) as server:
+        config = AiConfig(enabled=True, base_url=server.base_url, model="m", embedding_model="e")
+        client = AiClient(config, store, environ={})
+        with caplog.at_level(logging.WARNING, logger="mrt_engine.ai"):
+            if name == "nested":
+                assert client.chat("summary:en", ASK, timeout=5, max_tokens=5) is None
+            assert client.embed("topic", ["x"], timeout=5) is None
+    assert "fell back" in caplog.text
+
+
+def test_a_huge_token_count_spends_the_budget_and_the_answer_is_cached(store):
+    body = (
+        b'{"choices": [{"message": {"content": "ok"}}], "usage": {"total_tokens": 1'
+        + b"0" * 30
+        + b"}}"
+    )
+    with _RawAnswer(body) as server:
+        config = AiConfig(enabled=True, base_url=server.base_url, model="m")
+        client = AiClient(config, store, environ={})
+        assert client.chat("summary:en", ASK, timeout=5, max_tokens=5) is not None
+        again = client.chat("summary:en", ASK, timeout=5, max_tokens=5)
+        assert again is not None and again.cached  # not paid for twice
+        other = [{"role": "user", "content": "another text"}]
+        assert client.chat("summary:en", other, timeout=5, max_tokens=5) is None  # spent
+    assert len(server.chat_requests()) == 1
+
+
+def test_a_huge_answer_is_cut_before_it_is_cached_or_read_as_markdown(store, llm):
+    """A model that ignores ``max_tokens`` (2 MB of ``*a *a …``: each ``*`` opens emphasis that
+    never closes, which a line-long search reads to the end for every ``*``) neither fills the
+    cache nor holds the delivery worker: the answer is cut first, the message has its lines."""
+    from mrt_engine.ai.summary import MAX_LINE_CHARS, Summarizer
+    from mrt_engine.notify.message import MessageContext
+
+    llm.reply = "*a " * 700_000
+    client = client_for(store, llm, daily_token_budget=10**9)
+    answer = client.chat("summary:en", ASK, timeout=30, max_tokens=50)
+    assert answer is not None and len(answer.text) <= 20_000
+    [(size,)] = store.db.execute_sql("SELECT MAX(LENGTH(result)) FROM ai_cache").fetchall()
+    assert size <= 20_000
+    event = MessageContext(
+        event_type="pr_opened",
+        source_key="github:vllm-project/vllm",
+        resource_id=REPO,
+        title="Support DeepSeek-V4",
+        url="https://github.com/vllm-project/vllm/pull/1",
+        fingerprint="e" * 64,
+        summary="Adds DeepSeek-V4.",
+    )
+    shown = Summarizer(client)(event, "en")
+    assert shown.summary_by == "ai"
+    assert 0 < len(shown.summary) <= MAX_LINE_CHARS
+
+
+def test_an_api_key_that_is_no_header_value_is_a_recorded_fallback(store, llm, caplog):
+    """A key pasted with a zero-width space cannot go into an HTTP header (ASCII only): every
+    task falls back, recorded, without the key in the reason; no exception reaches triage (a
+    failed poll, every poll) or a topic rule (a quarantined event)."""
+    key = "sk-local-\u200bPASTED-KEY-77aa"
+    config = AiConfig(
+        enabled=True,
+        base_url=llm.base_url,
+        model="qwen3-8b",
+        embedding_model="bge-m3",
+        api_key_env="AI_KEY",
+    )
+    client = AiClient(config, store, environ={"AI_KEY": key})
+    with caplog.at_level(logging.WARNING, logger="mrt_engine.ai"):
+        assert client.chat("summary:en", ASK, timeout=5, max_tokens=50) is None
+        assert client.embed("topic", ["x"], timeout=5) is None
+    day = ledger.usage(store, datetime.now(UTC))
+    assert day["fallbacks"] == 2
+    assert "PASTED-KEY" not in caplog.text and "PASTED-KEY" not in day["last_fallback"]
+    assert llm.requests == []
+
+
+def test_an_ai_summary_with_a_lone_surrogate_still_goes_out(gh_tracker, github, welink, llm):
+    """JSON may carry ``\\ud800`` alone: no UTF-8 encodes it, so the first message holding it
+    failed as a channel crash (only a retry, reading the cleaned cached answer, went out)."""
+    llm.reply = "Adds DeepSeek-V4 \ud800 support.\nWhy it matters: new kernels."
+    tracker = _with_key(_tracker(gh_tracker, llm))
+    github.add_issue(REPO, "seed", at=T0)
+    tracker.once()
+    github.add_issue(REPO, "Support DeepSeek-V4", body=BODY, pull=True)
+    tracker.once()
+    [message] = welink.texts()
+    assert "Adds DeepSeek-V4" in message and "new kernels" in message
+    assert tracker.sql("SELECT status, attempts FROM delivery") == [("sent", 1)]
+
+
+@pytest.mark.sqlite_only("the config alone")
+@pytest.mark.parametrize("url", ["http://[::1/v1", "ftp://llm.example/v1", "llm.example/v1"])
+def test_an_ai_base_url_that_is_no_http_url_is_a_config_error_not_a_crash_at_start(url):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="base_url"):
+        AiConfig(enabled=True, base_url=url, model="m")
+
+
+def test_a_lone_surrogate_in_an_events_text_is_no_failed_request(store, llm):
+    """An upstream's JSON may hold ``\\ud800`` alone (events keep it until stored); no UTF-8
+    request body can: the text is asked about with it replaced, not failed (a fallback that
+    rests the embeddings for every event) or raised (an event set aside)."""
+    client = client_for(store, llm)
+    answer = client.embed("topic", ["speculative decoding", "draft \ud800 models"], timeout=5)
+    assert answer is not None and len(answer.vectors) == 2
+    ask = [{"role": "user", "content": "Summarise: DeepSeek-V4 \ud800 lands."}]
+    assert client.chat("summary:en", ask, timeout=5, max_tokens=50) is not None
+    assert ledger.usage(store, datetime.now(UTC))["fallbacks"] == 0

@@ -203,3 +203,15 @@ def test_topic_rules_work_with_the_ai_off_and_replay_judges_them_alike(gh_tracke
     replay = tracker.cli("replay", "--since", "1d", "--dry-run", "--json")
     assert replay.returncode == 0, replay.stderr
     assert '"matched": 1' in replay.stdout
+
+
+def test_a_topic_rule_judges_each_event_by_its_own_text_not_the_first_ones():
+    """A rule of a topic alone reads no keyword, regex or filter, but it reads the text: its
+    answer must not be remembered as a text-free rule's is (the first event's for all)."""
+    rules = ruleset(topic=TOPIC, similarity=0.3)
+    titles = ["Fix a typo in the README", "Speculative decoding with draft models", "Bump ruff"]
+    assert [rules.evaluate(event(title=t, event_id=t)).notify for t in titles] == [
+        False,
+        True,
+        False,
+    ]

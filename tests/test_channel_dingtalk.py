@@ -248,3 +248,11 @@ def test_a_rule_routes_an_event_to_dingtalk_through_the_outbox(gh_tracker, githu
     assert statuses == [("dingtalk", "dead"), ("dingtalk", "sent")]
     everything = run.stdout + run.stderr + repr(tracker.sql("SELECT * FROM attempt"))
     assert TOKEN not in everything and SECRET not in everything
+
+
+@pytest.mark.sqlite_only("a pure function")
+@pytest.mark.parametrize("value", ["\u00b2", "--5", "-\u00b3"])
+def test_a_result_code_no_int_reads_is_no_code_not_a_crash(value):
+    from mrt_engine.notify.robot import int_code
+
+    assert int_code(value) is None

@@ -317,3 +317,20 @@ def test_a_signing_secret_given_where_its_variables_name_belongs_is_never_echoed
     assert result.returncode == 2
     assert "looks like the secret itself (not shown)" in result.stderr
     assert VECTOR_SECRET.removeprefix("whsec_") not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "value", ["\u00b2", "\u00bd", "-5", "1e9", "Thu, 01 Jan 1970 00:00:00 GMT"]
+)
+def test_a_strange_retry_after_is_still_a_recorded_rate_limit(hook_tracker, github, sink, value):
+    """A Retry-After that is no number of seconds (a superscript digit is ``isdigit()`` but not
+    a ``float``), negative, or a date long past: the 429 is recorded as the platform's refusal
+    and retried, never a channel crash."""
+    tracker = hook_tracker()
+    baseline(tracker, github)
+    github.add_issue(REPO, "Qwen3 support")
+    sink.inject(Fault(429, "slow down", path=PATH, headers={"Retry-After": value}))
+    tracker.once()
+    [(_, _, status, attempts_made, error)] = deliveries(tracker)
+    assert (status, attempts_made) == ("retrying", 1)
+    assert error.startswith("HTTP 429 from the webhook"), error

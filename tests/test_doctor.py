@@ -334,3 +334,21 @@ def test_a_lock_file_doctor_cannot_read_fails_the_engine_check(make_tracker, tmp
     engine = checks_of(tracker.cli("doctor", "--json"))["engine"]
 
     assert not engine["ok"] and "cannot read the lock file" in engine["detail"]
+
+
+@pytest.mark.sqlite_only("the config's ai line alone")
+def test_the_ai_line_shows_no_credentials_of_its_base_url(gh_tracker):
+    """``ai.base_url`` may carry a proxy's user and password or a key in its query (Azure's
+    ``api-key``): doctor names the endpoint without them, as it does a source's api_base."""
+    tracker = gh_tracker(
+        {
+            "ai": {
+                "enabled": True,
+                "base_url": "https://bot:hunter2-secret@llm.corp.example/v1?api-key=k3y-secret",
+                "model": "qwen3-8b",
+            }
+        }
+    )
+    line = doctor(tracker)["ai"].detail
+    assert "llm.corp.example" in line
+    assert "hunter2-secret" not in line and "k3y-secret" not in line

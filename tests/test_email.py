@@ -316,3 +316,40 @@ def test_a_non_ascii_display_name_is_an_encoded_word_and_not_in_the_envelope(smt
         ("", "oncall@example.com"),
     ]
     assert smtp.messages[0].rcpt_tos == ["zhangsan@example.com", "oncall@example.com"]
+
+
+@pytest.mark.parametrize(
+    "sender", ["MRT Bot <mrt@tracker.example>", "模型追踪 <mrt@tracker.example>"]
+)
+def test_message_ids_and_thread_headers_are_rfc_5322_msg_ids_with_a_display_name_sender(sender):
+    """RFC 5322 §3.6.4: ``msg-id = "<" id-left "@" id-right ">"``, dot-atom text on both
+    sides. A ``from_addr`` with a display name gave ``@tracker.example>>``: no client could
+    thread on it."""
+    import re
+    from datetime import timedelta
+
+    from mrt_engine.notify.incident_line import IncidentNote
+
+    settings = EmailSettings(
+        smtp_host="127.0.0.1", smtp_port=25, from_addr=sender, to_list=["oncall@example.com"]
+    )
+    built = build(settings, ChannelContext(SecretResolver({}), request_timeout=5))
+    atext = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+    msg_id = re.compile(rf"<{atext}(?:\.{atext})*@{atext}(?:\.{atext})*>")
+    for position in (1, 2):
+        note = IncidentNote(
+            incident_id=7,
+            name="DeepSeek-V3.2",
+            position=position,
+            source_position=position,
+            new_source=True,
+            first_source="huggingface:deepseek-ai:models",
+            first_seen_at=T0,
+            seen_at=T0 + timedelta(hours=2),
+            thread_token="0123456789abcdef",
+        )
+        msg = built.message(Outgoing(41 + position, 1, alert(incident=note)))
+        for header in ("Message-ID", "In-Reply-To", "References"):
+            if msg[header] is not None:
+                assert msg_id.fullmatch(str(msg[header])), (header, msg[header])
+        assert str(msg["Message-ID"]).endswith("@tracker.example>")

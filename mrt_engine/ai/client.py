@@ -28,6 +28,7 @@ from mrt_engine.ai.settings import AiConfig
 from mrt_engine.http_deadline import Deadline, DeadlineBackend, install, within
 from mrt_engine.secrets import Secret, SecretResolver, shorten
 from mrt_engine.store.db import Store
+from mrt_engine.text import storable
 from mrt_engine.timeutil import Clock, utcnow
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,12 @@ log = logging.getLogger(__name__)
 # After a 429 without Retry-After, or an exhausted quota, the AI rests this long.
 DEFAULT_PAUSE_SECONDS = 60.0
 QUOTA_PAUSE_SECONDS = 3600.0
+# The most tokens one answer is counted for: a server's absurd ``usage`` spends the day's budget
+# without overflowing the store's integer columns (which would lose the count and the cache).
+MAX_ANSWER_TOKENS = 2**31 - 1
+# The most of a chat answer kept (and cached): a task reads a few lines or a number, and a server
+# that ignores ``max_tokens`` must not fill the store or the message's markdown reading.
+MAX_ANSWER_CHARS = 20_000
 
 
 class AiFailure(Exception):
@@ -111,6 +118,8 @@ class AiClient:
         model = self.config.model
         if not self.enabled or not model:
             return None
+        # Events keep an upstream's lone surrogate ("\\ud800") until stored: no body carries it.
+        messages = [{**m, "content": storable(m["content"])} for m in messages]
         key = chat_key(messages)
         found = self._cached(task, model, key)
         if found is not None:
@@ -130,6 +139,8 @@ class AiClient:
             text = data["choices"][0]["message"]["content"]
             if not isinstance(text, str) or not text.strip():
                 raise TypeError("no text")
+            # A lone surrogate (JSON's "\\ud800") no UTF-8 encodes: no message could carry it.
+            text = storable(text[:MAX_ANSWER_CHARS])
         except (KeyError, IndexError, TypeError) as exc:
             return self._fallback(task, f"the answer has no message content ({exc})")
         self._remember(task, model, key, text, tokens)
@@ -141,6 +152,7 @@ class AiClient:
         model = self.config.model
         if not self.enabled or not model:
             return None
+        messages = [{**m, "content": storable(m["content"])} for m in messages]  # (as chat's)
         try:
             found = ledger.cached(self.store, task, model, chat_key(messages))
         except Exception as exc:
@@ -153,6 +165,7 @@ class AiClient:
         model = self.config.embedding_model
         if not self.enabled or not model:
             return None
+        texts = [storable(t) for t in texts]  # (as chat's)
         keys = [ledger.content_hash(t) for t in texts]
         vectors: dict[int, tuple[float, ...]] = {}
         for i, key in enumerate(keys):
@@ -176,7 +189,8 @@ class AiClient:
                 got = [tuple(float(x) for x in row["embedding"]) for row in rows]
                 if len(got) != len(missing) or not all(got):
                     raise ValueError(f"{len(got)} vectors for {len(missing)} texts")
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+                # ArithmeticError: a number too large for a float (an integer of 400 digits)
                 return self._fallback(task, f"the answer has no usable embeddings ({exc})")
             for i, vector in zip(missing, got, strict=True):
                 stored = pack(vector)
@@ -205,6 +219,8 @@ class AiClient:
                 with self._lock:
                     self._paused_until = max(self._paused_until, time.monotonic() + exc.pause)
             return self._fallback(task, str(exc))
+        except Exception as exc:  # e.g. a key no header can carry (not ASCII): never raised on
+            return self._fallback(task, f"the request failed: {type(exc).__name__}: {exc}")
         try:
             ledger.count(self.store, self.clock(), tokens=tokens, requests=1)
         except Exception as exc:  # the answer is good; only its count is lost
@@ -252,7 +268,7 @@ class AiClient:
             data = response.json()
             if not isinstance(data, dict):
                 raise ValueError("not an object")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested 100,000 deep
             kind = response.headers.get("content-type", "no content type")
             raise AiFailure(f"the answer is not JSON ({kind})") from None
         usage = data.get("usage")
@@ -262,7 +278,7 @@ class AiClient:
             if not isinstance(total, int):  # some servers give only the parts
                 parts = ("prompt_tokens", "completion_tokens")
                 total = sum(usage.get(p) or 0 for p in parts if isinstance(usage.get(p), int))
-            tokens = max(total, 0)
+            tokens = min(max(total, 0), MAX_ANSWER_TOKENS)
         return data, tokens
 
     # ------------------------------------------------------------------ cache and record

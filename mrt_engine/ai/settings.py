@@ -8,13 +8,14 @@ from typing import Any
 from pydantic import Field
 
 from mrt_engine.config import StrictModel, Wait
+from mrt_engine.sources.validators import ApiBase
 
 
 class AiConfig(StrictModel):
     """An OpenAI-compatible endpoint for summaries and semantic rules; off by default."""
 
     enabled: bool = False
-    base_url: str = "http://127.0.0.1:8000/v1"  # the ``/v1`` root of the API
+    base_url: ApiBase = "http://127.0.0.1:8000/v1"  # the ``/v1`` root of the API
     model: str = ""  # chat model (summaries); "" with AI enabled: no summaries by AI
     embedding_model: str = ""  # "" : semantic rules use local lexical similarity
     api_key_env: str | None = None  # the variable holding the key (none: a local server)
@@ -52,7 +53,9 @@ def describe(config: Any, environ: Mapping[str, str]) -> tuple[bool, str, str]:
             f"ai.api_key_env: environment variable {ai.api_key_env} is not set",
             "set it, or remove ai.api_key_env for a local server without a key",
         )
-    parts = [f"on: {ai.base_url}"]
+    from mrt_engine.secrets import redact_url  # (a user, a password or a key in the URL)
+
+    parts = [f"on: {redact_url(ai.base_url)}"]
     parts.append(f"summaries by {ai.model}" if ai.model else "summaries extractive (no ai.model)")
     if lexical:
         how = (

@@ -62,7 +62,7 @@ def strip_markdown(text: str) -> str:
 def extractive_summary(text: str, limit: int = EXTRACT_CHARS) -> str:
     """The first sentences of ``text`` (markdown stripped), whole, up to ``limit`` characters
     (a first sentence longer than that is cut with an ellipsis)."""
-    plain = " ".join(strip_markdown(clean(text)).split("\n"))
+    plain = " ".join(strip_markdown(clean(text[: 25 * limit])).split("\n"))  # (as ai_lines)
     if not plain:
         return ""
     out = ""
@@ -84,6 +84,9 @@ def extractive_summary(text: str, limit: int = EXTRACT_CHARS) -> str:
 def ai_lines(text: str) -> str:
     """A model's answer as plain message lines: cleaned like any untrusted text, markdown
     marks dropped, at most :data:`MAX_LINES` lines of :data:`MAX_LINE_CHARS`."""
+    # Only the start can become the lines shown; reading markdown is not linear in a long line
+    # (an emphasis mark that never closes is searched for to the line's end).
+    text = text[: 4 * MAX_LINES * MAX_LINE_CHARS]
     lines = [clean_line(line) for line in strip_markdown(clean(text)).splitlines()]
     lines = [ln if len(ln) <= MAX_LINE_CHARS else ln[: MAX_LINE_CHARS - 1] + "…" for ln in lines]
     return "\n".join([ln for ln in lines if ln][:MAX_LINES])

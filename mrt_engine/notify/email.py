@@ -15,6 +15,7 @@ limit and the message is 7-bit clean for any server. A failure an operator can f
 from __future__ import annotations
 
 import email.policy
+import re
 import smtplib
 import socket
 import ssl
@@ -94,6 +95,17 @@ def _check_address(address: str) -> None:
         raise ValueError(f"{address!r}: longer than 254 characters (RFC 5321)")
 
 
+# RFC 5322 §3.6.4: a msg-id's right side is a dot-atom ("example.com"), nothing else.
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+def _id_domain(sender: str) -> str:
+    """The right side of the Message-IDs MRT makes: the sender's domain (its address's, not
+    the ``Name <addr>`` it may be written as), or ``localhost`` when that is no dot-atom."""
+    domain = parse_address(sender)[1].rsplit("@", 1)[-1]
+    return domain if _DOT_ATOM.fullmatch(domain) else "localhost"
+
+
 class EmailChannel(Channel):
     name = "email"
 
@@ -132,7 +144,7 @@ class EmailChannel(Channel):
         msg["To"] = ", ".join(self.settings.to_list)
         msg["Subject"] = context.subject(self.settings.locale)
         msg["Date"] = formatdate(usegmt=True)
-        domain = self.sender.rsplit("@", 1)[-1] or "localhost"
+        domain = _id_domain(self.sender)
         msg["Message-ID"] = (
             f"<mrt.delivery.{outgoing.delivery_id}.{context.fingerprint[:16]}@{domain}>"
         )

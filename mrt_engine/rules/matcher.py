@@ -137,11 +137,11 @@ class CompiledRule:
         # A rule that reads no text (field filters and labels only, its block list too) gives
         # the same answer for every event with the same values of what it reads: an author, a
         # label set, a repo come back event after event, so each answer is worked out once.
+        # (A topic reads the text too: its answer is each event's own.)
         self._answers: dict[object, RuleHit | None] | None = None
         # (A topic is text: a topic rule is judged event by event.)
-        if not (
-            self._folded_keywords or self._regexes or self._block_words or block.regex or self.topic
-        ):
+        reads_text = self._folded_keywords or self._regexes or self.topic
+        if not (reads_text or self._block_words or block.regex):
             if block.author:
                 read.add("author")
             if block.repo or block.org:
