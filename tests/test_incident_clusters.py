@@ -34,6 +34,9 @@ def tracker(make_tracker, github, welink):
             "sources": {"github": {"repos": REPOS, "token_env": "GH", "api_base": github.url}},
             "notify": {"welink": {"webhook_env": "WL"}},
             **GROUPING,
+            # One poll at a time, in the repos' order: which alike issue is a cluster's first
+            # (its key, its summary's word order) is then the same in every run.
+            "scheduler": {"poll_workers": 1},
             **(extra or {}),
         }
         return make_tracker(config, {"GH": GH_TOKEN, "WL": welink.webhook_url})
