@@ -13,7 +13,7 @@ import pytest
 from mrt_engine.ai import ledger
 from mrt_engine.ai.client import AiClient
 from mrt_engine.ai.settings import AiConfig
-from mrt_engine.ai.summary import extractive_summary, strip_markdown
+from mrt_engine.notify.extractive import extractive_summary, strip_markdown
 from mrt_engine.simulators.base import Response
 from mrt_engine.simulators.openai_compat import OpenAICompatSimulator, embed
 from mrt_engine.store.db import open_store
@@ -258,14 +258,17 @@ def test_a_critical_rules_hit_never_waits_for_the_ai(gh_tracker, github, welink,
     assert llm.chat_requests() == []
 
 
-def test_with_ai_off_the_message_is_as_before(gh_tracker, github, welink, llm):
+def test_with_ai_off_the_message_says_the_extractive_summary_and_asks_nothing(
+    gh_tracker, github, welink, llm
+):
     tracker = gh_tracker()
     github.add_issue(REPO, "seed", at=T0)
     tracker.once()
     github.add_issue(REPO, "Support DeepSeek-V4", body=BODY, pull=True)
     assert tracker.once() == 0
     [message] = welink.texts()
-    assert "## Summary This PR adds **DeepSeek-V4** support" in message  # the excerpt
+    assert "Summary This PR adds DeepSeek-V4 support to the model executor." in message
+    assert "**" not in message and "](" not in message
     assert llm.requests == []
 
 

@@ -4,20 +4,20 @@ With AI enabled, a delivery's message carries 1–5 lines the model wrote (in th
 locale), asked for when the message is rendered, never inside a poll, and waited for at most
 ``ai.summary_timeout_seconds``. A protected alert, or a hit of a rule marked ``critical``,
 never waits: it goes with the extractive summary at once. When the AI fails (timeout, error,
-budget) the message says the extractive summary instead: markdown stripped, the first
-sentences. (The key fields are already lines of their own in every message.) With AI off the
-message is exactly as without this module.
+budget) the message keeps the extractive summary every message has without AI
+(:mod:`mrt_engine.notify.extractive`: markdown stripped, the first sentences; the key fields are
+lines of their own). With AI off the message is exactly as without this module.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Collection
 from dataclasses import replace
 
 from mrt_engine.ai.client import AiClient
 from mrt_engine.health import is_protected
+from mrt_engine.notify.extractive import message_summary, strip_markdown
 from mrt_engine.notify.locales import headline, label
 from mrt_engine.notify.message import MessageContext
 from mrt_engine.text import clean, clean_line
@@ -26,59 +26,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINES = 5
 MAX_LINE_CHARS = 200
-EXTRACT_CHARS = 320
 LANGUAGES = {"en": "English", "zh": "Simplified Chinese"}
-
-_FENCE = re.compile(r"```.*?(```|\Z)|~~~.*?(~~~|\Z)", re.DOTALL)
-_HTML_COMMENT = re.compile(r"<!--.*?(-->|\Z)", re.DOTALL)
-_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
-_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
-_LINE_MARK = re.compile(r"^\s{0,3}(?:#{1,6}\s+|>\s?|[-*+]\s+\[[ xX]\]\s+|[-*+]\s+|\d+[.)]\s+)")
-_RULE_LINE = re.compile(r"^\s*(?:[-*_=]\s*){3,}$|^\s*\|?[\s:|-]+\|[\s:|-]*$")
-_EMPHASIS = re.compile(r"(\*\*|__|\*|`)(?=\S)(.+?)(?<=\S)\1")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])")
-
-
-def strip_markdown(text: str) -> str:
-    """Plain lines of a markdown body: no code blocks, comments, tags, images, link targets,
-    heading/list/quote marks, table rules or emphasis marks."""
-    text = _FENCE.sub(" ", _HTML_COMMENT.sub(" ", text))
-    text = _IMAGE.sub(r"\1", text)
-    text = _LINK.sub(r"\1", text)
-    text = _TAG.sub(" ", text)
-    lines = []
-    for line in text.splitlines():
-        if _RULE_LINE.match(line):
-            continue
-        line = _LINE_MARK.sub("", line).replace("|", " ")
-        line = _EMPHASIS.sub(r"\2", line)
-        line = " ".join(line.split())
-        if line:
-            lines.append(line)
-    return "\n".join(lines)
-
-
-def extractive_summary(text: str, limit: int = EXTRACT_CHARS) -> str:
-    """The first sentences of ``text`` (markdown stripped), whole, up to ``limit`` characters
-    (a first sentence longer than that is cut with an ellipsis)."""
-    plain = " ".join(strip_markdown(clean(text[: 25 * limit])).split("\n"))  # (as ai_lines)
-    if not plain:
-        return ""
-    out = ""
-    for sentence in _SENTENCE_END.split(plain):
-        sentence = sentence.strip()
-        if not sentence:
-            continue
-        # Chinese sentences follow each other without a space.
-        glue = "" if not out or out.endswith(("。", "！", "？", "；")) else " "
-        joined = out + glue + sentence
-        if len(joined) > limit:
-            break
-        out = joined
-    if not out:
-        out = plain[: limit - 1].rstrip() + "…"
-    return out
 
 
 def ai_lines(text: str) -> str:
@@ -96,7 +44,7 @@ def prompt(context: MessageContext, locale: str, max_chars: int) -> list[dict[st
     """The chat messages asking for a summary of one alert's event."""
     language = LANGUAGES.get(locale, "English")
     fields = "; ".join(f"{label(k, 'en')}: {v}" for k, v in context.fields if v not in ("", False))
-    body = clean(context.summary)[:max_chars]
+    body = clean(context.body or context.summary)[:max_chars]
     event = (
         f"{headline(context.event_type)} from {context.source_key}\n"
         f"Title: {clean_line(context.title)}\n"
@@ -145,16 +93,17 @@ class Summarizer:
             return self._cluster(context, locale) if context.cluster else context
         if not context.summary.strip():
             return context
-        text, by = "", "extractive"
         if not self.urgent(context):
             task = f"summary:{locale}"
             messages = prompt(context, locale, self.client.config.max_input_chars)
             text = self._answer(task, messages)
             if text:
-                by = "ai"
-        if not text:
-            text, by = extractive_summary(context.summary), "extractive"
-        return replace(context, summary=text, summary_by=by) if text else context
+                return replace(context, summary=text, summary_by="ai")
+        # A stored event's message has the extractive summary already (outbox.py); extracting
+        # it again changes nothing, and a context made elsewhere gets one too.
+        return replace(
+            context, summary=message_summary(context.summary, None), summary_by="extractive"
+        )
 
     def _cluster(self, context: MessageContext, locale: str) -> MessageContext:
         """AI3: a cluster's message (alike alerts of one incident) with the AI's summary of

@@ -24,6 +24,7 @@ from mrt_engine.delivery.policy import PLAIN, ChannelPolicy
 from mrt_engine.incident_clusters import is_cluster_key, summary_of
 from mrt_engine.incidents import NOTE_COLUMNS, NOTE_JOINS, incident_note, note_of
 from mrt_engine.notify.base import SendResult
+from mrt_engine.notify.extractive import message_summary
 from mrt_engine.notify.fields import StoredEvent, key_fields
 from mrt_engine.notify.incident_line import IncidentNote
 from mrt_engine.notify.message import MessageContext
@@ -433,7 +434,7 @@ _GONE = (
 # An event's columns a message is made of (:func:`_context_of`), by the event's alias ``e``.
 _EVENT_COLUMNS = (
     "e.event_type, e.source_key, e.resource_id, e.title, e.url, e.fingerprint, e.summary,"
-    " e.author, e.labels, e.occurred_at, e.source, e.resource_type, e.event_id, e.raw"
+    " e.author, e.labels, e.occurred_at, e.source, e.resource_type, e.event_id, e.raw, e.body"
 )
 _EVENT_WIDTH = len(_EVENT_COLUMNS.split(","))
 
@@ -537,6 +538,7 @@ def _context_of(
         resource_type,
         upstream_id,
         raw,
+        body,
     ) = event
     label_names = tuple(json.loads(labels or "[]"))
     stored = StoredEvent(
@@ -557,7 +559,8 @@ def _context_of(
         title=title,
         url=url,
         fingerprint=fingerprint,
-        summary=summary,
+        summary=message_summary(summary, body),
+        body=body or "",
         author=author,
         labels=label_names,
         rules=tuple(rule_names),

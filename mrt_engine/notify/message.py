@@ -65,7 +65,7 @@ class MessageContext:
     title: str
     url: str
     fingerprint: str
-    summary: str = ""
+    summary: str = ""  # the extractive summary of the event's text (notify/extractive.py)
     author: str = ""
     labels: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
@@ -82,8 +82,11 @@ class MessageContext:
     bundle: str = ""
     items: tuple[MessageContext, ...] = ()
     # Who wrote ``summary`` when the optional AI is on (mrt_engine/ai/summary.py): "ai", or
-    # "extractive" (its fallback); "" : the stored excerpt, as without AI.
+    # "extractive" (its fallback); "" : AI off (the extractive summary, too).
     summary_by: str = ""
+    # The event's whole text as rules read it, when longer than its stored excerpt: what the
+    # optional AI is asked to summarise. Never rendered.
+    body: str = ""
     # The event's place in its model family's incident (mrt_engine/incidents.py), if any.
     incident: IncidentNote | None = None
     # A bundle of an incident's alike alerts (mrt_engine/incident_clusters.py): what they share

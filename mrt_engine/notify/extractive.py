@@ -1,0 +1,111 @@
+"""The extractive summary a message gives instead of a raw excerpt of the body (AI1's way
+without a model).
+
+An issue's body is markdown written for a browser: headings, check boxes, code blocks, a
+``<details>`` block with the reporter's environment, HTML comments left by the template. A raw
+excerpt of its first 280 characters is mostly that. The extractive summary is what a reader
+would take from it: markdown stripped, the first whole sentences, up to the length the source's
+excerpt had (``body_excerpt_chars``). Every message says it, with the optional AI on or off; the
+AI's summary (mrt_engine/ai/summary.py) replaces it when the AI answers in time. The key fields
+(merged, licence, size, …) are lines of their own in every message already.
+
+Stored bodies are one line (:func:`mrt_engine.text.body_text` folds line breaks so a rule's
+phrase matches across them), so the marks that begin a markdown line are also recognised after a
+space: ``"### Describe the bug When I load"`` reads ``"Describe the bug When I load"``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mrt_engine.text import clean
+
+EXTRACT_CHARS = 320  # characters of a summary when no stored excerpt says otherwise
+
+_FENCE = re.compile(r"```.*?(```|\Z)|~~~.*?(~~~|\Z)", re.DOTALL)
+_HTML_COMMENT = re.compile(r"<!--.*?(-->|\Z)", re.DOTALL)
+# A collapsed block: what a reader sees of it is its <summary> line, not the point of the text
+# (an environment dump, a log). Only a closed block is dropped.
+_DETAILS = re.compile(r"<details\b[^>]{0,200}>.*?</details\s*>", re.DOTALL | re.IGNORECASE)
+_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
+_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_LINE_MARK = re.compile(r"^\s{0,3}(?:#{1,6}\s+|>\s?|[-*+]\s+\[[ xX]\]\s+|[-*+]\s+|\d+[.)]\s+)")
+# The same marks after a line break that was folded into a space (headings and check boxes:
+# a lone "-" or "1." inside a sentence is text).
+_FOLDED_MARK = re.compile(r"(?<=\s)(?:#{1,6}|[-*+]\s+\[[ xX]\])\s+")
+_RULE_LINE = re.compile(r"^\s*(?:[-*_=]\s*){3,}$|^\s*\|?[\s:|-]+\|[\s:|-]*$")
+# Code spans and emphasis, in one pass so a code span's text is left alone. "_" and "__"
+# emphasise only outside a word (CommonMark): ``snake_case`` stays as it is.
+_INLINE = re.compile(
+    r"(`+)(.+?)\1"
+    r"|(\*\*|\*)(?=\S)(.+?)(?<=\S)\3"
+    r"|(?<!\w)(__|_)(?=\S)(.+?)(?<=\S)\5(?!\w)"
+)
+# A heading with nothing under it (its section was a collapsed block or a code block): up to
+# eight words without a sentence's end, then the next heading.
+_BARE_HEADING = re.compile(r"(?:^|(?<=\s))#{1,6}\s+(?:[^\s.!?。！？#]+\s+){0,7}(?=#{1,6}\s)")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])")
+_CJK_END = ("。", "！", "？", "；")
+
+
+def strip_markdown(text: str) -> str:
+    """Plain lines of a markdown body: no code blocks, comments, collapsed blocks, tags, images,
+    link targets, heading/list/quote marks, table rules or emphasis marks."""
+    text = _FENCE.sub(" ", _HTML_COMMENT.sub(" ", text))
+    text = _DETAILS.sub(" ", text)
+    text = _IMAGE.sub(r"\1", text)
+    text = _LINK.sub(r"\1", text)
+    text = _TAG.sub(" ", text)
+    lines = []
+    for line in text.splitlines():
+        if _RULE_LINE.match(line):
+            continue
+        line = _LINE_MARK.sub("", _BARE_HEADING.sub("", line)).replace("|", " ")
+        line = _FOLDED_MARK.sub("", line)
+        line = _INLINE.sub(_inline_text, line)
+        line = " ".join(line.split())
+        if line:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _inline_text(match: re.Match[str]) -> str:
+    """The text of a code span or an emphasis, without its marks."""
+    return match.group(2) or match.group(4) or match.group(6) or ""
+
+
+def extractive_summary(text: str, limit: int = EXTRACT_CHARS) -> str:
+    """The first sentences of ``text`` (markdown stripped), whole, up to ``limit`` characters
+    (a first sentence longer than that is cut with an ellipsis)."""
+    if limit <= 0:
+        return ""
+    # Only the start can become the summary; reading markdown is not linear in a long line.
+    plain = " ".join(strip_markdown(clean(text[: 25 * limit])).split("\n"))
+    if not plain:
+        return ""
+    out = ""
+    for sentence in _SENTENCE_END.split(plain):
+        sentence = sentence.strip()
+        if not sentence:
+            continue
+        # Chinese sentences follow each other without a space.
+        glue = "" if not out or out.endswith(_CJK_END) else " "
+        joined = out + glue + sentence
+        if len(joined) > limit:
+            break
+        out = joined
+    if not out:
+        out = plain[: limit - 1].rstrip() + "…"
+    return out
+
+
+def message_summary(summary: str, body: str | None) -> str:
+    """What a message says of an event's text: the extractive summary of its whole text
+    (``body``, stored when longer than ``summary``), at most as long as the stored excerpt
+    ``summary`` (the source's ``body_excerpt_chars``; an empty excerpt stays empty)."""
+    if not summary:
+        return ""
+    if not body:  # the excerpt is the whole text
+        return extractive_summary(summary, max(len(summary), EXTRACT_CHARS))
+    return extractive_summary(body, len(summary))
