@@ -62,6 +62,40 @@ def family_of(title: str | None, resource_id: str | None, *bodies: str | None) -
     return model_family(title, resource_id, *bodies)
 
 
+def embed_titles(
+    batch: PreparedBatch, clusters: ClusterSettings | None, *, urgent: bool = False
+) -> None:
+    """Before the poll's transaction opens: have the endpoint embed the titles of ``batch``'s
+    alerts that may join a cluster (AI3 by embeddings, ``clusters.embeddings``), so that
+    :func:`assign` only reads them from the store's cache. Nothing is asked when the poll
+    commits a protected alert (``urgent``, or one in the batch) or a critical rule's hit: those
+    never wait for the AI (their poll's alerts are compared the lexical way)."""
+    if clusters is None or not clusters.on or clusters.embeddings is None or urgent:
+        return
+    titles = []
+    for item in batch.events:
+        row = item.event_row
+        if item.alert_row is None:
+            continue
+        if row[_EVENT_TYPE] in PROTECTED_TYPES or clusters.critical.intersection(item.notify_rules):
+            return
+        if item.group_key is None:  # never grouped: never clustered
+            continue
+        try:
+            name = family_of(row[_TITLE], row[_RESOURCE_ID], row[_SUMMARY], row[_BODY])
+        except Exception:  # (assign says so)
+            continue
+        if name is not None:
+            titles.append(row[_TITLE])
+    if not titles:
+        return
+    try:
+        clusters.embeddings.ask(titles)
+    except Exception:  # the lexical way answers: a cluster is never worth a poll
+        log.warning("incident clusters: titles not embedded, compared the lexical way")
+        log.debug("embedding titles failed", exc_info=True)
+
+
 def assign(
     store: Store,
     batch: PreparedBatch,
