@@ -484,6 +484,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             channel=args.channel,
             dry_run=args.dry_run,
             actor=operations.actor_name("cli"),
+            **operations.incident_settings(config),
         )
         if args.json:
             _print_json(plan)

@@ -74,6 +74,20 @@ class ClusterSettings:
         return self.similarity > 0
 
 
+def cluster_settings(config, embeddings: TitleEmbeddings | None = None) -> ClusterSettings:
+    """The clusters of ``config`` (a :class:`~mrt_engine.config.Config`), as the engine and
+    ``replay`` both make them: an earlier alert joined within the ``delivery`` section's longer
+    group time; compared by ``embeddings`` when given (the engine's AI)."""
+    delivery = config.delivery
+    return ClusterSettings(
+        config.incidents.cluster_similarity,
+        timedelta(seconds=max(delivery.group_wait_seconds, delivery.group_interval_seconds)),
+        frozenset(rule.name for rule in config.rules if rule.critical),
+        config.incidents.cluster_embedding_similarity,
+        embeddings,
+    )
+
+
 def cluster_key(incident_id: int, first_event_id: int) -> str:
     """The group key of an incident's cluster, named by its first event."""
     return f"{PREFIX}{incident_id}{_CLUSTER}{first_event_id}"

@@ -20,6 +20,7 @@ a few milliseconds; other families are not held up).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -81,11 +82,7 @@ def embed_titles(
             return
         if item.group_key is None:  # never grouped: never clustered
             continue
-        try:
-            name = family_of(row[_TITLE], row[_RESOURCE_ID], row[_SUMMARY], row[_BODY])
-        except Exception:  # (assign says so)
-            continue
-        if name is not None:
+        if name_of(row[_EVENT_TYPE], row[_TITLE], row[_RESOURCE_ID], row[_SUMMARY], row[_BODY]):
             titles.append(row[_TITLE])
     if not titles:
         return
@@ -107,33 +104,65 @@ def assign(
     :mod:`mrt_engine.incident_clusters`). Must run inside :meth:`Store.write`, after the batch."""
     named: dict[str, ModelName] = {}
     for item in batch.events:
+        if item.alert_row is None:
+            continue
         row = item.event_row
-        if item.alert_row is None or row[_EVENT_TYPE] in PROTECTED_TYPES:
-            continue
-        try:
-            name = family_of(row[_TITLE], row[_RESOURCE_ID], row[_SUMMARY], row[_BODY])
-        except Exception:  # a bug in the names must never cost the poll its alerts
-            log.warning("no incident for %s: its model name could not be read", row[0][:12])
-            log.debug("model name failed", exc_info=True)
-            continue
+        name = name_of(row[_EVENT_TYPE], row[_TITLE], row[_RESOURCE_ID], row[_SUMMARY], row[_BODY])
         if name is not None:
             named[item.fingerprint] = name
     if not named:
         return []
-    cursor = store.db.cursor()
     now = from_store(batch.now_s)
     assert now is not None
+    alerted = [
+        (event_id, alert_id, source_key, named[fingerprint])
+        for fingerprint, event_id, alert_id, source_key in _alerted(store.db.cursor(), list(named))
+    ]
+    return link(store, alerted, now, window, clusters)
+
+
+def name_of(
+    event_type: str,
+    title: str | None,
+    resource_id: str | None,
+    summary: str | None,
+    body: str | None,
+) -> ModelName | None:
+    """The family an alerted event joins, or ``None``: a protected event is no model's, and a
+    name that cannot be read is logged (it must never cost the poll its alerts)."""
+    if event_type in PROTECTED_TYPES:
+        return None
+    try:
+        return family_of(title, resource_id, summary, body)
+    except Exception:
+        log.warning("no incident for %r: its model name could not be read", (title or "")[:60])
+        log.debug("model name failed", exc_info=True)
+        return None
+
+
+def link(
+    store: Store,
+    alerted: Sequence[tuple[int, int, str, ModelName]],
+    now: datetime,
+    window: timedelta = DEFAULT_WINDOW,
+    clusters: ClusterSettings | None = None,
+) -> list[Placed]:
+    """Link ``alerted`` events ((event id, alert id, source key, family), their alerts written)
+    to their families' incidents, in event id order, and put the alike ones into clusters. An
+    event linked already stays where it is. Must run inside :meth:`Store.write`: the poll's
+    (:func:`assign`) or ``replay``'s."""
+    if not alerted:
+        return []
+    cursor = store.db.cursor()
     if store.is_postgresql:
         # One engine at a time per family (see the module's docstring). Every family of the
         # batch is locked first, in one order for all: two polls that name the same families in
         # different orders would otherwise each hold one lock and wait for the other's.
-        for key in sorted({name.key for name in named.values()}):
+        for key in sorted({name.key for *_ids, name in alerted}):
             cursor.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (LOCK_SPACE, key))
     placed = []
-    for fingerprint, event_id, alert_id, source_key in _alerted(cursor, list(named)):
-        place = _link(
-            store, cursor, event_id, alert_id, source_key, named[fingerprint], now, window
-        )
+    for event_id, alert_id, source_key, name in sorted(alerted, key=lambda a: a[0]):
+        place = _link(store, cursor, event_id, alert_id, source_key, name, now, window)
         if place is not None:
             placed.append(place)
     if clusters is not None:
