@@ -214,3 +214,20 @@ def test_the_embedding_threshold_of_clusters_is_validated(tmp_path):
         load_config(path)
     path.write_text(json.dumps({}))
     assert load_config(path).incidents.cluster_embedding_similarity == 0.85
+
+
+@pytest.mark.sqlite_only("the config alone")
+def test_doctor_says_clusters_use_lexical_similarity_with_the_ai_off_and_nothing_when_off(
+    tmp_path,
+):
+    import json
+
+    from mrt_engine.ai.settings import describe
+    from mrt_engine.config import load_config
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({}))
+    ok, detail, _hint = describe(load_config(path), {})
+    assert ok and detail.endswith("; incident clusters use local lexical similarity")
+    path.write_text(json.dumps({"incidents": {"cluster_similarity": 0}}))
+    assert "clusters" not in describe(load_config(path), {})[1]

@@ -144,7 +144,7 @@ def test_a_later_source_of_an_open_incident_says_so_in_its_message(tracker, hf, 
 
 
 def test_a_replayed_alert_joins_its_familys_incident_once_and_says_its_place(
-    tracker, hf, github, welink
+    tracker, hf, github, welink, smtp
 ):
     """An event polled before a rule matched it, alerted by ``replay`` once the rule exists, is
     linked like a polled one (in the replay's transaction), and a second replay links nothing."""
@@ -176,6 +176,18 @@ def test_a_replayed_alert_joins_its_familys_incident_once_and_says_its_place(
     )
     again = t.cli("replay", "--since", "1d", "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["items"] == []
+    # A channel added later: both alerts replayed to it, neither linked a second time.
+    email = {
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port,
+        "from_addr": "mrt@tracker.example",
+        "to_list": ["oncall@example.com"],
+        "ca_file": smtp.ca_file,
+    }
+    t = tracker({"watch_keywords": [], "rules": [models, pulls], "notify": {"email": email}})
+    to_email = t.cli("replay", "--since", "1d", "--channel", "email", "--json")
+    assert to_email.returncode == 0, to_email.stderr
+    assert len(json.loads(to_email.stdout)["items"]) == 2
     assert t.sql("SELECT COUNT(*) FROM incident_event") == [(2,)]
     assert incidents(t) == [
         ("deepseek-v3.2", "DeepSeek-V3.2", 2, 2, "huggingface:deepseek-ai:models")
