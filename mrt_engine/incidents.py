@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mrt_engine import incident_clusters
 from mrt_engine.health import PROTECTED_TYPES
@@ -61,6 +61,18 @@ class Placed:
 def family_of(title: str | None, resource_id: str | None, *bodies: str | None) -> ModelName | None:
     """The model family an event is about: its title's, else its id's, else its body's."""
     return model_family(title, resource_id, *bodies)
+
+
+def replay_settings(config) -> dict[str, Any]:
+    """``replay``'s incident arguments from ``config`` (a :class:`~mrt_engine.config.Config`, or
+    ``None``: the defaults): its window, and its clusters judged the lexical way (a replay asks
+    no AI)."""
+    if config is None:
+        return {}
+    return {
+        "incident_window": timedelta(days=config.incidents.window_days),
+        "clusters": incident_clusters.cluster_settings(config),
+    }
 
 
 def embed_titles(

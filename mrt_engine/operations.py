@@ -370,20 +370,6 @@ def plan_replay(
     return plan, work
 
 
-def incident_settings(config) -> dict[str, Any]:
-    """:func:`replay`'s incident arguments from ``config`` (a :class:`~mrt_engine.config.Config`,
-    or ``None``: the defaults): its window and its clusters, judged the lexical way (a replay
-    asks no AI)."""
-    if config is None:
-        return {}
-    from mrt_engine.incident_clusters import cluster_settings
-
-    return {
-        "incident_window": timedelta(days=config.incidents.window_days),
-        "clusters": cluster_settings(config),
-    }
-
-
 def replay(
     store: Store,
     rules: RuleSet,
