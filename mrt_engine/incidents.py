@@ -8,7 +8,8 @@ number among the incident's events and sources) is stored with it, so every mess
 says the same thing however often it is sent.
 
 Assigned in the poll's transaction (:func:`assign`, called by the pipeline after its alerts are
-written): an incident is committed with its alerts or not at all. Events that alert nothing cost
+written), and in ``replay``'s for the alerts it makes (:func:`link`): an incident is committed
+with its alerts or not at all. Events that alert nothing cost
 nothing here, and protected events (source health, checksum alarms) are no model's.
 
 On a store shared by several engines (PostgreSQL), linking takes a transaction-scoped advisory

@@ -118,6 +118,20 @@ def test_a_failing_embedding_endpoint_leaves_the_lexical_way_and_records_why(tra
     assert fallbacks == 1 and last.startswith("cluster: HTTP 500")
 
 
+def test_a_slow_embedding_endpoint_is_waited_for_at_most_its_timeout(tracker, github, llm):
+    llm.mode, llm.delay = "slow", 5.0
+    t = tracker({"ai": {"embedding_timeout_seconds": 0.3}})
+    assert t.once() == 0
+    for repo, title in (FIRST, SECOND, *WORDY):
+        github.add_issue(repo, title)
+    assert t.once() == 0
+    keys = clustered(t)
+    assert keys[FIRST[1]] is None and keys[WORDY[0][1]] == keys[WORDY[1][1]] is not None
+    assert len(llm.embedding_requests()) == 1  # then the embeddings rest
+    [(last,)] = t.sql("SELECT last_fallback FROM ai_usage")
+    assert last == "cluster: no answer within 0.3s"
+
+
 def test_a_spent_token_budget_leaves_the_lexical_way(tracker, github, llm):
     t = tracker({"ai": {"daily_token_budget": 0}})
     assert t.once() == 0
