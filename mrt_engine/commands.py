@@ -466,6 +466,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from mrt_engine import operations
     from mrt_engine.ai.similarity import fit_topics
     from mrt_engine.components import compile_rules
+    from mrt_engine.incidents import replay_settings
 
     config = _config(args)
     since = _when(args.since, "--since")
@@ -484,6 +485,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             channel=args.channel,
             dry_run=args.dry_run,
             actor=operations.actor_name("cli"),
+            **replay_settings(config),
         )
         if args.json:
             _print_json(plan)

@@ -193,6 +193,9 @@ class IncidentsConfig(StrictModel):
     # AI3: an alert this alike (0 to 1, lexical; 0: off) to an earlier one of its incident within
     # the delivery's group time goes out in one message with it (mrt_engine/incident_clusters.py).
     cluster_similarity: float = Field(0.5, ge=0, le=1)
+    # The same with the endpoint's embeddings (``ai.embedding_model``): their cosine, on its own
+    # scale (a model puts unrelated texts of one field at 0.5-0.7), so its own threshold.
+    cluster_embedding_similarity: float = Field(0.85, gt=0, le=1)
 
 
 class LogConfig(StrictModel):

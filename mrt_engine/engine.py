@@ -25,6 +25,7 @@ from mrt_engine import __version__, sources
 from mrt_engine.ai.client import AiClient
 from mrt_engine.ai.similarity import Embeddings, fit_topics
 from mrt_engine.ai.summary import Summarizer
+from mrt_engine.ai.title_embeddings import TitleEmbeddings
 from mrt_engine.ai.triage import Triage
 from mrt_engine.components import build_components
 from mrt_engine.config import Config
@@ -33,7 +34,7 @@ from mrt_engine.delivery.policy import channel_policies
 from mrt_engine.delivery.worker import DeliveryPass, DeliveryWorkers
 from mrt_engine.health import protected_rules
 from mrt_engine.http import HttpClient, host_key
-from mrt_engine.incident_clusters import ClusterSettings
+from mrt_engine.incident_clusters import cluster_settings
 from mrt_engine.logs import log_context
 from mrt_engine.notify.base import Channel
 from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state, load_state
@@ -306,11 +307,10 @@ class Engine:
             unhealthy_after=self.config.scheduler.unhealthy_after_failures,
         )
         self.pipeline.incident_window = timedelta(days=self.config.incidents.window_days)
-        self.pipeline.clusters = ClusterSettings(
-            self.config.incidents.cluster_similarity,
-            timedelta(seconds=max(delivery.group_wait_seconds, delivery.group_interval_seconds)),
-            frozenset(rule.name for rule in self.config.rules if rule.critical),
-        )
+        embeddings = None  # AI3 by the endpoint's embeddings when it has a model (else lexical)
+        if enrich is not None and self.ai is not None and self.config.ai.embedding_model:
+            embeddings = TitleEmbeddings(self.ai)
+        self.pipeline.clusters = cluster_settings(self.config, embeddings)
         for source in self.sources:
             ensure_state(self.store, source, now)
         watches = stale_watches(self.config.scheduler, self.sources)

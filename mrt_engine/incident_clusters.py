@@ -14,7 +14,12 @@ on: :mod:`mrt_engine.ai.summary`).
 Decided in the poll's transaction, right after the incidents are linked, by the local lexical
 similarity (character n-gram TF-IDF of :mod:`mrt_engine.ai.similarity`, fitted on the titles
 compared): pure Python on a handful of titles, no network, so nothing waits for an endpoint while
-the store is held. An alert that is never grouped (a protected one, a rule's ``group_by = []``)
+the store is held. With ``ai.embedding_model`` set, two titles that both have the endpoint's
+embedding are compared by their cosine instead (``incidents.cluster_embedding_similarity``, a
+scale of its own): the poll's titles are embedded before its transaction opens
+(:mod:`mrt_engine.ai.title_embeddings`), and the transaction only reads them from the store's
+cache; a title without one (the endpoint failed, its budget is spent, the poll holds a critical
+or protected alert that must not wait) is compared the lexical way. An alert that is never grouped (a protected one, a rule's ``group_by = []``)
 or a hit of a rule marked ``critical`` is never put into a cluster nor held for one.
 """
 
@@ -29,17 +34,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from mrt_engine.ai.similarity import Lexical
+from mrt_engine.ai.similarity import Lexical, cosine
 from mrt_engine.text import clean_line
 from mrt_engine.timeutil import to_store
 
 if TYPE_CHECKING:
+    from mrt_engine.ai.title_embeddings import TitleEmbeddings
     from mrt_engine.incidents import Placed
     from mrt_engine.notify.message import MessageContext
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SIMILARITY = 0.5
+DEFAULT_EMBEDDING_SIMILARITY = 0.85
 PREFIX = "incident:"
 _CLUSTER = ":cluster:"
 MAX_CANDIDATES = 200  # earlier alerts of an incident compared, the latest first
@@ -53,15 +60,32 @@ _FRESH = (
 @dataclass(frozen=True)
 class ClusterSettings:
     """``incidents.cluster_similarity`` (0: off), the window within which an earlier alert may
-    be joined, and the rules marked ``critical`` (never clustered)."""
+    be joined, the rules marked ``critical`` (never clustered), and, with an embedding model,
+    its titles' embeddings and ``incidents.cluster_embedding_similarity``."""
 
     similarity: float = DEFAULT_SIMILARITY
     window: timedelta = timedelta(minutes=5)
     critical: frozenset[str] = field(default_factory=frozenset)
+    embedding_similarity: float = DEFAULT_EMBEDDING_SIMILARITY
+    embeddings: TitleEmbeddings | None = None
 
     @property
     def on(self) -> bool:
         return self.similarity > 0
+
+
+def cluster_settings(config, embeddings: TitleEmbeddings | None = None) -> ClusterSettings:
+    """The clusters of ``config`` (a :class:`~mrt_engine.config.Config`), as the engine and
+    ``replay`` both make them: an earlier alert joined within the ``delivery`` section's longer
+    group time; compared by ``embeddings`` when given (the engine's AI)."""
+    delivery = config.delivery
+    return ClusterSettings(
+        config.incidents.cluster_similarity,
+        timedelta(seconds=max(delivery.group_wait_seconds, delivery.group_interval_seconds)),
+        frozenset(rule.name for rule in config.rules if rule.critical),
+        config.incidents.cluster_embedding_similarity,
+        embeddings,
+    )
 
 
 def cluster_key(incident_id: int, first_event_id: int) -> str:
@@ -118,13 +142,28 @@ def _join(cursor, place: Placed, since: str, settings: ClusterSettings) -> int:
             candidates.append((event_id, found))
     if not candidates:
         return 0
-    lexical = Lexical().fit([title, *(c[1][1] for c in candidates)])
-    best, best_score = None, 0.0
+    embeddings = settings.embeddings
+    mine_vector = embeddings.cached(title) if embeddings is not None else None
+    if embeddings is not None and mine_vector is None:
+        log.debug("event %d compared the lexical way: its title has no embedding", place.event_id)
+    lexical: Lexical | None = None
+    # The most alike of those alike enough, each by its way's threshold (embeddings' cosines
+    # and lexical scores are on different scales): the highest score over its threshold.
+    best, best_margin = None, 0.0
     for event_id, found in candidates:
-        score, _way = lexical.score(found[1], title)
-        if score > best_score:
-            best, best_score = (event_id, found), score
-    if best is None or best_score < settings.similarity:
+        vector = None
+        if embeddings is not None and mine_vector is not None:
+            vector = embeddings.cached(found[1])
+        if vector is not None and mine_vector is not None:
+            score = max(0.0, cosine(mine_vector, vector))
+            need = settings.embedding_similarity
+        else:
+            if lexical is None:
+                lexical = Lexical().fit([title, *(c[1][1] for c in candidates)])
+            score, need = lexical.score(found[1], title)[0], settings.similarity
+        if score >= need and score / need > best_margin:
+            best, best_margin = (event_id, found), score / need
+    if best is None:
         return 0
     event_id, (_alert_id, _title, keys, _rules) = best
     key = next((k for k in keys if is_cluster_key(k)), None)

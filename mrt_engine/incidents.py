@@ -8,7 +8,8 @@ number among the incident's events and sources) is stored with it, so every mess
 says the same thing however often it is sent.
 
 Assigned in the poll's transaction (:func:`assign`, called by the pipeline after its alerts are
-written): an incident is committed with its alerts or not at all. Events that alert nothing cost
+written), and in ``replay``'s for the alerts it makes (:func:`link`): an incident is committed
+with its alerts or not at all. Events that alert nothing cost
 nothing here, and protected events (source health, checksum alarms) are no model's.
 
 On a store shared by several engines (PostgreSQL), linking takes a transaction-scoped advisory
@@ -20,9 +21,10 @@ a few milliseconds; other families are not held up).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mrt_engine import incident_clusters
 from mrt_engine.health import PROTECTED_TYPES
@@ -62,6 +64,48 @@ def family_of(title: str | None, resource_id: str | None, *bodies: str | None) -
     return model_family(title, resource_id, *bodies)
 
 
+def replay_settings(config) -> dict[str, Any]:
+    """``replay``'s incident arguments from ``config`` (a :class:`~mrt_engine.config.Config`, or
+    ``None``: the defaults): its window, and its clusters judged the lexical way (a replay asks
+    no AI)."""
+    if config is None:
+        return {}
+    return {
+        "incident_window": timedelta(days=config.incidents.window_days),
+        "clusters": incident_clusters.cluster_settings(config),
+    }
+
+
+def embed_titles(
+    batch: PreparedBatch, clusters: ClusterSettings | None, *, urgent: bool = False
+) -> None:
+    """Before the poll's transaction opens: have the endpoint embed the titles of ``batch``'s
+    alerts that may join a cluster (AI3 by embeddings, ``clusters.embeddings``), so that
+    :func:`assign` only reads them from the store's cache. Nothing is asked when the poll
+    commits a protected alert (``urgent``, or one in the batch) or a critical rule's hit: those
+    never wait for the AI (their poll's alerts are compared the lexical way)."""
+    if clusters is None or not clusters.on or clusters.embeddings is None or urgent:
+        return
+    titles = []
+    for item in batch.events:
+        row = item.event_row
+        if item.alert_row is None:
+            continue
+        if row[_EVENT_TYPE] in PROTECTED_TYPES or clusters.critical.intersection(item.notify_rules):
+            return
+        if item.group_key is None:  # never grouped: never clustered
+            continue
+        if name_of(row[_EVENT_TYPE], row[_TITLE], row[_RESOURCE_ID], row[_SUMMARY], row[_BODY]):
+            titles.append(row[_TITLE])
+    if not titles:
+        return
+    try:
+        clusters.embeddings.ask(titles)
+    except Exception:  # the lexical way answers: a cluster is never worth a poll
+        log.warning("incident clusters: titles not embedded, compared the lexical way")
+        log.debug("embedding titles failed", exc_info=True)
+
+
 def assign(
     store: Store,
     batch: PreparedBatch,
@@ -73,33 +117,65 @@ def assign(
     :mod:`mrt_engine.incident_clusters`). Must run inside :meth:`Store.write`, after the batch."""
     named: dict[str, ModelName] = {}
     for item in batch.events:
+        if item.alert_row is None:
+            continue
         row = item.event_row
-        if item.alert_row is None or row[_EVENT_TYPE] in PROTECTED_TYPES:
-            continue
-        try:
-            name = family_of(row[_TITLE], row[_RESOURCE_ID], row[_SUMMARY], row[_BODY])
-        except Exception:  # a bug in the names must never cost the poll its alerts
-            log.warning("no incident for %s: its model name could not be read", row[0][:12])
-            log.debug("model name failed", exc_info=True)
-            continue
+        name = name_of(row[_EVENT_TYPE], row[_TITLE], row[_RESOURCE_ID], row[_SUMMARY], row[_BODY])
         if name is not None:
             named[item.fingerprint] = name
     if not named:
         return []
-    cursor = store.db.cursor()
     now = from_store(batch.now_s)
     assert now is not None
+    alerted = [
+        (event_id, alert_id, source_key, named[fingerprint])
+        for fingerprint, event_id, alert_id, source_key in _alerted(store.db.cursor(), list(named))
+    ]
+    return link(store, alerted, now, window, clusters)
+
+
+def name_of(
+    event_type: str,
+    title: str | None,
+    resource_id: str | None,
+    summary: str | None,
+    body: str | None,
+) -> ModelName | None:
+    """The family an alerted event joins, or ``None``: a protected event is no model's, and a
+    name that cannot be read is logged (it must never cost the poll its alerts)."""
+    if event_type in PROTECTED_TYPES:
+        return None
+    try:
+        return family_of(title, resource_id, summary, body)
+    except Exception:
+        log.warning("no incident for %r: its model name could not be read", (title or "")[:60])
+        log.debug("model name failed", exc_info=True)
+        return None
+
+
+def link(
+    store: Store,
+    alerted: Sequence[tuple[int, int, str, ModelName]],
+    now: datetime,
+    window: timedelta = DEFAULT_WINDOW,
+    clusters: ClusterSettings | None = None,
+) -> list[Placed]:
+    """Link ``alerted`` events ((event id, alert id, source key, family), their alerts written)
+    to their families' incidents, in event id order, and put the alike ones into clusters. An
+    event linked already stays where it is. Must run inside :meth:`Store.write`: the poll's
+    (:func:`assign`) or ``replay``'s."""
+    if not alerted:
+        return []
+    cursor = store.db.cursor()
     if store.is_postgresql:
         # One engine at a time per family (see the module's docstring). Every family of the
         # batch is locked first, in one order for all: two polls that name the same families in
         # different orders would otherwise each hold one lock and wait for the other's.
-        for key in sorted({name.key for name in named.values()}):
+        for key in sorted({name.key for *_ids, name in alerted}):
             cursor.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (LOCK_SPACE, key))
     placed = []
-    for fingerprint, event_id, alert_id, source_key in _alerted(cursor, list(named)):
-        place = _link(
-            store, cursor, event_id, alert_id, source_key, named[fingerprint], now, window
-        )
+    for event_id, alert_id, source_key, name in sorted(alerted, key=lambda a: a[0]):
+        place = _link(store, cursor, event_id, alert_id, source_key, name, now, window)
         if place is not None:
             placed.append(place)
     if clusters is not None:

@@ -13,7 +13,7 @@ import json
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from mrt_engine.timeutil import Clock, github_time, to_store, utcnow
 # The rules and the pipeline's batch writer (pydantic, httpx) are imported where an operation
 # needs them: `mrt-engine resend` or `source pause` does without (tests/test_startup.py).
 if TYPE_CHECKING:
+    from mrt_engine.incident_clusters import ClusterSettings
     from mrt_engine.rules.matcher import Decision, RuleSet
     from mrt_engine.silence import Silence
 
@@ -380,10 +381,15 @@ def replay(
     dry_run: bool = False,
     actor: str,
     clock: Clock = utcnow,
+    incident_window: timedelta | None = None,
+    clusters: ClusterSettings | None = None,
 ) -> ReplayPlan:
     """Re-evaluate stored events with the current rules and enqueue what now matches and was
     never enqueued for that channel, or was silenced by a silence no longer active (active
-    silences still apply: see :func:`plan_replay`). ``dry_run`` only reports it."""
+    silences still apply: see :func:`plan_replay`). ``dry_run`` only reports it. An alert of a
+    model family joins its incident (``incident_window``: ``incidents.window_days``) in the
+    same transaction, as a polled one does, and its alike ones a cluster (``clusters``)."""
+    from mrt_engine import incidents
     from mrt_engine.batch import insert_alerts, outbox_rows
     from mrt_engine.delivery.groups import group_key
     from mrt_engine.silences import read_current
@@ -407,6 +413,7 @@ def replay(
             return plan
         now_s = to_store(now)
         cursor = store.db.cursor()
+        alerted = []  # (event id, alert id, source key, family) for the incidents
         for row, decision, missing, held, silenced_by in work:
             alert = Alert.get_or_none(Alert.event == row.id)
             for hit in decision.hits:
@@ -448,6 +455,13 @@ def replay(
                 Delivery.update(
                     status="pending", attempts=0, next_attempt_at=now, updated_at=now
                 ).where(Delivery.id.in_(released)).execute()
+            name = incidents.name_of(
+                row.event_type, row.title, row.resource_id, row.summary, row.body
+            )
+            if name is not None:
+                alerted.append((row.id, alert.id, row.source_key, name))
+        # Linked like a polled alert; one linked already (by its poll, an earlier replay) stays.
+        incidents.link(store, alerted, now, incident_window or incidents.DEFAULT_WINDOW, clusters)
         _audit(
             "replay",
             f"since={to_store(since)} until={to_store(until) or '-'} source={source or '*'} channel={channel or '*'}",

@@ -274,6 +274,7 @@ class Pipeline:
         if result.events and not batch.events:  # nothing usable: the answer, not an item
             raise quarantine.unusable("event", batch.quarantined)
         set_aside = [*result.quarantined, *batch.quarantined]
+        incidents.embed_titles(batch, self.clusters, urgent=recovers)  # AI3: before the lock
         with self.idle.committing(self.store, source.key):
             counts = write_batch(self.store, batch, self.silences)
             if counts.alerts:  # the alerted events' incidents, in the same transaction

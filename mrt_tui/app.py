@@ -173,6 +173,7 @@ class MrtApp(App):
         if self.session.rules is None:
             self.notify("replay needs the config (--config) for its rules", severity="error")
             return
+        from mrt_engine.incidents import replay_settings
         from mrt_tui.screens.replay_form import ReplayForm, ReplayRequest
 
         def chosen(request: ReplayRequest | None) -> None:
@@ -189,6 +190,7 @@ class MrtApp(App):
                     channel=request.channel,
                     actor=self.session.actor,
                     clock=self.session.clock,
+                    **replay_settings(self.session.config),
                 ),
                 describe=lambda plan: (
                     f"replay: {plural(plan.deliveries, 'delivery', 'deliveries')} enqueued for {plural(len(plan.items), 'event')}"

@@ -143,6 +143,57 @@ def test_a_later_source_of_an_open_incident_says_so_in_its_message(tracker, hf, 
     )
 
 
+def test_a_replayed_alert_joins_its_familys_incident_once_and_says_its_place(
+    tracker, hf, github, welink, smtp
+):
+    """An event polled before a rule matched it, alerted by ``replay`` once the rule exists, is
+    linked like a polled one (in the replay's transaction), and a second replay links nothing."""
+    models = {"name": "models", "keywords": ["deepseek"], "source": ["huggingface"]}
+    t = tracker({"watch_keywords": [], "rules": [models]})
+    assert t.once() == 0
+    hf.put_model("deepseek-ai/DeepSeek-V3.2-Exp")
+    github.add_issue("vllm-project/vllm", "[Model] Support deepseek v3.2", pull=True)
+    assert t.once() == 0  # the pull request matches no rule yet
+    assert [e["title"] for e in json.loads(t.cli("incidents", "--json").stdout)[0]["timeline"]]
+    assert len(welink.texts()) == 1
+
+    pulls = {"name": "pulls", "keywords": ["deepseek"], "source": ["github"]}
+    t = tracker({"watch_keywords": [], "rules": [models, pulls]})
+    replayed = t.cli("replay", "--since", "1d", "--json")
+    assert replayed.returncode == 0, replayed.stderr
+    assert len(json.loads(replayed.stdout)["items"]) == 1
+    [incident] = json.loads(t.cli("incidents", "--json").stdout)
+    assert (incident["family"], incident["events"], incident["sources"]) == ("deepseek-v3.2", 2, 2)
+    assert [e["source_key"] for e in incident["timeline"]] == [
+        "huggingface:deepseek-ai:models",
+        "github:vllm-project/vllm:pulls",
+    ]
+    assert t.once() == 0
+    _first, second = welink.texts()
+    assert "Support deepseek v3.2" in second
+    assert second.splitlines()[3] == (
+        "2nd source for DeepSeek-V3.2: first seen on HuggingFace (deepseek-ai) just now"
+    )
+    again = t.cli("replay", "--since", "1d", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["items"] == []
+    # A channel added later: both alerts replayed to it, neither linked a second time.
+    email = {
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port,
+        "from_addr": "mrt@tracker.example",
+        "to_list": ["oncall@example.com"],
+        "ca_file": smtp.ca_file,
+    }
+    t = tracker({"watch_keywords": [], "rules": [models, pulls], "notify": {"email": email}})
+    to_email = t.cli("replay", "--since", "1d", "--channel", "email", "--json")
+    assert to_email.returncode == 0, to_email.stderr
+    assert len(json.loads(to_email.stdout)["items"]) == 2
+    assert t.sql("SELECT COUNT(*) FROM incident_event") == [(2,)]
+    assert incidents(t) == [
+        ("deepseek-v3.2", "DeepSeek-V3.2", 2, 2, "huggingface:deepseek-ai:models")
+    ]
+
+
 def test_the_messages_of_one_incident_are_one_e_mail_thread(tracker, hf, modelscope, smtp):
     t = tracker(
         {

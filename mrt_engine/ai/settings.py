@@ -42,10 +42,13 @@ def describe(config: Any, environ: Mapping[str, str]) -> tuple[bool, str, str]:
     ai = config.ai
     topics = [r.name for r in config.rules if r.topic and r.enabled]
     lexical = f"{len(topics)} topic rule(s) ({', '.join(topics)})" if topics else ""
+    clusters = config.incidents.cluster_similarity > 0  # AI3 (mrt_engine/incident_clusters.py)
     if not ai.enabled:
         detail = "off (the tracker works the same without it)"
         if lexical:
             detail += f"; {lexical} use local lexical similarity"
+        if clusters:
+            detail += "; incident clusters use local lexical similarity"
         return True, detail, ""
     if ai.api_key_env and not environ.get(ai.api_key_env, "").strip():
         return (
@@ -57,12 +60,14 @@ def describe(config: Any, environ: Mapping[str, str]) -> tuple[bool, str, str]:
 
     parts = [f"on: {redact_url(ai.base_url)}"]
     parts.append(f"summaries by {ai.model}" if ai.model else "summaries extractive (no ai.model)")
+    how = (
+        f"embeddings of {ai.embedding_model}"
+        if ai.embedding_model
+        else ("local lexical similarity (no ai.embedding_model)")
+    )
     if lexical:
-        how = (
-            f"embeddings of {ai.embedding_model}"
-            if ai.embedding_model
-            else ("local lexical similarity (no ai.embedding_model)")
-        )
         parts.append(f"{lexical} judged by {how}")
+    if clusters:
+        parts.append(f"incident clusters judged by {how}")
     parts.append(f"budget {ai.daily_token_budget} tokens a day")
     return True, "; ".join(parts), ""

@@ -13,6 +13,11 @@ Modes (``mode``): ``deterministic`` (the default: answers are a function of the 
 ``slow`` (each answer waits ``delay`` seconds first), ``failing`` (500 every time), ``garbage``
 (200 with a body that is not JSON) and ``rate_limited`` (429 with Retry-After). A token
 ``quota`` makes the server answer 429 ``insufficient_quota`` once that many tokens were used.
+
+Two test hooks: ``alike`` maps a text to another that it is embedded as (a real model puts two
+sentences that mean the same near each other whatever their words; the hashed grams here do
+not), and ``hold``, an event every embeddings answer waits for (at most a minute) while it is
+clear, so a test can look at the caller while its request is in flight.
 """
 
 from __future__ import annotations
@@ -83,6 +88,9 @@ class OpenAICompatSimulator(Simulator):
         self.tokens_used = 0
         # Test hook: a fixed reply for chat (else a summary-like echo of the last message).
         self.reply: str | None = None
+        # Test hooks (see the module): texts embedded as others; an answer held until set.
+        self.alike: dict[str, str] = {}
+        self.hold: threading.Event | None = None
         self._count = threading.Lock()
         self.route("POST", re.escape(CHAT), self._chat)
         self.route("POST", re.escape(EMBEDDINGS), self._embeddings)
@@ -206,11 +214,17 @@ class OpenAICompatSimulator(Simulator):
             )
         used = sum(tokens(t) for t in inputs)
         self._spend(used)
+        if self.hold is not None:
+            self.hold.wait(60)
         return self._answer(
             {
                 "object": "list",
                 "data": [
-                    {"object": "embedding", "index": i, "embedding": embed(text)}
+                    {
+                        "object": "embedding",
+                        "index": i,
+                        "embedding": embed(self.alike.get(text, text)),
+                    }
                     for i, text in enumerate(inputs)
                 ],
                 "model": model,
