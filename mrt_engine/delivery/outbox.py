@@ -65,6 +65,20 @@ class Sent:
     finished_at: datetime  # when the send ended (the outbox's clock)
 
 
+def _record_thread(cursor, claim: Claim, message_id: str, now_s: str) -> None:
+    """Record the thread that ``claim``'s message started (inside the transaction that records
+    its send): the first recorded for its incident on its channel stays, so every later message
+    names the same one."""
+    note = claim.context.thread_incident
+    if note is None:
+        return
+    cursor.execute(
+        "INSERT INTO incident_thread (incident_id, channel, thread_ts, created_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (incident_id, channel) DO NOTHING",
+        (note.incident_id, claim.channel, storable(shorten(message_id, 100)), now_s),
+    )
+
+
 @dataclass
 class OutboxPolicy:
     max_attempts: int = 10
@@ -329,6 +343,8 @@ class Outbox:
                 claim.delivery_id,
             ),
         )
+        if result.ok and result.started_thread and result.message_id:
+            _record_thread(cursor, claim, result.message_id, now_s)
         if claim.context.items:  # a bundle: its members follow it
             follow_carrier(
                 cursor,
@@ -436,6 +452,8 @@ _EVENT_COLUMNS = (
     " e.author, e.labels, e.occurred_at, e.source, e.resource_type, e.event_id, e.raw"
 )
 _EVENT_WIDTH = len(_EVENT_COLUMNS.split(","))
+# The thread of the event's incident on the delivery's channel (by the aliases of NOTE_JOINS).
+_THREAD_JOIN = " LEFT JOIN incident_thread t ON t.incident_id = i.id AND t.channel = d.channel"
 
 
 def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
@@ -456,9 +474,10 @@ def message_contexts(
     cursor.execute(
         f"SELECT d.id, a.event_id, a.rules, a.tags, a.priority, d.kind, d.group_key,"
         f" {_EVENT_COLUMNS},"
-        f" {NOTE_COLUMNS}"
+        f" {NOTE_COLUMNS}, t.thread_ts"
         " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
         + NOTE_JOINS.format(on="a.event_id")
+        + _THREAD_JOIN
         + f" WHERE d.id IN ({marks})",
         list(delivery_ids),
     )
@@ -469,7 +488,9 @@ def message_contexts(
     width = _EVENT_WIDTH
     for delivery_id, event_id, rules, (tags, priority, kind, key, *columns) in alerts:
         reasons = [hits.get(event_id, {}).get(r, "") for r in rules]
-        event, incident = columns[:width], note_of(columns[width:])
+        event, incident = columns[:width], note_of(columns[width:-1])
+        if incident is not None and columns[-1]:  # its thread on the delivery's channel
+            incident = replace(incident, thread=columns[-1])
         context = _context_of(event, rules, reasons, json.loads(tags or "[]"), priority, incident)
         if kind != "single":
             items = (context, *bundle_items(cursor, delivery_id))
