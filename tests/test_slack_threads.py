@@ -278,3 +278,68 @@ def test_preview_shows_the_web_api_request_with_its_thread_and_no_token(
     assert "chat.postMessage" in done.stdout and f'"channel": "{API_CHANNEL}"' in done.stdout
     assert f'"thread_ts": "{slack.messages[0].ts}"' in done.stdout
     assert BOT_TOKEN not in done.stdout
+
+
+def test_a_batch_of_one_incidents_messages_threads_before_its_sends_are_recorded(
+    tracker, hf, modelscope, github, slack
+):
+    """A delivery worker claims several due deliveries at once and records their sends after
+    the batch: the thread the batch's first message started is known to the rest already."""
+    import threading
+
+    from conftest import wait_until
+
+    from mrt_engine.delivery.worker import CLAIM_BATCH, DeliveryWorkers
+
+    t = tracker(extra={"delivery": {"group_wait_seconds": 0, "group_interval_seconds": 0}})
+    assert t.once() == 0
+    hf.put_model("deepseek-ai/DeepSeek-V3.2-Exp")
+    modelscope.put_model("deepseek-ai/DeepSeek-V3.2-Exp")
+    github.add_issue(REPO, "[Model] Support deepseek v3.2", pull=True)
+    engine = t.engine()
+    engine.open()
+    stop = threading.Event()
+    workers = DeliveryWorkers(engine.outbox, engine.channels, workers=1, stop=stop)
+    try:
+        engine.poll_all()
+        assert CLAIM_BATCH >= 3
+        workers.start()
+        workers.notify()
+        assert wait_until(lambda: len(slack.messages) == 3, timeout=20)
+    finally:
+        stop.set()
+        workers.join(10)
+        workers.close()
+        engine.close()
+    root, *replies = slack.messages
+    assert root.thread_ts is None and [r.thread_ts for r in replies] == [root.ts, root.ts]
+    assert [row[2] for row in threads(t)] == [root.ts]
+    assert [row[1] for row in deliveries(t)] == ["sent"] * 3
+
+
+def test_a_cluster_of_one_incidents_alike_alerts_goes_into_its_thread(tracker, hf, github, slack):
+    """AI3's bundle of alike alerts of one incident is one message: it threads like one alert."""
+    alike = [
+        "DeepSeek-V4 fails to load with FP8",
+        "DeepSeek-V4 FP8 checkpoint fails to load",
+        "deepseek v4: fails to load FP8 weights",
+    ]
+    t = tracker(
+        extra={
+            "delivery": {"group_wait_seconds": 30, "group_interval_seconds": 300},
+            "scheduler": {"poll_workers": 1},
+        }
+    )
+    assert t.once() == 0
+    hf.put_model("deepseek-ai/DeepSeek-V4")
+    assert t.once() == 0
+    assert t.once(later=61) == 0  # after the group's wait
+    [root] = slack.messages
+    for title in alike:
+        github.add_issue(REPO, title)
+    assert t.once(later=120) == 0
+    assert t.once(later=400) == 0
+    assert len(slack.messages) == 2, [m.payload["text"][:80] for m in slack.messages]
+    cluster = slack.messages[1]
+    assert "3 alerts" in cluster.payload["blocks"][0]["text"]["text"]
+    assert cluster.thread_ts == root.ts
