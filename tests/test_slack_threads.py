@@ -256,6 +256,9 @@ def test_doctor_checks_the_token_with_auth_test_and_sends_a_test_message(tracker
         "/api/chat.postMessage",
     ]
     assert len(slack.messages) == 1 and BOT_TOKEN not in result.stdout
+    offline = t.cli("doctor")
+    assert offline.returncode == 0 and "Traceback" not in offline.stdout + offline.stderr
+    assert BOT_TOKEN not in offline.stdout + offline.stderr
     assert "chat.postMessage" in json.dumps(checks) or "Web API" in json.dumps(checks)
 
 

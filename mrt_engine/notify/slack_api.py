@@ -154,10 +154,12 @@ class SlackApiChannel(SlackBlocks, RobotChannel):
         with self._lock:
             return self._started.get(note.incident_id)
 
-    def request(self, outgoing: Outgoing, thread: str | None = None) -> tuple[str, bytes]:
-        """The URL and body of ``outgoing``'s post (into ``thread``, when given, else into the
-        one :meth:`thread_of` knows)."""
-        thread = thread or self.thread_of(outgoing)
+    def request(self, outgoing: Outgoing) -> tuple[str, bytes]:
+        """The URL and body of ``outgoing``'s post, into the thread :meth:`thread_of` knows."""
+        return self._request(outgoing, self.thread_of(outgoing))
+
+    def _request(self, outgoing: Outgoing, thread: str | None) -> tuple[str, bytes]:
+        """The URL and body of ``outgoing``'s post into ``thread`` (``None``: the channel)."""
         payload: dict[str, Any] = {"channel": self.channel_id, **self.payload(outgoing)}
         if thread:
             payload["thread_ts"] = thread
@@ -172,7 +174,7 @@ class SlackApiChannel(SlackBlocks, RobotChannel):
 
     def send(self, outgoing: Outgoing) -> SendResult:
         thread = self.thread_of(outgoing)  # decided once: what is sent is what is recorded
-        result = self.deliver(*self.request(outgoing, thread))
+        result = self.deliver(*self._request(outgoing, thread))
         note = outgoing.context.thread_incident
         if not result.ok or thread or note is None or not result.message_id:
             return result
