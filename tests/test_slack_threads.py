@@ -346,3 +346,41 @@ def test_a_cluster_of_one_incidents_alike_alerts_goes_into_its_thread(tracker, h
     cluster = slack.messages[1]
     assert "3 alerts" in cluster.payload["blocks"][0]["text"]["text"]
     assert cluster.thread_ts == root.ts
+
+
+def test_preview_of_an_alert_not_routed_to_slack_shows_the_thread_it_would_join(
+    tracker, hf, github, slack, welink
+):
+    t = tracker(
+        extra={
+            "watch_keywords": [],
+            "rules": [
+                {
+                    "name": "models",
+                    "keywords": ["deepseek"],
+                    "source": ["huggingface"],
+                    "channels": ["slack"],
+                },
+                {
+                    "name": "pulls",
+                    "keywords": ["deepseek"],
+                    "source": ["github"],
+                    "channels": ["welink"],
+                },
+            ],
+        }
+    )
+    config = json.loads(t.path.read_text())
+    config["notify"]["welink"] = {"webhook_env": "WL"}
+    t.path.write_text(json.dumps(config))
+    t.env["WL"] = welink.webhook_url
+    assert t.once() == 0
+    hf.put_model("deepseek-ai/DeepSeek-V3.2-Exp")
+    assert t.once() == 0
+    github.add_issue(REPO, "[Model] Support deepseek v3.2", pull=True)
+    assert t.once() == 0
+    [root] = slack.messages
+    [(event_id,)] = t.sql("SELECT id FROM event WHERE source_key LIKE 'github%pulls'")
+    done = t.cli("preview", "--channel", "slack", f"event:{event_id}")
+    assert done.returncode == 0, done.stderr
+    assert f'"thread_ts": "{root.ts}"' in done.stdout

@@ -523,14 +523,25 @@ def event_context(
     rule_names: Sequence[str],
     tags: Sequence[str] = (),
     priority: int = 0,
+    channel: str | None = None,
 ) -> MessageContext:
     """The message of one event sent for ``rule_names`` (an alert's rules): its text, the
-    rules' reasons and the platform's key fields."""
+    rules' reasons and the platform's key fields; with ``channel``, its incident's thread
+    there."""
     cursor.execute(f"SELECT {_EVENT_COLUMNS} FROM event e WHERE e.id = ?", (event_id,))
     event = cursor.fetchone()
     hits = _rule_hits(cursor, [event_id] if rule_names else []).get(event_id, {})
     reasons = [hits.get(r, "") for r in rule_names]
-    return _context_of(event, rule_names, reasons, tags, priority, incident_note(cursor, event_id))
+    incident = incident_note(cursor, event_id)
+    if incident is not None and channel is not None:
+        cursor.execute(
+            "SELECT thread_ts FROM incident_thread WHERE incident_id = ? AND channel = ?",
+            (incident.incident_id, channel),
+        )
+        found = cursor.fetchone()
+        if found is not None:
+            incident = replace(incident, thread=found[0])
+    return _context_of(event, rule_names, reasons, tags, priority, incident)
 
 
 def _context_of(
