@@ -1,7 +1,9 @@
-"""Group-robot webhooks (Feishu, DingTalk, WeCom): what their channels share.
+"""Group-robot webhooks (Feishu, DingTalk, WeCom), and Slack's Web API, which answers the same
+way: what their channels share.
 
-Each is one JSON POST to a URL that holds the robot's token, answered with HTTP 200 and a body
-whose code says whether the message was accepted (``code`` / ``errcode`` 0) or why not. This
+Each is one JSON POST to a URL that holds the robot's token (Slack: a bearer token in a header),
+answered with HTTP 200 and a body whose code says whether the message was accepted (``code`` /
+``errcode`` 0; Slack's ``ok``) or why not (Slack's ``error``, a word). This
 module sends under a deadline (see :mod:`mrt_engine.http_deadline`), reads that code, and turns
 it into a :class:`SendResult`: ``permanent`` only for codes that reject *this message* (its
 shape, its content), never for the robot's configuration (a wrong token or signing secret, a
@@ -136,10 +138,8 @@ class RobotChannel(Channel):
             answer = None
         code, message = self.answer_code(answer) if isinstance(answer, dict) else (None, "")
         if code == 0 and status == 200:
-            assert isinstance(answer, dict)
-            return SendResult(
-                ok=True, http_status=status, reply=reply, message_id=self.message_id(answer)
-            )
+            named = self.message_id(answer) if isinstance(answer, dict) else None
+            return SendResult(ok=True, http_status=status, reply=reply, message_id=named)
         if code is not None and code != 0:
             limited = code in self.rate_limit_codes
             meaning = self.known_codes.get(code, "unknown code")
