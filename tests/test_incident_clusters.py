@@ -195,3 +195,38 @@ def test_a_clusters_summary_line_is_in_the_channels_locale_and_stays_one_clean_l
     [line] = [ln for ln in text.splitlines() if ln.startswith("摘要")]
     assert line.startswith("摘要：DeepSeek V4") and "\x1b" not in line
     assert len(text.splitlines()) == 5  # heading, rules, summary, two items
+
+
+def test_a_clusters_e_mail_replies_in_its_incidents_thread(tracker, github, smtp):
+    """A cluster's message is about one incident, like one alert's: it joins the incident's
+    e-mail thread (other bundles carry several incidents' alerts and stay on their own)."""
+    import email
+    import email.policy
+
+    t = tracker(
+        {
+            "notify": {
+                "email": {
+                    "smtp_host": smtp.host,
+                    "smtp_port": smtp.port,
+                    "from_addr": "mrt@tracker.example",
+                    "to_list": ["oncall@example.com"],
+                    "ca_file": smtp.ca_file,
+                }
+            }
+        }
+    )
+    assert t.once() == 0
+    add(github, OTHER)  # the incident's first alert, alone
+    assert t.once() == 0
+    assert t.once(later=61) == 0
+    for issue in ALIKE[:3]:
+        add(github, issue)
+    assert t.once(later=120) == 0
+    assert t.once(later=400) == 0
+    root, cluster = (
+        email.message_from_bytes(m.original_content, policy=email.policy.default)
+        for m in smtp.messages
+    )
+    assert root["Message-ID"].startswith("<mrt.incident.")
+    assert cluster["In-Reply-To"] == root["Message-ID"] == cluster["References"]

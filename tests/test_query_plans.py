@@ -63,6 +63,8 @@ BIG_TABLES = frozenset(
     | {"ai_cache"}
     # incidents: a row per alerted event that names a model family, and per family a window
     | {"incident", "incident_event"}
+    # incident_thread: a row per incident and channel that threads (read by that key only)
+    | {"incident_thread"}
 )
 # Tables that stay small: one row per source key, per operator action, per unreadable item.
 SMALL_TABLES = frozenset(

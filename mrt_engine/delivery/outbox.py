@@ -66,6 +66,20 @@ class Sent:
     finished_at: datetime  # when the send ended (the outbox's clock)
 
 
+def _record_thread(cursor, claim: Claim, message_id: str, now_s: str) -> None:
+    """Record the thread that ``claim``'s message started (inside the transaction that records
+    its send): the first recorded for its incident on its channel stays, so every later message
+    names the same one."""
+    note = claim.context.thread_incident
+    if note is None:
+        return
+    cursor.execute(
+        "INSERT INTO incident_thread (incident_id, channel, thread_ts, created_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (incident_id, channel) DO NOTHING",
+        (note.incident_id, claim.channel, storable(shorten(message_id, 100)), now_s),
+    )
+
+
 @dataclass
 class OutboxPolicy:
     max_attempts: int = 10
@@ -330,6 +344,8 @@ class Outbox:
                 claim.delivery_id,
             ),
         )
+        if result.ok and result.started_thread and result.message_id:
+            _record_thread(cursor, claim, result.message_id, now_s)
         if claim.context.items:  # a bundle: its members follow it
             follow_carrier(
                 cursor,
@@ -437,6 +453,8 @@ _EVENT_COLUMNS = (
     " e.author, e.labels, e.occurred_at, e.source, e.resource_type, e.event_id, e.raw, e.body"
 )
 _EVENT_WIDTH = len(_EVENT_COLUMNS.split(","))
+# The thread of the event's incident on the delivery's channel (by the aliases of NOTE_JOINS).
+_THREAD_JOIN = " LEFT JOIN incident_thread t ON t.incident_id = i.id AND t.channel = d.channel"
 
 
 def message_context(cursor: sqlite3.Cursor, delivery_id: int) -> MessageContext:
@@ -457,9 +475,10 @@ def message_contexts(
     cursor.execute(
         f"SELECT d.id, a.event_id, a.rules, a.tags, a.priority, d.kind, d.group_key,"
         f" {_EVENT_COLUMNS},"
-        f" {NOTE_COLUMNS}"
+        f" {NOTE_COLUMNS}, t.thread_ts"
         " FROM delivery d JOIN alert a ON a.id = d.alert_id JOIN event e ON e.id = a.event_id"
         + NOTE_JOINS.format(on="a.event_id")
+        + _THREAD_JOIN
         + f" WHERE d.id IN ({marks})",
         list(delivery_ids),
     )
@@ -470,7 +489,9 @@ def message_contexts(
     width = _EVENT_WIDTH
     for delivery_id, event_id, rules, (tags, priority, kind, key, *columns) in alerts:
         reasons = [hits.get(event_id, {}).get(r, "") for r in rules]
-        event, incident = columns[:width], note_of(columns[width:])
+        event, incident = columns[:width], note_of(columns[width:-1])
+        if incident is not None and columns[-1]:  # its thread on the delivery's channel
+            incident = replace(incident, thread=columns[-1])
         context = _context_of(event, rules, reasons, json.loads(tags or "[]"), priority, incident)
         if kind != "single":
             items = (context, *bundle_items(cursor, delivery_id))
@@ -503,14 +524,25 @@ def event_context(
     rule_names: Sequence[str],
     tags: Sequence[str] = (),
     priority: int = 0,
+    channel: str | None = None,
 ) -> MessageContext:
     """The message of one event sent for ``rule_names`` (an alert's rules): its text, the
-    rules' reasons and the platform's key fields."""
+    rules' reasons and the platform's key fields; with ``channel``, its incident's thread
+    there."""
     cursor.execute(f"SELECT {_EVENT_COLUMNS} FROM event e WHERE e.id = ?", (event_id,))
     event = cursor.fetchone()
     hits = _rule_hits(cursor, [event_id] if rule_names else []).get(event_id, {})
     reasons = [hits.get(r, "") for r in rule_names]
-    return _context_of(event, rule_names, reasons, tags, priority, incident_note(cursor, event_id))
+    incident = incident_note(cursor, event_id)
+    if incident is not None and channel is not None:
+        cursor.execute(
+            "SELECT thread_ts FROM incident_thread WHERE incident_id = ? AND channel = ?",
+            (incident.incident_id, channel),
+        )
+        found = cursor.fetchone()
+        if found is not None:
+            incident = replace(incident, thread=found[0])
+    return _context_of(event, rule_names, reasons, tags, priority, incident)
 
 
 def _context_of(

@@ -48,7 +48,9 @@ def outgoing_for(store: Store, channel: str, ref: str) -> Outgoing:
                 # Exactly what the outbox hands the channel for its next attempt.
                 d = mine[-1]
                 return Outgoing(d.id, d.attempts + 1, message_context(cursor, d.id))
-            context = event_context(cursor, event.id, alert.rules, alert.tags, alert.priority)
+            context = event_context(
+                cursor, event.id, alert.rules, alert.tags, alert.priority, channel=channel
+            )
             return Outgoing(0, 1, context)
         cursor.execute(
             "SELECT rule, priority FROM rule_hit WHERE event_id = ? AND suppressed = 0"
@@ -58,4 +60,4 @@ def outgoing_for(store: Store, channel: str, ref: str) -> Outgoing:
         hits = cursor.fetchall()
         rules = list(dict.fromkeys(rule for rule, _ in hits))
         priority = max((p for _, p in hits), default=0)
-        return Outgoing(0, 1, event_context(cursor, event.id, rules, (), priority))
+        return Outgoing(0, 1, event_context(cursor, event.id, rules, (), priority, channel=channel))

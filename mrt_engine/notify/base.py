@@ -44,6 +44,12 @@ class SendResult:
     # The platform refused for its rate limit, not for the message: retried however many
     # attempts it took, never dead-lettered for the count.
     rate_limited: bool = False
+    # The platform's id of the message it accepted, when its answer names one (Slack's ``ts``).
+    message_id: str | None = None
+    # This message started its incident's thread on the channel (a channel that threads by
+    # ``message_id``, sending an incident's message while no thread of it was known): the
+    # outbox records it with the attempt, and later messages of the incident reply to it.
+    started_thread: bool = False
 
 
 @dataclass(frozen=True)

@@ -161,9 +161,10 @@ class EmailChannel(Channel):
         """Put a message of an incident into the incident's thread (RFC 5322 §3.6.4): the
         first event's e-mail has the incident's Message-ID, every later one replies to it
         (``In-Reply-To`` and ``References`` name that parent, which has no ``References``).
-        A bundle is about several alerts: it stays on its own."""
-        note = context.incident
-        if note is None or context.items:
+        A bundle of one incident's alike alerts (a cluster) joins it too; other bundles carry
+        several incidents' alerts and stay on their own (``thread_incident``)."""
+        note = context.thread_incident
+        if note is None:
             return
         root = thread_id(note, domain)
         if note.first:

@@ -42,6 +42,9 @@ class IncidentNote:
     first_seen_at: datetime
     seen_at: datetime  # when this event was linked
     thread_token: str  # the first event's fingerprint, cut: makes the thread id unique
+    # The incident's thread on the channel of the message (the platform's id of the message
+    # that started it: Slack's ``ts``), when one was recorded (store table incident_thread).
+    thread: str | None = None
 
     @property
     def first(self) -> bool:

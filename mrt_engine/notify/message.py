@@ -94,6 +94,13 @@ class MessageContext:
     cluster: str = ""
 
     @property
+    def thread_incident(self) -> IncidentNote | None:
+        """The incident this message as a whole belongs to, whose thread it goes into where the
+        channel threads: a single alert's, or a bundle of one incident's alike alerts (its
+        ``cluster``); other bundles carry alerts of several incidents, and none."""
+        return self.incident if not self.items or self.cluster else None
+
+    @property
     def headline(self) -> str:
         return headline(self.event_type)
 

@@ -1,7 +1,9 @@
-"""Group-robot webhooks (Feishu, DingTalk, WeCom): what their channels share.
+"""Group-robot webhooks (Feishu, DingTalk, WeCom), and Slack's Web API, which answers the same
+way: what their channels share.
 
-Each is one JSON POST to a URL that holds the robot's token, answered with HTTP 200 and a body
-whose code says whether the message was accepted (``code`` / ``errcode`` 0) or why not. This
+Each is one JSON POST to a URL that holds the robot's token (Slack: a bearer token in a header),
+answered with HTTP 200 and a body whose code says whether the message was accepted (``code`` /
+``errcode`` 0; Slack's ``ok``) or why not (Slack's ``error``, a word). This
 module sends under a deadline (see :mod:`mrt_engine.http_deadline`), reads that code, and turns
 it into a :class:`SendResult`: ``permanent`` only for codes that reject *this message* (its
 shape, its content), never for the robot's configuration (a wrong token or signing secret, a
@@ -71,11 +73,13 @@ class RobotChannel(Channel):
     """A group robot's webhook: subclasses build the request and name their codes."""
 
     platform = ""  # shown in errors: "Feishu"
-    known_codes: ClassVar[dict[int, str]] = {}
-    permanent_codes: frozenset[int] = frozenset()
+    # Result codes: numbers (the robots' ``code`` / ``errcode``, 0 is success) or words
+    # (Slack's Web API ``error``: ``ok`` true answers 0).
+    known_codes: ClassVar[dict[int | str, str]] = {}
+    permanent_codes: frozenset[int | str] = frozenset()
     # Codes that say "too many messages": not the message's fault, so retried however many
     # attempts it takes, and not before the platform's documented throttle is over.
-    rate_limit_codes: frozenset[int] = frozenset()
+    rate_limit_codes: frozenset[int | str] = frozenset()
     rate_limit_wait = 60.0  # seconds
     webhook: Secret  # the robot's URL, set by each subclass
 
@@ -94,8 +98,16 @@ class RobotChannel(Channel):
         """The URL to POST to (signed where the platform signs the URL) and the body."""
 
     @abstractmethod
-    def answer_code(self, answer: dict[str, Any]) -> tuple[int | None, str]:
+    def answer_code(self, answer: dict[str, Any]) -> tuple[int | str | None, str]:
         """The platform's result code in ``answer`` (0 is success) and its message."""
+
+    def headers(self) -> dict[str, str]:
+        """The headers of a send (a channel that authenticates in a header adds its own)."""
+        return {"Content-Type": "application/json; charset=utf-8"}
+
+    def message_id(self, answer: dict[str, Any]) -> str | None:
+        """The platform's id of the message an accepting ``answer`` names (none: robots)."""
+        return None
 
     def preview(self, outgoing: Outgoing) -> str:
         """The request :meth:`send` would make (the robot's token redacted), signed as sent."""
@@ -103,8 +115,11 @@ class RobotChannel(Channel):
         return preview_post(self.describe(), body)
 
     def send(self, outgoing: Outgoing) -> SendResult:
-        url, body = self.request(outgoing)
-        response = self._poster.post(url, body, {"Content-Type": "application/json; charset=utf-8"})
+        return self.deliver(*self.request(outgoing))
+
+    def deliver(self, url: str, body: bytes) -> SendResult:
+        """POST ``body`` to ``url`` and judge the answer."""
+        response = self._poster.post(url, body, self.headers())
         if isinstance(response, SendResult):
             return response
         return self.judge(
@@ -123,15 +138,17 @@ class RobotChannel(Channel):
             answer = None
         code, message = self.answer_code(answer) if isinstance(answer, dict) else (None, "")
         if code == 0 and status == 200:
-            return SendResult(ok=True, http_status=status, reply=reply)
+            named = self.message_id(answer) if isinstance(answer, dict) else None
+            return SendResult(ok=True, http_status=status, reply=reply, message_id=named)
         if code is not None and code != 0:
             limited = code in self.rate_limit_codes
             meaning = self.known_codes.get(code, "unknown code")
+            said = shorten(message, 160)
             return SendResult(
                 ok=False,
                 http_status=status,
                 reply=reply,
-                error=f"{self.platform} code {code} ({meaning}): {shorten(message, 160)}",
+                error=f"{self.platform} code {code} ({meaning})" + (f": {said}" if said else ""),
                 permanent=code in self.permanent_codes,
                 retry_after=max(asked or 0.0, self.rate_limit_wait) if limited else asked,
                 rate_limited=limited,

@@ -1,4 +1,5 @@
-"""Slack incoming webhook (``notify.slack``), with Block Kit blocks.
+"""Slack (``notify.slack``), with Block Kit blocks: an incoming webhook, or the Web API with a bot
+token (``bot_token_env`` and ``channel``; :mod:`mrt_engine.notify.slack_api`), which threads.
 
 ``POST <https://hooks.slack.com/services/T.../B.../token>`` with JSON (Slack: "Sending messages
 using incoming webhooks", https://api.slack.com/messaging/webhooks; blocks:
@@ -33,12 +34,13 @@ errors: 403 ``invalid_token``, ``action_prohibited``, ``posting_to_general_chann
 ``team_disabled``. 429 (``rate_limited``, about one message a second per webhook) and 5xx
 (``rollup_error``) are retried, not before a ``Retry-After`` (recorded with the error).
 
-Threads: a message of an incident (one model family across sources) would belong in the thread
-of the incident's first message, which a payload names by ``thread_ts``, the first message's
-``ts``. An incoming webhook answers ``ok`` and nothing else (no ``ts``: only the Web API's
-``chat.postMessage`` returns one), so this channel cannot know the thread and posts each message
-in the channel; the message's incident line ("3rd source for DeepSeek-V3.2: first seen on
-HuggingFace (deepseek-ai) 2 h ago") says where it belongs.
+Threads: a message of an incident (one model family across sources) belongs in the thread of
+the incident's first message, which a payload names by ``thread_ts``, the first message's ``ts``.
+An incoming webhook answers ``ok`` and nothing else (no ``ts``), so a webhook cannot thread: it
+posts each message in the channel, and the message's incident line ("3rd source for
+DeepSeek-V3.2: first seen on HuggingFace (deepseek-ai) 2 h ago") says where it belongs. The Web
+API's ``chat.postMessage`` answers the ``ts``: with ``bot_token_env`` the messages of an
+incident go into its thread (:mod:`mrt_engine.notify.slack_api`).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ import json
 import re
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mrt_engine.config import Wait
 from mrt_engine.notify._post import Poster, preview_post, resolve_url, retry_after, wait_asked
@@ -74,17 +76,60 @@ MAX_MENTIONS = 20
 SPECIAL_MENTIONS = {"here", "channel", "everyone"}
 # Member (U/W) and user group (S) ids: upper-case letters and digits.
 _ID = re.compile(r"[UWS][A-Z0-9]{2,20}")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,20}")
 PERMANENT_STATUSES = {400, 413}
 
 
 class SlackSettings(ChannelSettings):
-    """``notify.slack``."""
+    """``notify.slack``: an incoming webhook (``webhook_env``), or the Web API with a bot token
+    (``bot_token_env`` and ``channel``), not both."""
 
     webhook_env: str = "SLACK_WEBHOOK_URL"
+    # The Web API's way: the variable holding a bot token (xoxb-..., scope chat:write) and the
+    # channel's id (C..., G... or D...: a thread is kept by it; the bot must be in the channel).
+    bot_token_env: str | None = None
+    channel: str | None = None
+    # Replies in an incident's thread are also shown in the channel (Slack's reply_broadcast).
+    reply_broadcast: bool = False
+    api_base_url: str = "https://slack.com/api"
     mentions: list[str] = Field(default_factory=list)  # "U0123ABC", "S0456DEF" (a group), "here"
     # The link button's label; by default the locale's word ("Open", "打开").
     button_text: str | None = Field(None, min_length=1, max_length=75)
     timeout_seconds: Wait | None = Field(None, gt=0, le=120)
+
+    @field_validator("channel")
+    @classmethod
+    def _channel_id(cls, value: str | None) -> str | None:
+        if value is not None and not _CHANNEL_ID.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a Slack channel id (C..., G... or D...: in Slack, the"
+                " channel's details show it)"
+            )
+        return value
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SlackSettings:
+        if self.bot_token_env is not None:
+            if "webhook_env" in self.model_fields_set:
+                raise ValueError("webhook_env and bot_token_env: give one of them, not both")
+            if self.channel is None:
+                raise ValueError("channel: required with bot_token_env (the channel's id)")
+        else:
+            for name in ("channel", "reply_broadcast"):
+                if name in self.model_fields_set and getattr(self, name):
+                    raise ValueError(
+                        f"{name}: only with bot_token_env (an incoming webhook posts to its own"
+                        " channel and cannot thread)"
+                    )
+        return self
 
     @field_validator("mentions")
     @classmethod
@@ -131,25 +176,10 @@ def slack_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-class SlackChannel(Channel):
-    name = "slack"
+class SlackBlocks:
+    """The Block Kit message, the same whichever way it is sent (webhook or Web API)."""
 
-    def __init__(self, settings: SlackSettings, webhook: Secret, timeout: float) -> None:
-        self.settings = settings
-        self.webhook = webhook
-        key_name = "notify.slack.timeout_seconds" if settings.timeout_seconds else None
-        self.poster = Poster(
-            "Slack",
-            settings.timeout_seconds or timeout,
-            key_name or "delivery.request_timeout_seconds",
-        )
-
-    def describe(self) -> str:
-        parts = urlsplit(self.webhook.reveal())
-        return f"Slack incoming webhook {parts.scheme}://{parts.hostname}/***"
-
-    def endpoint(self) -> str:
-        return self.webhook.reveal()
+    settings: SlackSettings
 
     def text(self, outgoing: Outgoing) -> str:
         """The rendered message, at most one section's worth as Slack counts it."""
@@ -195,6 +225,29 @@ class SlackChannel(Channel):
             "unfurl_media": False,
         }
 
+
+class SlackChannel(SlackBlocks, Channel):
+    """An incoming webhook: posts each message in its channel (no thread: see above)."""
+
+    name = "slack"
+
+    def __init__(self, settings: SlackSettings, webhook: Secret, timeout: float) -> None:
+        self.settings = settings
+        self.webhook = webhook
+        key_name = "notify.slack.timeout_seconds" if settings.timeout_seconds else None
+        self.poster = Poster(
+            "Slack",
+            settings.timeout_seconds or timeout,
+            key_name or "delivery.request_timeout_seconds",
+        )
+
+    def describe(self) -> str:
+        parts = urlsplit(self.webhook.reveal())
+        return f"Slack incoming webhook {parts.scheme}://{parts.hostname}/***"
+
+    def endpoint(self) -> str:
+        return self.webhook.reveal()
+
     def preview(self, outgoing: Outgoing) -> str:
         """The Block Kit payload :meth:`send` would post (the webhook redacted)."""
         body = json.dumps(self.payload(outgoing), ensure_ascii=False).encode("utf-8")
@@ -227,6 +280,10 @@ class SlackChannel(Channel):
 
 
 def build(settings: SlackSettings, ctx: ChannelContext) -> Channel | None:
+    if settings.bot_token_env is not None:
+        from mrt_engine.notify.slack_api import build_web_api  # (it builds on this module)
+
+        return build_web_api(settings, ctx)
     webhook, usable = resolve_url(
         ctx, "notify.slack.webhook_env", settings.webhook_env, "the Slack incoming webhook URL"
     )

@@ -1,4 +1,5 @@
-"""A Slack incoming-webhook simulator: checks a message as Slack does and answers Slack's bodies.
+"""A Slack simulator: incoming webhooks and the Web API's ``chat.postMessage``, checking a message
+as Slack does and answering Slack's bodies.
 
 From https://api.slack.com/messaging/webhooks ("Handling errors") and the Block Kit reference
 (https://api.slack.com/reference/block-kit/blocks, .../block-elements, .../composition-objects):
@@ -13,6 +14,17 @@ limits (400 ``invalid_blocks``): at most 50 blocks; a section's text object ``pl
 What Slack would turn into a link or a mention is what a mrkdwn string holds between ``<`` and
 ``>``; :meth:`SlackSimulator.markup` lists those of every accepted message, so tests can check
 that only the configured mentions and no link from event text got through.
+
+The Web API (https://api.slack.com/methods/chat.postMessage, https://api.slack.com/web,
+https://api.slack.com/docs/rate-limits): ``POST /api/chat.postMessage`` with a JSON body and
+``Authorization: Bearer <bot token>`` answers HTTP 200 and ``{"ok": true, "channel": ..., "ts":
+..., "message": {...}}``, or ``{"ok": false, "error": "<code>"}``: ``not_authed`` (no token),
+``invalid_auth`` (a wrong one), ``invalid_json``, ``channel_not_found``, ``no_text``,
+``invalid_blocks``, ``msg_too_long`` (text over 40,000 characters), ``is_archived`` and
+``not_in_channel`` (the channel's states), or any code queued in ``api_errors``; ``ratelimited``
+is HTTP 429 with ``Retry-After``. Every accepted post gets a new, larger ``ts``; its
+``thread_ts`` (a reply) and ``reply_broadcast`` are recorded. ``POST /api/auth.test`` answers who
+the token is.
 """
 
 from __future__ import annotations
@@ -24,6 +36,8 @@ from typing import Any
 from mrt_engine.simulators.base import Request, Response, Simulator
 
 TEAM, SERVICE = "T0SIMTEAM", "B0SIMHOOK"
+API_CHANNEL, BOT_USER, BOT_ID = "C0SIMALERTS", "U0SIMBOT", "B0SIMBOT"
+MAX_API_TEXT = 40_000  # chat.postMessage's ``text``: "no more than 40,000 characters"
 _MARKUP = re.compile(r"<([^<>]*)>")
 
 
@@ -31,6 +45,13 @@ _MARKUP = re.compile(r"<([^<>]*)>")
 class Posted:
     payload: dict[str, Any]
     body: bytes
+    ts: str | None = None  # the Web API's id of the message (webhooks have none)
+
+    @property
+    def thread_ts(self) -> str | None:
+        """The ``ts`` of the message this one replies to, if it went into a thread."""
+        value = self.payload.get("thread_ts")
+        return value if isinstance(value, str) else None
 
 
 def slack_length(text: str) -> int:
@@ -40,14 +61,35 @@ def slack_length(text: str) -> int:
 class SlackSimulator(Simulator):
     """Accepted messages land in ``messages``."""
 
-    def __init__(self, *, token: str = "sim-slack-token-0001", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        token: str = "sim-slack-token-0001",
+        bot_token: str = "xoxb-sim-0001-bot-token",
+        channel_id: str = API_CHANNEL,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.token = token
+        self.bot_token = bot_token
+        self.channel_id = channel_id
         self.archived = False
         self.prohibited = False
+        self.not_in_channel = False  # the bot was never invited (Web API: not_in_channel)
         self.messages: list[Posted] = []
         self.refused: list[tuple[int, str]] = []
+        # Web API error codes the next posts are answered with, in order (then checks again).
+        self.api_errors: list[str] = []
+        self.retry_after = 30  # seconds, in a ``ratelimited`` answer's Retry-After
+        self._posts = 0
         self.route("POST", r"/services/([^/]+)/([^/]+)/([^/]+)", self._post)
+        self.route("POST", r"/api/chat\.postMessage", self._api_post)
+        self.route("POST", r"/api/auth\.test", self._auth_test)
+
+    @property
+    def api_url(self) -> str:
+        """The Web API's base (``https://slack.com/api`` on Slack)."""
+        return f"{self.url}/api"
 
     @property
     def webhook_url(self) -> str:
@@ -94,6 +136,87 @@ class SlackSimulator(Simulator):
         with self.lock:
             self.messages.append(Posted(payload, request.body))
         return Response(200, b"ok", {"Content-Type": "text/html"})
+
+    # ------------------------------------------------------------------ the Web API
+    def _api_error(self, code: str) -> Response:
+        with self.lock:
+            self.refused.append((200, code))
+        if code == "ratelimited":
+            return Response.json(
+                {"ok": False, "error": code}, 429, {"Retry-After": str(self.retry_after)}
+            )
+        return Response.json({"ok": False, "error": code})
+
+    def _authorized(self, request: Request) -> str | None:
+        """The error code of the request's bearer token, or ``None`` when it is the bot's."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return "not_authed"
+        return None if token.strip() == self.bot_token else "invalid_auth"
+
+    def _api_post(self, request: Request, match: re.Match[str]) -> Response:
+        problem = self._authorized(request)
+        if problem:
+            return self._api_error(problem)
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return self._api_error("invalid_post_type")
+        try:
+            payload = request.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return self._api_error("invalid_json")
+        with self.lock:
+            queued = self.api_errors.pop(0) if self.api_errors else None
+        if queued:
+            return self._api_error(queued)
+        if payload.get("channel") != self.channel_id:
+            return self._api_error("channel_not_found")
+        text = payload.get("text")
+        if not text and not payload.get("blocks"):
+            return self._api_error("no_text")
+        if text is not None and not isinstance(text, str):
+            return self._api_error("invalid_arguments")
+        if isinstance(text, str) and slack_length(text) > MAX_API_TEXT:
+            return self._api_error("msg_too_long")
+        if "blocks" in payload and _blocks_problem(payload["blocks"]):
+            return self._api_error("invalid_blocks")
+        thread = payload.get("thread_ts")
+        if thread is not None and not isinstance(thread, str):
+            return self._api_error("invalid_arguments")
+        if self.archived:
+            return self._api_error("is_archived")
+        if self.not_in_channel:
+            return self._api_error("not_in_channel")
+        with self.lock:
+            self._posts += 1
+            ts = f"1712345678.{self._posts * 100:06d}"  # seconds.micro, each post later
+            self.messages.append(Posted(payload, request.body, ts))
+        message = {
+            "type": "message",
+            "subtype": "bot_message",
+            "text": text or "",
+            "bot_id": BOT_ID,
+            "ts": ts,
+            **({"thread_ts": thread} if thread else {}),
+        }
+        return Response.json({"ok": True, "channel": self.channel_id, "ts": ts, "message": message})
+
+    def _auth_test(self, request: Request, match: re.Match[str]) -> Response:
+        problem = self._authorized(request)
+        if problem:
+            return self._api_error(problem)
+        return Response.json(
+            {
+                "ok": True,
+                "url": "https://simteam.slack.com/",
+                "team": "Sim Team",
+                "user": "mrt",
+                "team_id": TEAM,
+                "user_id": BOT_USER,
+                "bot_id": BOT_ID,
+            }
+        )
 
 
 def _text_object(obj: Any, *, kinds: tuple[str, ...], most: int) -> bool:

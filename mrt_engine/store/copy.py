@@ -58,6 +58,7 @@ TABLES: tuple[Table, ...] = (
     Table("alert"),
     Table("incident"),
     Table("incident_event", "event_id"),
+    Table("incident_thread"),
     Table("silence"),
     Table("delivery"),
     Table("attempt"),

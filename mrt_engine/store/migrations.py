@@ -464,6 +464,20 @@ MIGRATIONS: list[list[str]] = [
             updated_at TEXT NOT NULL
         )""",
     ],
+    # 10: the threads of incidents on channels that thread by the platform's id of a message
+    # (Slack's Web API: the ``ts`` of the incident's first message there, which later ones
+    # name as ``thread_ts``). Written with the send that started the thread (the outbox's
+    # recording of it); the first one recorded wins.
+    [
+        """CREATE TABLE incident_thread (
+            id INTEGER PRIMARY KEY NOT NULL,
+            incident_id INTEGER NOT NULL REFERENCES incident (id),
+            channel TEXT NOT NULL,
+            thread_ts TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (incident_id, channel)
+        )""",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)
@@ -479,6 +493,7 @@ SUMMARIES: tuple[str, ...] = (
     "metrics: answers by status class, retries and budget per poll; kinds of failed sends; queue age",
     "incidents: one model family's alerted events across sources, with their timeline",
     "optional AI: answers cached by task, model and text; tokens spent a day",
+    "incident threads: the first message of an incident on a channel that threads (Slack's ts)",
 )
 
 

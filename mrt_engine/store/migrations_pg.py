@@ -451,4 +451,16 @@ MIGRATIONS: list[list[str]] = [
             updated_at TEXT NOT NULL
         )""",
     ],
+    # 10: incident threads (see mrt_engine/store/migrations.py). Written with a delivery's
+    # attempt, whose trigger already signals the change.
+    [
+        f"""CREATE TABLE incident_thread (
+            id {ID},
+            incident_id BIGINT NOT NULL REFERENCES incident (id),
+            channel TEXT NOT NULL,
+            thread_ts TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (incident_id, channel)
+        )""",
+    ],
 ]
