@@ -353,3 +353,82 @@ def test_message_ids_and_thread_headers_are_rfc_5322_msg_ids_with_a_display_name
             if msg[header] is not None:
                 assert msg_id.fullmatch(str(msg[header])), (header, msg[header])
         assert str(msg["Message-ID"]).endswith("@tracker.example>")
+
+
+# ---------------------------------------------------------------------- a whole send's deadline
+class _TricklingSmtp:
+    """An SMTP server on 127.0.0.1 that greets, then answers every command a byte at a time
+    (``interval`` apart): no single read waits for the timeout, the send never ends."""
+
+    def __init__(self, interval: float = 0.2, greet_slowly: bool = False) -> None:
+        import socket
+        import threading
+
+        self.interval, self.greet_slowly = interval, greet_slowly
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = "127.0.0.1", self.server.getsockname()[1]
+        self.ca_file = None
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _trickle(self, conn, data: bytes) -> None:
+        for byte in data:
+            if self.stop.wait(self.interval):
+                return
+            conn.sendall(bytes([byte]))
+
+    def _serve(self) -> None:
+        import threading
+
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn) -> None:
+        try:
+            greeting = b"220 trickle.example ESMTP " + b"." * 500 + b"\r\n"
+            if self.greet_slowly:
+                self._trickle(conn, greeting)
+            else:
+                conn.sendall(b"220 trickle.example ESMTP\r\n")
+            reader = conn.makefile("rb")
+            while not self.stop.is_set() and reader.readline():
+                self._trickle(conn, b"250-trickle.example " + b"." * 500 + b"\r\n250 OK\r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+
+
+@pytest.mark.parametrize("greet_slowly", [False, True], ids=["commands", "greeting"])
+def test_a_server_that_answers_a_byte_at_a_time_cannot_hold_a_send_past_its_deadline(
+    greet_slowly,
+):
+    import threading
+    import time
+
+    server = _TricklingSmtp(greet_slowly=greet_slowly)
+    try:
+        mail = channel(server, login=False, use_tls=False, timeout_seconds=1)
+        results: list = []
+        thread = threading.Thread(
+            target=lambda: results.append(mail.send(Outgoing(1, 1, alert()))), daemon=True
+        )
+        started = time.monotonic()
+        thread.start()
+        thread.join(30)  # (not a timing limit: the suite must not hang on the defect)
+        assert not thread.is_alive(), "the send is still held by the trickling server"
+        [result] = results
+        assert not result.ok
+        assert "within 3s" in result.error and "notify.email.timeout_seconds" in result.error
+        assert mail.send_seconds() == 3.0
+        assert time.monotonic() - started < 30
+    finally:
+        server.close()

@@ -77,6 +77,13 @@ class Channel(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    def send_seconds(self) -> float | None:
+        """The most one :meth:`send` may take, all of it (its deadline); ``None``: unknown.
+        The outbox leases a delivery for at least twice this (engine.py), so a send never
+        outlives its lease and is sent again by another worker meanwhile."""
+        timeout = getattr(self, "timeout", None)
+        return float(timeout) if isinstance(timeout, int | float) else None
+
     def endpoint(self) -> str | None:
         """The URL this channel posts to, for :meth:`probe` (it may hold a token: never show
         it); ``None`` when it has no single one."""

@@ -14,11 +14,14 @@ limit and the message is 7-bit clean for any server. A failure an operator can f
 
 from __future__ import annotations
 
+import contextlib
 import email.policy
+import os
 import re
 import smtplib
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -106,6 +109,68 @@ def _id_domain(sender: str) -> str:
     return domain if _DOT_ATOM.fullmatch(domain) else "localhost"
 
 
+# A whole send (connect, greeting, TLS, login, envelope, data) takes at most this many step
+# timeouts: smtplib's timeout bounds each socket operation only, and a server that answers a
+# byte at a time never lets one of them time out.
+SEND_STEPS = 3
+
+
+class _SendDeadline:
+    """A watchdog over one SMTP conversation: when it has taken ``seconds``, its connection is
+    shut down (both ways), so the read that waits returns at once and the send fails."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.passed = False
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None  # a duplicate of the connection's descriptor
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _SendDeadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
+
+    def watch(self, sock: socket.socket) -> None:
+        """Watch the connection ``sock`` is (a duplicate of its descriptor: shutting that down
+        shuts the connection, also after STARTTLS wraps ``sock`` into a TLS socket)."""
+        with self._lock:
+            self._socket = socket.socket(fileno=os.dup(sock.fileno()))
+            if self.passed:
+                _shut(self._socket)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.passed = True
+            if self._socket is not None:
+                _shut(self._socket)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # closed already by the other side
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched(base: type[smtplib.SMTP], deadline: _SendDeadline) -> type[smtplib.SMTP]:
+    """``base`` whose connection ``deadline`` watches from the moment it is made (the greeting
+    is read inside the constructor)."""
+
+    class Watched(base):  # type: ignore[valid-type,misc]
+        def _get_socket(self, host, port, timeout):  # smtplib's hook
+            sock = super()._get_socket(host, port, timeout)
+            deadline.watch(sock)
+            return sock
+
+    return Watched
+
+
 class EmailChannel(Channel):
     name = "email"
 
@@ -188,16 +253,19 @@ class EmailChannel(Channel):
         ]
         return redact("\n".join(lines))
 
-    def _connect(self, progress: _Progress) -> smtplib.SMTP:
+    def send_seconds(self) -> float:
+        return SEND_STEPS * self.timeout
+
+    def _connect(self, progress: _Progress, deadline: _SendDeadline) -> smtplib.SMTP:
         """A connection greeted, encrypted and logged in as configured (``progress`` says how
-        far it got when it fails); closed again when that fails."""
+        far it got when it fails), watched by ``deadline``; closed again when that fails."""
         host, port = self.settings.smtp_host, self.settings.smtp_port
         if self.use_ssl:
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+            smtp: smtplib.SMTP = _watched(smtplib.SMTP_SSL, deadline)(
                 host, port, timeout=self.timeout, context=self._tls()
             )
         else:
-            smtp = smtplib.SMTP(host, port, timeout=self.timeout)
+            smtp = _watched(smtplib.SMTP, deadline)(host, port, timeout=self.timeout)
         try:
             progress.stage = "ehlo"
             smtp.ehlo()
@@ -218,8 +286,28 @@ class EmailChannel(Channel):
     def send(self, outgoing: Outgoing) -> SendResult:
         msg = self.message(outgoing)
         progress = _Progress(tls=self.use_ssl)
+        with _SendDeadline(self.send_seconds()) as deadline:
+            result = self._converse(msg, progress, deadline)
+        return self._late(progress, deadline) if deadline.passed and not result.ok else result
+
+    def _late(self, progress: _Progress, deadline: _SendDeadline) -> SendResult:
+        """A conversation the deadline cut short: retried (the server may be slow for now)."""
+        key = (
+            "notify.email.timeout_seconds"
+            if self.settings.timeout_seconds
+            else "delivery.request_timeout_seconds"
+        )
+        return SendResult(
+            ok=False,
+            error=f"SMTP {progress.stage} failed: no complete answer from the server within"
+            f" {deadline.seconds:g}s ({SEND_STEPS} × {key}: a whole send's deadline)",
+        )
+
+    def _converse(
+        self, msg: EmailMessage, progress: _Progress, deadline: _SendDeadline
+    ) -> SendResult:
         try:
-            with self._connect(progress) as smtp:
+            with self._connect(progress, deadline) as smtp:
                 progress.stage = "mail"
                 code, reply = smtp.mail(self.sender)
                 if code != 250:
@@ -263,8 +351,13 @@ class EmailChannel(Channel):
         """Connect, greet, encrypt and log in as :meth:`send` does, then quit: the server and
         the login work, and no message is sent."""
         progress = _Progress(tls=self.use_ssl)
+        with _SendDeadline(SEND_STEPS * self.timeout) as deadline:
+            result = self._greet(progress, deadline)
+        return self._late(progress, deadline) if deadline.passed and not result.ok else result
+
+    def _greet(self, progress: _Progress, deadline: _SendDeadline) -> SendResult:
         try:
-            with self._connect(progress):
+            with self._connect(progress, deadline):
                 done = ["greeted"]
                 if progress.tls:
                     done.append("TLS")

@@ -235,9 +235,10 @@ class SlackChannel(SlackBlocks, Channel):
         self.settings = settings
         self.webhook = webhook
         key_name = "notify.slack.timeout_seconds" if settings.timeout_seconds else None
+        self.timeout = settings.timeout_seconds or timeout  # a whole send's deadline
         self.poster = Poster(
             "Slack",
-            settings.timeout_seconds or timeout,
+            self.timeout,
             key_name or "delivery.request_timeout_seconds",
         )
 

@@ -176,9 +176,10 @@ class WebhookChannel(Channel):
         self.url = url
         self._key = key
         key_name = "notify.webhook.timeout_seconds" if settings.timeout_seconds else None
+        self.timeout = settings.timeout_seconds or timeout  # a whole send's deadline
         self.poster = Poster(
             "the webhook",
-            settings.timeout_seconds or timeout,
+            self.timeout,
             key_name or "delivery.request_timeout_seconds",
             HEADERS,
         )
