@@ -263,6 +263,24 @@ class Engine:
 
         return postgres.store_fault(exc, self.location)
 
+    def _delivery_lease(self) -> float:
+        """``delivery.lease_seconds``, raised to twice the longest send of any channel (and
+        5 s): a worker sends a claim only while half its lease is left, so no send, and no
+        earlier send of its batch waiting to be recorded, outlives its lease and is claimed
+        and sent again by another worker meanwhile."""
+        configured = self.config.delivery.lease_seconds
+        sends = [channel.send_seconds() or 0.0 for channel in self.channels.values()]
+        needed = 2 * max(sends, default=0.0) + 5
+        if needed <= configured:
+            return configured
+        log.info(
+            "deliveries are leased for %gs, not delivery.lease_seconds = %gs: twice the longest"
+            " send a channel may take, and 5 s",
+            needed,
+            configured,
+        )
+        return needed
+
     def _recover(self) -> None:
         """Wire outbox, pipeline and workers to the open store; take back a dead engine's claims."""
         assert self.store is not None
@@ -275,7 +293,7 @@ class Engine:
                 backoff_initial=delivery.backoff_initial_seconds,
                 backoff_max=delivery.backoff_max_seconds,
                 jitter=delivery.jitter,
-                lease_seconds=delivery.lease_seconds,
+                lease_seconds=self._delivery_lease(),
             ),
             clock=self.clock,
             channels=channel_policies(self.config),

@@ -227,3 +227,31 @@ def test_a_batchs_sends_are_recorded_in_the_transaction_that_claims_the_next_bat
     assert not [s for s in between if "MIN(next_attempt_at)" in s]
     rows = tracker.sql("SELECT status, attempts FROM delivery")
     assert rows == [("sent", 1)] * (2 * CLAIM_BATCH)
+
+
+def test_a_delivery_is_leased_for_at_least_twice_the_longest_send_of_any_channel(
+    gh_tracker, github, smtp
+):
+    """An e-mail send may take 3 × its step timeout (300 s here): a 120 s lease would let
+    another worker claim and send it again while the first send still waits."""
+    email = {
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port,
+        "from_addr": "mrt@tracker.example",
+        "to_list": ["oncall@example.com"],
+        "ca_file": smtp.ca_file,
+        "timeout_seconds": 100,
+    }
+    tracker = gh_tracker({"notify": {"email": email}, "delivery": {"lease_seconds": 120}})
+    engine = tracker.engine()
+    engine.open()
+    try:
+        assert engine.outbox.policy.lease_seconds == 605.0
+    finally:
+        engine.close()
+    short = gh_tracker({"delivery": {"lease_seconds": 120}}).engine()  # WeLink: 10 s a send
+    short.open()
+    try:
+        assert short.outbox.policy.lease_seconds == 120.0
+    finally:
+        short.close()
