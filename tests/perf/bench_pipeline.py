@@ -729,7 +729,16 @@ def run_both(
     assert executemany is not None
     replay.close()
     executemany.close()
-    return pipeline, {"seconds": executemany.seconds, "cpu": executemany.cpu}, ours, raw
+    figures = {"seconds": executemany.seconds, "cpu": executemany.cpu}
+    if workers == 1:  # the same rows again, all at once after the run: what interleaving costs
+        after = folder / "executemany-after.sqlite3"
+        again = Executemany(after, ours)
+        replay = CommittedPolls(ours)
+        again.write(replay.take())
+        replay.close()
+        again.close()
+        figures["after_seconds"], figures["after_cpu"] = again.seconds, again.cpu
+    return pipeline, figures, ours, raw
 
 
 def fsync_ms(folder: Path, times: int = 30) -> float:
@@ -845,6 +854,14 @@ def main() -> None:
                     ),
                     "ratio": round(executemany["seconds"] / pipeline["seconds"], 3),
                     "cpu_ratio": round(executemany["cpu"] / pipeline["cpu"], 3),
+                    **(
+                        {  # the executemany side run again after the pipeline run, not interleaved
+                            "executemany_after_seconds": round(executemany["after_seconds"], 3),
+                            "executemany_after_cpu_seconds": round(executemany["after_cpu"], 3),
+                        }
+                        if "after_cpu" in executemany
+                        else {}
+                    ),
                 }
             )
             for path in Path(folder).iterdir():
