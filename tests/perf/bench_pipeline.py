@@ -27,14 +27,26 @@ alerts, deliveries, the incidents the poll opened or moved on (one upsert each, 
 after the poll) and their timeline rows, the ``source_state`` update and the ``poll_metric``
 row, each table with one ``executemany``. Both stores must end up holding the same rows.
 
-With one worker the two sides are interleaved: each poll's rows are written by the executemany
-side right after that poll (reading them back is off both clocks), so both sides meet the same
-machine load and the same store size, and a burst of another process's work or a WAL
-checkpoint lands on both alike. (Before, the whole pipeline run came first and the executemany
+With one worker the two sides are interleaved: the rows of every ten polls are written by the
+executemany side right after them (reading them back is off both clocks), so both sides meet
+the same machine load and the same store size, and a burst of another process's work or a WAL
+checkpoint lands on both alike, while each runs mostly with its own data in the CPU's caches
+(``executemany_after_*``: the same rows written again after the run, not interleaved). (Before, the whole pipeline run came first and the executemany
 run after it, 20 s apart on a shared machine: one run in three read 0.52 against 0.65; and the
 executemany side left out the incident rows the pipeline commits.) With more workers the
 executemany side runs after the whole pipeline run. Prints JSON; ratio = pipeline events/s /
 executemany events/s (wall clock; ``cpu_ratio`` the same in process CPU).
+
+Two workers poll no faster than one (issue 9 asked why). Of a poll's instructions about a third
+are SQLite's (callgrind: ~29M of ~80M a poll), the only part that runs without the GIL; the
+rest (HTTP, JSON, rules, rows, and the Python between SQLite calls) runs one thread at a time.
+SQLite takes one writer at a time, and about two thirds of a poll (its transaction) runs under
+that lock, while ``executemany`` hands the GIL back and takes it again around every row, so a
+writer waits for the other thread's Python once per row. And each worker has its own
+connection, whose page cache SQLite empties whenever another connection has committed: every
+transaction of a two-worker run starts cold (10 000 issues: 41k page reads against 16k with one
+worker, 2.9k futex calls against 64, 16% more CPU). On a machine with two cores shared with
+other work that adds up to no gain.
 
 Both sides commit with the store's own settings (WAL, ``synchronous=normal``: a commit waits
 for no fsync; the WAL is synced at checkpoints), so the ratio is mostly the CPU a poll's rows
@@ -702,31 +714,41 @@ class Executemany:
         self.conn.close()
 
 
+# With one worker, the executemany side writes the rows of every this many polls right after
+# them: often enough that both sides meet the same machine load (a few tenths of a second
+# apart), seldom enough that each side runs mostly with its own data in the CPU's caches.
+INTERLEAVE_POLLS = 10
+
+
 def run_both(
     folder: Path, items: list[dict], page: int, pages_per_poll: int, workers: int
 ) -> tuple[dict[str, Any], dict[str, Any], Path, Path]:
-    """The pipeline run and the executemany side of its rows: with one worker, interleaved poll
-    by poll (each poll's rows are written right after it, so both sides meet the same machine
-    load and stores of the same size); with more, the executemany side after the whole run."""
+    """The pipeline run and the executemany side of its rows: with one worker, interleaved (the
+    rows of every :data:`INTERLEAVE_POLLS` polls written right after them, so both sides meet
+    the same machine load and stores of the same size); with more, after the whole run."""
     ours = folder / f"pipeline-{workers}.sqlite3"
     raw = folder / f"executemany-{workers}.sqlite3"
     replay: CommittedPolls | None = None
     executemany: Executemany | None = None
 
+    polls = 0
+
     def after_poll() -> None:
-        nonlocal replay, executemany
+        nonlocal replay, executemany, polls
         if replay is None:  # the state row exists once the first poll has run
             replay, executemany = CommittedPolls(ours), Executemany(raw, ours)
-        assert executemany is not None
-        executemany.write(replay.take())
+        polls += 1
+        if polls % INTERLEAVE_POLLS == 0:
+            assert executemany is not None
+            executemany.write(replay.take())
 
     pipeline = run_pipeline(
         ours, items, page, pages_per_poll, workers, after_poll if workers == 1 else None
     )
     if replay is None:
         replay, executemany = CommittedPolls(ours), Executemany(raw, ours)
-        executemany.write(replay.take())
     assert executemany is not None
+    executemany.write(replay.take())  # what is left (all of it, with more workers)
     replay.close()
     executemany.close()
     figures = {"seconds": executemany.seconds, "cpu": executemany.cpu}
