@@ -49,7 +49,7 @@ from mrt_engine.rate_limits import (
 )
 from mrt_engine.secrets import redact, redact_url, shorten
 from mrt_engine.timeutil import Clock, doubling, utcnow
-from mrt_engine.untrusted_json import parse_json
+from mrt_engine.untrusted_json import Shape, parse_json
 from mrt_engine.wording import plural
 
 log = logging.getLogger(__name__)
@@ -144,10 +144,12 @@ class Fetched:
         """The ``rel="next"`` URL of the Link header, verbatim."""
         return self.links.get("next", {}).get("url")
 
-    def json(self) -> Any:
-        """The body as JSON, or :class:`MalformedResponse` saying what came instead."""
+    def json(self, shape: Shape | None = None) -> Any:
+        """The body as JSON (with ``shape``: only what it names, see
+        :class:`~mrt_engine.untrusted_json.Shape`), or :class:`MalformedResponse` saying what
+        came instead."""
         try:
-            return parse_json(self.content)
+            return parse_json(self.content, shape=shape)
         except ValueError as exc:
             kind = self.headers.get("content-type", "no content-type").split(";")[0]
             sample = shorten(self.content[:200].decode("utf-8", "replace"), 80)

@@ -173,11 +173,9 @@ def link(
         # different orders would otherwise each hold one lock and wait for the other's.
         for key in sorted({name.key for *_ids, name in alerted}):
             cursor.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (LOCK_SPACE, key))
-    placed = []
-    for event_id, alert_id, source_key, name in sorted(alerted, key=lambda a: a[0]):
-        place = _link(store, cursor, event_id, alert_id, source_key, name, now, window)
-        if place is not None:
-            placed.append(place)
+    alerted = sorted(alerted, key=lambda a: a[0])
+    linked = _linked(cursor, [event_id for event_id, *_rest in alerted])
+    placed = _link(store, cursor, [a for a in alerted if a[0] not in linked], now, window)
     if clusters is not None:
         incident_clusters.cluster(cursor, placed, now, clusters)
     return placed
@@ -198,62 +196,134 @@ def _alerted(cursor, fingerprints: list[str]) -> list[tuple]:
     return sorted(rows, key=lambda r: r[1])
 
 
+def _linked(cursor, event_ids: list[int]) -> set[int]:
+    """Which of these events are in an incident already (an event alerts once)."""
+    found: set[int] = set()
+    for i in range(0, len(event_ids), 500):
+        chunk = event_ids[i : i + 500]
+        cursor.execute(
+            f"SELECT event_id FROM incident_event WHERE event_id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        )
+        found.update(row[0] for row in cursor.fetchall())
+    return found
+
+
+@dataclass
+class _Open:
+    """A family's incident while a poll's events are linked to it."""
+
+    id: int
+    events: int
+    sources: int
+    seen: set[str]  # the sources known to be in it (of those this poll links)
+    new: bool  # opened by this poll
+
+
 def _link(
     store: Store,
     cursor,
-    event_id: int,
-    alert_id: int,
-    source_key: str,
-    name: ModelName,
+    todo: list[tuple[int, int, str, ModelName]],
     now: datetime,
     window: timedelta,
-) -> Placed | None:
-    """Put one event into its family's open incident, or open one."""
-    cursor.execute("SELECT 1 FROM incident_event WHERE event_id = ?", (event_id,))
-    if cursor.fetchone() is not None:  # linked already (an event alerts once)
-        return None
+) -> list[Placed]:
+    """Put each (event id, alert id, source key, name) of ``todo``, in order, into its family's
+    open incident (the one first seen within ``window``), or open one.
+
+    The same timeline as linking one event after the other, read and written once a poll:
+    each family's open incident is read once, and whether each of the poll's sources is in it
+    already; the places are counted here, and the incidents and their events written after.
+    """
+    if not todo:
+        return []
     now_s = to_store(now)
-    cursor.execute(
-        "SELECT id, events, sources FROM incident WHERE family = ? AND first_seen_at >= ?"
-        " ORDER BY first_seen_at DESC LIMIT 1",
-        (name.key, to_store(now - window)),
-    )
-    found = cursor.fetchone()
-    if found is None:
-        incident_id = store.new_ids(cursor, "incident", 1)[0]
+    since = to_store(now - window)
+    families: dict[str, tuple[ModelName, dict[str, None]]] = {}  # and their sources, in order
+    for _, _, source_key, name in todo:
+        families.setdefault(name.key, (name, {}))[1][source_key] = None
+    found: dict[str, _Open | None] = {}
+    for key, (_, sources) in families.items():
         cursor.execute(
+            "SELECT id, events, sources FROM incident WHERE family = ? AND first_seen_at >= ?"
+            " ORDER BY first_seen_at DESC LIMIT 1",
+            (key, since),
+        )
+        row = cursor.fetchone()
+        if row is None:
+            found[key] = None
+            continue
+        seen = set()
+        for source_key in sources:  # one probe of the index each, however big the incident
+            cursor.execute(
+                "SELECT 1 FROM incident_event WHERE incident_id = ? AND source = ? LIMIT 1",
+                (row[0], source_key),
+            )
+            if cursor.fetchone() is not None:
+                seen.add(source_key)
+        found[key] = _Open(row[0], row[1], row[2], seen, False)
+    opened = [key for key, open_ in found.items() if open_ is None]
+    new_ids = iter(store.new_ids(cursor, "incident", len(opened)))  # in the order first seen
+    first: dict[int, tuple[int, str]] = {}  # an opened incident's first event and source
+    placed: list[Placed] = []
+    for event_id, _, source_key, name in todo:
+        incident = found[name.key]
+        if incident is None:
+            incident = found[name.key] = _Open(next(new_ids), 0, 0, set(), True)
+            first[incident.id] = (event_id, source_key)
+        new_source = source_key not in incident.seen
+        incident.seen.add(source_key)
+        incident.events += 1
+        incident.sources += new_source
+        placed.append(Placed(event_id, incident.id, incident.events, incident.sources, new_source))
+    # The incidents first (their events refer to them), each as it stands after this poll.
+    opened_rows, updates = [], []
+    for key, incident in found.items():
+        assert incident is not None
+        if incident.new:
+            first_event, first_source = first[incident.id]
+            opened_rows.append(
+                (
+                    incident.id,
+                    key,
+                    families[key][0].display,
+                    first_event,
+                    first_source,
+                    now_s,
+                    now_s,
+                    incident.events,
+                    incident.sources,
+                )
+            )
+        else:
+            updates.append((incident.events, incident.sources, now_s, incident.id))
+    if opened_rows:
+        cursor.executemany(
             "INSERT INTO incident (id, family, name, first_event_id, first_source,"
-            " first_seen_at, last_seen_at, events, sources) VALUES (?,?,?,?,?,?,?,1,1)",
-            (incident_id, name.key, name.display, event_id, source_key, now_s, now_s),
+            " first_seen_at, last_seen_at, events, sources) VALUES (?,?,?,?,?,?,?,?,?)",
+            opened_rows,
         )
-        position, source_position, new_source = 1, 1, True
-    else:
-        incident_id, events, sources = found
-        cursor.execute(
-            "SELECT 1 FROM incident_event WHERE incident_id = ? AND source = ? LIMIT 1",
-            (incident_id, source_key),
+    if updates:
+        cursor.executemany(
+            "UPDATE incident SET events = ?, sources = ?, last_seen_at = ? WHERE id = ?", updates
         )
-        new_source = cursor.fetchone() is None
-        position, source_position = events + 1, sources + int(new_source)
-        cursor.execute(
-            "UPDATE incident SET events = ?, sources = ?, last_seen_at = ? WHERE id = ?",
-            (position, source_position, now_s, incident_id),
-        )
-    cursor.execute(
+    cursor.executemany(
         "INSERT INTO incident_event (event_id, incident_id, alert_id, source, seen_at, position,"
         " source_position, new_source) VALUES (?,?,?,?,?,?,?,?)",
-        (
-            event_id,
-            incident_id,
-            alert_id,
-            source_key,
-            now_s,
-            position,
-            source_position,
-            int(new_source),
-        ),
+        [
+            (
+                p.event_id,
+                p.incident_id,
+                alert_id,
+                source_key,
+                now_s,
+                p.position,
+                p.source_position,
+                int(p.new_source),
+            )
+            for p, (_, alert_id, source_key, _) in zip(placed, todo, strict=True)
+        ],
     )
-    return Placed(event_id, incident_id, position, source_position, new_source)
+    return placed
 
 
 # An event's incident, as the columns :func:`note_of` reads, joined by the event's id ``ON``

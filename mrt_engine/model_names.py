@@ -13,12 +13,16 @@ tokenizer" names no family.
 
 Cost: one compiled alternation finds family words (no nested quantifiers: linear in the text),
 and each find reads at most :data:`MAX_TOKENS` short tokens after it. A text is read up to
-:data:`MAX_CHARS` characters.
+:data:`MAX_CHARS` characters. The alternation tries every family at every character (it starts
+with a lookbehind, so the regex engine cannot skip ahead), several times the cost of a few
+substring tests: an ASCII text that holds none of the families' plain words (most issue bodies)
+is ruled out by those first, and a family is the first name found (the rest is not read).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 MAX_CHARS = 20_000  # of a body: a model named past that is not what the text is about
@@ -105,6 +109,31 @@ _FIND = re.compile(
     re.IGNORECASE,
 )
 _GROUP_FAMILY = {f"f{i}": f for i, f in enumerate(FAMILIES)}
+
+
+def _stems(patterns: list[str]) -> tuple[str, ...] | None:
+    """Lower-case words, one of which every match of one of ``patterns`` holds: the plain start
+    of each alternative (up to its first special character; without the last character when a
+    quantifier may drop it). ``None`` when a pattern has groups or escapes (not read here) or an
+    alternative starts with no plain character."""
+    stems: set[str] = set()
+    for pattern in patterns:
+        if any(c in pattern for c in "()\\"):
+            return None
+        for alternative in pattern.split("|"):
+            run = re.match(r"[^\[\]{}?*+.^$|]*", alternative).group()  # type: ignore[union-attr]
+            if alternative[len(run) : len(run) + 1] in ("?", "*", "{"):
+                run = run[:-1]
+            if not run:
+                return None
+            stems.add(run.lower())
+    # A stem that holds a shorter one adds nothing ("chatglm" holds "glm").
+    return tuple(sorted(s for s in stems if not any(o != s and o in s for o in stems)))
+
+
+# On ASCII text, IGNORECASE matching is matching the lower-cased text (no other character
+# folds to an ASCII letter there), so a text whose lower case holds no stem names no family.
+_STEMS = _stems([f.pattern for f in FAMILIES])
 _VERSIONS = {f.key: re.compile(f.version, re.IGNORECASE) for f in FAMILIES}
 # One token after a family word: a separator (none before the first), then a word of letters
 # and digits with at most one dotted number ("v3.2", "2.5", "235b"). Possessive-free but
@@ -203,21 +232,9 @@ def _shown_line(line: str) -> str:
 
 def model_names(text: str | None, *, limit: int = MAX_CHARS) -> list[ModelName]:
     """Every model name in ``text`` (an id or free text), in order, each family key once."""
-    if not text or not isinstance(text, str):
-        return []
-    text = text[:limit]
-    org = None
-    slash = text.find("/")
-    if slash > 0 and " " not in text and text.count("/") == 1:  # an ``org/name`` id
-        org, text = text[:slash], text[slash + 1 :]
     found: dict[str, ModelName] = {}
-    for match in _FIND.finditer(text):
-        group = match.lastgroup
-        if group is None:
-            continue
-        family = _GROUP_FAMILY[group]
-        name = _read_tail(family, text, match.end(), org)
-        if name is not None and name.key not in found:
+    for name in _names(text, limit):
+        if name.key not in found:
             found[name.key] = name
     return list(found.values())
 
@@ -225,10 +242,34 @@ def model_names(text: str | None, *, limit: int = MAX_CHARS) -> list[ModelName]:
 def model_family(*texts: str | None) -> ModelName | None:
     """The first model name of the first text that names one (title, then id, then body)."""
     for text in texts:
-        names = model_names(text)
-        if names:
-            return names[0]
+        for name in _names(text, MAX_CHARS):
+            return name
     return None
+
+
+def _names(text: str | None, limit: int) -> Iterator[ModelName]:
+    """The model names in ``text``, in order (a family may come more than once)."""
+    if not text or not isinstance(text, str):
+        return
+    text = text[:limit]
+    if _STEMS is not None and text.isascii():
+        lowered = text.lower()
+        for stem in _STEMS:
+            if stem in lowered:
+                break
+        else:
+            return
+    org = None
+    slash = text.find("/")
+    if slash > 0 and " " not in text and text.count("/") == 1:  # an ``org/name`` id
+        org, text = text[:slash], text[slash + 1 :]
+    for match in _FIND.finditer(text):
+        group = match.lastgroup
+        if group is None:
+            continue
+        name = _read_tail(_GROUP_FAMILY[group], text, match.end(), org)
+        if name is not None:
+            yield name
 
 
 def _read_tail(family: Family, text: str, at: int, org: str | None) -> ModelName | None:

@@ -3,7 +3,8 @@
 A source turns each item of an answer into events through :meth:`Quarantine.each`. An item
 whose normalisation fails (a missing field, a wrong type, a bug met by odd data) is set aside
 as a :class:`Quarantined` record with its upstream id, the error and the start of the item as
-received; the rest of the page goes on. The poll commits the quarantined items with its events
+received (of an item read into a :class:`~mrt_engine.untrusted_json.Shape`, the fields the source
+reads); the rest of the page goes on. The poll commits the quarantined items with its events
 (table ``quarantine``, one row per source key and item, counting how often it was seen), so
 they show in ``mrt-engine status``, ``trace`` and the console's Sources view.
 
@@ -22,6 +23,8 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+import msgspec
 
 from mrt_engine.http import FetchError, MalformedResponse
 from mrt_engine.secrets import shorten
@@ -75,6 +78,11 @@ def quarantined(
     item: Any, exc: BaseException, key: Callable[[Any], object] | None = None
 ) -> Quarantined:
     """The record of ``item`` that failed with ``exc``."""
+    if isinstance(item, msgspec.Struct):  # read into a shape: its fields, as JSON has them
+        try:
+            item = msgspec.to_builtins(item)
+        except Exception:  # a value it cannot turn back (none JSON gives): the top fields
+            item = msgspec.structs.asdict(item)
     dumped = _dump(item)
     found: object = None
     try:

@@ -360,3 +360,85 @@ def test_two_engines_that_see_a_new_family_at_once_open_one_incident(make_tracke
 
 def incidents_of(tracker) -> list[tuple]:
     return tracker.sql("SELECT family, events, sources FROM incident")
+
+
+def _alike_events(poll: int, sources: range, per_source: int, now: datetime) -> list:
+    """``per_source`` DeepSeek-V3.2 and Qwen3 events of poll ``poll`` from each of ``sources``
+    (GitHub repos)."""
+    from mrt_engine.events import TrackerEvent
+
+    return [
+        TrackerEvent(
+            "github",
+            f"github:o/r{s}:issues",
+            "repo_issue",
+            f"o/r{s}",
+            "issue_opened",
+            f"{poll}-{s}-{i}-{model}",
+            f"{model} crash {i}",
+            now,
+        )
+        for s in sources
+        for i in range(per_source)
+        for model in ("DeepSeek-V3.2", "Qwen3")
+    ]
+
+
+@pytest.mark.parametrize("per_source", [1, 10])
+def test_a_polls_events_are_linked_to_their_incidents_in_reads_that_do_not_grow_with_them(
+    make_tracker, per_source
+):
+    """Linking reads each family's open incident and each source's place in it once a poll,
+    and writes each incident once: ten times the events of the same families cost the same
+    reads (it was about four statements a linked event). The timeline is the one linking
+    event by event gives."""
+    from mrt_engine import incidents
+    from mrt_engine.batch import prepare_batch, write_batch
+    from mrt_engine.rules import RuleConfig, RuleSet
+
+    rules = RuleSet.compile([RuleConfig(name="m", keywords=["deepseek", "qwen"])], ["welink"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    t = make_tracker({"notify": {"welink": {"webhook_env": "WL"}}}, {"WL": "http://127.0.0.1:9"})
+    polls = [range(0, 2), range(1, 4)]  # the second: one source known to both incidents, two new
+    statements: list[str] = []
+    placed = []
+    with t.store() as store:
+        for number, sources in enumerate(polls):
+            batch = prepare_batch(_alike_events(number, sources, per_source, now), rules, now)
+            with store.write():
+                write_batch(store, batch)
+                traced = number == 1 and not store.is_postgresql
+                if traced:
+                    store.db.connection().set_trace_callback(statements.append)
+                placed += incidents.assign(store, batch)
+                if traced:
+                    store.db.connection().set_trace_callback(None)
+    linked = 5 * per_source
+    assert len(placed) == 2 * linked
+    assert sorted(incidents_of(t)) == [("deepseek-v3.2", linked, 4), ("qwen3", linked, 4)]
+    expected: list[tuple] = []
+    seen: dict[str, list[str]] = {}
+    for sources in polls:
+        for s in sources:
+            for _ in range(per_source):
+                for family in ("deepseek-v3.2", "qwen3"):
+                    source = f"github:o/r{s}:issues"
+                    known = seen.setdefault(family, [])
+                    new = source not in known
+                    if new:
+                        known.append(source)
+                    position = sum(1 for row in expected if row[0] == family) + 1
+                    expected.append((family, source, position, len(known), int(new)))
+    timeline = t.sql(
+        "SELECT i.family, ie.source, ie.position, ie.source_position, ie.new_source"
+        " FROM incident_event ie JOIN incident i ON i.id = ie.incident_id ORDER BY ie.event_id"
+    )
+    assert [tuple(row) for row in timeline] == expected
+    assert [p.position for p in placed] == [row[2] for row in expected]
+    if statements:  # SQLite: what the second poll asked of it (an executemany traces each row)
+        reads = [s for s in statements if s.startswith("SELECT")]
+        updates = [s for s in statements if s.startswith("UPDATE incident")]
+        assert len(reads) <= 2 + 2 + 2 * 3, (
+            reads
+        )  # the alerts, linked ones; each family, its sources
+        assert len(updates) == 2, updates

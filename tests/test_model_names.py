@@ -175,3 +175,49 @@ def test_a_hostile_100_kb_title_is_read_in_one_pass(hostile: str, families: list
     # 100 kB does not finish within the suite's per-test timeout (pyproject: 300 s), while one
     # pass over it takes milliseconds.
     assert [n.key for n in model_names(hostile, limit=len(hostile))] == families
+
+
+class _CountingFind:
+    """The family regex, counting the texts it is asked to scan."""
+
+    def __init__(self, pattern) -> None:
+        self.pattern, self.scanned = pattern, []
+
+    def finditer(self, text: str, *args):
+        self.scanned.append(text)
+        return self.pattern.finditer(text, *args)
+
+
+def test_a_text_with_no_family_word_is_not_scanned_and_a_family_stops_at_its_first_name(
+    monkeypatch,
+) -> None:
+    """Incidents ask for the family of every alerted event, body included when the title names
+    none: a text holding no family's word at all (most bodies) is ruled out by plain substring
+    tests, and the family of a text is its first name (the rest is not read)."""
+    from mrt_engine import model_names as names
+
+    counting = _CountingFind(names._FIND)
+    monkeypatch.setattr(names, "_FIND", counting)
+    body = "when running the server with a large batch the request fails " * 20
+    assert model_family("[Bug] crash on start", "vllm-project/vllm", body[:280], body) is None
+    assert counting.scanned == []
+    found = model_family("DeepSeek-V3 and Qwen3 and Llama-4 " + body)
+    assert found is not None and found.key == "deepseek-v3"
+    assert model_names("DeepSeek-V3 and Qwen3")[1].key == "qwen3"
+
+
+def test_the_word_filter_changes_no_name_found(monkeypatch) -> None:
+    """Every text (ASCII or not, any case) names what the regex alone finds in it."""
+    import random
+
+    from mrt_engine import model_names as names
+
+    rng = random.Random(3)
+    words = [t for t, _ in TABLE] + ["the", "fix", "v3", "-", " ", "/", "Ⅱ", "ſeed oss", "K", "İ"]
+    for _ in range(3000):
+        text = "".join(rng.choice(words) + rng.choice(["", " ", "-", "_"]) for _ in range(4))
+        text = rng.choice([text, text.upper(), text.lower()])
+        expected = names.model_names(text)
+        monkeypatch.setattr(names, "_STEMS", None)  # no filter: the regex reads every text
+        assert names.model_names(text) == expected, text
+        monkeypatch.undo()

@@ -130,3 +130,54 @@ def test_the_depth_limit_is_the_same_as_a_walk_of_every_node():
             except UntrustedJsonError:
                 refused = True
             assert refused == too_deep, (text, limit)
+
+
+def test_nesting_in_a_field_the_github_source_never_reads_does_not_fail_its_page(
+    gh_tracker, github
+):
+    """A page of issues is read into the fields the source uses (sources.github.ISSUES_PAGE):
+    what it never reads is skipped unread, so an odd deep structure there (within what the
+    parser itself can skip) no longer fails the whole page; nesting in a field it reads still
+    does."""
+    github.add_issue("vllm-project/vllm", "seed")
+    tracker = gh_tracker({"http": {"max_retries": 0}})
+    assert tracker.once() == 0
+    odd = github.add_issue("vllm-project/vllm", "Qwen3 support")
+    deep: object = [1]
+    for _ in range(MAX_DEPTH + 10):
+        deep = {"a": deep}
+    odd["reactions"] = deep
+    assert tracker.once() == 0
+    assert tracker.sql("SELECT title FROM event ORDER BY id")[-1] == ("Qwen3 support",)
+    github.add_issue("vllm-project/vllm", "Qwen3 again")["pull_request"] = deep
+    assert tracker.once() == 1
+    error = tracker.sql("SELECT last_error FROM source_state")[0][0]
+    assert error.endswith(f"nested deeper than {MAX_DEPTH} levels"), error
+
+
+def test_the_depth_limit_of_a_page_read_into_its_shape_counts_what_the_source_keeps():
+    """The limit is checked on what a shaped read keeps (the fields the source reads, with
+    its Structs counted as objects), the same as a walk of every node of those fields. An
+    answer the compiled decoder refuses (a lone surrogate) is read whole by ``json.loads`` and
+    checked whole, as before, then put in the same shape."""
+    from mrt_engine.sources.github import ISSUES_PAGE, Issue
+
+    rng = random.Random(5)
+    for _ in range(1500):
+        value = _random_json(rng, rng.randrange(8))
+        kept = [{"number": 1, "title": value}]
+        page = [{"number": 1, "title": value, "ignored": [[[[value]]]]}]
+        refused_whole = {**page[0], "odd": "\ud800"}
+        for data, checked in (
+            (json.dumps(page).encode(), kept),
+            (json.dumps([refused_whole]), [refused_whole]),
+        ):
+            for limit in (2, 3, 5, 8):
+                too_deep = _deeper_by_walking_every_node(checked, limit)
+                try:
+                    read = parse_json(data, max_depth=limit, shape=ISSUES_PAGE)
+                except UntrustedJsonError:
+                    assert too_deep, (checked, limit)
+                    continue
+                assert not too_deep, (checked, limit)
+                assert read == [Issue(number=1, title=value)]

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
+import msgspec
 from pydantic import AfterValidator, Field, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -48,12 +49,53 @@ from mrt_engine.sources.github_refs import (
 from mrt_engine.sources.validators import ApiBase
 from mrt_engine.text import body_text, line_excerpt
 from mrt_engine.timeutil import github_time, parse_upstream, parse_when
+from mrt_engine.untrusted_json import Shape
 
 DEFAULT_API = "https://api.github.com"
 _REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 EMPTY_REPO_MARGIN = timedelta(minutes=10)
 ISSUE_KEY = keyed_by("number")  # the upstream id a quarantined issue is known by
 _REQUIRED = (("number", int), ("title", str), ("html_url", str), ("state", str))
+
+# Any JSON value but an object, in a msgspec union with a Struct that reads objects.
+_NOT_OBJECT = None | bool | int | float | str | list[Any]
+
+
+class _User(msgspec.Struct):
+    login: Any = None
+
+
+class _Label(msgspec.Struct):
+    name: Any = None
+
+
+class Issue(msgspec.Struct):
+    """The fields of an issue object (``GET /repos/{owner}/{repo}/issues``) that the source
+    reads; each holds whatever JSON came (``None`` when absent), checked by the source."""
+
+    number: Any = None
+    title: Any = None
+    html_url: Any = None
+    state: Any = None
+    user: _User | _NOT_OBJECT = None
+    labels: list[_Label | _NOT_OBJECT] | bool | int | float | str | dict[str, Any] | None = None
+    body: Any = None
+    created_at: Any = None
+    updated_at: Any = None
+    closed_at: Any = None
+    pull_request: Any = None
+    state_reason: Any = None
+    draft: Any = None
+
+
+# A page of issues as the source reads it: a list of issue objects (anything else in it is one
+# bad item), or anything else (an error object, say), which fails the page as before.
+ISSUES_PAGE = Shape(
+    list[Issue | _NOT_OBJECT] | dict[str, Any] | None | bool | int | float | str,
+    Issue,
+    _User,
+    _Label,
+)
 
 
 class GitHubMonitor(StrictModel):
@@ -212,7 +254,7 @@ class GitHubIssues(Source):
 
     def _page_items(self, fetched: Any) -> list[Any]:
         """The items of one page; each is checked on its own (:meth:`_normalise`)."""
-        data = fetched.json()
+        data = fetched.json(ISSUES_PAGE)
         if isinstance(data, dict) and "message" in data:
             expect(
                 False,
@@ -225,9 +267,9 @@ class GitHubIssues(Source):
         self, item: Any, now: datetime, http: PollSession
     ) -> tuple[datetime, list[TrackerEvent]]:
         """One issue object, checked: its ``updated_at`` (for the cursor) and its events."""
-        expect(isinstance(item, dict), "expected each issue to be an object")
+        expect(isinstance(item, Issue), "expected each issue to be an object")
         for key, kind in _REQUIRED:
-            value = item.get(key)
+            value = getattr(item, key)
             if not isinstance(value, kind):  # the message only then: this runs for every item
                 expect(False, f"issue object without a valid {key!r} (got {type(value).__name__})")
         updated = _time(item, "updated_at")
@@ -237,37 +279,39 @@ class GitHubIssues(Source):
     # ------------------------------------------------------------------ normalise
     def item_events(
         self,
-        item: dict[str, Any],
+        item: Issue | dict[str, Any],
         now: datetime,
         http: PollSession | None = None,
         *,
         created: datetime | None = None,
     ) -> list[TrackerEvent]:
         """The events one issue/PR object stands for, for this source's kind (``created``: its
-        ``created_at`` when the caller parsed it already)."""
-        pull = item.get("pull_request")
+        ``created_at`` when the caller parsed it already). ``item``: as a page is read
+        (:data:`ISSUES_PAGE`), or as ``json.loads`` reads it."""
+        if isinstance(item, dict):
+            item = ISSUES_PAGE.convert([item])[0]
+        pull = item.pull_request
         is_pr = isinstance(pull, dict)
         if is_pr != (self.kind == "pulls"):
             return []
         if created is None:
             created = _time(item, "created_at")
-        number = item["number"]
+        number = item.number
         labels = _labels(item)
-        user = item.get("user")
-        if not isinstance(user, dict):
-            user = {}
-        body = item.get("body")
+        user = item.user
+        login = user.login if isinstance(user, _User) else None
+        body = item.body
         body = body_text(body if isinstance(body, str) else "")
-        closed_at = parse_upstream(item.get("closed_at"))
+        closed_at = parse_upstream(item.closed_at)
         common: dict[str, Any] = {
             "source": "github",
             "source_key": self.key,
             "resource_id": self.repo,
-            "title": item["title"],
+            "title": item.title,
             "summary": line_excerpt(body, self.settings.body_excerpt_chars),
             "body": body,
-            "url": item["html_url"],
-            "author": str(user.get("login") or ""),
+            "url": item.html_url,
+            "author": str(login or ""),
             "labels": labels,
             "observed_at": now,
             "raw": _compact(item),
@@ -280,7 +324,7 @@ class GitHubIssues(Source):
                     event_type="pr_opened", event_id=str(number), occurred_at=created, **common
                 )
             )
-            if item["state"] == "closed":
+            if item.state == "closed":
                 merged_at = self._merged_at(pull, http)
                 if merged_at is not None:
                     events.append(
@@ -307,7 +351,7 @@ class GitHubIssues(Source):
                     event_type="issue_opened", event_id=str(number), occurred_at=created, **common
                 )
             )
-            if item["state"] == "closed":
+            if item.state == "closed":
                 events.append(
                     TrackerEvent(
                         event_type="issue_closed",
@@ -330,24 +374,24 @@ class GitHubIssues(Source):
         return parse_upstream(detail.get("merged_at"))
 
 
-def _time(item: dict[str, Any], key: str) -> datetime:
-    value = parse_upstream(item.get(key))
+def _time(item: Issue, key: str) -> datetime:
+    value = parse_upstream(getattr(item, key))
     if value is None:
         expect(False, f"issue object without a valid {key!r} timestamp")
     assert value is not None
     return value
 
 
-def _labels(item: dict[str, Any]) -> tuple[str, ...]:
+def _labels(item: Issue) -> tuple[str, ...]:
     """The label names: GitHub sends a list of label objects (or, from some tools, names);
     anything else (a bare string would iterate into letters) is no label."""
-    found = item.get("labels")
+    found = item.labels
     if not isinstance(found, list):
         return ()
     names = []
     for label in found:  # a loop, not a generator: it runs for every item
-        if isinstance(label, dict):
-            name = label.get("name")
+        if isinstance(label, _Label):
+            name = label.name
             if isinstance(name, str):
                 names.append(name)
         elif isinstance(label, str):
@@ -355,18 +399,18 @@ def _labels(item: dict[str, Any]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _compact(item: dict[str, Any]) -> dict[str, Any]:
+def _compact(item: Issue) -> dict[str, Any]:
     """What trace needs beyond the event's columns (title, URL, author, labels, body): the
     issue's state and the times that decided its events and the cursor. No avatars, API URLs
     or counters that change without an event."""
-    pull = item.get("pull_request") if isinstance(item.get("pull_request"), dict) else None
+    pull = item.pull_request if isinstance(item.pull_request, dict) else None
     return {
-        "number": item.get("number"),
-        "state": item.get("state"),
-        "state_reason": item.get("state_reason"),
-        "draft": item.get("draft"),
-        "updated_at": item.get("updated_at"),
-        "closed_at": item.get("closed_at"),
+        "number": item.number,
+        "state": item.state,
+        "state_reason": item.state_reason,
+        "draft": item.draft,
+        "updated_at": item.updated_at,
+        "closed_at": item.closed_at,
         "merged_at": pull.get("merged_at") if pull else None,
     }
 

@@ -5,10 +5,11 @@ sources whose answers come from an ``httpx.MockTransport`` that speaks the GitHu
 (``GET /repos/{owner}/{repo}/issues?state=all&sort=updated&direction=asc&since=T``: pages of
 ``per_page`` whole issue objects as api.github.com returns them, ``since`` inclusive, ``Link``
 pagination to ``/repositories/{id}/issues?...&page=N``, an ETag and ``x-ratelimit-*`` headers).
-Everything a poll does is timed: the request through ``HttpClient``, JSON parsing and its depth
-check, validation and normalisation of each issue, fingerprints, dedupe within the answer and
-against the store, 20 rules, row building, and the one transaction per poll that writes events,
-rule hits, alerts, outbox rows, the cursor (``source_state``) and the poll's ``poll_metric`` row.
+Everything a poll does is timed: the request through ``HttpClient``, JSON parsing (into the
+fields the source reads) and its depth check, validation and normalisation of each issue,
+fingerprints, dedupe within the answer and against the store, 20 rules, row building, and the
+one transaction per poll that writes events, rule hits, alerts, outbox rows, the alerts'
+incidents, the cursor (``source_state``) and the poll's ``poll_metric`` row.
 The answers are encoded before the clock starts (a real upstream encodes on its own machine).
 
 Each poll reads one page (``--pages-per-poll``), so one transaction per page, and the next poll
@@ -19,12 +20,33 @@ rule terms, every event hitting several rules (the worst case for rules and for 
 ``--workers 1,2`` runs once per worker count: with N workers the issues are split between N
 repositories, each polled by its own thread, as the engine's poll workers poll several sources.
 
-The executemany side then inserts the very rows each poll committed (read back from the
-pipeline's store, poll by poll) into a fresh store of the same schema with the same PRAGMAs
-(``store.db.PRAGMAS``), one transaction per poll: events, rule hits, alerts, deliveries, the
-``source_state`` update and the ``poll_metric`` row, each table with one ``executemany``. It runs
-right after the pipeline run it copies, so both see the same machine load. Prints JSON; ratio =
-pipeline events/s / executemany events/s (wall clock; ``cpu_ratio`` the same in process CPU).
+The executemany side inserts the very rows each poll committed (read back from the pipeline's
+store, poll by poll) into a fresh store of the same schema with the same PRAGMAs
+(``store.db.PRAGMAS``), one transaction per poll: events, their search index rows, rule hits,
+alerts, deliveries, the incidents the poll opened or moved on (one upsert each, as it stands
+after the poll) and their timeline rows, the ``source_state`` update and the ``poll_metric``
+row, each table with one ``executemany``. Both stores must end up holding the same rows.
+
+With one worker the two sides are interleaved: the rows of every ten polls are written by the
+executemany side right after them (reading them back is off both clocks), so both sides meet
+the same machine load and the same store size, and a burst of another process's work or a WAL
+checkpoint lands on both alike, while each runs mostly with its own data in the CPU's caches
+(``executemany_after_*``: the same rows written again after the run, not interleaved). (Before, the whole pipeline run came first and the executemany
+run after it, 20 s apart on a shared machine: one run in three read 0.52 against 0.65; and the
+executemany side left out the incident rows the pipeline commits.) With more workers the
+executemany side runs after the whole pipeline run. Prints JSON; ratio = pipeline events/s /
+executemany events/s (wall clock; ``cpu_ratio`` the same in process CPU).
+
+Two workers poll no faster than one (issue 9 asked why). Of a poll's instructions about a third
+are SQLite's (callgrind: ~29M of ~80M a poll), the only part that runs without the GIL; the
+rest (HTTP, JSON, rules, rows, and the Python between SQLite calls) runs one thread at a time.
+SQLite takes one writer at a time, and about two thirds of a poll (its transaction) runs under
+that lock, while ``executemany`` hands the GIL back and takes it again around every row, so a
+writer waits for the other thread's Python once per row. And each worker has its own
+connection, whose page cache SQLite empties whenever another connection has committed: every
+transaction of a two-worker run starts cold (10 000 issues: 41k page reads against 16k with one
+worker, 2.9k futex calls against 64, 16% more CPU). On a machine with two cores shared with
+other work that adds up to no gain.
 
 Both sides commit with the store's own settings (WAL, ``synchronous=normal``: a commit waits
 for no fsync; the WAL is synced at checkpoints), so the ratio is mostly the CPU a poll's rows
@@ -51,6 +73,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -430,12 +453,20 @@ def twenty_rules() -> list[RuleConfig]:
 
 
 def run_pipeline(
-    db: Path, items: list[dict], page: int, pages_per_poll: int, workers: int
+    db: Path,
+    items: list[dict],
+    page: int,
+    pages_per_poll: int,
+    workers: int,
+    after_poll: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Poll every repository until its cursor reaches its newest issue: one thread a repository.
 
-    Returns the wall and CPU seconds, the polls and the requests made.
+    ``after_poll`` (one worker only) runs after each poll, off the clock: the executemany side
+    writing that poll's rows, interleaved. Returns the wall and CPU seconds of the polls, the
+    polls and the requests made.
     """
+    assert after_poll is None or workers == 1
     repos = {
         ("vllm-project/vllm" if w == 0 else f"vllm-project/vllm-{w}"): items[w::workers]
         for w in range(workers)
@@ -470,16 +501,25 @@ def run_pipeline(
     )
     polls = [0] * workers
     failures: list[str] = []
+    spent = [0.0, 0.0]  # interleaved: the wall and CPU seconds of the polls alone
 
     def poll(worker: int, repo: str) -> None:
         source = GitHubIssues(repo, "issues", settings, None, 300)
         try:
             while True:
-                outcome = pipeline.poll(source)
+                if after_poll is None:
+                    outcome = pipeline.poll(source)
+                else:
+                    cpu, start = time.process_time(), time.perf_counter()
+                    outcome = pipeline.poll(source)
+                    spent[0] += time.perf_counter() - start
+                    spent[1] += time.process_time() - cpu
                 polls[worker] += 1
                 if outcome.status != "ok":
                     failures.append(f"{source.key}: {outcome.status}: {outcome.error}")
                     return
+                if after_poll is not None:
+                    after_poll()
                 if outcome.events_new == 0:  # only the newest issue again: caught up
                     return
         finally:
@@ -500,52 +540,9 @@ def run_pipeline(
         store.close()
     if failures:
         raise SystemExit(f"a poll failed: {failures[0]}")
+    if after_poll is not None:
+        elapsed, cpu = spent
     return {"seconds": elapsed, "cpu": cpu, "polls": sum(polls), "requests": api.requests}
-
-
-def _rows(conn: sqlite3.Connection, table: str) -> tuple[list[str], list[tuple]]:
-    cursor = conn.execute(f"SELECT * FROM {table} ORDER BY rowid")
-    return [d[0] for d in cursor.description], cursor.fetchall()
-
-
-def committed_polls(db: Path) -> tuple[list[dict[str, Any]], list[tuple], list[str]]:
-    """What each poll committed, in commit order, read back from the pipeline's store.
-
-    Ids are given under the write lock, so each poll's events, alerts and metric row come in id
-    order, poll after poll; a poll's share of events is its metric's ``events_new``.
-    """
-    conn = sqlite3.connect(db)
-    columns, metrics = _rows(conn, "poll_metric")
-    new_at = columns.index("events_new")
-    _, events = _rows(conn, "event")
-    _, hit_rows = _rows(conn, "rule_hit")
-    _, alert_rows = _rows(conn, "alert")
-    _, delivery_rows = _rows(conn, "delivery")
-    state_columns, states = _rows(conn, "source_state")
-    conn.close()
-    hits: dict[int, list[tuple]] = {}
-    for row in hit_rows:
-        hits.setdefault(row[1], []).append(row)
-    alerts = {row[1]: row for row in alert_rows}
-    deliveries: dict[int, list[tuple]] = {}
-    for row in delivery_rows:
-        deliveries.setdefault(row[1], []).append(row)
-    polls, at = [], 0
-    for metric in metrics:
-        mine = events[at : at + metric[new_at]]
-        at += metric[new_at]
-        mine_alerts = [alerts[e[0]] for e in mine if e[0] in alerts]
-        polls.append(
-            {
-                "event": mine,
-                "rule_hit": [h for e in mine for h in hits.get(e[0], ())],
-                "alert": mine_alerts,
-                "delivery": [d for a in mine_alerts for d in deliveries.get(a[0], ())],
-                "metric": metric,
-            }
-        )
-    assert at == len(events), (at, len(events))
-    return polls, states, state_columns
 
 
 # The columns a successful poll sets (pipeline.Pipeline._commit), then the row's key and version.
@@ -556,76 +553,214 @@ _STATE_UPDATE = (
     " rate_limit_remaining = ?, rate_limit_reset_at = ?, version = version + 1, updated_at = ?"
     " WHERE source_key = ? AND version = ?"
 )
+# An incident as it stands after a poll: new, or its counts and last sighting moved on.
+_INCIDENT_UPSERT = (
+    "INSERT INTO incident VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET"
+    " last_seen_at = excluded.last_seen_at, events = excluded.events, sources = excluded.sources"
+)
+# The tables of a poll's rows, in the order the executemany side inserts them (references first).
+_POLL_TABLES = ("event", "event_search", "rule_hit", "alert", "delivery", "incident")
+_POLL_TABLES += ("incident_event",)
 
 
-def run_executemany(source_db: Path, target_db: Path) -> dict[str, Any]:
-    """The rows of every poll of ``source_db``, one ``executemany`` a table, one transaction a
-    poll, into a fresh store with the store's PRAGMAs."""
-    polls, states, state_columns = committed_polls(source_db)
-    conn = sqlite3.connect(target_db, isolation_level=None)
-    migrations.migrate(conn)
-    for name, value in PRAGMAS.items():
-        conn.execute(f"PRAGMA {name} = {value}")
-    # The state rows as ensure_state leaves them before the first poll, then each poll's update.
-    state = {
-        row[state_columns.index("source_key")]: dict(zip(state_columns, row, strict=True))
-        for row in states
-    }
-    for key, row in state.items():
-        conn.execute(
-            "INSERT INTO source_state (source_key, platform, updated_at, next_poll_at)"
-            " VALUES (?, ?, ?, ?)",
-            (key, row["platform"], row["updated_at"], row["updated_at"]),
+class CommittedPolls:
+    """What each poll committed, read back from the pipeline's store in commit order, as rows
+    to insert: events, their search index rows, rule hits, alerts, deliveries, incidents (as
+    they stand after the poll) and their events, the state update and the metric row.
+
+    Ids are given under the write lock, so each poll's events, alerts and metric row come in id
+    order, poll after poll; a poll's share of events is its metric's ``events_new``. Each call
+    of :meth:`take` returns the polls committed since the one before.
+    """
+
+    def __init__(self, db: Path) -> None:
+        self.conn = sqlite3.connect(db, check_same_thread=False)
+        self.marks = {"event": 0, "alert": 0, "poll_metric": 0}
+        self.incidents: dict[int, list] = {}  # each incident's row as it stands
+        self.versions: dict[str, int] = {}
+        columns = [row[1] for row in self.conn.execute("PRAGMA table_info(event)")]
+        self.title = columns.index("title")
+        self.new_at = [r[1] for r in self.conn.execute("PRAGMA table_info(poll_metric)")].index(
+            "events_new"
         )
-    versions = dict.fromkeys(state, 0)
-    # The Events filter's word index gets each event's folded title, as write_batch writes it
-    # (folded beforehand, as the pipeline folds it in prepare_batch, outside its transaction).
-    title = [row[1] for row in conn.execute("PRAGMA table_info(event)")].index("title")
-    for poll in polls:
-        poll["event_search"] = [(row[0], indexed_text(row[title])) for row in poll["event"]]
-    statements = {"event_search": "INSERT INTO event_search (rowid, title) VALUES (?, ?)"}
-    metric_sql = None
-    for poll in polls:
-        for name in ("event", "rule_hit", "alert", "delivery"):
-            if poll[name] and name not in statements:
-                statements[name] = (
-                    f"INSERT INTO {name} VALUES ({','.join('?' * len(poll[name][0]))})"
-                )
-        metric_sql = f"INSERT INTO poll_metric VALUES ({','.join('?' * len(poll['metric']))})"
-    work = []
-    for poll in polls:
-        metric = poll["metric"]
-        key = metric[1]
-        row = state[key]
-        update = (
-            row["cursor"],
-            row["etag"],
-            row["last_modified"],
-            row["validated_url"],
-            row["baseline_at"],
-            metric[2],
-            metric[3],
-            row["next_poll_at"],
-            row["rate_limit_remaining"],
-            row["rate_limit_reset_at"],
-            metric[3],
-            key,
-            versions[key],
-        )
-        versions[key] += 1
-        work.append((poll, update, metric))
-    cpu, start = time.process_time(), time.perf_counter()
-    for poll, update, metric in work:
-        conn.execute("BEGIN IMMEDIATE")
-        for name in ("event", "event_search", "rule_hit", "alert", "delivery"):
-            if poll[name]:
-                conn.executemany(statements[name], poll[name])
-        conn.executemany(_STATE_UPDATE, [update])
-        conn.executemany(metric_sql, [metric])
-        conn.execute("COMMIT")
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    conn.close()
-    return {"seconds": elapsed, "cpu": cpu}
+
+    def _after(self, table: str, column: str, mark: str) -> list[tuple]:
+        return self.conn.execute(
+            f"SELECT * FROM {table} WHERE {column} > ? ORDER BY rowid", (self.marks[mark],)
+        ).fetchall()
+
+    def take(self) -> list[dict[str, Any]]:
+        """The polls committed since the last call, each a dict of rows by table."""
+        metrics = self._after("poll_metric", "id", "poll_metric")
+        events = self._after("event", "id", "event")
+        hits: dict[int, list[tuple]] = {}
+        for row in self._after("rule_hit", "event_id", "event"):
+            hits.setdefault(row[1], []).append(row)
+        alert_rows = self._after("alert", "id", "alert")
+        alerts = {row[1]: row for row in alert_rows}
+        deliveries: dict[int, list[tuple]] = {}
+        for row in self._after("delivery", "alert_id", "alert"):
+            deliveries.setdefault(row[1], []).append(row)
+        linked = {row[0]: row for row in self._after("incident_event", "event_id", "event")}
+        started = list({row[1] for row in linked.values()} - self.incidents.keys())
+        for row in self.conn.execute(
+            f"SELECT * FROM incident WHERE id IN ({','.join('?' * len(started))})", started
+        ):  # the incidents these polls opened: what does not change after (family, name, first)
+            self.incidents[row[0]] = list(row)
+        states = {
+            row[0]: row
+            for row in self.conn.execute(
+                "SELECT source_key, cursor, etag, last_modified, validated_url, baseline_at,"
+                " next_poll_at, rate_limit_remaining, rate_limit_reset_at FROM source_state"
+            )
+        }
+        polls, at = [], 0
+        for metric in metrics:
+            mine = events[at : at + metric[self.new_at]]
+            at += metric[self.new_at]
+            mine_alerts = [alerts[e[0]] for e in mine if e[0] in alerts]
+            mine_linked = [linked[e[0]] for e in mine if e[0] in linked]
+            touched: dict[int, tuple] = {}
+            for _, incident_id, _, _, seen_at, position, source_position, _ in mine_linked:
+                incident = self.incidents[incident_id]
+                incident[6:9] = seen_at, position, source_position  # last_seen_at, counts
+                touched[incident_id] = tuple(incident)
+            key = metric[1]
+            _, *state = states[key]
+            version = self.versions.get(key, 0)
+            self.versions[key] = version + 1
+            polls.append(
+                {
+                    "event": mine,
+                    "event_search": [(e[0], indexed_text(e[self.title])) for e in mine],
+                    "rule_hit": [h for e in mine for h in hits.get(e[0], ())],
+                    "alert": mine_alerts,
+                    "delivery": [d for a in mine_alerts for d in deliveries.get(a[0], ())],
+                    "incident": list(touched.values()),
+                    "incident_event": mine_linked,
+                    # The state columns a poll sets, as the state row has them now.
+                    "state": (
+                        *state[:5],
+                        metric[2],
+                        metric[3],
+                        *state[5:],
+                        metric[3],
+                        key,
+                        version,
+                    ),
+                    "metric": metric,
+                }
+            )
+        assert at == len(events), (at, len(events))
+        if metrics:
+            self.marks["poll_metric"] = metrics[-1][0]
+        if events:
+            self.marks["event"] = events[-1][0]
+        if alert_rows:
+            self.marks["alert"] = alert_rows[-1][0]
+        return polls
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Executemany:
+    """The executemany side: a fresh store of the same schema with the store's PRAGMAs, where
+    each poll's rows go in one transaction, one ``executemany`` a table."""
+
+    def __init__(self, target_db: Path, source_db: Path) -> None:
+        self.conn = sqlite3.connect(target_db, isolation_level=None, check_same_thread=False)
+        migrations.migrate(self.conn)
+        for name, value in PRAGMAS.items():
+            self.conn.execute(f"PRAGMA {name} = {value}")
+        # The state rows as ensure_state leaves them before the first poll.
+        source = sqlite3.connect(source_db)
+        for row in source.execute("SELECT source_key, platform, updated_at FROM source_state"):
+            self.conn.execute(
+                "INSERT INTO source_state (source_key, platform, updated_at, next_poll_at)"
+                " VALUES (?, ?, ?, ?)",
+                (*row, row[2]),
+            )
+        source.close()
+        self.statements = {
+            "event_search": "INSERT INTO event_search (rowid, title) VALUES (?, ?)",
+            "incident": _INCIDENT_UPSERT,
+        }
+        self.seconds = self.cpu = 0.0
+
+    def write(self, polls: list[dict[str, Any]]) -> None:
+        """Insert the rows of ``polls``, one transaction a poll (timed: the transactions only)."""
+        for poll in polls:
+            for name in (*_POLL_TABLES, "metric"):
+                table = "poll_metric" if name == "metric" else name
+                if name not in self.statements and poll[name]:
+                    row = poll[name] if name == "metric" else poll[name][0]
+                    marks = ",".join("?" * len(row))
+                    self.statements[name] = f"INSERT INTO {table} VALUES ({marks})"
+        conn, statements = self.conn, self.statements
+        cpu, start = time.process_time(), time.perf_counter()
+        for poll in polls:
+            conn.execute("BEGIN IMMEDIATE")
+            for name in _POLL_TABLES:
+                if poll[name]:
+                    conn.executemany(statements[name], poll[name])
+            conn.executemany(_STATE_UPDATE, [poll["state"]])
+            conn.executemany(statements["metric"], [poll["metric"]])
+            conn.execute("COMMIT")
+        self.seconds += time.perf_counter() - start
+        self.cpu += time.process_time() - cpu
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# With one worker, the executemany side writes the rows of every this many polls right after
+# them: often enough that both sides meet the same machine load (a few tenths of a second
+# apart), seldom enough that each side runs mostly with its own data in the CPU's caches.
+INTERLEAVE_POLLS = 10
+
+
+def run_both(
+    folder: Path, items: list[dict], page: int, pages_per_poll: int, workers: int
+) -> tuple[dict[str, Any], dict[str, Any], Path, Path]:
+    """The pipeline run and the executemany side of its rows: with one worker, interleaved (the
+    rows of every :data:`INTERLEAVE_POLLS` polls written right after them, so both sides meet
+    the same machine load and stores of the same size); with more, after the whole run."""
+    ours = folder / f"pipeline-{workers}.sqlite3"
+    raw = folder / f"executemany-{workers}.sqlite3"
+    replay: CommittedPolls | None = None
+    executemany: Executemany | None = None
+
+    polls = 0
+
+    def after_poll() -> None:
+        nonlocal replay, executemany, polls
+        if replay is None:  # the state row exists once the first poll has run
+            replay, executemany = CommittedPolls(ours), Executemany(raw, ours)
+        polls += 1
+        if polls % INTERLEAVE_POLLS == 0:
+            assert executemany is not None
+            executemany.write(replay.take())
+
+    pipeline = run_pipeline(
+        ours, items, page, pages_per_poll, workers, after_poll if workers == 1 else None
+    )
+    if replay is None:
+        replay, executemany = CommittedPolls(ours), Executemany(raw, ours)
+    assert executemany is not None
+    executemany.write(replay.take())  # what is left (all of it, with more workers)
+    replay.close()
+    executemany.close()
+    figures = {"seconds": executemany.seconds, "cpu": executemany.cpu}
+    if workers == 1:  # the same rows again, all at once after the run: what interleaving costs
+        after = folder / "executemany-after.sqlite3"
+        again = Executemany(after, ours)
+        replay = CommittedPolls(ours)
+        again.write(replay.take())
+        replay.close()
+        again.close()
+        figures["after_seconds"], figures["after_cpu"] = again.seconds, again.cpu
+    return pipeline, figures, ours, raw
 
 
 def fsync_ms(folder: Path, times: int = 30) -> float:
@@ -644,12 +779,17 @@ def fsync_ms(folder: Path, times: int = 30) -> float:
     return sorted(spent)[times // 2] * 1000
 
 
+_COUNTED = ("event", "rule_hit", "alert", "delivery", "incident_event", "poll_metric")
+
+
 def counts(db: Path) -> dict[str, int]:
+    """Rows by table (and the incidents' rows as a hash: both sides must hold the same)."""
     conn = sqlite3.connect(db)
     found = {
         table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-        for table in ("event", "rule_hit", "alert", "delivery", "poll_metric")
+        for table in (*_COUNTED, "incident")
     }
+    found["incidents_as_stored"] = hash(tuple(conn.execute("SELECT * FROM incident ORDER BY id")))
     conn.close()
     return found
 
@@ -705,22 +845,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         disk_fsync_ms = fsync_ms(Path(folder))
         for workers in (int(w) for w in args.workers.split(",")):
-            ours = Path(folder) / f"pipeline-{workers}.sqlite3"
-            raw = Path(folder) / f"executemany-{workers}.sqlite3"
-            pipeline = run_pipeline(ours, items, args.page, args.pages_per_poll, workers)
-            executemany = run_executemany(ours, raw)
+            pipeline, executemany, ours, raw = run_both(
+                Path(folder), items, args.page, args.pages_per_poll, workers
+            )
             rows = counts(ours)
             assert rows == counts(raw), (rows, counts(raw))
             stored = rows["event"]
             runs.append(
                 {
                     "workers": workers,
+                    "interleaved": workers == 1,
                     "polls": pipeline["polls"],
                     "requests": pipeline["requests"],
                     "events": stored,
                     "rule_hits": rows["rule_hit"],
                     "alerts": rows["alert"],
                     "deliveries": rows["delivery"],
+                    "incident_events": rows["incident_event"],
                     "pipeline_seconds": round(pipeline["seconds"], 3),
                     "pipeline_cpu_seconds": round(pipeline["cpu"], 3),
                     "pipeline_events_per_s": round(stored / pipeline["seconds"]),
@@ -735,6 +876,14 @@ def main() -> None:
                     ),
                     "ratio": round(executemany["seconds"] / pipeline["seconds"], 3),
                     "cpu_ratio": round(executemany["cpu"] / pipeline["cpu"], 3),
+                    **(
+                        {  # the executemany side run again after the pipeline run, not interleaved
+                            "executemany_after_seconds": round(executemany["after_seconds"], 3),
+                            "executemany_after_cpu_seconds": round(executemany["after_cpu"], 3),
+                        }
+                        if "after_cpu" in executemany
+                        else {}
+                    ),
                 }
             )
             for path in Path(folder).iterdir():
