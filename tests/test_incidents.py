@@ -254,7 +254,8 @@ def test_ordinals_and_how_long_ago_read_naturally_in_english_and_chinese() -> No
     assert [ago(s, "zh") for s in (5, 600, 7200, 3 * 86400)] == [
         "刚刚", "10 分钟前", "2 小时前", "3 天前",
     ]  # fmt: skip
-    assert source_name("github:vllm-project/vllm:pulls") == "GitHub (vllm-project/vllm)"
+    assert source_name("github:vllm-project/vllm:pulls") == "GitHub (vllm-project/vllm PRs)"
+    assert source_name("github:vllm-project/vllm:issues") == "GitHub (vllm-project/vllm issues)"
     assert source_name("modelscope:deepseek-ai:models") == "ModelScope (deepseek-ai)"
 
 
@@ -276,7 +277,7 @@ def test_the_incidents_command_lists_each_incident_with_its_timeline(tracker, hf
     assert "DeepSeek-V3.2  [open]  2 sources, 2 events; first seen" in lines[0]
     assert "  1. " in lines[1] and "HuggingFace (deepseek-ai)  model_added" in lines[1]
     assert lines[1].endswith(": deepseek-ai/DeepSeek-V3.2-Exp")
-    assert "GitHub (vllm-project/vllm)  pr_opened" in lines[2]
+    assert "GitHub (vllm-project/vllm PRs)  pr_opened" in lines[2]
     assert "\x1b" not in text.stdout  # a title's terminal escapes never reach the terminal
 
     found = json.loads(t.cli("incidents", "--json").stdout)

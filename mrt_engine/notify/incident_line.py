@@ -51,10 +51,18 @@ class IncidentNote:
         return self.position == 1
 
 
+# A repository's sources are one per kind (its issues, its PRs, …): an incident counts each, so
+# its name says which (``GitHub (vllm-project/vllm PRs)``). Other platforms have one a resource.
+KIND_NAMES = {"issues": "issues", "pulls": "PRs", "releases": "releases", "tags": "tags"}
+
+
 def source_name(source_key: str) -> str:
-    """``HuggingFace (deepseek-ai)`` for ``huggingface:deepseek-ai:models``."""
+    """``HuggingFace (deepseek-ai)`` for ``huggingface:deepseek-ai:models``, ``GitHub
+    (vllm-project/vllm PRs)`` for ``github:vllm-project/vllm:pulls``."""
     platform, _, rest = source_key.partition(":")
-    what = rest.rsplit(":", 1)[0] if ":" in rest else rest
+    what, _, kind = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    if platform == "github" and kind in KIND_NAMES:
+        what = f"{what} {KIND_NAMES[kind]}"
     name = PLATFORM_NAMES.get(platform, platform)
     return clean_line(f"{name} ({what})" if what else name)
 
