@@ -384,3 +384,24 @@ def test_preview_of_an_alert_not_routed_to_slack_shows_the_thread_it_would_join(
     done = t.cli("preview", "--channel", "slack", f"event:{event_id}")
     assert done.returncode == 0, done.stderr
     assert f'"thread_ts": "{root.ts}"' in done.stdout
+
+
+def test_an_error_code_that_echoes_the_token_is_redacted_before_it_is_cut(tracker, hf, slack):
+    """The error code is cut to 80 characters: a token cut there must still be redacted (the
+    cut used to come first, leaving the token's start in the middle of the recorded error)."""
+    t = tracker()
+    assert t.once() == 0
+    hf.put_model("deepseek-ai/DeepSeek-V3.2-Exp")
+    pad = "x" * 45  # the token starts at about the 60th character of the code: the cut is inside
+    slack.inject(
+        Fault(
+            200,
+            echo='{"ok": false, "error": "invalid_auth_' + pad + ' {authorization} more"}',
+            path="/api/chat.postMessage",
+        )
+    )
+    run = t.cli("run", "--once", "--log-level", "debug")
+    [(error,)] = t.sql("SELECT error FROM attempt")
+    assert error.startswith("Slack code invalid_auth_x")
+    for shown in (error, run.stdout + run.stderr):
+        assert "xoxb-SECRET" not in shown and "xoxb-SECRE" not in shown

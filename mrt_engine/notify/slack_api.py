@@ -43,8 +43,7 @@ from mrt_engine.notify._post import Poster, preview_post
 from mrt_engine.notify.base import Channel, ChannelContext, Outgoing, SendResult
 from mrt_engine.notify.robot import RobotChannel, json_body
 from mrt_engine.notify.slack import SlackBlocks, SlackSettings
-from mrt_engine.secrets import Secret
-from mrt_engine.text import clean_line
+from mrt_engine.secrets import Secret, shorten
 
 KNOWN_CODES: dict[int | str, str] = {
     # The message: the same bytes fail again.
@@ -190,7 +189,8 @@ class SlackApiChannel(SlackBlocks, RobotChannel):
             return 0, ""
         if ok is not False:
             return None, ""
-        code = clean_line(str(answer.get("error") or ""))[:80] or "no error code"
+        # Redacted before it is cut (shorten): a secret cut in two is no longer recognised.
+        code = shorten(str(answer.get("error") or ""), 80) or "no error code"
         meta = answer.get("response_metadata")
         said = meta.get("messages") if isinstance(meta, dict) else None
         details = "; ".join(m for m in said if isinstance(m, str)) if isinstance(said, list) else ""
