@@ -336,21 +336,20 @@ class SentAttempts(_Kind):
 CLOSED_GROUP_DAYS = 31
 
 
-class ClosedGroups(_Kind):
-    """Group windows (``notice_group``) whose last message went out before the cutoff, in the
-    order of their last message (index range)."""
+class _UsedBefore(_Kind):
+    """Rows of ``table`` whose ``column`` (a time) is before the cutoff, in that time's order
+    (index range); a row whose time moved past the cutoff since the read is kept."""
 
-    table = "notice_group"
+    column = ""
     action = "delete"
-    what = "closed group windows"
 
     def find(self, store, position, limit, stopped):
         after_at, after_id = position or ("", 0)
+        table, column = self.table, self.column
         with store.read():
             rows = store.db.execute_sql(
-                "SELECT id, last_sent_at FROM notice_group WHERE last_sent_at >= ?"
-                " AND last_sent_at < ? AND NOT (last_sent_at = ? AND id <= ?)"
-                " ORDER BY last_sent_at, id LIMIT ?",
+                f"SELECT id, {column} FROM {table} WHERE {column} >= ? AND {column} < ?"
+                f" AND NOT ({column} = ? AND id <= ?) ORDER BY {column}, id LIMIT ?",
                 (after_at, self.cutoff, after_at, after_id, limit),
             ).fetchall()
         if rows:
@@ -361,40 +360,27 @@ class ClosedGroups(_Kind):
         changed = 0
         for marks, chunk in _in_chunks(ids):
             changed += db.execute_sql(
-                f"DELETE FROM notice_group WHERE id IN ({marks}) AND last_sent_at < ?",
+                f"DELETE FROM {self.table} WHERE id IN ({marks}) AND {self.column} < ?",
                 (*chunk, self.cutoff),
             ).rowcount
         return changed
 
 
-class UnusedAnswers(_Kind):
-    """The optional AI's answers (``ai_cache``) last used before the cutoff, in the order of
-    their last use (index range)."""
+class ClosedGroups(_UsedBefore):
+    """Group windows (``notice_group``) whose last message went out before the cutoff."""
+
+    table = "notice_group"
+    column = "last_sent_at"
+    what = "closed group windows"
+
+
+class UnusedAnswers(_UsedBefore):
+    """The optional AI's answers (``ai_cache``) last used before the cutoff (a use since the
+    read keeps the answer)."""
 
     table = "ai_cache"
-    action = "delete"
+    column = "used_at"
     what = "AI answers not used"
-
-    def find(self, store, position, limit, stopped):
-        after_at, after_id = position or ("", 0)
-        with store.read():
-            rows = store.db.execute_sql(
-                "SELECT id, used_at FROM ai_cache WHERE used_at >= ? AND used_at < ?"
-                " AND NOT (used_at = ? AND id <= ?) ORDER BY used_at, id LIMIT ?",
-                (after_at, self.cutoff, after_at, after_id, limit),
-            ).fetchall()
-        if rows:
-            position = (rows[-1][1], rows[-1][0])
-        return [r[0] for r in rows], position, len(rows) < limit
-
-    def apply(self, db, ids, position):
-        changed = 0
-        for marks, chunk in _in_chunks(ids):
-            changed += db.execute_sql(  # a use since the read keeps the answer
-                f"DELETE FROM ai_cache WHERE id IN ({marks}) AND used_at < ?",
-                (*chunk, self.cutoff),
-            ).rowcount
-        return changed
 
 
 def kinds(policy: RetentionPolicy, now: datetime) -> list[_Kind]:
