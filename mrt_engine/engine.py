@@ -38,6 +38,7 @@ from mrt_engine.incident_clusters import cluster_settings
 from mrt_engine.logs import log_context
 from mrt_engine.notify.base import Channel
 from mrt_engine.pipeline import Pipeline, PollOutcome, ensure_state, load_state
+from mrt_engine.poll_lane import PollLane
 from mrt_engine.poll_times import PollTimes, tick_for
 from mrt_engine.rules.matcher import RuleSet
 from mrt_engine.sd_notify import SystemdNotifier
@@ -482,13 +483,15 @@ class Engine:
         lane, while every other host's polls run on their own workers, on schedule. (With one
         shared pool, five repositories on a trickling host held every worker and no other
         source was polled.) More workers for one host would mostly wait for its request slots.
+        A lane runs its due polls on one thread while they are quick and spreads them over its
+        workers only when one is slow (:mod:`mrt_engine.poll_lane`).
         """
         if self.store is None:
             self.open()
         assert self.workers is not None
         executors: dict[str, Any] = {"default": SchedulerPool(1)}  # the control job
         for host, size in self.poll_lanes().items():
-            executors[_lane(host)] = SchedulerPool(size)
+            executors[_lane(host)] = PollLane(size, name=f"poll-{host}")
         scheduler = BackgroundScheduler(executors=executors, timezone="UTC")
         now = self.clock()
         phase = PollTimes.phase()  # one for all, so polls on the same ticks start together
