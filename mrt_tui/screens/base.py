@@ -19,13 +19,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 from textual.worker import WorkerState
 
 from mrt_engine.operations import OperationError
 from mrt_engine.store.db import StoreError
 from mrt_engine.wording import plural
 from mrt_tui.messages import ActionDone, Prefetched, RowsLoaded
+from mrt_tui.widgets.keys_footer import KeysFooter
 from mrt_tui.widgets.live_table import LiveTable
 
 REFRESH_SECONDS = 1.0
@@ -69,6 +70,7 @@ class LiveScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
+        self._table: LiveTable | None = None
         self.before_id: int | None = None
         self.after_id: int | None = None
         self._previous_before: int | None = None
@@ -81,20 +83,23 @@ class LiveScreen(Screen):
         self._paging: str | None = None
         self._beyond = 1  # how far past the window's edge the cursor went (rows)
         self.gate = ReadGate(self.REREAD_SECONDS)
-        self._bindings_state: tuple | None = None  # the keys' enabled state the footer shows
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="body"):
             yield Input(placeholder=self.FILTER_HELP, id="filter", classes="hidden")
-            yield LiveTable(self.COLUMNS, paged=self.PAGED, id="table")
+            yield self.table
             yield Static("", id="status")
         # the palette's keys (: and ctrl+p) are in the help; a footer entry would crowd out ? and q
-        yield Footer(show_command_palette=False)
+        yield KeysFooter(show_command_palette=False)
 
     @property
     def table(self) -> LiveTable:
-        return self.query_one(LiveTable)
+        """The view's table, made with the view: there before it is mounted (a key's
+        ``check_action`` may ask what is selected while the view is being built: nothing)."""
+        if self._table is None:
+            self._table = LiveTable(self.COLUMNS, paged=self.PAGED, id="table")
+        return self._table
 
     @property
     def session(self):
@@ -202,7 +207,7 @@ class LiveScreen(Screen):
         self.table.sync(lines, keep_key=keep)
         self._show_status(self.status_text(rows, message.extra))
         self.loaded(rows, message.extra)
-        self._refresh_bindings_if_changed()
+        self.refresh_bindings()  # a key may apply now, or no longer (the footer redraws if so)
         if self.PAGED and len(rows) >= self.page_size:
             oldest = min(int(self.key_of(r)) for r in rows)
             ahead = self._ahead
@@ -231,20 +236,6 @@ class LiveScreen(Screen):
             status.update(text, layout=False)
         except TypeError:  # a Textual before layout=False (0.86): it lays the screen out
             status.update(text)
-
-    def _refresh_bindings_if_changed(self) -> None:
-        """Refresh the footer only when one of this view's keys became enabled or disabled:
-        Textual rebuilds the whole footer (a layout of the screen) on every refresh, which
-        after every page would cost as much as painting the page."""
-        state = tuple(
-            self.check_action(binding.action, ())
-            for cls in type(self).__mro__
-            for binding in cls.__dict__.get("BINDINGS", ())
-            if isinstance(binding, Binding)
-        )
-        if state != self._bindings_state:
-            self._bindings_state = state
-            self.refresh_bindings()
 
     @work(thread=True, exclusive=True, group="prefetch")
     def _prefetch(self, before_id: int, filter_text: str) -> None:

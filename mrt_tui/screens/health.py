@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 from textual.worker import WorkerState
 
 from mrt_engine.operations import OperationError
@@ -29,6 +29,7 @@ from mrt_engine.wording import plural
 from mrt_tui import cells
 from mrt_tui.messages import ActionDone, HealthLoaded
 from mrt_tui.screens.base import ReadGate
+from mrt_tui.widgets.keys_footer import KeysFooter
 from mrt_tui.widgets.trend import Trend
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class HealthScreen(Screen):
             yield Static("Channels", id="channels-heading", classes="health-heading")
             yield Vertical(id="health-channels", classes="health-section")
         yield Static("", id="status")
-        yield Footer(show_command_palette=False)
+        yield KeysFooter(show_command_palette=False)
 
     @property
     def session(self):

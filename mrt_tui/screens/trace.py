@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from mrt_engine import operations, silences
 from mrt_engine.store import queries
@@ -20,6 +20,7 @@ from mrt_engine.wording import plural
 from mrt_tui import cells
 from mrt_tui.messages import ActionDone, RowsLoaded
 from mrt_tui.screens.base import ReadGate
+from mrt_tui.widgets.keys_footer import KeysFooter
 from mrt_tui.widgets.live_table import LiveTable
 
 
@@ -110,6 +111,7 @@ class TraceScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
+        self._table: LiveTable | None = None
         self.ref: str | None = None
         self.trace: queries.Trace | None = None
         self.statuses: dict[str, str] = {}
@@ -127,8 +129,8 @@ class TraceScreen(Screen):
                 yield Static(
                     "Select an event or a delivery and press enter, or press / here.", id="event"
                 )
-            yield LiveTable(self.COLUMNS, paged=False, id="table")
-        yield Footer(show_command_palette=False)
+            yield self.table
+        yield KeysFooter(show_command_palette=False)
 
     @property
     def session(self):
@@ -136,7 +138,11 @@ class TraceScreen(Screen):
 
     @property
     def table(self) -> LiveTable:
-        return self.query_one(LiveTable)
+        """The view's table, made with the view: there before it is mounted (a key's
+        ``check_action`` may ask what is selected while the view is being built: nothing)."""
+        if self._table is None:
+            self._table = LiveTable(self.COLUMNS, paged=False, id="table")
+        return self._table
 
     def on_screen_resume(self) -> None:
         ref = self.app.take_trace_ref()
