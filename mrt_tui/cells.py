@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from rich.cells import cell_len
 from rich.text import Text
 
 # Status is shown by glyph and word, never by colour alone.
@@ -48,6 +49,38 @@ def short_key(key: str) -> str:
 def text(value: object, style: str = "") -> Text:
     """Any value as literal text."""
     return Text("" if value is None else str(value), style=style, no_wrap=True, overflow="ellipsis")
+
+
+class BothEnds(Text):
+    """A cell whose end says as much as its start (a source's name ends with its kind: "GitHub
+    (vllm-project/vllm PRs)"): a column too narrow for it cuts its middle, not its end."""
+
+
+def both_ends(value: object, style: str = "") -> BothEnds:
+    return BothEnds("" if value is None else str(value), style=style, no_wrap=True)
+
+
+def cut_middle(cell: Text, width: int) -> Text:
+    """``cell`` in ``width`` cells: its start, an ellipsis, its end (the end gets the smaller
+    half; a wide character counts as the two cells it takes)."""
+    plain = cell.plain
+    if cell_len(plain) <= width:
+        return cell
+    if width < 1:
+        return Text("")
+    tail_room = (width - 1) // 2
+    head_room = width - 1 - tail_room
+    head = len(plain)
+    while head and cell_len(plain[:head]) > head_room:
+        head -= 1
+    tail = 0
+    while tail < len(plain) - head and cell_len(plain[len(plain) - tail - 1 :]) <= tail_room:
+        tail += 1
+    out = cell[:head]
+    out.append("…")
+    if tail:
+        out.append_text(cell[len(plain) - tail :])
+    return out
 
 
 class Whole(Text):

@@ -3,6 +3,8 @@ enter drills to an event's trace."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 # The console fixture (a test parameter of the same name: F811) and its helpers.
@@ -71,3 +73,23 @@ def test_the_command_palette_goes_to_the_incidents_view(console):  # noqa: F811
             assert isinstance(app.screen, IncidentsScreen)
 
     run(scenario())
+
+
+def test_a_source_name_too_long_for_its_column_keeps_its_kind(console):  # noqa: F811
+    # A repository's issues and its PRs are two sources of an incident: cut at the end, both
+    # showed as "GitHub (vllm-project/vll…" and looked like one.
+    session = console(with_incidents=True)
+    seen = {}
+
+    async def scenario():
+        app = MrtApp(session, theme="mrt-dark", remember=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("8")
+            await settle(pilot)
+            table = app.screen.table
+            seen["lines"] = [table.render_line(y).text for y in range(1, table.row_count + 1)]
+
+    run(scenario())
+    sources = {m[0] for line in seen["lines"] if (m := re.search(r"GitHub \(.*?\)", line))}
+    assert sources == {"GitHub (vllm…vllm issues)", "GitHub (vllm…ct/vllm PRs)"}

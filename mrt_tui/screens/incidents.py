@@ -78,7 +78,7 @@ class IncidentsScreen(LiveScreen):
         mark = "+" if entry.new_source else " "
         return [
             cells.when(entry.seen_at, now),
-            cells.text(f"{mark}{entry.source}"),
+            cells.both_ends(f"{mark}{entry.source}"),
             cells.text(f"  {entry.position}. {headline(entry.event_type)}: {entry.title}"),
         ]
 

@@ -15,6 +15,8 @@ from rich.segment import Segment
 from rich.text import Text
 from textual.strip import Strip
 
+from mrt_tui.cells import BothEnds, cut_middle
+
 PADDING = 1  # blank cells on each side of a column
 
 
@@ -54,7 +56,10 @@ def row_line(columns: Sequence[Column], cells: Sequence[Text], console: Console)
     for column, cell in zip(columns, cells, strict=True):
         piece = one_line(cell)
         length = piece.cell_len
-        if length > column.width:
+        if length > column.width and isinstance(cell, BothEnds):
+            piece = cut_middle(piece, column.width)
+            length = piece.cell_len
+        elif length > column.width:
             piece = piece.copy()
             piece.truncate(column.width, overflow=cell.overflow or "ellipsis")
             length = piece.cell_len
