@@ -39,9 +39,9 @@ class KeysFooter(Footer):
                 binding.action,
                 enabled,
                 tooltip,
-                binding.group,
+                getattr(binding, "group", None),  # (Textual 0.86 has no groups)
             )
             for _node, binding, enabled, tooltip in self.screen.active_bindings.values()
             if binding.show
         )
-        return keys, self.compact, self.show_command_palette, self.combine_groups
+        return keys, self.compact, self.show_command_palette, getattr(self, "combine_groups", None)
