@@ -164,12 +164,12 @@ class MrtApp(App):
     def _keep_settled_view(self, screen) -> None:
         """A view is built on its first visit and kept for the console's life. Once it has been
         on screen for a whole tick with no read running (its first read shown, its footer
-        settled), what it built
-        (~20,000 objects for a list view, ~70,000 for Health) is frozen out of the garbage
-        collector's sight, as start-up's is: unfrozen, every view visited made each full
-        collection longer (160-200 ms after visiting all eight on a year's store, paid by
-        whichever key press triggered one). Young garbage is collected first, so little
-        garbage is frozen with it (a frozen cycle is only freed at exit, when all is unfrozen)."""
+        settled), what it built (~20,000 objects for a list view, ~70,000 for Health) is frozen
+        out of the garbage collector's sight, as start-up's is: unfrozen, every view visited
+        made each full collection longer (160-200 ms after visiting all eight on a year's
+        store, paid by whichever key press triggered one). Young garbage is collected first,
+        so little garbage is frozen with it (a frozen cycle is freed at exit, when all is
+        unfrozen)."""
         mode = self.current_mode
         if mode in self._kept_modes:
             return
